@@ -1,0 +1,40 @@
+# Two entry points (see README): `make demo` and `make test`. Everything else is set-up they call.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# pip finds the CPU build of torch on machines that ship it in their wheel folder; elsewhere set
+# TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" to keep CUDA packages off a CPU box.
+TORCH_PIP_ARGS ?=
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export COBUY_DATA_DIR ?= $(CURDIR)/data
+export GX_ANALYTICS_ENABLED := false
+export HF_HUB_OFFLINE := 1
+export MLFLOW_ENABLE_TELEMETRY := false
+export DO_NOT_TRACK := 1
+
+.PHONY: install demo test benchmark dev clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) torch==2.13.0 uv
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME)
+	cp infra/local/dagster.yaml $@
+
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster job execute -m orchestration.definitions -j full_pipeline
+
+test: install
+	$(VENV)/bin/python -m pytest -q
+
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(VENV)/bin/dagster dev -m orchestration.definitions
+
+clean:
+	rm -rf $(VENV) .dagster_home data

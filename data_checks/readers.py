@@ -1,0 +1,248 @@
+"""Readers: one per real-world format, each returning the canonical tables (see ``schema``).
+
+Readers map columns and parse values; they never drop rows. Values that cannot be parsed become
+missing and the cleaning rules quarantine those rows with a reason. Structural problems (missing
+file or column, wrong delimiter, undecodable bytes, empty file) raise :class:`InputFileError`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data_checks.errors import InputFileError
+from data_checks.schema import (
+    INTERACTION_COLUMNS,
+    ITEM_COLUMNS,
+    OPTIONAL_INTERACTION_COLUMNS,
+    OPTIONAL_ITEM_COLUMNS,
+    conform,
+    empty_frame,
+)
+from data_checks.tables import first_data_row, id_strings, numbers, read_table, timestamps
+
+
+@dataclass
+class RawTables:
+    """What a reader returns: canonical ``interactions`` and ``items`` (items may be empty when the
+    source has no catalog; cleaning then derives one) and the source's name."""
+
+    interactions: pd.DataFrame
+    items: pd.DataFrame
+    source: str
+
+
+def _rows(df: pd.DataFrame, path: Path) -> np.ndarray:
+    return np.arange(len(df), dtype=np.int64) + first_data_row(path)
+
+
+# ---------------------------------------------------------------- UCI Online Retail
+ONLINE_RETAIL_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",
+                         "CustomerID", "Country"]
+
+
+@dataclass
+class OnlineRetailSource:
+    """UCI Online Retail in its original eight columns (xlsx, csv, csv.gz or parquet)."""
+
+    path: str
+    delimiter: str = ","
+    encoding: str = "utf-8"
+
+
+def read_online_retail(src: OnlineRetailSource) -> RawTables:
+    path = Path(src.path)
+    df = read_table(path, ONLINE_RETAIL_COLUMNS, src.delimiter, src.encoding)
+    inter = pd.DataFrame({
+        "user_id": id_strings(df["CustomerID"]),
+        "item_id": id_strings(df["StockCode"]),
+        "timestamp": timestamps(df["InvoiceDate"]),
+        "basket_id": id_strings(df["InvoiceNo"]),
+        "quantity": numbers(df["Quantity"]),
+        "price": numbers(df["UnitPrice"]),
+        "source_row": _rows(df, path),
+        "country": df["Country"].astype("string").str.strip(),
+        "title": df["Description"].astype("string").str.strip(),
+        "source_file": str(path),
+    })
+    # Raw text of the parsed fields, so a row whose value failed to parse can say what it was.
+    inter.attrs["raw"] = {c: df[c] for c in ("Quantity", "UnitPrice", "InvoiceDate")}
+    return RawTables(conform(inter, INTERACTION_COLUMNS, OPTIONAL_INTERACTION_COLUMNS),
+                     empty_frame(ITEM_COLUMNS), "online_retail")
+
+
+# ---------------------------------------------------------------- LightGCN benchmark format
+@dataclass
+class LightGCNSource:
+    """A folder with ``train.txt`` and ``test.txt`` (one line per user: ``user item item ...``) and
+    optionally ``item_list.txt`` (``org_id remap_id``). The fixed split is kept in ``fixed_split``."""
+
+    folder: str
+
+
+def _read_adjacency(path: Path, split: str) -> pd.DataFrame:
+    if not path.exists():
+        raise InputFileError(path, "file not found")
+    users: list[np.ndarray] = []
+    items: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+    with path.open("rb") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            try:
+                ids = np.array([int(p) for p in parts], dtype=np.int64)
+            except ValueError:
+                bad = next(i for i, p in enumerate(parts) if not p.lstrip(b"-").isdigit())
+                raise InputFileError(path, f"{parts[bad][:40]!r} is not an integer id", row=lineno,
+                                     field="user_id" if bad == 0 else f"item {bad}") from None
+            if len(ids) > 1:
+                users.append(np.full(len(ids) - 1, ids[0]))
+                items.append(ids[1:])
+                rows.append(np.full(len(ids) - 1, lineno))
+    if not users:
+        raise InputFileError(path, "the file is empty")
+    n = sum(len(u) for u in users)
+    return pd.DataFrame({
+        "user_id": pd.array(np.concatenate(users).astype(str), dtype="string"),
+        "item_id": pd.array(np.concatenate(items).astype(str), dtype="string"),
+        "quantity": np.ones(n),
+        "source_row": np.concatenate(rows),
+        "fixed_split": split,
+        "source_file": str(path),
+    })
+
+
+def read_lightgcn(src: LightGCNSource) -> RawTables:
+    folder = Path(src.folder)
+    inter = pd.concat([_read_adjacency(folder / "train.txt", "train"),
+                       _read_adjacency(folder / "test.txt", "test")], ignore_index=True)
+    item_list = folder / "item_list.txt"
+    if item_list.exists():
+        cat = pd.read_csv(item_list, sep=" ", dtype=str)
+        if "remap_id" not in cat.columns:
+            raise InputFileError(item_list, "missing required column", row=1, field="remap_id")
+        items = pd.DataFrame({"item_id": cat["remap_id"].astype("string"),
+                              "title": ("item " + cat["org_id"]).astype("string") if "org_id" in cat else None})
+        items["source_row"] = np.arange(len(items)) + 2
+        items["source_file"] = str(item_list)
+    else:
+        items = empty_frame(ITEM_COLUMNS)
+    return RawTables(conform(inter, INTERACTION_COLUMNS, OPTIONAL_INTERACTION_COLUMNS),
+                     conform(items, ITEM_COLUMNS, OPTIONAL_ITEM_COLUMNS), "lightgcn")
+
+
+# ---------------------------------------------------------------- generic events + catalog
+@dataclass
+class EventsSource:
+    """A generic events file (CSV or Parquet) and an optional catalog file.
+
+    ``columns`` maps canonical interaction names to the file's names (``item_id`` is required; any of
+    ``user_id``, ``timestamp``, ``basket_id``, ``quantity``, ``price`` may be mapped);
+    ``catalog_columns`` does the same for the catalog (``item_id`` required; ``title``, ``category``,
+    ``brand``, ``price`` optional).
+    """
+
+    path: str
+    columns: dict[str, str] = field(default_factory=lambda: {"user_id": "user_id", "item_id": "item_id",
+                                                              "timestamp": "timestamp"})
+    catalog_path: str | None = None
+    catalog_columns: dict[str, str] = field(default_factory=lambda: {"item_id": "item_id", "title": "title"})
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    timestamp_format: str | None = None
+
+
+def read_events(src: EventsSource) -> RawTables:
+    path = Path(src.path)
+    cols = dict(src.columns)
+    if "item_id" not in cols:
+        raise InputFileError(path, "the column mapping must name the item column", field="item_id")
+    df = read_table(path, list(cols.values()), src.delimiter, src.encoding)
+    n = len(df)
+    inter = pd.DataFrame({
+        "user_id": id_strings(df[cols["user_id"]]) if "user_id" in cols else pd.array([None] * n, dtype="string"),
+        "item_id": id_strings(df[cols["item_id"]]),
+        "timestamp": timestamps(df[cols["timestamp"]], src.timestamp_format) if "timestamp" in cols
+        else pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]"),
+        "basket_id": id_strings(df[cols["basket_id"]]) if "basket_id" in cols else None,
+        "quantity": numbers(df[cols["quantity"]]) if "quantity" in cols else 1.0,
+        "price": numbers(df[cols["price"]]) if "price" in cols else np.nan,
+        "source_row": _rows(df, path),
+        "source_file": str(path),
+    })
+    inter.attrs["raw"] = {canon: df[cols[canon]] for canon in ("quantity", "price", "timestamp") if canon in cols}
+    items = empty_frame(ITEM_COLUMNS)
+    if src.catalog_path:
+        cpath = Path(src.catalog_path)
+        ccols = dict(src.catalog_columns)
+        if "item_id" not in ccols:
+            raise InputFileError(cpath, "the catalog column mapping must name the item column", field="item_id")
+        cat = read_table(cpath, list(ccols.values()), src.delimiter, src.encoding)
+        items = pd.DataFrame({
+            "item_id": id_strings(cat[ccols["item_id"]]),
+            **{c: cat[ccols[c]].astype("string").str.strip() for c in ("title", "category", "brand") if c in ccols},
+            "price": numbers(cat[ccols["price"]]) if "price" in ccols else np.nan,
+            "source_row": _rows(cat, cpath),
+            "source_file": str(cpath),
+        })
+    return RawTables(conform(inter, INTERACTION_COLUMNS, OPTIONAL_INTERACTION_COLUMNS),
+                     conform(items, ITEM_COLUMNS, OPTIONAL_ITEM_COLUMNS), "events")
+
+
+# ---------------------------------------------------------------- Instacart Market Basket
+@dataclass
+class InstacartSource:
+    """The Instacart Market Basket folder: ``order_products__*.csv``, ``products.csv``, ``aisles.csv``,
+    ``departments.csv`` and, when present, ``orders.csv`` (which gives users and relative days; the
+    dataset has no calendar dates, so timestamps count days from ``start_date``)."""
+
+    folder: str
+    start_date: str = "2017-01-01"
+
+
+def read_instacart(src: InstacartSource) -> RawTables:
+    folder = Path(src.folder)
+    files = sorted(folder.glob("order_products__*.csv"))
+    if not files:
+        raise InputFileError(folder / "order_products__*.csv", "no order_products__*.csv file in the folder")
+    parts = []
+    for f in files:
+        op = read_table(f, ["order_id", "product_id"])
+        parts.append(pd.DataFrame({"basket_id": id_strings(op["order_id"]), "item_id": id_strings(op["product_id"]),
+                                   "source_row": _rows(op, f), "source_file": str(f)}))
+    inter = pd.concat(parts, ignore_index=True)
+    inter["quantity"] = 1.0
+    orders_path = folder / "orders.csv"
+    if orders_path.exists():
+        orders = read_table(orders_path, ["order_id", "user_id", "order_number"])
+        o = pd.DataFrame({"basket_id": id_strings(orders["order_id"]), "user_id": id_strings(orders["user_id"]),
+                          "order_number": numbers(orders["order_number"])})
+        gap = numbers(orders["days_since_prior_order"]).fillna(0.0) if "days_since_prior_order" in orders else 0.0
+        o["days"] = gap
+        o = o.sort_values(["user_id", "order_number"])
+        o["days"] = o.groupby("user_id")["days"].cumsum()
+        hour = numbers(orders["order_hour_of_day"]).fillna(0.0) if "order_hour_of_day" in orders else 0.0
+        o["hours"] = pd.Series(hour, index=orders.index).reindex(o.index).values
+        o["timestamp"] = (pd.Timestamp(src.start_date) + pd.to_timedelta(o["days"], unit="D")
+                          + pd.to_timedelta(o["hours"], unit="h"))
+        inter = inter.merge(o[["basket_id", "user_id", "timestamp"]], on="basket_id", how="left")
+    products = read_table(folder / "products.csv", ["product_id", "product_name"])
+    items = pd.DataFrame({"item_id": id_strings(products["product_id"]),
+                          "title": products["product_name"].astype("string").str.strip(),
+                          "source_row": _rows(products, folder / "products.csv"),
+                          "source_file": str(folder / "products.csv")})
+    category = pd.Series(pd.NA, index=products.index, dtype="string")
+    for name, id_col, name_col in (("departments.csv", "department_id", "department"), ("aisles.csv", "aisle_id", "aisle")):
+        p = folder / name
+        if p.exists() and id_col in products.columns:
+            lookup = read_table(p, [id_col, name_col])
+            mapping = dict(zip(id_strings(lookup[id_col]), lookup[name_col].astype(str).str.strip()))
+            names = id_strings(products[id_col]).map(mapping).astype("string")
+            category = names if category.isna().all() else (category + " / " + names.fillna(""))
+    items["category"] = category.values
+    return RawTables(conform(inter, INTERACTION_COLUMNS, OPTIONAL_INTERACTION_COLUMNS),
+                     conform(items, ITEM_COLUMNS, OPTIONAL_ITEM_COLUMNS), "instacart")

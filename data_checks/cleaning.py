@@ -16,6 +16,7 @@ from data_checks.schema import (
     OPTIONAL_INTERACTION_COLUMNS,
     OPTIONAL_ITEM_COLUMNS,
     QUARANTINE_COLUMNS,
+    UNPARSED_COLUMNS,
     conform,
     empty_frame,
 )
@@ -34,7 +35,7 @@ REASONS: dict[str, str] = {
     "price_out_of_range": "unit price is not finite or above the configured maximum",
     "non_product_code": "a fee, postage, discount or manual line, not a product",
     "timestamp_out_of_range": "timestamp before the configured minimum or in the future",
-    "duplicate_row": "exact duplicate of an earlier row",
+    "duplicate_row": "duplicate of an earlier row (same user, item, basket, time, quantity and price)",
     "item_not_in_catalog": "the item is not in the catalog",
     # items
     "duplicate_item_id": "item id already listed earlier in the catalog",
@@ -79,7 +80,7 @@ def _quarantine_rows(df: pd.DataFrame, reason: pd.Series, detail: pd.Series, tab
     bad = df[reason.notna()]
     if bad.empty:
         return empty_frame(QUARANTINE_COLUMNS)
-    records = bad.drop(columns=[c for c in ("source_row", "source_file") if c in bad.columns])
+    records = bad.drop(columns=[c for c in ("source_row", "source_file") if c in bad.columns]).dropna(axis=1, how="all")
     json_lines = records.to_json(orient="records", lines=True, date_format="iso").splitlines()
     return conform(pd.DataFrame({
         "table": table,
@@ -115,23 +116,15 @@ def clean(raw: RawTables, rules: CleaningRules | None = None, now: pd.Timestamp 
     rules = rules or CleaningRules.for_source(raw.source)
     now = now or pd.Timestamp.now(tz="UTC").tz_localize(None)
     inter = raw.interactions.reset_index(drop=True)
-    raw_text = inter.attrs.get("raw", {})
     f = _Flagger(inter.index)
-
-    def unparsed(col: str, raw_names: tuple[str, ...]) -> tuple[pd.Series, pd.Series | None]:
-        text = next((raw_text[n].reset_index(drop=True) for n in raw_names if n in raw_text), None)
-        missing = inter[col].isna()
-        if text is None:
-            return missing & False, None
-        mask = missing & text.notna() & (text.astype(str).str.strip() != "")
-        return mask, "could not parse " + text.astype(str).str.slice(0, 80).map(repr)
 
     f.flag(inter["item_id"].isna(), "missing_item_id")
     f.flag(inter["user_id"].isna() & inter["basket_id"].isna(), "missing_user_and_basket")
-    for col, names in (("quantity", ("Quantity", "quantity")), ("price", ("UnitPrice", "price")),
-                       ("timestamp", ("InvoiceDate", "timestamp"))):
-        mask, detail = unparsed(col, names)
-        f.flag(mask, f"unparseable_{col}", detail)
+    for col in ("quantity", "price", "timestamp"):
+        if f"unparsed_{col}" in inter:
+            text = inter[f"unparsed_{col}"]
+            f.flag(text.notna().to_numpy(), f"unparseable_{col}",
+                   "could not parse " + text.astype(str).str.slice(0, 80).map(repr))
     if rules.require_timestamp:
         f.flag(inter["timestamp"].isna(), "unparseable_timestamp", "timestamp is missing")
     if rules.cancellation_prefix:
@@ -150,7 +143,9 @@ def clean(raw: RawTables, rules: CleaningRules | None = None, now: pd.Timestamp 
     too_early = ts < pd.Timestamp(rules.min_timestamp)
     too_late = ts > now + pd.Timedelta(days=rules.max_future_days)
     f.flag((too_early | too_late).fillna(False), "timestamp_out_of_range")
-    content = [c for c in inter.columns if c not in ("source_row", "source_file")]
+    # Same purchase line twice: identical on every canonical field (the free-text title is ignored:
+    # Online Retail repeats some lines with a second description of the same stock code).
+    content = [c for c in inter.columns if c not in ("source_row", "source_file", "title", *UNPARSED_COLUMNS)]
     f.flag(inter.duplicated(subset=content, keep="first"), "duplicate_row")
 
     # Catalog: given by the source, or derived from the clean rows.
@@ -168,7 +163,7 @@ def clean(raw: RawTables, rules: CleaningRules | None = None, now: pd.Timestamp 
 
     quarantine = pd.concat([_quarantine_rows(inter, f.reason, f.detail, "interactions"), item_quarantine],
                            ignore_index=True)
-    clean_inter = inter[f.reason.isna()].drop(columns=["title"], errors="ignore")
+    clean_inter = inter[f.reason.isna()].drop(columns=["title", *UNPARSED_COLUMNS], errors="ignore")
     clean_inter = conform(clean_inter, INTERACTION_COLUMNS, OPTIONAL_INTERACTION_COLUMNS)
     items = conform(items, ITEM_COLUMNS, OPTIONAL_ITEM_COLUMNS)
     n_q_inter = int(f.reason.notna().sum())

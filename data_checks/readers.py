@@ -21,7 +21,7 @@ from data_checks.schema import (
     conform,
     empty_frame,
 )
-from data_checks.tables import first_data_row, id_strings, numbers, read_table, timestamps
+from data_checks.tables import first_data_row, id_strings, numbers, read_table, timestamps, unparsed
 
 
 @dataclass
@@ -67,8 +67,8 @@ def read_online_retail(src: OnlineRetailSource) -> RawTables:
         "title": df["Description"].astype("string").str.strip(),
         "source_file": str(path),
     })
-    # Raw text of the parsed fields, so a row whose value failed to parse can say what it was.
-    inter.attrs["raw"] = {c: df[c] for c in ("Quantity", "UnitPrice", "InvoiceDate")}
+    for canon, col in (("quantity", "Quantity"), ("price", "UnitPrice"), ("timestamp", "InvoiceDate")):
+        inter[f"unparsed_{canon}"] = unparsed(inter[canon], df[col])
     return RawTables(conform(inter, INTERACTION_COLUMNS, OPTIONAL_INTERACTION_COLUMNS),
                      empty_frame(ITEM_COLUMNS), "online_retail")
 
@@ -174,7 +174,9 @@ def read_events(src: EventsSource) -> RawTables:
         "source_row": _rows(df, path),
         "source_file": str(path),
     })
-    inter.attrs["raw"] = {canon: df[cols[canon]] for canon in ("quantity", "price", "timestamp") if canon in cols}
+    for canon in ("quantity", "price", "timestamp"):
+        if canon in cols:
+            inter[f"unparsed_{canon}"] = unparsed(inter[canon], df[cols[canon]])
     items = empty_frame(ITEM_COLUMNS)
     if src.catalog_path:
         cpath = Path(src.catalog_path)

@@ -23,7 +23,12 @@ OPTIONAL_INTERACTION_COLUMNS: dict[str, str] = {
     "country": "string",
     "title": "string",  # item description as written on the transaction row (Online Retail)
     "source_file": "string",
+    # raw text of values that failed to parse (set by readers, dropped by cleaning)
+    "unparsed_quantity": "string",
+    "unparsed_price": "string",
+    "unparsed_timestamp": "string",
 }
+UNPARSED_COLUMNS = ["unparsed_quantity", "unparsed_price", "unparsed_timestamp"]
 ITEM_COLUMNS: dict[str, str] = {
     "item_id": "string",
     "title": "string",

@@ -143,3 +143,10 @@ def timestamps(values: pd.Series, fmt: str | None = None) -> pd.Series:
     if getattr(ts.dt, "tz", None) is not None:
         ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
     return ts.astype("datetime64[ns]")
+
+
+def unparsed(parsed: pd.Series, raw: pd.Series) -> pd.Series:
+    """Raw text where parsing gave a missing value but the field was not blank (else missing)."""
+    text = raw.astype("string").str.strip()
+    bad = parsed.isna().to_numpy() & text.notna().to_numpy() & (text != "").fillna(False).to_numpy()
+    return text.where(bad, pd.NA).str.slice(0, 200)

@@ -1,0 +1,1 @@
+"""The Dagster layer: assets, checks, jobs and resources. The only package that imports dagster."""

@@ -1,0 +1,57 @@
+"""The code location: every asset, check, job and resource. The environment is chosen here, once."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from orchestration.assets import evaluation, ingestion, models, serving, splits, validation
+from orchestration.resources import ReportStore, TableIOManager, ValidationPolicy, default_data_dir
+
+ASSET_MODULES = [ingestion, validation, splits, models, evaluation, serving]
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+all_assets = dg.load_assets_from_modules(ASSET_MODULES)
+all_checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
+
+
+def _preset(name: str) -> dict:
+    return yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())
+
+
+full_pipeline = dg.define_asset_job(
+    "full_pipeline", selection=dg.AssetSelection.all(),
+    description="Ingest, validate, split, fit, evaluate and publish related items (synthetic shop by default).")
+ingest_job = dg.define_asset_job(
+    "ingest_and_validate", selection=dg.AssetSelection.groups(ingestion.GROUP, validation.GROUP),
+    description="Read the source and validate it; nothing is trained.")
+train_job = dg.define_asset_job(
+    "train_and_evaluate", selection=dg.AssetSelection.groups(splits.GROUP, models.GROUP, evaluation.GROUP),
+    description="Split, fit every model family and evaluate on the test split.")
+serve_job = dg.define_asset_job(
+    "publish_related_items", selection=dg.AssetSelection.groups(serving.GROUP),
+    description="Rebuild the related-items table from the current models.")
+preset_jobs = [
+    dg.define_asset_job(f"{name}_pipeline", selection=dg.AssetSelection.all(), config=_preset(name),
+                        description=f"The full pipeline on the {name.replace('_', ' ')} preset (configs/{name}.yaml).")
+    for name in ("online_retail", "gowalla")
+]
+
+
+def build_resources(data_dir: "str | None" = None) -> dict:
+    """Resources for the embedded default environment (local files under ``data_dir``)."""
+    base = data_dir or default_data_dir()
+    return {
+        "io_manager": TableIOManager(base_dir=base),
+        "reports": ReportStore(base_dir=base),
+        "policy": ValidationPolicy(),
+    }
+
+
+defs = dg.Definitions(
+    assets=all_assets,
+    asset_checks=all_checks,
+    jobs=[full_pipeline, ingest_job, train_job, serve_job, *preset_jobs],
+    resources=build_resources(),
+)

@@ -1,0 +1,1 @@
+"""Serving: output tables (related items, recommendations) and artifact storage. No dagster here."""

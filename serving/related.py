@@ -1,0 +1,54 @@
+"""The ``related_items`` table: item -> top-K items, with the evidence behind each pair."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from training.association import cooccurrence_at
+from training.data import InteractionData
+from training.models.base import Recommender
+
+RELATED_COLUMNS = ["item_id", "rank", "related_item_id", "score", "model", "co_purchase_count", "confidence",
+                   "lift", "cosine", "item_title", "related_title"]
+
+
+def pair_evidence(data: InteractionData, a: np.ndarray, b: np.ndarray) -> pd.DataFrame:
+    """Evidence for pairs of item positions ``a[p] -> b[p]`` (each (n_pairs,)).
+
+    ``co_purchase_count``: baskets holding both; ``confidence``: P(b | a) over baskets;
+    ``lift``: confidence / P(b); ``cosine``: cosine of the two items' user vectors.
+    """
+    n_baskets = max(data.baskets.shape[0], 1)
+    in_baskets = np.bincount(data.baskets.indices, minlength=data.n_items).astype(np.float64)
+    co = cooccurrence_at(data.baskets, a, b).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        conf = np.where(in_baskets[a] > 0, co / in_baskets[a], np.nan)
+        lift = np.where(in_baskets[b] > 0, conf * n_baskets / in_baskets[b], np.nan)
+        by_users = np.bincount(data.user_items.indices, minlength=data.n_items).astype(np.float64)
+        co_users = cooccurrence_at(data.user_items, a, b).astype(np.float64)
+        cosine = np.where(by_users[a] * by_users[b] > 0, co_users / np.sqrt(by_users[a] * by_users[b]), np.nan)
+    return pd.DataFrame({"co_purchase_count": co.astype(np.int64), "confidence": conf, "lift": lift,
+                         "cosine": cosine})
+
+
+def related_items_table(model: Recommender, data: InteractionData, catalog: pd.DataFrame, k: int = 20,
+                        items: np.ndarray | None = None) -> pd.DataFrame:
+    """Top-``k`` related items for ``items`` (default: every item with interactions), with evidence."""
+    if items is None:
+        items = np.flatnonzero(np.asarray(data.user_items.sum(axis=0)).ravel()
+                               + np.asarray(data.baskets.sum(axis=0)).ravel() > 0)
+    idx, scores = model.related_items(items, k)
+    rank = np.tile(np.arange(1, idx.shape[1] + 1), len(items))
+    a = np.repeat(items, idx.shape[1])
+    b = idx.ravel()
+    keep = b >= 0
+    a, b, rank, s = a[keep], b[keep], rank[keep], scores.ravel()[keep]
+    titles = catalog.set_index("item_id")["title"] if "title" in catalog else pd.Series(dtype="string")
+    item_ids, related_ids = data.item_ids[a], data.item_ids[b]
+    table = pd.DataFrame({"item_id": pd.array(item_ids, dtype="string"), "rank": rank.astype(np.int64),
+                          "related_item_id": pd.array(related_ids, dtype="string"), "score": s.astype(np.float64),
+                          "model": model.name})
+    table = pd.concat([table, pair_evidence(data, a, b)], axis=1)
+    table["item_title"] = titles.reindex(item_ids).astype("string").values
+    table["related_title"] = titles.reindex(related_ids).astype("string").values
+    return table[RELATED_COLUMNS]

@@ -1,0 +1,1 @@
+"""Splits, the evaluation harness, the model contract and the models. Nothing here imports dagster."""

@@ -1,0 +1,42 @@
+"""Association rules as a recommender: related items by lift (or confidence), users scored by the
+sum of confidences of rules fired by their history."""
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from training.association import pair_rules
+from training.data import InteractionData
+from training.models.base import Recommender, top_k_rows
+
+
+class AssociationRules(Recommender):
+    name = "association_rules"
+
+    def __init__(self, min_support: float = 0.005, min_confidence: float = 0.05,
+                 rank_by: Literal["lift", "confidence"] = "lift") -> None:
+        super().__init__()
+        self.min_support = min_support
+        self.min_confidence = min_confidence
+        self.rank_by = rank_by
+
+    def fit(self, data: InteractionData) -> "AssociationRules":
+        t0 = time.perf_counter()
+        self.n_items = data.n_items
+        self.rules = pair_rules(data.baskets, self.min_support, self.min_confidence)
+        shape = (data.n_items, data.n_items)
+        a, c = self.rules["antecedent"].to_numpy(), self.rules["consequent"].to_numpy()
+        self.confidence = sp.csr_matrix((self.rules["confidence"].to_numpy(np.float32), (a, c)), shape=shape)
+        self.ranking = sp.csr_matrix((self.rules[self.rank_by].to_numpy(np.float32), (a, c)), shape=shape)
+        self.user_items = data.user_items
+        self.fit_seconds = time.perf_counter() - t0
+        return self
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        return np.asarray((self.user_items[users] @ self.confidence).todense(), dtype=np.float32)
+
+    def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return top_k_rows(self.ranking, items, k)

@@ -1,0 +1,65 @@
+"""The model contract every family implements, and helpers built on it."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from training.data import InteractionData
+from training.ranking import mask_seen, top_k
+
+
+class Recommender(ABC):
+    """fit -> score users -> related items.
+
+    Indices are positions in the ``InteractionData`` the model was fitted on.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.n_items: int = 0
+        self.fit_seconds: float | None = None
+
+    @abstractmethod
+    def fit(self, data: InteractionData) -> "Recommender":
+        """Learn from ``data``; returns ``self``."""
+
+    @abstractmethod
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        """(len(users), n_items) float32 scores for user positions ``users``; higher is better."""
+
+    @abstractmethod
+    def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """For item positions ``items``: (len(items), k) neighbour positions (best first, never the item
+        itself, -1 where there are fewer than k) and (len(items), k) float32 scores (NaN for padding)."""
+
+    def recommend(self, users: np.ndarray, k: int, exclude: sp.csr_matrix | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items for ``users``: (len(users), k) positions and scores, seen items excluded when
+        ``exclude`` ((len(users), n_items) CSR) is given."""
+        scores = np.asarray(self.score_users(users), dtype=np.float32)
+        if exclude is not None:
+            mask_seen(scores, exclude)
+        return top_k(scores, k)
+
+
+def top_k_rows(sim: sp.csr_matrix, items: np.ndarray, k: int, min_score: float = 0.0
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` entries of each requested row of a sparse item-item matrix (self excluded).
+
+    Returns (len(items), k) int64 positions (-1 padded) and float32 scores (NaN padded)."""
+    out_i = np.full((len(items), k), -1, dtype=np.int64)
+    out_s = np.full((len(items), k), np.nan, dtype=np.float32)
+    sim = sim.tocsr()
+    for r, it in enumerate(items):
+        lo, hi = sim.indptr[it], sim.indptr[it + 1]
+        cols, vals = sim.indices[lo:hi], sim.data[lo:hi]
+        keep = (cols != it) & (vals > min_score)
+        cols, vals = cols[keep], vals[keep]
+        order = np.lexsort((cols, -vals))[:k]
+        out_i[r, :len(order)] = cols[order]
+        out_s[r, :len(order)] = vals[order]
+    return out_i, out_s

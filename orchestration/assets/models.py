@@ -22,7 +22,7 @@ class ItemKNNConfig(dg.Config):
     k: int = 200
     shrink: float = 10.0
     alpha: float = 0.5
-    weighting: Literal["none", "tfidf", "bm25"] = "none"
+    weighting: Literal["none", "tfidf"] = "none"
 
 
 @dg.asset(group_name=GROUP)

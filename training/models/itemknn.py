@@ -1,7 +1,7 @@
 """Item-kNN: item-item cosine similarity on the user-item matrix, top-k neighbours kept per item.
 
 sim(i, j) = c_ij / (n_i^alpha * n_j^(1 - alpha) + shrink), alpha = 0.5 being the cosine
-(Sarwar et al., WWW 2001; asymmetric cosine as in Aiolli, RecSys 2013). Optional TF-IDF or BM25
+(Sarwar et al., WWW 2001; asymmetric cosine as in Aiolli, RecSys 2013). Optional TF-IDF
 weighting of users down-weights heavy users. Users are scored by summing neighbours' similarities
 over their history.
 """
@@ -18,31 +18,24 @@ from training.data import InteractionData
 from training.models.base import Recommender, top_k_rows
 
 
-def weight_users(x: sp.csr_matrix, weighting: str, k1: float = 1.2, b: float = 0.75) -> sp.csr_matrix:
-    """Re-weight a (n_users, n_items) binary matrix: ``none``, ``tfidf`` or ``bm25`` (item as document)."""
+def weight_users(x: sp.csr_matrix, weighting: str) -> sp.csr_matrix:
+    """Re-weight a (n_users, n_items) binary matrix: ``none`` or ``tfidf``, where a user's weight is
+    the inverse of how many items they touched (a user who buys everything says little)."""
     x = x.tocsr().astype(np.float32)
     if weighting == "none":
         return x
-    n_users = x.shape[0]
-    df = np.bincount(x.indices, minlength=x.shape[1]).astype(np.float32)
-    idf = np.log(n_users / (1.0 + df)).clip(min=0.0) + 1.0
-    x = x.tocsc()
-    if weighting == "bm25":
-        length = np.diff(x.indptr).astype(np.float32)
-        norm = k1 * (1.0 - b + b * length / max(length.mean(), 1e-9))
-        x.data = x.data * (k1 + 1.0) / (x.data + np.repeat(norm, np.diff(x.indptr)))
-    # idf of users: how many items they touched (a user who buys everything says little)
-    u_count = np.bincount(x.indices, minlength=n_users).astype(np.float32)
-    u_idf = np.log(x.shape[1] / (1.0 + u_count)).clip(min=0.0) + 1.0
-    x.data = x.data * u_idf[x.indices]
-    return x.tocsr()
+    n_users, n_items = x.shape
+    u_count = np.diff(x.indptr).astype(np.float32)
+    u_idf = np.log(n_items / (1.0 + u_count)).clip(min=0.0) + 1.0
+    x.data = x.data * np.repeat(u_idf, np.diff(x.indptr))
+    return x
 
 
 class ItemKNN(Recommender):
     name = "itemknn"
 
     def __init__(self, k: int = 200, shrink: float = 0.0, alpha: float = 0.5,
-                 weighting: Literal["none", "tfidf", "bm25"] = "none", chunk_size: int = 1024,
+                 weighting: Literal["none", "tfidf"] = "none", chunk_size: int = 1024,
                  progress: bool = False) -> None:
         super().__init__()
         self.k, self.shrink, self.alpha, self.weighting = k, shrink, alpha, weighting

@@ -1,0 +1,53 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASETS = ROOT.parent / "shared" / "datasets"
+ONLINE_RETAIL = DATASETS / "online_retail" / "online_retail.csv.gz"
+GOWALLA = DATASETS / "gowalla"
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"dataset not available: {path} (../shared/datasets is absent on this machine)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shop():
+    from data_checks.synthetic_shop import SyntheticShopConfig, generate_shop
+
+    return generate_shop(SyntheticShopConfig(n_users=300))
+
+
+@pytest.fixture(scope="session")
+def shop_clean(shop):
+    from data_checks.cleaning import clean
+
+    return clean(shop.tables)
+
+
+@pytest.fixture(scope="session")
+def shop_split(shop_clean):
+    from training.splits import SplitConfig, make_split
+
+    return make_split(shop_clean.interactions, SplitConfig(strategy="temporal"))
+
+
+@pytest.fixture(scope="session")
+def shop_data(shop_clean, shop_split):
+    from training.data import build_interaction_data
+
+    return build_interaction_data(shop_split.train, shop_clean.items["item_id"])
+
+
+@pytest.fixture(scope="session")
+def online_retail_raw():
+    from data_checks.readers import OnlineRetailSource, read_online_retail
+
+    return read_online_retail(OnlineRetailSource(str(need(ONLINE_RETAIL))))

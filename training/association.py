@@ -35,8 +35,9 @@ def pair_rules(baskets: sp.csr_matrix, min_support: float, min_confidence: float
     if n == 0:
         return pd.DataFrame({c: [] for c in RULE_COLUMNS})
     b = baskets.tocsr().copy()
+    b.sum_duplicates()
     b.data = np.ones_like(b.data, dtype=np.float32)
-    counts = np.asarray(b.sum(axis=0)).ravel()
+    counts = np.bincount(b.indices, minlength=b.shape[1]).astype(np.int64)
     support = counts / n
     frequent = np.flatnonzero(support >= min_support)
     co = sp.triu(pair_counts(b, frequent), k=1).tocoo()

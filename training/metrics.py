@@ -59,7 +59,7 @@ def evaluate_scores(
             sums[f"recall@{k}"] += float((nh / nt).sum())
             sums[f"precision@{k}"] += float(nh.sum() / k)
             sums[f"hit_rate@{k}"] += float((nh > 0).sum())
-            dcg = (h * discounts[:k]).sum(axis=1)
+            dcg = (h * discounts[:h.shape[1]]).sum(axis=1)
             idcg = cum_disc[np.minimum(nt, k)]
             sums[f"ndcg@{k}"] += float((dcg / idcg).sum())
             recommended[k][idx[:, :k].ravel()] = True

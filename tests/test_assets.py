@@ -1,0 +1,75 @@
+"""``materialize()`` of the asset graph on a small synthetic shop."""
+import dagster as dg
+import pandas as pd
+import pytest
+
+from data_checks.synthetic_shop import SyntheticShopConfig, generate_shop
+from orchestration.definitions import all_assets, all_checks, build_resources
+from orchestration.resources import ValidationPolicy
+
+SMALL = {"ops": {"raw_tables": {"config": {"kind": "synthetic", "synthetic_users": 150}},
+                 "association_rules": {"config": {"min_support": 0.002, "min_confidence": 0.05}}}}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("data")
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([*all_assets, *all_checks], resources=build_resources(str(base)), run_config=SMALL,
+                                instance=instance)
+        yield result, base
+
+
+def test_full_graph_materializes(run):
+    result, base = run
+    assert result.success
+    materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()
+                    for m in [m.event_specific_data.materialization]}
+    assert {"validated_interactions", "quarantine", "model_metrics", "related_items"} <= materialized
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"rows_add_up": True, "quarantine_rate_within_policy": True, "expectation_suites_pass": True}
+    assert (base / "assets" / "related_items.parquet").exists()
+
+
+def test_outputs_hold_the_known_answers(run):
+    result, _ = run
+    shop = generate_shop(SyntheticShopConfig(n_users=150))
+    related = result.output_for_node("related_items")
+    top1 = related[related["rank"] == 1].set_index("item_id")["related_item_id"]
+    for a, b in shop.planted_pairs:
+        assert top1[a] == b
+    assert {"co_purchase_count", "confidence", "lift", "cosine"} <= set(related.columns)
+    pair = related[(related["item_id"] == shop.planted_pairs[0][0]) & (related["rank"] == 1)].iloc[0]
+    assert pair["lift"] > 10 and pair["confidence"] > 0.5 and pair["co_purchase_count"] >= 5
+    metrics = result.output_for_node("model_metrics")
+    at20 = metrics[metrics["k"] == 20].set_index("model")
+    assert set(at20.index) == {"popularity", "association_rules", "itemknn"}
+    assert at20.loc["itemknn", "recall"] > at20.loc["popularity", "recall"]
+
+
+def test_quarantine_over_policy_blocks_training(tmp_path):
+    resources = build_resources(str(tmp_path))
+    resources["policy"] = ValidationPolicy(max_quarantine_rate=0.001)  # the shop has ~1% dirty rows
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([*all_assets, *all_checks], resources=resources, run_config=SMALL,
+                                instance=instance, raise_on_error=False)
+    assert not result.success
+    done = {e.event_specific_data.materialization.asset_key.to_user_string()
+            for e in result.get_asset_materialization_events()}
+    assert "validated_interactions" in done
+    assert "training_split" not in done and "model_metrics" not in done
+
+
+def test_unreadable_source_stops_with_file_row_field(tmp_path):
+    bad = tmp_path / "retail.csv"
+    bad.write_text("InvoiceNo;StockCode;Description;Quantity;InvoiceDate;UnitPrice;CustomerID;Country\n1;2;x;1;2011-01-01;1;1;UK\n")
+    cfg = {"ops": {"raw_tables": {"config": {"kind": "online_retail", "path": str(bad)}}}}
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([*all_assets, *all_checks], resources=build_resources(str(tmp_path / "d")),
+                                run_config=cfg, instance=instance, raise_on_error=False)
+    assert not result.success
+    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    message = failure.event_specific_data.error.cause.message if failure.event_specific_data.error.cause else \
+        failure.event_specific_data.error.message
+    assert str(bad) in message and "row 1" in message and "';'" in message
+    assert not list((tmp_path / "d").rglob("*.parquet")), "nothing half-written"

@@ -1,0 +1,50 @@
+"""Split strategies: no leakage, validation carved from train only."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.splits import SplitConfig, make_split
+
+
+def pairs(df):
+    return set(zip(df["user_id"], df["item_id"]))
+
+
+def test_temporal_split(shop_clean):
+    df = shop_clean.interactions
+    s = make_split(df, SplitConfig(strategy="temporal", test_fraction=0.2))
+    assert s.train["timestamp"].max() < s.cutoff <= s.test["timestamp"].min()
+    assert set(s.test["user_id"]) <= set(s.train["user_id"].dropna())
+    assert not pairs(s.test) & pairs(s.train[s.train["user_id"].notna()])
+    # validation comes out of train, before the test cut, and never overlaps test
+    assert s.validation["timestamp"].max() < s.cutoff
+    assert len(s.fit) + len(s.validation) <= len(s.train)
+    assert set(s.validation["source_row"]) <= set(s.train["source_row"])
+    assert s.fit["timestamp"].max() <= s.validation["timestamp"].min()
+
+
+def test_leave_last_basket(shop_clean):
+    df = shop_clean.interactions
+    s = make_split(df, SplitConfig(strategy="leave_last_basket"))
+    last = df.sort_values("timestamp").groupby("user_id")["timestamp"].max()
+    t = s.test.groupby("user_id")["timestamp"].min()
+    assert (t == last.reindex(t.index)).all()
+    assert (s.train.groupby("user_id")["timestamp"].max().reindex(t.index) < t).all()
+    assert set(s.validation["source_row"]) <= set(s.train["source_row"])
+
+
+def test_fixed_split_keeps_the_given_split():
+    df = pd.DataFrame({"user_id": ["u1"] * 5 + ["u2"] * 3, "item_id": list("abcdeabc"),
+                       "timestamp": pd.NaT, "basket_id": None, "quantity": 1.0, "price": np.nan,
+                       "source_row": range(8), "fixed_split": ["train"] * 4 + ["test"] + ["train"] * 2 + ["test"]})
+    s = make_split(df, SplitConfig(strategy="fixed", validation_fraction=0.5, seed=1))
+    assert pairs(s.test) == {("u1", "e"), ("u2", "c")}
+    assert len(s.train) == 6
+    assert not pairs(s.validation) & pairs(s.test)
+    assert pairs(s.validation) | pairs(s.fit) == pairs(s.train)
+
+
+def test_temporal_needs_timestamps():
+    df = pd.DataFrame({"user_id": ["u"], "item_id": ["a"], "timestamp": pd.Series([pd.NaT]), "basket_id": [None]})
+    with pytest.raises(ValueError, match="timestamps"):
+        make_split(df, SplitConfig(strategy="temporal"))

@@ -1,0 +1,32 @@
+"""The reference our pair rules are checked against: mlxtend's ``fpgrowth(max_len=2)`` followed by
+``association_rules`` (used by tests and the benchmark; not on any serving path)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+
+def one_hot(baskets: sp.csr_matrix) -> pd.DataFrame:
+    """The boolean basket x item DataFrame mlxtend expects (columns: item positions)."""
+    dense = np.asarray(baskets.todense()) > 0
+    return pd.DataFrame(dense, columns=list(range(baskets.shape[1])))
+
+
+def mlxtend_pair_rules(onehot: pd.DataFrame, min_support: float, min_confidence: float) -> pd.DataFrame:
+    """mlxtend's rules between single items, in :data:`training.association.RULE_COLUMNS` naming."""
+    from mlxtend.frequent_patterns import association_rules, fpgrowth
+
+    itemsets = fpgrowth(onehot, min_support=min_support, use_colnames=True, max_len=2)
+    if (itemsets["itemsets"].map(len) == 2).sum() == 0:
+        return pd.DataFrame(columns=["antecedent", "consequent", "support", "confidence", "lift", "leverage",
+                                     "conviction"])
+    rules = association_rules(itemsets, num_itemsets=len(onehot), metric="confidence",
+                              min_threshold=min_confidence)
+    return pd.DataFrame({
+        "antecedent": rules["antecedents"].map(lambda s: next(iter(s))).astype(np.int64),
+        "consequent": rules["consequents"].map(lambda s: next(iter(s))).astype(np.int64),
+        "antecedent_support": rules["antecedent support"], "consequent_support": rules["consequent support"],
+        "support": rules["support"], "confidence": rules["confidence"], "lift": rules["lift"],
+        "leverage": rules["leverage"], "conviction": rules["conviction"],
+    })

@@ -45,6 +45,12 @@ def write_text(text: str, path: str | Path) -> Path:
     return Path(path)
 
 
+def write_bytes(data: bytes, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
 def read_pickle(path: str | Path) -> Any:
     with open(path, "rb") as fh:
         return pickle.load(fh)

@@ -29,6 +29,10 @@ def test_full_graph_materializes(run):
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"rows_add_up": True, "quarantine_rate_within_policy": True, "expectation_suites_pass": True}
     assert (base / "assets" / "related_items.parquet").exists()
+    plots = list((base / "reports").rglob("metrics_vs_k.png"))
+    assert len(plots) == 1 and plots[0].read_bytes()[:4] == b"\x89PNG"
+    docs = list((base / "reports").rglob("data_docs/index.html"))
+    assert len(docs) == 1
 
 
 def test_outputs_hold_the_known_answers(run):

@@ -1,0 +1,215 @@
+"""Benchmark command: fit, evaluate and time a model on a dataset; print a table; write JSON.
+
+    python -m training.benchmark --dataset gowalla --model itemknn
+    python -m training.benchmark --dataset online_retail --model association_rules   # speed vs mlxtend
+    python -m training.benchmark --readme    # refresh the README table from benchmarks/results/*.json
+
+Results go to ``benchmarks/results/<dataset>-<model>.json``. Timings are medians over ``--repeats``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DATASETS = Path(os.environ.get("COBUY_DATASETS", ROOT.parent / "shared" / "datasets"))
+
+# Defaults per dataset; item-kNN's were picked on Gowalla's validation split (carved from train).
+MODEL_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
+    "gowalla": {"itemknn": {"k": 200, "alpha": 0.7, "shrink": 10.0, "weighting": "tfidf"},
+                "association_rules": {"min_support": 0.01, "min_confidence": 0.1}},
+    "online_retail": {"itemknn": {"k": 200, "alpha": 0.5, "shrink": 10.0, "weighting": "none"},
+                      "association_rules": {"min_support": 0.005, "min_confidence": 0.05}},
+    "synthetic": {"association_rules": {"min_support": 0.002, "min_confidence": 0.05}},
+}
+PUBLISHED = {  # Recall@20 / NDCG@20 on the LightGCN Gowalla split, as published
+    ("gowalla", "popularity"): (0.0416, 0.0317),  # measured known answer (shared/datasets/README.md)
+    ("gowalla", "itemknn"): (0.1570, 0.1214),
+}
+
+
+def load_dataset(name: str):
+    """Read, clean and split a dataset; returns (clean result, split, train data, test matrix)."""
+    from data_checks.cleaning import clean
+    from data_checks.sources import SourceSpec, read_source
+    from training.data import build_interaction_data
+    from training.splits import SplitConfig, make_split
+
+    if name == "gowalla":
+        spec, split_cfg = SourceSpec("lightgcn", str(DATASETS / "gowalla")), SplitConfig(strategy="fixed")
+    elif name == "online_retail":
+        spec = SourceSpec("online_retail", str(DATASETS / "online_retail" / "online_retail.csv.gz"))
+        split_cfg = SplitConfig(strategy="temporal")
+    elif name == "synthetic":
+        spec, split_cfg = SourceSpec("synthetic"), SplitConfig(strategy="temporal")
+    else:
+        raise SystemExit(f"unknown dataset {name!r}")
+    if spec.kind != "synthetic" and not Path(spec.path).exists():
+        raise SystemExit(f"dataset not found: {spec.path} (set COBUY_DATASETS)")
+    cleaned = clean(read_source(spec))
+    split = make_split(cleaned.interactions, split_cfg)
+    train = build_interaction_data(split.train, cleaned.items["item_id"])
+    return cleaned, split, train, train.matrix_for(split.test)
+
+
+def machine() -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+            "platform": platform.platform(), "git_commit": commit,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def run_model(dataset: str, model_name: str, repeats: int) -> dict:
+    from training.metrics import evaluate_scores
+    from training.models import MODELS
+
+    t0 = time.perf_counter()
+    cleaned, split, train, test = load_dataset(dataset)
+    load_s = time.perf_counter() - t0
+    params = MODEL_PARAMS.get(dataset, {}).get(model_name, {})
+    fit_times, score_times, metrics = [], [], {}
+    for _ in range(repeats):
+        model = MODELS[model_name](**params).fit(train)
+        fit_times.append(model.fit_seconds)
+        metrics = evaluate_scores(model.score_users, train.user_items, test, progress=sys.stderr.isatty())
+        score_times.append(metrics.pop("scoring_seconds"))
+    result = {
+        "dataset": dataset, "model": model_name, "params": params,
+        "metrics": {k: v for k, v in metrics.items() if k != "n_users"}, "n_test_users": metrics["n_users"],
+        "fit_seconds_median": statistics.median(fit_times), "fit_seconds": fit_times,
+        "scoring_seconds_median": statistics.median(score_times), "scoring_seconds": score_times,
+        "load_clean_split_seconds": load_s, "repeats": repeats,
+        "data": {"users": train.n_users, "items": train.n_items, "train_pairs": int(train.user_items.nnz),
+                 "test_pairs": int(test.nnz), "split": split.summary()},
+        "machine": machine(),
+    }
+    if (dataset, model_name) in PUBLISHED:
+        r, n = PUBLISHED[(dataset, model_name)]
+        result["published"] = {"recall@20": r, "ndcg@20": n}
+    return result
+
+
+def run_association_speed(dataset: str, repeats: int) -> dict:
+    """Our sparse pair rules vs mlxtend's fpgrowth(max_len=2) + association_rules on all baskets."""
+    from training.association import pair_rules
+    from training.mlxtend_reference import mlxtend_pair_rules, one_hot
+
+    from training.data import build_interaction_data
+
+    # all clean baskets (train and test periods alike): the speed comparison wants the full set
+    cleaned, _, _, _ = load_dataset(dataset)
+    full = build_interaction_data(cleaned.interactions, cleaned.items["item_id"])
+    onehot = one_hot(full.baskets)
+    rows = []
+    for min_support, min_conf in [(0.005, 0.0), (0.01, 0.0)]:
+        ours_t, ref_t = [], []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            ours = pair_rules(full.baskets, min_support, min_conf)
+            ours_t.append(time.perf_counter() - t)
+        for _ in range(max(1, min(repeats, 3))):
+            t = time.perf_counter()
+            ref = mlxtend_pair_rules(onehot, min_support, min_conf)
+            ref_t.append(time.perf_counter() - t)
+        same = set(zip(ours["antecedent"], ours["consequent"])) == set(zip(ref["antecedent"], ref["consequent"]))
+        rows.append({"min_support": min_support, "min_confidence": min_conf, "rules": len(ours),
+                     "mlxtend_rules": len(ref), "identical_rule_sets": bool(same),
+                     "ours_seconds_median": statistics.median(ours_t), "ours_seconds": ours_t,
+                     "mlxtend_seconds_median": statistics.median(ref_t), "mlxtend_seconds": ref_t,
+                     "speedup": statistics.median(ref_t) / statistics.median(ours_t)})
+    return {"dataset": dataset, "model": "association_rules", "baskets": int(full.baskets.shape[0]),
+            "items": full.n_items, "speed_vs_mlxtend": rows, "repeats": repeats, "machine": machine()}
+
+
+def print_table(result: dict) -> None:
+    if "speed_vs_mlxtend" in result:
+        print(f"\n{result['dataset']}: {result['baskets']:,} baskets x {result['items']:,} items")
+        print(f"{'min_support':>11} {'rules':>7} {'same':>5} {'ours s':>9} {'mlxtend s':>10} {'speedup':>8}")
+        for r in result["speed_vs_mlxtend"]:
+            print(f"{r['min_support']:>11} {r['rules']:>7} {str(r['identical_rule_sets']):>5} "
+                  f"{r['ours_seconds_median']:>9.4f} {r['mlxtend_seconds_median']:>10.2f} {r['speedup']:>7.0f}x")
+        return
+    m = result["metrics"]
+    print(f"\n{result['dataset']} / {result['model']}  params={result['params']}")
+    print(f"{'K':>4} {'recall':>8} {'ndcg':>8} {'precision':>10} {'hit_rate':>9} {'coverage':>9}")
+    for k in (10, 20, 50):
+        print(f"{k:>4} {m[f'recall@{k}']:>8.4f} {m[f'ndcg@{k}']:>8.4f} {m[f'precision@{k}']:>10.4f} "
+              f"{m[f'hit_rate@{k}']:>9.4f} {m[f'coverage@{k}']:>9.4f}")
+    print(f"fit {result['fit_seconds_median']:.2f} s, scoring all test users {result['scoring_seconds_median']:.2f} s "
+          f"(medians of {result['repeats']})")
+    if "published" in result:
+        p = result["published"]
+        print(f"published: recall@20 {p['recall@20']:.4f}, ndcg@20 {p['ndcg@20']:.4f}")
+
+
+def readme_table() -> str:
+    """Markdown tables of every result JSON."""
+    acc = ["| dataset | model | Recall@20 | NDCG@20 | published R@20 / N@20 | fit s | scoring s |",
+           "|---|---|---|---|---|---|---|"]
+    speed = ["| dataset | min_support | rules | identical to mlxtend | ours s | mlxtend s | speedup |",
+             "|---|---|---|---|---|---|---|"]
+    for path in sorted(RESULTS.glob("*.json")):
+        r = json.loads(path.read_text())
+        if "speed_vs_mlxtend" in r:
+            for s in r["speed_vs_mlxtend"]:
+                speed.append(f"| {r['dataset']} | {s['min_support']} | {s['rules']} | {s['identical_rule_sets']} | "
+                             f"{s['ours_seconds_median']:.4f} | {s['mlxtend_seconds_median']:.2f} | {s['speedup']:.0f}x |")
+            continue
+        m, pub = r["metrics"], r.get("published")
+        pub_s = f"{pub['recall@20']:.4f} / {pub['ndcg@20']:.4f}" if pub else "-"
+        acc.append(f"| {r['dataset']} | {r['model']} | {m['recall@20']:.4f} | {m['ndcg@20']:.4f} | {pub_s} | "
+                   f"{r['fit_seconds_median']:.2f} | {r['scoring_seconds_median']:.2f} |")
+    return "\n".join(acc) + "\n\nAssociation rules against mlxtend (medians; all clean baskets):\n\n" + "\n".join(speed)
+
+
+def update_readme() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+    if start not in text:
+        raise SystemExit("README.md has no benchmark markers")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{readme_table()}\n{end}{tail}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", choices=["gowalla", "online_retail", "synthetic"])
+    ap.add_argument("--model", choices=["popularity", "itemknn", "association_rules"])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--readme", action="store_true", help="rewrite the README's benchmark table and exit")
+    args = ap.parse_args(argv)
+    if args.readme:
+        update_readme()
+        print(readme_table())
+        return
+    if not args.dataset or not args.model:
+        ap.error("--dataset and --model are required")
+    if args.model == "association_rules" and args.dataset == "online_retail":
+        result = run_association_speed(args.dataset, args.repeats)
+    else:
+        result = run_model(args.dataset, args.model, args.repeats)
+    print_table(result)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{args.dataset}-{args.model}.json"
+    out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

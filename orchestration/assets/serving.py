@@ -24,8 +24,8 @@ def related_items(config: RelatedItemsConfig, interaction_matrices: SplitMatrice
     """Item -> top-K related items, with co-purchase count, confidence, lift and cosine per pair."""
     model = itemknn_model if config.model == "itemknn" else association_rules
     table = related_items_table(model, interaction_matrices.train, validated_items, k=config.k)
-    strongest = table[table["co_purchase_count"] >= 5].sort_values("lift", ascending=False)
+    most_bought = table.sort_values(["co_purchase_count", "lift"], ascending=False)
     return dg.Output(table, metadata={
         "rows": len(table), "items": int(table["item_id"].nunique()), "model": model.name,
-        "strongest_pairs_by_lift": frame_preview(strongest[["item_title", "related_title", "co_purchase_count",
-                                                           "confidence", "lift", "cosine"]], 15)})
+        "most_co_purchased_pairs": frame_preview(most_bought[["item_title", "related_title", "rank",
+                                                             "co_purchase_count", "confidence", "lift", "cosine"]], 15)})

@@ -1,0 +1,33 @@
+"""Known answers on the real Gowalla split, and the benchmark command's output."""
+import json
+
+import pytest
+
+from tests.conftest import GOWALLA, need
+
+
+def test_gowalla_popularity_reproduces_the_known_answer():
+    need(GOWALLA)
+    from training import benchmark
+    from training.metrics import evaluate_scores
+    from training.models import Popularity
+
+    _, _, train, test = benchmark.load_dataset("gowalla")
+    assert (train.n_users, train.n_items, train.user_items.nnz, test.nnz) == (29_858, 40_981, 810_128, 217_242)
+    res = evaluate_scores(Popularity().fit(train).score_users, train.user_items, test, ks=(20,))
+    assert round(res["recall@20"], 4) == 0.0416
+    assert round(res["ndcg@20"], 4) == 0.0317
+
+
+def test_benchmark_command_writes_json(tmp_path, monkeypatch, capsys):
+    from training import benchmark
+
+    monkeypatch.setattr(benchmark, "RESULTS", tmp_path)
+    benchmark.main(["--dataset", "synthetic", "--model", "itemknn", "--repeats", "2"])
+    out = json.loads((tmp_path / "synthetic-itemknn.json").read_text())
+    assert set(out["metrics"]) >= {f"{m}@{k}" for m in ("recall", "ndcg", "precision", "hit_rate", "coverage")
+                                   for k in (10, 20, 50)}
+    assert len(out["fit_seconds"]) == 2 and out["fit_seconds_median"] > 0
+    assert 0 < out["metrics"]["recall@20"] <= 1
+    printed = capsys.readouterr().out
+    assert "synthetic / itemknn" in printed and "recall" in printed

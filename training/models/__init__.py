@@ -1,13 +1,20 @@
 """Model families behind one contract (:class:`training.models.base.Recommender`)."""
 from training.models.association import AssociationRules
 from training.models.base import Recommender
+from training.models.ease import EASE
+from training.models.graph_filter import GraphFilter
 from training.models.itemknn import ItemKNN
+from training.models.mf import MatrixFactorization
 from training.models.popularity import Popularity
 
 MODELS: dict[str, type[Recommender]] = {
     "popularity": Popularity,
     "association_rules": AssociationRules,
     "itemknn": ItemKNN,
+    "ease": EASE,
+    "gf_cf": GraphFilter,
+    "mf_bpr": MatrixFactorization,
 }
 
-__all__ = ["MODELS", "AssociationRules", "ItemKNN", "Popularity", "Recommender"]
+__all__ = ["MODELS", "EASE", "AssociationRules", "GraphFilter", "ItemKNN", "MatrixFactorization", "Popularity",
+           "Recommender"]

@@ -1,0 +1,49 @@
+"""Closed-form models against their formulas computed densely on small data, and fold-in."""
+import numpy as np
+import scipy.sparse as sp
+
+from training.data import InteractionData
+from training.models import EASE, GraphFilter
+
+
+def small_data(seed=0, n_users=60, n_items=25):
+    rng = np.random.default_rng(seed)
+    x = (rng.random((n_users, n_items)) < 0.2).astype(np.float32)
+    x[:, 3] = 0.0  # an item nobody touched
+    m = sp.csr_matrix(x)
+    return InteractionData(np.arange(n_users).astype(str).astype(object), np.arange(n_items).astype(str).astype(object),
+                           m, m), x
+
+
+def test_ease_matches_dense_formula():
+    data, x = small_data()
+    lam = 7.0
+    p = np.linalg.inv(x.T.astype(np.float64) @ x + lam * np.eye(x.shape[1]))
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    model = EASE(l2=lam).fit(data)
+    np.testing.assert_allclose(model.weights, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.score_users(np.arange(5)), x[:5] @ b, rtol=1e-4, atol=1e-5)
+
+
+def test_gf_cf_matches_dense_formula():
+    data, x = small_data(1)
+    du, di = x.sum(1), x.sum(0)
+    with np.errstate(divide="ignore"):
+        fu = np.where(du > 0, du ** -0.5, 0)
+        fi = np.where(di > 0, di ** -0.5, 0)
+    rn = fu[:, None] * x * fi[None, :]
+    _, s, vt = np.linalg.svd(rn)
+    k = 8
+    v = vt[:k]
+    dense = x @ (rn.T @ rn) + 0.3 * (x * fi[None, :]) @ v.T @ v * np.where(di > 0, di ** 0.5, 0)[None, :]
+    model = GraphFilter(alpha=0.3, n_factors=k).fit(data)
+    np.testing.assert_allclose(model.score_users(np.arange(len(x))), dense, rtol=1e-4, atol=1e-5)
+
+
+def test_fold_in_equals_scores_of_known_users():
+    data, x = small_data(2)
+    for model in (EASE(l2=5.0).fit(data), GraphFilter(n_factors=6).fit(data)):
+        history = sp.csr_matrix(x[[4, 9]])
+        np.testing.assert_allclose(model.score_history(history), model.score_users(np.array([4, 9])),
+                                   rtol=1e-5, atol=1e-6)

@@ -7,7 +7,7 @@ import dagster as dg
 import yaml
 
 from orchestration.assets import evaluation, ingestion, models, serving, splits, validation
-from orchestration.resources import ReportStore, TableIOManager, ValidationPolicy, default_data_dir
+from orchestration.resources import OptunaStorage, ReportStore, TableIOManager, ValidationPolicy, default_data_dir
 
 ASSET_MODULES = [ingestion, validation, splits, models, evaluation, serving]
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -46,6 +46,7 @@ def build_resources(data_dir: "str | None" = None) -> dict:
         "io_manager": TableIOManager(base_dir=base),
         "reports": ReportStore(base_dir=base),
         "policy": ValidationPolicy(),
+        "optuna": OptunaStorage(url=f"sqlite:///{Path(base).resolve() / 'optuna.db'}"),
     }
 
 

@@ -55,3 +55,10 @@ class ValidationPolicy(dg.ConfigurableResource):
     """Thresholds the blocking data checks enforce."""
 
     max_quarantine_rate: float = 0.10
+
+
+class OptunaStorage(dg.ConfigurableResource):
+    """Where Optuna studies live: SQLite under the data folder by default; a Postgres URL shares
+    studies between parallel workers unchanged."""
+
+    url: str

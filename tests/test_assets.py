@@ -8,7 +8,12 @@ from orchestration.definitions import all_assets, all_checks, build_resources
 from orchestration.resources import ValidationPolicy
 
 SMALL = {"ops": {"raw_tables": {"config": {"kind": "synthetic", "synthetic_users": 150}},
-                 "association_rules": {"config": {"min_support": 0.002, "min_confidence": 0.05}}}}
+                 "association_rules": {"config": {"min_support": 0.002, "min_confidence": 0.05}},
+                 "itemknn_model": {"config": {"tune_trials": 3}},
+                 "ease_model": {"config": {"l2": 50.0}},
+                 "graph_filter_model": {"config": {"n_factors": 32}},
+                 "mf_model": {"config": {"dim": 16, "lr": 0.01, "batch_size": 1024, "max_epochs": 15,
+                                         "patience": 3}}}}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +52,7 @@ def test_outputs_hold_the_known_answers(run):
     assert pair["lift"] > 10 and pair["confidence"] > 0.5 and pair["co_purchase_count"] >= 5
     metrics = result.output_for_node("model_metrics")
     at20 = metrics[metrics["k"] == 20].set_index("model")
-    assert set(at20.index) == {"popularity", "association_rules", "itemknn"}
+    assert set(at20.index) == {"popularity", "association_rules", "itemknn", "ease", "gf_cf", "mf_bpr"}
     assert at20.loc["itemknn", "recall"] > at20.loc["popularity", "recall"]
 
 
@@ -77,3 +82,15 @@ def test_unreadable_source_stops_with_file_row_field(tmp_path):
         failure.event_specific_data.error.message
     assert str(bad) in message and "row 1" in message and "';'" in message
     assert not list((tmp_path / "d").rglob("*.parquet")), "nothing half-written"
+
+
+def test_tuning_leaves_its_files_and_metadata(run):
+    result, base = run
+    mat = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+           if e.event_specific_data.materialization.asset_key.to_user_string() == "itemknn_model"][0]
+    assert mat.metadata["tuning_trials"].value == 3
+    assert "optimization_history" in mat.metadata
+    folder = next((base / "reports").rglob("itemknn-*"))
+    assert {p.name for p in folder.iterdir()} >= {"best_params.json", "trials.csv", "summary.json",
+                                                  "optimization_history.png", "param_importances.png"}
+    assert (base / "optuna.db").exists()

@@ -1,28 +1,105 @@
-"""Fitted models, one asset per family; each fitted on the split's train matrices."""
-
-from typing import Literal
+"""Fitted models, one asset per family. Each tunes (optionally, with Optuna on the validation split
+carved from train), then fits on the whole train split; the test split is left to evaluation."""
+import base64
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional
 
 import dagster as dg
 import pandas as pd
 
 from orchestration.assets.splits import SplitMatrices
 from orchestration.metadata import markdown_table
-from training.models import AssociationRules, ItemKNN, Popularity
+from orchestration.resources import OptunaStorage, ReportStore
+from training.models import EASE, AssociationRules, GraphFilter, ItemKNN, MatrixFactorization, Popularity
+from training.models.base import Recommender
+from training.search_spaces import SEARCH_SPACES
+from training.tuning import TuningConfig, tune
 
 GROUP = "models"
 
 
-class AssociationConfig(dg.Config):
+class TunableConfig(dg.Config):
+    """``tune_trials`` > 0 runs an Optuna study (TPE, seeded) before the final fit."""
+
+    tune_trials: int = 0
+    tune_timeout_seconds: Optional[float] = None
+    tune_metric: str = "ndcg@20"
+    tune_max_eval_users: Optional[int] = 10_000
+    seed: int = 42
+
+
+class AssociationConfig(TunableConfig):
     min_support: float = 0.005
     min_confidence: float = 0.05
     rank_by: Literal["lift", "confidence"] = "lift"
 
 
-class ItemKNNConfig(dg.Config):
+class ItemKNNConfig(TunableConfig):
     k: int = 200
     shrink: float = 10.0
     alpha: float = 0.5
     weighting: Literal["none", "tfidf"] = "none"
+
+
+class EASEConfig(TunableConfig):
+    l2: float = 500.0
+
+
+class GraphFilterConfig(TunableConfig):
+    alpha: float = 0.3
+    n_factors: int = 256
+    sharpen: float = 0.0
+
+
+class MFConfig(TunableConfig):
+    dim: int = 64
+    lr: float = 2e-3
+    l2: float = 1e-4
+    batch_size: int = 4096
+    max_epochs: int = 50
+    patience: int = 5
+
+
+def _image_md(path: str, title: str) -> dg.MetadataValue:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{data})")
+
+
+def tune_family(context: dg.AssetExecutionContext, family: str, config: TunableConfig, params: dict[str, Any],
+                build: Callable[[dict[str, Any]], Recommender], matrices: SplitMatrices, optuna: OptunaStorage,
+                reports: ReportStore) -> tuple[dict[str, Any], dict]:
+    """Run the family's Optuna study when ``config.tune_trials`` > 0; returns the parameters to fit
+    with (defaults overridden by the best trial) and metadata for the UI."""
+    if config.tune_trials <= 0:
+        return params, {}
+    folder = reports.run_dir(context.run.run_id, "tuning")
+    result = tune(build, SEARCH_SPACES[family], matrices.fit, matrices.validation, TuningConfig(
+        n_trials=config.tune_trials, timeout_seconds=config.tune_timeout_seconds, storage=optuna.url,
+        study_name=f"{family}-{context.run.run_id[:8]}", seed=config.seed, metric=config.tune_metric,
+        max_eval_users=config.tune_max_eval_users, output_dir=str(folder)))
+    metadata: dict[str, Any] = {
+        "tuning_trials": result.n_trials, f"validation_{config.tune_metric}": result.best_value,
+        "tuning_seconds": result.seconds, "optuna_study": result.study_name,
+        "tuning_files": dg.MetadataValue.json(result.files)}
+    for name in ("optimization_history", "param_importances"):
+        if name in result.files:
+            metadata[name] = _image_md(result.files[name], name)
+    return {**params, **result.best_params}, metadata
+
+
+def fit_family(context: dg.AssetExecutionContext, family: str, config: TunableConfig, params: dict[str, Any],
+               build: Callable[[dict[str, Any]], Recommender], matrices: SplitMatrices, optuna: OptunaStorage,
+               reports: ReportStore) -> tuple[Recommender, dict]:
+    """Tune (when asked), then fit on the whole train split. Returns the model and UI metadata."""
+    params, metadata = tune_family(context, family, config, params, build, matrices, optuna, reports)
+    context.log.info(f"fitting {family} with {params}")
+    model = build(params).fit(matrices.train)
+    metadata.update({"params": dg.MetadataValue.json(params), "fit_seconds": model.fit_seconds})
+    return model, metadata
+
+
+def _params(config: dg.Config, names: list[str]) -> dict[str, Any]:
+    return {n: getattr(config, n) for n in names}
 
 
 @dg.asset(group_name=GROUP)
@@ -33,23 +110,77 @@ def popularity_model(interaction_matrices: SplitMatrices) -> dg.Output[Popularit
 
 
 @dg.asset(group_name=GROUP)
-def association_rules(config: AssociationConfig, interaction_matrices: SplitMatrices,
-                      validated_items: pd.DataFrame) -> dg.Output[AssociationRules]:
+def association_rules(context: dg.AssetExecutionContext, config: AssociationConfig,
+                      interaction_matrices: SplitMatrices, validated_items: pd.DataFrame, optuna: OptunaStorage,
+                      reports: ReportStore) -> dg.Output[AssociationRules]:
     """Pair rules over baskets (support, confidence, lift, leverage, conviction)."""
+    params = _params(config, ["min_support", "min_confidence", "rank_by"])
+    model, md = fit_family(context, "association_rules", config, params, lambda p: AssociationRules(**p),
+                           interaction_matrices, optuna, reports)
     data = interaction_matrices.train
-    model = AssociationRules(config.min_support, config.min_confidence, config.rank_by).fit(data)
     top = model.rules.head(20).copy()
     titles = validated_items.set_index("item_id")["title"]
     top.insert(0, "antecedent_title", titles.reindex(data.item_ids[top["antecedent"]]).values)
     top.insert(1, "consequent_title", titles.reindex(data.item_ids[top["consequent"]]).values)
     top = top.drop(columns=["antecedent", "consequent", "antecedent_support", "consequent_support"])
-    return dg.Output(model, metadata={
-        "rules": len(model.rules), "baskets": int(data.baskets.shape[0]), "fit_seconds": model.fit_seconds,
-        "top_pairs_by_lift": dg.MetadataValue.md(markdown_table(top))})
+    return dg.Output(model, metadata={**md, "rules": len(model.rules), "baskets": int(data.baskets.shape[0]),
+                                      "top_pairs_by_lift": dg.MetadataValue.md(markdown_table(top))})
 
 
 @dg.asset(group_name=GROUP)
-def itemknn_model(config: ItemKNNConfig, interaction_matrices: SplitMatrices) -> dg.Output[ItemKNN]:
+def itemknn_model(context: dg.AssetExecutionContext, config: ItemKNNConfig, interaction_matrices: SplitMatrices,
+                  optuna: OptunaStorage, reports: ReportStore) -> dg.Output[ItemKNN]:
     """Item-item cosine neighbours (top-k per item)."""
-    model = ItemKNN(config.k, config.shrink, config.alpha, config.weighting).fit(interaction_matrices.train)
-    return dg.Output(model, metadata={"fit_seconds": model.fit_seconds, "neighbours": int(model.similarity.nnz)})
+    model, md = fit_family(context, "itemknn", config, _params(config, ["k", "shrink", "alpha", "weighting"]),
+                           lambda p: ItemKNN(**p), interaction_matrices, optuna, reports)
+    return dg.Output(model, metadata={**md, "neighbours": int(model.similarity.nnz)})
+
+
+@dg.asset(group_name=GROUP)
+def ease_model(context: dg.AssetExecutionContext, config: EASEConfig, interaction_matrices: SplitMatrices,
+               optuna: OptunaStorage, reports: ReportStore) -> dg.Output[EASE]:
+    """EASE: closed-form item-item linear model (dense; n_items^2 floats)."""
+    model, md = fit_family(context, "ease", config, _params(config, ["l2"]), lambda p: EASE(**p),
+                           interaction_matrices, optuna, reports)
+    return dg.Output(model, metadata=md)
+
+
+@dg.asset(group_name=GROUP)
+def graph_filter_model(context: dg.AssetExecutionContext, config: GraphFilterConfig,
+                       interaction_matrices: SplitMatrices, optuna: OptunaStorage,
+                       reports: ReportStore) -> dg.Output[GraphFilter]:
+    """GF-CF family: linear item-item graph filter plus ideal low-pass filter (closed form)."""
+    params = _params(config, ["alpha", "n_factors", "sharpen"])
+    params["n_factors"] = min(params["n_factors"], max(interaction_matrices.train.n_items // 4, 2))
+    model, md = fit_family(context, "gf_cf", config, {**params, "seed": config.seed}, lambda p: GraphFilter(**p),
+                           interaction_matrices, optuna, reports)
+    return dg.Output(model, metadata=md)
+
+
+@dg.asset(group_name=GROUP)
+def mf_model(context: dg.AssetExecutionContext, config: MFConfig, interaction_matrices: SplitMatrices,
+             optuna: OptunaStorage, reports: ReportStore) -> dg.Output[MatrixFactorization]:
+    """Matrix factorisation with the BPR loss, trained with Lightning; epochs chosen on validation."""
+    m = interaction_matrices
+    base = {**_params(config, ["dim", "lr", "l2", "batch_size", "max_epochs", "patience"]), "seed": config.seed}
+    # each tuning trial fits on `fit` with early stopping on the validation split
+    params, md = tune_family(context, "mf_bpr", config, base, lambda p: _MFWithValidation(m, **p), m, optuna,
+                             reports)
+    # choose the number of epochs on validation, then refit on the whole train split for that many
+    probe = MatrixFactorization(**params).fit(m.fit, m.validation)
+    final = MatrixFactorization(**{**params, "max_epochs": max(probe.epochs_trained, 1), "patience": 0})
+    final.fit(m.train)
+    md.update({"params": dg.MetadataValue.json(params), "epochs": final.max_epochs,
+               "validation_best_ndcg@20": probe.best_score, "fit_seconds": final.fit_seconds})
+    return dg.Output(final, metadata=md)
+
+
+class _MFWithValidation(MatrixFactorization):
+    """MF whose fit() early-stops on the validation split (used inside tuning trials)."""
+
+    def __init__(self, matrices: SplitMatrices, **params: Any) -> None:
+        super().__init__(**params)
+        self._validation = matrices.validation
+
+    def fit(self, data, validation=None):  # type: ignore[override]
+        return super().fit(data, self._validation)

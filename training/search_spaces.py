@@ -1,0 +1,28 @@
+"""Default Optuna search spaces per model family (typed; override any of them in config)."""
+from __future__ import annotations
+
+from training.tuning import Param
+
+SEARCH_SPACES: dict[str, dict[str, Param]] = {
+    "itemknn": {
+        "k": Param("int", 20, 400, log=True),
+        "alpha": Param("float", 0.3, 0.9),
+        "shrink": Param("float", 0.0, 100.0),
+        "weighting": Param("categorical", choices=["none", "tfidf"]),
+    },
+    "ease": {"l2": Param("float", 10.0, 5000.0, log=True)},
+    "gf_cf": {
+        "alpha": Param("float", 0.0, 0.5),
+        "sharpen": Param("float", 0.0, 2.0),
+        "n_factors": Param("categorical", choices=[64, 128, 256, 512]),
+    },
+    "mf_bpr": {
+        "dim": Param("categorical", choices=[32, 64, 128]),
+        "lr": Param("float", 1e-3, 3e-2, log=True),
+        "l2": Param("float", 1e-6, 1e-2, log=True),
+    },
+    "association_rules": {
+        "min_support": Param("float", 0.001, 0.02, log=True),
+        "min_confidence": Param("float", 0.0, 0.5),
+    },
+}

@@ -28,7 +28,10 @@ DATASETS = Path(os.environ.get("COBUY_DATASETS", ROOT.parent / "shared" / "datas
 # Defaults per dataset; item-kNN's were picked on Gowalla's validation split (carved from train).
 MODEL_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "gowalla": {"itemknn": {"k": 200, "alpha": 0.7, "shrink": 10.0, "weighting": "tfidf"},
-                "association_rules": {"min_support": 0.01, "min_confidence": 0.1}},
+                "association_rules": {"min_support": 0.01, "min_confidence": 0.1},
+                "gf_cf": {"alpha": 0.3, "n_factors": 256},  # as published
+                "ease": {"l2": 500.0},
+                "mf_bpr": {"dim": 64, "lr": 2e-3, "l2": 1e-4, "batch_size": 4096, "max_epochs": 300, "patience": 5}},
     "online_retail": {"itemknn": {"k": 200, "alpha": 0.5, "shrink": 10.0, "weighting": "none"},
                       "association_rules": {"min_support": 0.005, "min_confidence": 0.05}},
     "synthetic": {"association_rules": {"min_support": 0.002, "min_confidence": 0.05}},
@@ -36,11 +39,16 @@ MODEL_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
 PUBLISHED = {  # Recall@20 / NDCG@20 on the LightGCN Gowalla split, as published
     ("gowalla", "popularity"): (0.0416, 0.0317),  # measured known answer (shared/datasets/README.md)
     ("gowalla", "itemknn"): (0.1570, 0.1214),
+    ("gowalla", "ease"): (0.1765, 0.1467),
+    ("gowalla", "gf_cf"): (0.1849, 0.1518),
+    ("gowalla", "mf_bpr"): (0.1291, 0.1109),  # MF-BPR as reported in the LightGCN paper
 }
+BEST_PUBLISHED = {"gowalla": ("ChebyCF", 0.1941, 0.1616)}
 
 
 def load_dataset(name: str):
-    """Read, clean and split a dataset; returns (clean result, split, train data, test matrix)."""
+    """Read, clean and split a dataset; returns (clean result, split, train data, test matrix).
+    The split also carries ``fit``/``validation`` (carved from train) for tuning."""
     from data_checks.cleaning import clean
     from data_checks.sources import SourceSpec, read_source
     from training.data import build_interaction_data
@@ -73,18 +81,29 @@ def machine() -> dict:
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def run_model(dataset: str, model_name: str, repeats: int) -> dict:
+def run_model(dataset: str, model_name: str, repeats: int, tune_trials: int = 0,
+              tune_timeout: float | None = None, tag: str = "") -> dict:
+    from training.data import build_interaction_data
+    from training.fitting import fit_final
     from training.metrics import evaluate_scores
-    from training.models import MODELS
 
     t0 = time.perf_counter()
     cleaned, split, train, test = load_dataset(dataset)
+    fit = build_interaction_data(split.fit, cleaned.items["item_id"])
+    validation = fit.matrix_for(split.validation)
     load_s = time.perf_counter() - t0
-    params = MODEL_PARAMS.get(dataset, {}).get(model_name, {})
-    fit_times, score_times, metrics = [], [], {}
+    params = dict(MODEL_PARAMS.get(dataset, {}).get(model_name, {}))
+    tuning = None
+    wall0 = time.perf_counter()
+    if tune_trials or tune_timeout:
+        tuning = tune_model(dataset, model_name, params, fit, validation, tune_trials, tune_timeout, tag)
+        params.update(tuning["best_params"])
+    fit_times, score_times, metrics, facts = [], [], {}, {}
     for _ in range(repeats):
-        model = MODELS[model_name](**params).fit(train)
-        fit_times.append(model.fit_seconds)
+        model, facts = fit_final(model_name, params, train, fit, validation)
+        fit_times.append(model.fit_seconds + facts.get("probe_seconds", 0.0))
+        if _ == 0:
+            tune_and_fit_wall = time.perf_counter() - wall0
         metrics = evaluate_scores(model.score_users, train.user_items, test, progress=sys.stderr.isatty())
         score_times.append(metrics.pop("scoring_seconds"))
     result = {
@@ -92,7 +111,8 @@ def run_model(dataset: str, model_name: str, repeats: int) -> dict:
         "metrics": {k: v for k, v in metrics.items() if k != "n_users"}, "n_test_users": metrics["n_users"],
         "fit_seconds_median": statistics.median(fit_times), "fit_seconds": fit_times,
         "scoring_seconds_median": statistics.median(score_times), "scoring_seconds": score_times,
-        "load_clean_split_seconds": load_s, "repeats": repeats,
+        "load_clean_split_seconds": load_s, "repeats": repeats, "fit_facts": facts, "tuning": tuning,
+        "tune_and_fit_wall_seconds": tune_and_fit_wall,
         "data": {"users": train.n_users, "items": train.n_items, "train_pairs": int(train.user_items.nnz),
                  "test_pairs": int(test.nnz), "split": split.summary()},
         "machine": machine(),
@@ -103,36 +123,33 @@ def run_model(dataset: str, model_name: str, repeats: int) -> dict:
     return result
 
 
-def run_association_speed(dataset: str, repeats: int) -> dict:
-    """Our sparse pair rules vs mlxtend's fpgrowth(max_len=2) + association_rules on all baskets."""
-    from training.association import pair_rules
-    from training.mlxtend_reference import mlxtend_pair_rules, one_hot
+def tune_model(dataset: str, model_name: str, params: dict, fit, validation, trials: int,
+               timeout: float | None, tag: str) -> dict:
+    """Optuna on the validation split carved from train; study files kept beside the results."""
+    from training.models import MODELS
+    from training.search_spaces import SEARCH_SPACES
+    from training.tuning import TuningConfig, tune
 
-    from training.data import build_interaction_data
+    def build(p: dict):
+        merged = {**params, **p}
+        if model_name == "mf_bpr":
+            merged["early_stopping_data"] = validation
+        return MODELS[model_name](**merged)
 
-    # all clean baskets (train and test periods alike): the speed comparison wants the full set
-    cleaned, _, _, _ = load_dataset(dataset)
-    full = build_interaction_data(cleaned.interactions, cleaned.items["item_id"])
-    onehot = one_hot(full.baskets)
-    rows = []
-    for min_support, min_conf in [(0.005, 0.0), (0.01, 0.0)]:
-        ours_t, ref_t = [], []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            ours = pair_rules(full.baskets, min_support, min_conf)
-            ours_t.append(time.perf_counter() - t)
-        for _ in range(max(1, min(repeats, 3))):
-            t = time.perf_counter()
-            ref = mlxtend_pair_rules(onehot, min_support, min_conf)
-            ref_t.append(time.perf_counter() - t)
-        same = set(zip(ours["antecedent"], ours["consequent"])) == set(zip(ref["antecedent"], ref["consequent"]))
-        rows.append({"min_support": min_support, "min_confidence": min_conf, "rules": len(ours),
-                     "mlxtend_rules": len(ref), "identical_rule_sets": bool(same),
-                     "ours_seconds_median": statistics.median(ours_t), "ours_seconds": ours_t,
-                     "mlxtend_seconds_median": statistics.median(ref_t), "mlxtend_seconds": ref_t,
-                     "speedup": statistics.median(ref_t) / statistics.median(ours_t)})
-    return {"dataset": dataset, "model": "association_rules", "baskets": int(full.baskets.shape[0]),
-            "items": full.n_items, "speed_vs_mlxtend": rows, "repeats": repeats, "machine": machine()}
+    name = f"{dataset}-{model_name}{'-' + tag if tag else ''}"
+    cfg = TuningConfig(n_trials=trials or None, timeout_seconds=timeout,
+                       storage=f"sqlite:///{ROOT / 'data' / 'optuna.db'}", study_name=f"{name}-{int(time.time())}",
+                       output_dir=str(RESULTS / "tuning"), max_eval_users=10_000)
+    res = tune(build, SEARCH_SPACES[model_name], fit, validation, cfg)
+    # keep the study's files under a stable name
+    stable = RESULTS / "tuning" / name
+    if stable.exists():
+        import shutil
+
+        shutil.rmtree(stable)
+    Path(res.files["summary"]).parent.rename(stable)
+    return {"best_params": res.best_params, "best_validation_value": res.best_value, "metric": cfg.metric,
+            "trials": res.n_trials, "seconds": res.seconds, "files": str(stable.relative_to(ROOT))}
 
 
 def print_table(result: dict) -> None:
@@ -190,8 +207,11 @@ def update_readme() -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", choices=["gowalla", "online_retail", "synthetic"])
-    ap.add_argument("--model", choices=["popularity", "itemknn", "association_rules"])
+    ap.add_argument("--model", choices=["popularity", "itemknn", "association_rules", "ease", "gf_cf", "mf_bpr"])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--tune", type=int, default=0, help="Optuna trials on the validation split before fitting")
+    ap.add_argument("--tune-timeout", type=float, default=None, help="Optuna budget in seconds")
+    ap.add_argument("--tag", default="", help="suffix for the result file name, e.g. 'tuned'")
     ap.add_argument("--readme", action="store_true", help="rewrite the README's benchmark table and exit")
     args = ap.parse_args(argv)
     if args.readme:
@@ -203,10 +223,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.model == "association_rules" and args.dataset == "online_retail":
         result = run_association_speed(args.dataset, args.repeats)
     else:
-        result = run_model(args.dataset, args.model, args.repeats)
+        result = run_model(args.dataset, args.model, args.repeats, args.tune, args.tune_timeout, args.tag)
     print_table(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{args.dataset}-{args.model}.json"
+    out = RESULTS / f"{args.dataset}-{args.model}{'-' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps(result, indent=2, default=float) + "\n")
     print(f"wrote {out}")
 

@@ -12,6 +12,7 @@ from orchestration.metadata import markdown_table
 from orchestration.resources import OptunaStorage, ReportStore
 from training.models import EASE, AssociationRules, GraphFilter, ItemKNN, MatrixFactorization, Popularity
 from training.models.base import Recommender
+from training.fitting import fit_final
 from training.search_spaces import SEARCH_SPACES
 from training.tuning import TuningConfig, tune
 
@@ -164,23 +165,8 @@ def mf_model(context: dg.AssetExecutionContext, config: MFConfig, interaction_ma
     m = interaction_matrices
     base = {**_params(config, ["dim", "lr", "l2", "batch_size", "max_epochs", "patience"]), "seed": config.seed}
     # each tuning trial fits on `fit` with early stopping on the validation split
-    params, md = tune_family(context, "mf_bpr", config, base, lambda p: _MFWithValidation(m, **p), m, optuna,
-                             reports)
-    # choose the number of epochs on validation, then refit on the whole train split for that many
-    probe = MatrixFactorization(**params).fit(m.fit, m.validation)
-    final = MatrixFactorization(**{**params, "max_epochs": max(probe.epochs_trained, 1), "patience": 0})
-    final.fit(m.train)
-    md.update({"params": dg.MetadataValue.json(params), "epochs": final.max_epochs,
-               "validation_best_ndcg@20": probe.best_score, "fit_seconds": final.fit_seconds})
+    params, md = tune_family(context, "mf_bpr", config, base,
+                             lambda p: MatrixFactorization(**p, early_stopping_data=m.validation), m, optuna, reports)
+    final, facts = fit_final("mf_bpr", params, m.train, m.fit, m.validation)
+    md.update({"params": dg.MetadataValue.json(params), **facts, "fit_seconds": final.fit_seconds})
     return dg.Output(final, metadata=md)
-
-
-class _MFWithValidation(MatrixFactorization):
-    """MF whose fit() early-stops on the validation split (used inside tuning trials)."""
-
-    def __init__(self, matrices: SplitMatrices, **params: Any) -> None:
-        super().__init__(**params)
-        self._validation = matrices.validation
-
-    def fit(self, data, validation=None):  # type: ignore[override]
-        return super().fit(data, self._validation)

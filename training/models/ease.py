@@ -71,7 +71,7 @@ class EASE(Recommender):
         diag = np.diag(p).copy()
         p /= -diag[None, :]
         p[np.diag_indices_from(p)] = 0.0
-        self.weights = np.ascontiguousarray(p, dtype=np.float32)  # (n_items, n_items): B
+        self.weights = np.asarray(p, dtype=np.float32)  # (n_items, n_items): B, Fortran order (no copy)
         self.user_items = data.user_items
         self.fit_seconds = time.perf_counter() - t0
         return self

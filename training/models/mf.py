@@ -119,16 +119,20 @@ class MatrixFactorization(Recommender):
     def __init__(self, dim: int = 64, lr: float = 2e-3, l2: float = 1e-4, batch_size: int = 4096,
                  max_epochs: int = 50, patience: int = 5, eval_k: int = 20, seed: int = 0,
                  accelerator: str = "auto", progress: bool = False, fast_dev_run: bool = False,
-                 callbacks: list | None = None, checkpoint_dir: str | None = None) -> None:
+                 callbacks: list | None = None, checkpoint_dir: str | None = None,
+                 early_stopping_data: sp.csr_matrix | None = None) -> None:
         super().__init__()
         self.dim, self.lr, self.l2, self.batch_size = dim, lr, l2, batch_size
         self.max_epochs, self.patience, self.eval_k, self.seed = max_epochs, patience, eval_k, seed
         self.accelerator, self.progress, self.fast_dev_run = accelerator, progress, fast_dev_run
         self.callbacks, self.checkpoint_dir = callbacks or [], checkpoint_dir
-        self.history: list[dict] = []
+        # validation matrix used when fit() is given none (lets a tuner build self-validating models)
+        self.early_stopping_data = early_stopping_data
 
     def fit(self, data: InteractionData, validation: sp.csr_matrix | None = None) -> "MatrixFactorization":
         t0 = time.perf_counter()
+        validation = validation if validation is not None else self.early_stopping_data
+        self.early_stopping_data = None  # not kept with the fitted model
         L.seed_everything(self.seed, workers=True, verbose=False)
         self.n_items = data.n_items
         self.user_items = data.user_items

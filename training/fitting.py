@@ -1,0 +1,26 @@
+"""Final fits: the one place that knows how each family is fitted once its parameters are chosen."""
+from __future__ import annotations
+
+from typing import Any
+
+import scipy.sparse as sp
+
+from training.data import InteractionData
+from training.models import MODELS
+from training.models.base import Recommender
+from training.models.mf import MatrixFactorization
+
+
+def fit_final(family: str, params: dict[str, Any], train: InteractionData, fit: InteractionData | None = None,
+              validation: sp.csr_matrix | None = None) -> tuple[Recommender, dict[str, Any]]:
+    """Fit ``family`` on ``train``. Trained families first pick their epoch count by early stopping on
+    ``validation`` (fitted on ``fit``, both carved from train), then refit on train for that many
+    epochs. Returns the model and facts worth recording (epochs, validation score)."""
+    facts: dict[str, Any] = {}
+    if family == "mf_bpr" and fit is not None and validation is not None:
+        probe = MatrixFactorization(**params).fit(fit, validation)
+        epochs = max(probe.epochs_trained, 1)
+        facts = {"epochs": epochs, "validation_best_ndcg@20": probe.best_score, "probe_seconds": probe.fit_seconds}
+        params = {**params, "max_epochs": epochs, "patience": 0}
+    model = MODELS[family](**params).fit(train)
+    return model, facts

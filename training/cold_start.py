@@ -1,0 +1,74 @@
+"""Cold-start evaluation: items first sold after the cut, ranked against the catalog by text alone.
+
+For each cold item c, the right answers are the items bought with it after the cut: in the same
+basket, or by the same customer. Every catalog item but c itself is a candidate. Metrics are those
+of :mod:`training.metrics` with cold items in the role of users.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from training.data import basket_keys, binary_matrix
+from training.metrics import evaluate_scores
+
+
+@dataclass
+class ColdStartTask:
+    """``cold``: (n_cold,) catalog positions; ``truth``: (n_cold, n_items) CSR of right answers;
+    ``self_mask``: (n_cold, n_items) CSR marking each cold item itself (excluded from ranking)."""
+
+    cold: np.ndarray
+    truth: sp.csr_matrix
+    self_mask: sp.csr_matrix
+    item_ids: np.ndarray
+
+
+def build_task(interactions: pd.DataFrame, item_ids: np.ndarray, cutoff: pd.Timestamp) -> ColdStartTask:
+    items = pd.Index(np.asarray(item_ids, dtype=object))
+    before = interactions[interactions["timestamp"] < cutoff]
+    after = interactions[interactions["timestamp"] >= cutoff]
+    warm = set(before["item_id"].astype(str))
+    sold_after = pd.unique(after["item_id"].astype(str))
+    cold = np.array(sorted(items.get_indexer([i for i in sold_after if i not in warm])), dtype=np.int64)
+    cold = cold[cold >= 0]
+    n = len(items)
+    col = items.get_indexer(after["item_id"].astype(str).to_numpy(dtype=object))
+    b_codes, _ = pd.factorize(basket_keys(after))
+    baskets = binary_matrix(b_codes.astype(np.int64), col, int(b_codes.max()) + 1, n)
+    known = after["user_id"].notna().to_numpy()
+    u_codes, _ = pd.factorize(after.loc[known, "user_id"])
+    users = binary_matrix(u_codes.astype(np.int64), col[known], int(u_codes.max()) + 1 if len(u_codes) else 0, n)
+    truth = ((baskets[:, cold].T @ baskets) + (users[:, cold].T @ users)).tocsr()
+    truth.data[:] = 1.0
+    self_mask = sp.csr_matrix((np.ones(len(cold), np.float32), (np.arange(len(cold)), cold)), shape=(len(cold), n))
+    truth = (truth - truth.multiply(self_mask)).tocsr()
+    truth.eliminate_zeros()
+    return ColdStartTask(cold, truth, self_mask, np.asarray(item_ids, dtype=object))
+
+
+def evaluate_cold(task: ColdStartTask, score_fn: Callable[[np.ndarray], np.ndarray],
+                  ks: tuple[int, ...] = (10, 20, 50)) -> dict[str, float]:
+    """``score_fn(cold_positions)`` -> (n, n_items) scores for those cold items."""
+    return evaluate_scores(lambda rows: score_fn(task.cold[rows]), task.self_mask, task.truth, ks)
+
+
+def tfidf_scorer(texts: list[str]) -> Callable[[np.ndarray], np.ndarray]:
+    """Cosine similarity of TF-IDF vectors of word uni- and bigrams."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    x = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True).fit_transform(texts).astype(np.float32)
+    return lambda items: np.asarray((x[items] @ x.T).todense(), dtype=np.float32)
+
+
+def embedding_scorer(emb: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda items: emb[items] @ emb.T
+
+
+def popularity_scorer(counts: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    c = counts.astype(np.float32)
+    return lambda items: np.broadcast_to(c, (len(items), len(c))).copy()

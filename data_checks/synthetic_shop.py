@@ -8,6 +8,8 @@ It has what real shop data has, with right answers known by construction:
   probability ``pair_strength`` (so the pair has high lift and confidence);
 * several months of timestamps with a seasonal shift: from ``shift_month`` on, the seasonal category
   is several times more popular and new seasonal items (unsold before) enter the range;
+* cold items with twin titles: in the last month a "Deluxe" twin of some anchors appears (never sold
+  before) and is bought with the anchor's partner, so text alone should lead from the twin to it;
 * a small share of dirty rows of the kinds real data has (duplicates, returns, zero prices, missing
   item codes), so quarantine has work to do.
 """
@@ -63,6 +65,7 @@ class SyntheticShopConfig:
     shift_month: int = 4  # 0-based month from which the seasonal shift applies
     seasonal_boost: float = 6.0
     new_seasonal_items: int = 12  # enter the range at shift_month
+    n_twins: int = 4  # "Deluxe" twins of the first anchors, sold only in the last month
     dirty_fraction: float = 0.01
 
 
@@ -71,6 +74,7 @@ class SyntheticShop:
     tables: RawTables
     planted_pairs: list[tuple[str, str]] = field(default_factory=list)  # (anchor item_id, partner item_id)
     new_items: list[str] = field(default_factory=list)  # first sold at shift_month
+    twins: list[tuple[str, str, str]] = field(default_factory=list)  # (twin, its anchor, the anchor's partner)
 
 
 def generate_shop(cfg: SyntheticShopConfig | None = None) -> SyntheticShop:
@@ -93,6 +97,10 @@ def generate_shop(cfg: SyntheticShopConfig | None = None) -> SyntheticShop:
         new_rows.append(len(rows))
         noun = CATEGORIES["Seasonal"][j % len(CATEGORIES["Seasonal"])]
         rows.append(("Seasonal", f"New Season {COLOURS[j % len(COLOURS)]} {noun}", BRANDS["Seasonal"][j % 2], True))
+    twin_rows = []
+    for c, a, _ in PLANTED_PAIRS[:cfg.n_twins]:
+        twin_rows.append(len(rows))
+        rows.append((c, f"{BRANDS[c][0]} Deluxe {a}", BRANDS[c][0], False))
     n_items = len(rows)
     item_ids = np.array([f"SKU{i + 1:05d}" for i in range(n_items)], dtype=object)
     item_cat = np.array([cats.index(r[0]) for r in rows])
@@ -109,6 +117,8 @@ def generate_shop(cfg: SyntheticShopConfig | None = None) -> SyntheticShop:
     pop = 1.0 / (1.0 + rng.permutation(n_items) % cfg.items_per_category) ** 0.8
     pop[anchors] = np.median(pop)
     pop[is_partner] = 0.0
+    pop[twin_rows] = 0.0  # twins are only bought in place of their anchor
+    twin_of = {int(anchors[k]): t for k, t in enumerate(twin_rows)}
     tastes = rng.dirichlet(np.full(len(cats), 0.4), size=cfg.n_users)
     seasonal = cats.index("Seasonal")
     start = pd.Timestamp(cfg.start)
@@ -132,8 +142,14 @@ def generate_shop(cfg: SyntheticShopConfig | None = None) -> SyntheticShop:
             for _ in range(rng.poisson(cfg.baskets_per_user_month)):
                 size = max(1, rng.poisson(cfg.mean_basket_size - 1) + 1)
                 chosen = set(rng.choice(n_items, size=min(size, int((item_w > 0).sum())), replace=False, p=item_w))
+                if m == cfg.n_months - 1:  # the twins' month: half the anchors bought are the new twin
+                    for a, t in twin_of.items():
+                        if a in chosen and rng.random() < 0.5:
+                            chosen.discard(a)
+                            chosen.add(t)
                 for a, b in zip(anchors, partners):
-                    if a in chosen and rng.random() < cfg.pair_strength:
+                    t = twin_of.get(int(a), -1)
+                    if (a in chosen or t in chosen) and rng.random() < cfg.pair_strength:
                         chosen.add(b)
                 basket_no += 1
                 ts = month_np + np.timedelta64(int(rng.integers(days)) * 1440 + int(rng.integers(8 * 60, 21 * 60)), "m")
@@ -145,7 +161,9 @@ def generate_shop(cfg: SyntheticShopConfig | None = None) -> SyntheticShop:
     inter["source_file"] = "synthetic_shop"
     tables = RawTables(conform(inter, INTERACTION_COLUMNS, OPTIONAL_INTERACTION_COLUMNS),
                        conform(items, ITEM_COLUMNS, {}), "synthetic")
-    return SyntheticShop(tables, [(str(a), str(b)) for a, b in zip(item_ids[anchors], item_ids[partners])], [str(i) for i in item_ids[is_new]])
+    twins = [(str(item_ids[t]), str(item_ids[anchors[k]]), str(item_ids[partners[k]])) for k, t in enumerate(twin_rows)]
+    return SyntheticShop(tables, [(str(a), str(b)) for a, b in zip(item_ids[anchors], item_ids[partners])],
+                         [str(i) for i in item_ids[is_new]], twins)
 
 
 def _add_dirt(inter: pd.DataFrame, fraction: float, rng: np.random.Generator) -> pd.DataFrame:

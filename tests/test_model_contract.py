@@ -8,7 +8,8 @@ from training.ranking import top_k
 FAST_PARAMS = {"association_rules": {"min_support": 0.002, "min_confidence": 0.05},
                "gf_cf": {"n_factors": 32},
                "ease": {"l2": 50.0},
-               "mf_bpr": {"dim": 32, "max_epochs": 40, "lr": 0.01, "batch_size": 1024}}
+               "mf_bpr": {"dim": 32, "max_epochs": 40, "lr": 0.01, "batch_size": 1024},
+               "lightgcn": {"dim": 32, "max_epochs": 30, "lr": 0.01, "batch_size": 1024, "init": "svd"}}
 # Families whose related items are not personal to the item (popularity lists the same best-sellers).
 NOT_ITEM_SPECIFIC = {"popularity"}
 

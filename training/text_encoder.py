@@ -13,6 +13,7 @@ Hugging Face name or local path works through ``model_name``.
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,7 +198,8 @@ class TextEncoder:
                               collate_fn=self._collate, drop_last=True)
         val_dl = DataLoader([tuple(x) for x in val], batch_size=self.cfg.batch_size, collate_fn=self._collate,
                             drop_last=True)
-        ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoint_dir, monitor="val_loss", mode="min",
+        ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoint_dir or tempfile.mkdtemp(prefix="ckpt-"),
+                                                    monitor="val_loss", mode="min",
                                                     save_top_k=1, save_weights_only=True)
         callbacks = [] if self.cfg.fast_dev_run else [
             L.pytorch.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=self.cfg.patience), ckpt]

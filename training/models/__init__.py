@@ -4,6 +4,7 @@ from training.models.base import Recommender
 from training.models.ease import EASE
 from training.models.graph_filter import GraphFilter
 from training.models.itemknn import ItemKNN
+from training.models.lightgcn import LightGCN
 from training.models.mf import MatrixFactorization
 from training.models.popularity import Popularity
 
@@ -14,7 +15,8 @@ MODELS: dict[str, type[Recommender]] = {
     "ease": EASE,
     "gf_cf": GraphFilter,
     "mf_bpr": MatrixFactorization,
+    "lightgcn": LightGCN,
 }
 
-__all__ = ["MODELS", "EASE", "AssociationRules", "GraphFilter", "ItemKNN", "MatrixFactorization", "Popularity",
+__all__ = ["MODELS", "EASE", "AssociationRules", "GraphFilter", "ItemKNN", "LightGCN", "MatrixFactorization", "Popularity",
            "Recommender"]

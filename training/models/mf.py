@@ -6,6 +6,7 @@ which drives early stopping, checkpointing of the best epoch and, under Optuna, 
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from typing import Any
 
@@ -143,7 +144,8 @@ class MatrixFactorization(Recommender):
         monitor = f"val_ndcg@{self.eval_k}"
         ckpt = None
         if validation is not None and not self.fast_dev_run:
-            ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=self.checkpoint_dir, monitor=monitor, mode="max",
+            ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=self.checkpoint_dir or tempfile.mkdtemp(prefix="ckpt-"),
+                                                        monitor=monitor, mode="max",
                                                         save_top_k=1, save_weights_only=True)
             callbacks += [L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=self.patience),
                           ckpt]

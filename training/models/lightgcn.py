@@ -1,0 +1,183 @@
+"""LightGCN (He et al., SIGIR 2020) trained with Lightning on the BPR loss.
+
+Embeddings E^0 of users and items are propagated K times over the symmetrically normalised
+bipartite graph, E^{k+1} = D^{-1/2} A D^{-1/2} E^k, and averaged: E = mean_k E^k. Scores are dot
+products of the final user and item embeddings. Seen items are masked by the caller (torch_geometric's
+``LightGCN.recommend`` cannot exclude them, so this module does not use it).
+
+``init="svd"`` starts E^0 from the top singular vectors of the normalised user-item matrix (the
+low-rank view LightGCN converges towards, cf. SVD-GCN, Peng et al., CIKM 2022), which shortens CPU
+training a lot; ``init="normal"`` is the paper's N(0, 0.1) start.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch.utils.data import DataLoader
+
+from training.data import InteractionData
+from training.metrics import evaluate_scores
+from training.models.base import Recommender
+from training.models.graph_filter import normalised_matrix, top_singular
+from training.models.mf import TripletBatches, TripletDataset, _one_batch_loader
+from training.ranking import top_k
+
+
+def normalised_adjacency(x: sp.csr_matrix) -> torch.Tensor:
+    """(n_users + n_items)^2 sparse COO tensor of D^{-1/2} [[0, X], [X^T, 0]] D^{-1/2}."""
+    n_u, n_i = x.shape
+    a = sp.bmat([[None, x], [x.T, None]], format="csr").astype(np.float32)
+    deg = np.asarray(a.sum(axis=1)).ravel()
+    with np.errstate(divide="ignore"):
+        f = np.where(deg > 0, deg ** -0.5, 0.0).astype(np.float32)
+    a = (sp.diags(f) @ a @ sp.diags(f)).tocoo()
+    idx = torch.from_numpy(np.vstack([a.row, a.col]).astype(np.int64))
+    return torch.sparse_coo_tensor(idx, torch.from_numpy(a.data), (n_u + n_i, n_u + n_i)).coalesce()
+
+
+class LightGCNModule(L.LightningModule):
+    def __init__(self, n_users: int, n_items: int, dim: int = 64, n_layers: int = 3, lr: float = 1e-3,
+                 l2: float = 1e-4, eval_k: int = 20, init_weights: np.ndarray | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["init_weights"])
+        self.embedding = torch.nn.Embedding(n_users + n_items, dim)
+        if init_weights is not None:
+            self.embedding.weight.data.copy_(torch.from_numpy(init_weights))
+        else:
+            torch.nn.init.normal_(self.embedding.weight, std=0.1)
+        self.adj: torch.Tensor | None = None
+        self.train_matrix: sp.csr_matrix | None = None
+        self.val_matrix: sp.csr_matrix | None = None
+        self.curve: list[dict] = []
+        self._t0 = time.perf_counter()
+
+    def propagate(self) -> torch.Tensor:
+        e = self.embedding.weight
+        out = e
+        for _ in range(self.hparams.n_layers):
+            e = torch.sparse.mm(self.adj, e)
+            out = out + e
+        return out / (self.hparams.n_layers + 1)
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        u, i, j = batch
+        n_u = self.hparams.n_users
+        final = self.propagate()
+        eu, ei, ej = final[u], final[n_u + i], final[n_u + j]
+        diff = (eu * ei).sum(-1) - (eu * ej).sum(-1)
+        e0 = self.embedding.weight
+        reg = (e0[u].pow(2).sum() + e0[n_u + i].pow(2).sum() + e0[n_u + j].pow(2).sum()) / (2 * len(u))
+        loss = -torch.nn.functional.logsigmoid(diff).mean() + self.hparams.l2 * reg
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(u))
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        return None
+
+    @torch.no_grad()
+    def factors(self) -> tuple[np.ndarray, np.ndarray]:
+        final = self.propagate().cpu().numpy()
+        n_u = self.hparams.n_users
+        return final[:n_u], final[n_u:]
+
+    def on_validation_epoch_end(self) -> None:
+        if self.val_matrix is None:
+            return
+        users, items = self.factors()
+        k = self.hparams.eval_k
+        res = evaluate_scores(lambda u: users[u] @ items.T, self.train_matrix, self.val_matrix, ks=(k,))
+        self.log(f"val_ndcg@{k}", res[f"ndcg@{k}"], prog_bar=True)
+        self.log(f"val_recall@{k}", res[f"recall@{k}"], prog_bar=True)
+        self.curve.append({"epoch": int(self.current_epoch), "seconds": time.perf_counter() - self._t0,
+                           f"recall@{k}": res[f"recall@{k}"], f"ndcg@{k}": res[f"ndcg@{k}"]})
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+
+class LightGCN(Recommender):
+    name = "lightgcn"
+
+    def __init__(self, dim: int = 64, n_layers: int = 3, lr: float = 1e-3, l2: float = 1e-4,
+                 batch_size: int = 2048, max_epochs: int = 100, patience: int = 5, max_minutes: float | None = None,
+                 init: str = "normal", eval_k: int = 20, seed: int = 0, accelerator: str = "auto",
+                 progress: bool = False, fast_dev_run: bool = False, check_val_every_n_epoch: int = 1,
+                 checkpoint_dir: str | None = None, early_stopping_data: sp.csr_matrix | None = None,
+                 curve_path: str | None = None) -> None:
+        super().__init__()
+        self.dim, self.n_layers, self.lr, self.l2, self.batch_size = dim, n_layers, lr, l2, batch_size
+        self.max_epochs, self.patience, self.max_minutes, self.init = max_epochs, patience, max_minutes, init
+        self.eval_k, self.seed, self.accelerator, self.progress = eval_k, seed, accelerator, progress
+        self.fast_dev_run, self.check_val_every_n_epoch = fast_dev_run, check_val_every_n_epoch
+        self.checkpoint_dir, self.early_stopping_data, self.curve_path = checkpoint_dir, early_stopping_data, curve_path
+        self.curve: list[dict] = []
+
+    def _svd_init(self, data: InteractionData) -> np.ndarray:
+        norm, _ = normalised_matrix(data.user_items, 0.5, 0.5)
+        # left singular vectors from the right ones: U = R~ V / s
+        s, vt = top_singular(norm, self.dim, self.seed)
+        u = np.asarray(norm @ vt.T) / np.maximum(s, 1e-9)[None, :]
+        scale = np.sqrt(s)[None, :]
+        return np.vstack([u * scale, vt.T * scale]).astype(np.float32)
+
+    def fit(self, data: InteractionData, validation: sp.csr_matrix | None = None) -> "LightGCN":
+        t0 = time.perf_counter()
+        validation = validation if validation is not None else self.early_stopping_data
+        self.early_stopping_data = None
+        L.seed_everything(self.seed, workers=True, verbose=False)
+        self.n_items = data.n_items
+        self.user_items = data.user_items
+        init = self._svd_init(data) if self.init == "svd" else None
+        module = LightGCNModule(data.n_users, data.n_items, self.dim, self.n_layers, self.lr, self.l2, self.eval_k,
+                                init)
+        module.adj = normalised_adjacency(data.user_items)
+        module.train_matrix, module.val_matrix = data.user_items, validation
+        batches = TripletBatches(TripletDataset(data.user_items, self.seed), self.batch_size, self.seed)
+        monitor = f"val_ndcg@{self.eval_k}"
+        callbacks, ckpt = [], None
+        if validation is not None and not self.fast_dev_run:
+            ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=self.checkpoint_dir or tempfile.mkdtemp(prefix="ckpt-"),
+                                                        monitor=monitor, mode="max",
+                                                        save_top_k=1, save_weights_only=True)
+            callbacks += [L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=self.patience),
+                          ckpt]
+        max_time = {"minutes": self.max_minutes} if self.max_minutes else None
+        trainer = L.Trainer(max_epochs=self.max_epochs, max_time=max_time, accelerator=self.accelerator, devices=1,
+                            logger=False, enable_progress_bar=self.progress, enable_model_summary=False,
+                            enable_checkpointing=ckpt is not None, callbacks=callbacks,
+                            fast_dev_run=self.fast_dev_run, num_sanity_val_steps=0,
+                            limit_val_batches=1 if validation is not None else 0,
+                            check_val_every_n_epoch=self.check_val_every_n_epoch)
+        module._t0 = time.perf_counter()
+        trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None),
+                    val_dataloaders=_one_batch_loader() if validation is not None else None)
+        self.curve = module.curve
+        if ckpt is not None and ckpt.best_model_path:
+            state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+            module.load_state_dict(state)
+            self.best_score = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
+        self.epochs_trained = trainer.current_epoch
+        users, items = module.factors()
+        self.user_factors, self.item_factors = users.astype(np.float32), items.astype(np.float32)
+        self.fit_seconds = time.perf_counter() - t0
+        if self.curve_path:
+            Path(self.curve_path).write_text(json.dumps(self.curve, indent=1))
+        return self
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        return self.user_factors[users] @ self.item_factors.T
+
+    def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        v = self.item_factors / (np.linalg.norm(self.item_factors, axis=1, keepdims=True) + 1e-12)
+        scores = v[items] @ v.T
+        scores[np.arange(len(items)), items] = -np.inf
+        idx, vals = top_k(scores, k)
+        return idx, vals.astype(np.float32)

@@ -6,10 +6,10 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from orchestration.assets import evaluation, ingestion, models, serving, splits, validation
-from orchestration.resources import OptunaStorage, ReportStore, TableIOManager, ValidationPolicy, default_data_dir
+from orchestration.assets import evaluation, ingestion, models, serving, splits, text, validation
+from orchestration.resources import OptunaStorage, ArtifactStore, TableIOManager, ValidationPolicy, default_data_dir
 
-ASSET_MODULES = [ingestion, validation, splits, models, evaluation, serving]
+ASSET_MODULES = [ingestion, validation, splits, models, text, evaluation, serving]
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
@@ -27,7 +27,8 @@ ingest_job = dg.define_asset_job(
     "ingest_and_validate", selection=dg.AssetSelection.groups(ingestion.GROUP, validation.GROUP),
     description="Read the source and validate it; nothing is trained.")
 train_job = dg.define_asset_job(
-    "train_and_evaluate", selection=dg.AssetSelection.groups(splits.GROUP, models.GROUP, evaluation.GROUP),
+    "train_and_evaluate",
+    selection=dg.AssetSelection.groups(splits.GROUP, models.GROUP, text.GROUP, evaluation.GROUP),
     description="Split, fit every model family and evaluate on the test split.")
 serve_job = dg.define_asset_job(
     "publish_related_items", selection=dg.AssetSelection.groups(serving.GROUP),
@@ -44,7 +45,7 @@ def build_resources(data_dir: "str | None" = None) -> dict:
     base = data_dir or default_data_dir()
     return {
         "io_manager": TableIOManager(base_dir=base),
-        "reports": ReportStore(base_dir=base),
+        "artifacts": ArtifactStore(base_dir=base),
         "policy": ValidationPolicy(),
         "optuna": OptunaStorage(url=f"sqlite:///{Path(base).resolve() / 'optuna.db'}"),
     }

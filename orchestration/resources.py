@@ -1,4 +1,4 @@
-"""External systems behind Dagster resources: file storage for asset outputs and reports."""
+"""External systems behind Dagster resources: file storage for asset outputs, artifacts and studies."""
 
 import os
 from pathlib import Path
@@ -40,13 +40,14 @@ class TableIOManager(dg.ConfigurableIOManager):
         return read_pickle(stem.with_suffix(".pkl"))
 
 
-class ReportStore(dg.ConfigurableResource):
-    """Where human-facing reports go (Great Expectations Data Docs, plots), one folder per run."""
+class ArtifactStore(dg.ConfigurableResource):
+    """Run artifacts (Great Expectations Data Docs, plots, Optuna files, fine-tuned encoders), one
+    folder per run so concurrent runs never overwrite each other's files."""
 
     base_dir: str
 
     def run_dir(self, run_id: str, *parts: str) -> Path:
-        path = Path(self.base_dir, "reports", run_id, *parts).resolve()
+        path = Path(self.base_dir, "runs", run_id, *parts).resolve()
         path.mkdir(parents=True, exist_ok=True)
         return path
 

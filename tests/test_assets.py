@@ -13,7 +13,10 @@ SMALL = {"ops": {"raw_tables": {"config": {"kind": "synthetic", "synthetic_users
                  "ease_model": {"config": {"l2": 50.0}},
                  "graph_filter_model": {"config": {"n_factors": 32}},
                  "mf_model": {"config": {"dim": 16, "lr": 0.01, "batch_size": 1024, "max_epochs": 15,
-                                         "patience": 3}}}}
+                                         "patience": 3}},
+                 "lightgcn_model": {"config": {"dim": 16, "lr": 0.01, "batch_size": 1024, "max_epochs": 6,
+                                               "patience": 2}},
+                 "text_encoder": {"config": {"steps": 6, "batch_size": 16}}}}
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +37,9 @@ def test_full_graph_materializes(run):
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"rows_add_up": True, "quarantine_rate_within_policy": True, "expectation_suites_pass": True}
     assert (base / "assets" / "related_items.parquet").exists()
-    plots = list((base / "reports").rglob("metrics_vs_k.png"))
+    plots = list((base / "runs").rglob("metrics_vs_k.png"))
     assert len(plots) == 1 and plots[0].read_bytes()[:4] == b"\x89PNG"
-    docs = list((base / "reports").rglob("data_docs/index.html"))
+    docs = list((base / "runs").rglob("data_docs/index.html"))
     assert len(docs) == 1
 
 
@@ -52,7 +55,7 @@ def test_outputs_hold_the_known_answers(run):
     assert pair["lift"] > 10 and pair["confidence"] > 0.5 and pair["co_purchase_count"] >= 5
     metrics = result.output_for_node("model_metrics")
     at20 = metrics[metrics["k"] == 20].set_index("model")
-    assert set(at20.index) == {"popularity", "association_rules", "itemknn", "ease", "gf_cf", "mf_bpr"}
+    assert set(at20.index) == {"popularity", "association_rules", "itemknn", "ease", "gf_cf", "mf_bpr", "lightgcn"}
     assert at20.loc["itemknn", "recall"] > at20.loc["popularity", "recall"]
 
 
@@ -90,7 +93,17 @@ def test_tuning_leaves_its_files_and_metadata(run):
            if e.event_specific_data.materialization.asset_key.to_user_string() == "itemknn_model"][0]
     assert mat.metadata["tuning_trials"].value == 3
     assert "optimization_history" in mat.metadata
-    folder = next((base / "reports").rglob("itemknn-*"))
+    folder = next((base / "runs").rglob("itemknn-*"))
     assert {p.name for p in folder.iterdir()} >= {"best_params.json", "trials.csv", "summary.json",
                                                   "optimization_history.png", "param_importances.png"}
     assert (base / "optuna.db").exists()
+
+
+def test_text_assets(run):
+    result, base = run
+    shop = generate_shop(SyntheticShopConfig(n_users=150))
+    emb = result.output_for_node("item_text_embeddings")
+    assert len(emb) == len(shop.tables.items) and len(emb["embedding"].iloc[0]) == 384
+    cold = result.output_for_node("cold_start_metrics")
+    assert set(cold["method"]) == {"fine_tuned_encoder", "untuned_encoder", "tfidf_titles", "popularity"}
+    assert (cold["n_items"] > 0).all()  # the twins (and late items) are cold in the temporal split

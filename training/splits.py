@@ -38,6 +38,7 @@ class Split:
     validation: pd.DataFrame
     test: pd.DataFrame
     cutoff: pd.Timestamp | None = None
+    after_cutoff: pd.DataFrame | None = None  # temporal: every row at or after the cut (cold-start needs them)
 
     def summary(self) -> dict:
         def users(df: pd.DataFrame) -> int:
@@ -119,4 +120,5 @@ def make_split(df: pd.DataFrame, cfg: SplitConfig) -> Split:
         fit, validation = _temporal(train, train["timestamp"].quantile(1 - cfg.validation_fraction))
     else:
         fit, validation = _random_holdout(train[train["user_id"].notna()], cfg.validation_fraction, cfg.seed)
-    return Split(cfg.strategy, train, fit, validation, test, cutoff)
+    after = df[df["timestamp"] >= cutoff].reset_index(drop=True) if cutoff is not None else None
+    return Split(cfg.strategy, train, fit, validation, test, cutoff, after)

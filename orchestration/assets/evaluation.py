@@ -7,10 +7,10 @@ import pandas as pd
 
 from orchestration.assets.splits import SplitMatrices
 from orchestration.metadata import markdown_table
-from orchestration.resources import ReportStore
+from orchestration.resources import ArtifactStore
 from serving.storage import write_bytes
 from training.evaluation import metrics_frame
-from training.models import EASE, AssociationRules, GraphFilter, ItemKNN, MatrixFactorization, Popularity
+from training.models import EASE, AssociationRules, GraphFilter, ItemKNN, LightGCN, MatrixFactorization, Popularity
 from training.plots import metrics_vs_k_png
 
 GROUP = "evaluation"
@@ -20,15 +20,17 @@ GROUP = "evaluation"
 def model_metrics(context: dg.AssetExecutionContext, interaction_matrices: SplitMatrices,
                   popularity_model: Popularity, association_rules: AssociationRules,
                   itemknn_model: ItemKNN, ease_model: EASE, graph_filter_model: GraphFilter,
-                  mf_model: MatrixFactorization, reports: ReportStore) -> dg.Output[pd.DataFrame]:
+                  mf_model: MatrixFactorization, lightgcn_model: LightGCN, artifacts: ArtifactStore
+                  ) -> dg.Output[pd.DataFrame]:
     """Recall, NDCG, precision, hit rate and coverage at K in {10, 20, 50} on the test split."""
-    models = [popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model, mf_model]
+    models = [popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model, mf_model,
+              lightgcn_model]
     table = metrics_frame(models, interaction_matrices.train, interaction_matrices.test)
     at20 = table[table["k"] == 20].drop(columns=["k"])
     best = at20.sort_values("ndcg", ascending=False).iloc[0]
     context.log.info(f"best at K=20: {best['model']} recall={best['recall']:.4f} ndcg={best['ndcg']:.4f}")
     png = metrics_vs_k_png(table)
-    plot_path = write_bytes(png, reports.run_dir(context.run.run_id) / "metrics_vs_k.png")
+    plot_path = write_bytes(png, artifacts.run_dir(context.run.run_id) / "metrics_vs_k.png")
     return dg.Output(table, metadata={
         "metrics_vs_k": dg.MetadataValue.md(f"![metrics vs K](data:image/png;base64,{base64.b64encode(png).decode()})"),
         "plot_path": dg.MetadataValue.path(str(plot_path)),

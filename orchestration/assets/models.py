@@ -9,8 +9,8 @@ import pandas as pd
 
 from orchestration.assets.splits import SplitMatrices
 from orchestration.metadata import markdown_table
-from orchestration.resources import OptunaStorage, ReportStore
-from training.models import EASE, AssociationRules, GraphFilter, ItemKNN, MatrixFactorization, Popularity
+from orchestration.resources import OptunaStorage, ArtifactStore
+from training.models import EASE, AssociationRules, GraphFilter, ItemKNN, LightGCN, MatrixFactorization, Popularity
 from training.models.base import Recommender
 from training.fitting import fit_final
 from training.search_spaces import SEARCH_SPACES
@@ -52,6 +52,18 @@ class GraphFilterConfig(TunableConfig):
     sharpen: float = 0.0
 
 
+class LightGCNConfig(TunableConfig):
+    dim: int = 64
+    n_layers: int = 3
+    lr: float = 5e-3
+    l2: float = 1e-4
+    batch_size: int = 16384
+    init: Literal["svd", "normal"] = "svd"
+    max_epochs: int = 200
+    max_minutes: Optional[float] = 60.0
+    patience: int = 10
+
+
 class MFConfig(TunableConfig):
     dim: int = 64
     lr: float = 2e-3
@@ -68,12 +80,12 @@ def _image_md(path: str, title: str) -> dg.MetadataValue:
 
 def tune_family(context: dg.AssetExecutionContext, family: str, config: TunableConfig, params: dict[str, Any],
                 build: Callable[[dict[str, Any]], Recommender], matrices: SplitMatrices, optuna: OptunaStorage,
-                reports: ReportStore) -> tuple[dict[str, Any], dict]:
+                artifacts: ArtifactStore) -> tuple[dict[str, Any], dict]:
     """Run the family's Optuna study when ``config.tune_trials`` > 0; returns the parameters to fit
     with (defaults overridden by the best trial) and metadata for the UI."""
     if config.tune_trials <= 0:
         return params, {}
-    folder = reports.run_dir(context.run.run_id, "tuning")
+    folder = artifacts.run_dir(context.run.run_id, "tuning")
     result = tune(build, SEARCH_SPACES[family], matrices.fit, matrices.validation, TuningConfig(
         n_trials=config.tune_trials, timeout_seconds=config.tune_timeout_seconds, storage=optuna.url,
         study_name=f"{family}-{context.run.run_id[:8]}", seed=config.seed, metric=config.tune_metric,
@@ -90,9 +102,9 @@ def tune_family(context: dg.AssetExecutionContext, family: str, config: TunableC
 
 def fit_family(context: dg.AssetExecutionContext, family: str, config: TunableConfig, params: dict[str, Any],
                build: Callable[[dict[str, Any]], Recommender], matrices: SplitMatrices, optuna: OptunaStorage,
-               reports: ReportStore) -> tuple[Recommender, dict]:
+               artifacts: ArtifactStore) -> tuple[Recommender, dict]:
     """Tune (when asked), then fit on the whole train split. Returns the model and UI metadata."""
-    params, metadata = tune_family(context, family, config, params, build, matrices, optuna, reports)
+    params, metadata = tune_family(context, family, config, params, build, matrices, optuna, artifacts)
     context.log.info(f"fitting {family} with {params}")
     model = build(params).fit(matrices.train)
     metadata.update({"params": dg.MetadataValue.json(params), "fit_seconds": model.fit_seconds})
@@ -113,11 +125,11 @@ def popularity_model(interaction_matrices: SplitMatrices) -> dg.Output[Popularit
 @dg.asset(group_name=GROUP)
 def association_rules(context: dg.AssetExecutionContext, config: AssociationConfig,
                       interaction_matrices: SplitMatrices, validated_items: pd.DataFrame, optuna: OptunaStorage,
-                      reports: ReportStore) -> dg.Output[AssociationRules]:
+                      artifacts: ArtifactStore) -> dg.Output[AssociationRules]:
     """Pair rules over baskets (support, confidence, lift, leverage, conviction)."""
     params = _params(config, ["min_support", "min_confidence", "rank_by"])
     model, md = fit_family(context, "association_rules", config, params, lambda p: AssociationRules(**p),
-                           interaction_matrices, optuna, reports)
+                           interaction_matrices, optuna, artifacts)
     data = interaction_matrices.train
     top = model.rules.head(20).copy()
     titles = validated_items.set_index("item_id")["title"]
@@ -130,43 +142,58 @@ def association_rules(context: dg.AssetExecutionContext, config: AssociationConf
 
 @dg.asset(group_name=GROUP)
 def itemknn_model(context: dg.AssetExecutionContext, config: ItemKNNConfig, interaction_matrices: SplitMatrices,
-                  optuna: OptunaStorage, reports: ReportStore) -> dg.Output[ItemKNN]:
+                  optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output[ItemKNN]:
     """Item-item cosine neighbours (top-k per item)."""
     model, md = fit_family(context, "itemknn", config, _params(config, ["k", "shrink", "alpha", "weighting"]),
-                           lambda p: ItemKNN(**p), interaction_matrices, optuna, reports)
+                           lambda p: ItemKNN(**p), interaction_matrices, optuna, artifacts)
     return dg.Output(model, metadata={**md, "neighbours": int(model.similarity.nnz)})
 
 
 @dg.asset(group_name=GROUP)
 def ease_model(context: dg.AssetExecutionContext, config: EASEConfig, interaction_matrices: SplitMatrices,
-               optuna: OptunaStorage, reports: ReportStore) -> dg.Output[EASE]:
+               optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output[EASE]:
     """EASE: closed-form item-item linear model (dense; n_items^2 floats)."""
     model, md = fit_family(context, "ease", config, _params(config, ["l2"]), lambda p: EASE(**p),
-                           interaction_matrices, optuna, reports)
+                           interaction_matrices, optuna, artifacts)
     return dg.Output(model, metadata=md)
 
 
 @dg.asset(group_name=GROUP)
 def graph_filter_model(context: dg.AssetExecutionContext, config: GraphFilterConfig,
                        interaction_matrices: SplitMatrices, optuna: OptunaStorage,
-                       reports: ReportStore) -> dg.Output[GraphFilter]:
+                       artifacts: ArtifactStore) -> dg.Output[GraphFilter]:
     """GF-CF family: linear item-item graph filter plus ideal low-pass filter (closed form)."""
     params = _params(config, ["alpha", "n_factors", "sharpen"])
     params["n_factors"] = min(params["n_factors"], max(interaction_matrices.train.n_items // 4, 2))
     model, md = fit_family(context, "gf_cf", config, {**params, "seed": config.seed}, lambda p: GraphFilter(**p),
-                           interaction_matrices, optuna, reports)
+                           interaction_matrices, optuna, artifacts)
     return dg.Output(model, metadata=md)
 
 
 @dg.asset(group_name=GROUP)
 def mf_model(context: dg.AssetExecutionContext, config: MFConfig, interaction_matrices: SplitMatrices,
-             optuna: OptunaStorage, reports: ReportStore) -> dg.Output[MatrixFactorization]:
+             optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output[MatrixFactorization]:
     """Matrix factorisation with the BPR loss, trained with Lightning; epochs chosen on validation."""
     m = interaction_matrices
     base = {**_params(config, ["dim", "lr", "l2", "batch_size", "max_epochs", "patience"]), "seed": config.seed}
     # each tuning trial fits on `fit` with early stopping on the validation split
     params, md = tune_family(context, "mf_bpr", config, base,
-                             lambda p: MatrixFactorization(**p, early_stopping_data=m.validation), m, optuna, reports)
+                             lambda p: MatrixFactorization(**p, early_stopping_data=m.validation), m, optuna, artifacts)
     final, facts = fit_final("mf_bpr", params, m.train, m.fit, m.validation)
     md.update({"params": dg.MetadataValue.json(params), **facts, "fit_seconds": final.fit_seconds})
     return dg.Output(final, metadata=md)
+
+
+@dg.asset(group_name=GROUP)
+def lightgcn_model(context: dg.AssetExecutionContext, config: LightGCNConfig, interaction_matrices: SplitMatrices
+                   ) -> dg.Output[LightGCN]:
+    """LightGCN trained with Lightning; early-stopped on the validation split carved from train, and
+    that model (fitted on train minus validation) is the one kept: graph training is the costly part."""
+    m = interaction_matrices
+    params = {**_params(config, ["dim", "n_layers", "lr", "l2", "batch_size", "init", "max_epochs", "max_minutes",
+                                 "patience"]), "seed": config.seed}
+    model, facts = fit_final("lightgcn", params, m.train, m.fit, m.validation)
+    curve = pd.DataFrame(facts.pop("curve"))
+    return dg.Output(model, metadata={"params": dg.MetadataValue.json(params), **facts,
+                                      "fit_seconds": model.fit_seconds,
+                                      "validation_curve": dg.MetadataValue.md(markdown_table(curve))})

@@ -7,7 +7,7 @@ from data_checks.cleaning import CleaningRules, clean
 from data_checks.expectations import validate_tables
 from data_checks.readers import RawTables
 from orchestration.metadata import frame_preview, markdown_table
-from orchestration.resources import ReportStore, ValidationPolicy
+from orchestration.resources import ArtifactStore, ValidationPolicy
 
 GROUP = "validation"
 
@@ -40,7 +40,7 @@ CHECKS = [
     check_specs=CHECKS,
 )
 def validated_tables(context: dg.AssetExecutionContext, config: CleaningConfig, raw_interactions: pd.DataFrame,
-                     raw_items: pd.DataFrame, policy: ValidationPolicy, reports: ReportStore):
+                     raw_items: pd.DataFrame, policy: ValidationPolicy, artifacts: ArtifactStore):
     """Clean rows, quarantine the rest with reasons, then check the result (blocking)."""
     source = raw_interactions.attrs.get("source", "generic")
     rules = CleaningRules.for_source(source)
@@ -75,7 +75,7 @@ def validated_tables(context: dg.AssetExecutionContext, config: CleaningConfig, 
         check_name="quarantine_rate_within_policy", asset_key="validated_interactions",
         passed=rate <= policy.max_quarantine_rate,
         metadata={"quarantine_rate": float(rate), "max_quarantine_rate": policy.max_quarantine_rate})
-    docs = reports.run_dir(context.run.run_id, "data_docs")
+    docs = artifacts.run_dir(context.run.run_id, "data_docs")
     report = validate_tables(result.interactions, result.items, docs_dir=docs, max_quantity=config.max_quantity,
                              max_price=config.max_price, min_timestamp=config.min_timestamp)
     yield dg.AssetCheckResult(

@@ -28,7 +28,10 @@ class ColdStartTask:
     item_ids: np.ndarray
 
 
-def build_task(interactions: pd.DataFrame, item_ids: np.ndarray, cutoff: pd.Timestamp) -> ColdStartTask:
+def build_task(interactions: pd.DataFrame, item_ids: np.ndarray, cutoff: pd.Timestamp,
+               basis: str = "basket_or_customer") -> ColdStartTask:
+    """``basis``: ``basket_or_customer`` (bought in the same basket or by the same customer after the
+    cut) or ``basket`` (same basket only)."""
     items = pd.Index(np.asarray(item_ids, dtype=object))
     before = interactions[interactions["timestamp"] < cutoff]
     after = interactions[interactions["timestamp"] >= cutoff]
@@ -43,7 +46,10 @@ def build_task(interactions: pd.DataFrame, item_ids: np.ndarray, cutoff: pd.Time
     known = after["user_id"].notna().to_numpy()
     u_codes, _ = pd.factorize(after.loc[known, "user_id"])
     users = binary_matrix(u_codes.astype(np.int64), col[known], int(u_codes.max()) + 1 if len(u_codes) else 0, n)
-    truth = ((baskets[:, cold].T @ baskets) + (users[:, cold].T @ users)).tocsr()
+    truth = baskets[:, cold].T @ baskets
+    if basis == "basket_or_customer":
+        truth = truth + users[:, cold].T @ users
+    truth = truth.tocsr()
     truth.data[:] = 1.0
     self_mask = sp.csr_matrix((np.ones(len(cold), np.float32), (np.arange(len(cold)), cold)), shape=(len(cold), n))
     truth = (truth - truth.multiply(self_mask)).tocsr()

@@ -179,6 +179,19 @@ class TextEncoder:
         return (self._tokens([self._texts[i] for i in a]), self._tokens([self._texts[j] for j in p]),
                 torch.from_numpy(self._log_q[a]), torch.from_numpy(self._log_q[p]))
 
+    def fit_popularity_head(self, texts: list[str], item_counts: np.ndarray, l2: float = 0.1) -> None:
+        """Set the bias head to a ridge regression of log(1 + purchases) on the text embedding, fitted
+        on items with purchases: how broadly an item sells, as far as its text tells."""
+        z, _ = self.encode(texts)
+        warm = item_counts > 0
+        x = np.hstack([z[warm], np.ones((int(warm.sum()), 1), np.float32)]).astype(np.float64)
+        y = np.log1p(item_counts[warm]).astype(np.float64)
+        w = np.linalg.solve(x.T @ x + l2 * np.eye(x.shape[1]), x.T @ y)
+        with torch.no_grad():
+            self.module.bias.weight.copy_(torch.from_numpy(w[:-1].astype(np.float32))[None, :])
+            self.module.bias.bias.fill_(float(w[-1]))
+        self.history["popularity_head_r2"] = float(1 - ((x @ w - y) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+
     def fit(self, texts: list[str], pairs: np.ndarray, counts: np.ndarray,
             checkpoint_dir: str | None = None) -> "TextEncoder":
         """Fine-tune on co-purchase ``pairs`` ((n, 2) positions into ``texts``) with their ``counts``;

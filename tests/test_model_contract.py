@@ -81,3 +81,23 @@ def test_top_k_tie_break_and_order():
     assert idx.tolist() == [[1, 2, 3]] and vals.tolist() == [[3.0, 3.0, 2.0]]
     idx, _ = top_k(s, 10)
     assert idx.tolist() == [[1, 2, 3, 0, 4]]
+
+
+# Families whose fold-in needs retraining (documented in the README).
+NO_FOLD_IN = {"lightgcn"}
+APPROXIMATE_FOLD_IN = {"mf_bpr"}
+
+
+def test_fold_in(fitted, shop_data):
+    """An unseen user given only a history gets scores; for exact families they equal a known user's."""
+    name, model = fitted
+    users = np.array([1, 5, 9])
+    hist = shop_data.user_items[users]
+    if name in NO_FOLD_IN:
+        with pytest.raises(NotImplementedError):
+            model.score_history(hist)
+        return
+    folded = model.score_history(hist)
+    assert folded.shape == (3, shop_data.n_items)
+    if name not in APPROXIMATE_FOLD_IN:
+        np.testing.assert_allclose(folded, model.score_users(users), rtol=1e-5, atol=1e-6)

@@ -35,8 +35,11 @@ class AssociationRules(Recommender):
         self.fit_seconds = time.perf_counter() - t0
         return self
 
+    def score_history(self, rows: sp.csr_matrix) -> np.ndarray:
+        return np.asarray((rows.astype(np.float32) @ self.confidence).todense(), dtype=np.float32)
+
     def score_users(self, users: np.ndarray) -> np.ndarray:
-        return np.asarray((self.user_items[users] @ self.confidence).todense(), dtype=np.float32)
+        return self.score_history(self.user_items[users])
 
     def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return top_k_rows(self.ranking, items, k)

@@ -31,6 +31,11 @@ class Recommender(ABC):
     def score_users(self, users: np.ndarray) -> np.ndarray:
         """(len(users), n_items) float32 scores for user positions ``users``; higher is better."""
 
+    def score_history(self, rows: sp.csr_matrix) -> np.ndarray:
+        """Fold-in: (n, n_items) scores for users unseen at training time, given only their histories
+        ``rows`` ((n, n_items) CSR). Families that need retraining for this raise NotImplementedError."""
+        raise NotImplementedError(f"{self.name} cannot score an unseen user without retraining")
+
     @abstractmethod
     def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """For item positions ``items``: (len(items), k) neighbour positions (best first, never the item

@@ -74,9 +74,12 @@ class ItemKNN(Recommender):
         self.fit_seconds = time.perf_counter() - t0
         return self
 
-    def score_users(self, users: np.ndarray) -> np.ndarray:
+    def score_history(self, rows: sp.csr_matrix) -> np.ndarray:
         # score(u, j) = sum over i in history(u) of sim(i, j): history (n, items) @ S (items, items)
-        return np.asarray((self.user_items[users] @ self.similarity).todense(), dtype=np.float32)
+        return np.asarray((rows.astype(np.float32) @ self.similarity).todense(), dtype=np.float32)
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        return self.score_history(self.user_items[users])
 
     def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return top_k_rows(self.similarity, items, k)

@@ -24,6 +24,9 @@ class Popularity(Recommender):
     def score_users(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.counts, (len(users), self.n_items)).copy()
 
+    def score_history(self, rows) -> np.ndarray:
+        return np.broadcast_to(self.counts, (rows.shape[0], self.n_items)).copy()
+
     def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         idx, vals = top_k(self.counts[None, :], k + 1)
         idx, vals = idx[0], vals[0]

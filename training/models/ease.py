@@ -2,15 +2,14 @@
 
     G = X^T X + lambda I,  P = G^{-1},  B = -P / diag(P) (column-wise),  diag(B) = 0,  scores = X B
 
-The Gram matrix is built by column chunks and inverted through Cholesky (LAPACK potrf + potri) in
-place; float32 above ``float64_max_items`` items, so Gowalla's 40,981 items need about 7 GB.
+The Gram matrix is built by column chunks and inverted through Cholesky; float32 above
+``float64_max_items`` items, so Gowalla's 40,981 items need about 14 GB at the peak (two matrices).
 """
 from __future__ import annotations
 
 import time
 
 import numpy as np
-import scipy.linalg as sl
 import scipy.sparse as sp
 
 from training.data import InteractionData
@@ -30,27 +29,19 @@ def gram(x: sp.csr_matrix, dtype: type, chunk_size: int = 4096) -> np.ndarray:
 
 
 def symmetric_inverse_inplace(g: np.ndarray) -> np.ndarray:
-    """Inverse of a symmetric positive definite matrix, overwriting ``g`` (Cholesky, potri)."""
-    potrf, potri = sl.get_lapack_funcs(("potrf", "potri"), (g,))
-    c, info = potrf(g, lower=False, overwrite_a=True, clean=False)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"Cholesky failed (info={info}); increase the regularisation")
-    inv, info = potri(c, lower=False, overwrite_c=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"potri failed (info={info})")
-    # potri fills the upper triangle (Fortran order): mirror it, block by block
-    n = inv.shape[0]
-    step = 2048
-    for i in range(0, n, step):
-        for j in range(0, i + step, step):
-            if j > i:
-                continue
-            blk = inv[j:j + step, i:i + step]  # upper block (j <= i)
-            if i == j:
-                inv[i:i + step, i:i + step] = np.triu(blk) + np.triu(blk, 1).T
-            else:
-                inv[i:i + step, j:j + step] = blk.T
-    return inv
+    """Inverse of a symmetric positive definite matrix via Cholesky (torch's LAPACK), reusing ``g``'s
+    memory for the factor so the peak stays near two matrices. (scipy's bundled OpenBLAS potrf/potri
+    crashed on Gowalla's 40,981^2 float32 Gram matrix on this machine.)"""
+    import torch
+
+    t = torch.from_numpy(g)
+    factor, info = torch.linalg.cholesky_ex(t)
+    if int(info) != 0:
+        raise np.linalg.LinAlgError(f"Cholesky failed (info={int(info)}); increase the regularisation")
+    t.copy_(factor)
+    del factor
+    inv = torch.cholesky_inverse(t)
+    return inv.numpy()
 
 
 class EASE(Recommender):
@@ -67,11 +58,12 @@ class EASE(Recommender):
         dtype = np.float64 if data.n_items <= self.float64_max_items else np.float32
         g = gram(data.user_items, dtype)
         g[np.diag_indices_from(g)] += self.l2
-        p = symmetric_inverse_inplace(np.asfortranarray(g))
+        p = symmetric_inverse_inplace(g)
+        del g
         diag = np.diag(p).copy()
         p /= -diag[None, :]
         p[np.diag_indices_from(p)] = 0.0
-        self.weights = np.asarray(p, dtype=np.float32)  # (n_items, n_items): B, Fortran order (no copy)
+        self.weights = np.asarray(p, dtype=np.float32)  # (n_items, n_items): B
         self.user_items = data.user_items
         self.fit_seconds = time.perf_counter() - t0
         return self

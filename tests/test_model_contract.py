@@ -14,9 +14,27 @@ FAST_PARAMS = {"association_rules": {"min_support": 0.002, "min_confidence": 0.0
 NOT_ITEM_SPECIFIC = {"popularity"}
 
 
-@pytest.fixture(scope="module", params=sorted(MODELS))
-def fitted(request, shop_data):
+def build_hybrid(shop_data, shop_clean):
+    """The hybrid over fitted item-kNN, association rules and TF-IDF title vectors (fast stand-in
+    for the text encoder's embeddings)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from training.models.hybrid import Hybrid
+    from training.text_encoder import item_texts
+
+    items = shop_clean.items.set_index("item_id").loc[shop_data.item_ids].reset_index()
+    x = TfidfVectorizer().fit_transform(item_texts(items)).toarray().astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-9
+    collab = MODELS["itemknn"]().fit(shop_data)
+    assoc = MODELS["association_rules"](**FAST_PARAMS["association_rules"]).fit(shop_data)
+    return Hybrid(collab, assoc, x).fit(shop_data)
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS) + ["hybrid"])
+def fitted(request, shop_data, shop_clean):
     name = request.param
+    if name == "hybrid":
+        return name, build_hybrid(shop_data, shop_clean)
     return name, MODELS[name](**FAST_PARAMS.get(name, {})).fit(shop_data)
 
 
@@ -56,9 +74,10 @@ def test_related_items_contract(fitted, shop_data):
         assert np.all(np.diff(v) <= 1e-6), "best first"
 
 
-def test_fit_is_deterministic(fitted, shop_data):
+def test_fit_is_deterministic(fitted, shop_data, shop_clean):
     name, model = fitted
-    again = MODELS[name](**FAST_PARAMS.get(name, {})).fit(shop_data)
+    again = build_hybrid(shop_data, shop_clean) if name == "hybrid" else MODELS[name](**FAST_PARAMS.get(name, {})
+                                                                                      ).fit(shop_data)
     users = np.arange(10)
     np.testing.assert_array_equal(model.score_users(users), again.score_users(users))
 

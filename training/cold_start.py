@@ -29,15 +29,18 @@ class ColdStartTask:
 
 
 def build_task(interactions: pd.DataFrame, item_ids: np.ndarray, cutoff: pd.Timestamp,
-               basis: str = "basket_or_customer") -> ColdStartTask:
+               basis: str = "basket_or_customer", items: str = "cold") -> ColdStartTask:
     """``basis``: ``basket_or_customer`` (bought in the same basket or by the same customer after the
-    cut) or ``basket`` (same basket only)."""
+    cut) or ``basket`` (same basket only). ``items``: ``cold`` (first sold after the cut) or ``warm``
+    (sold before and after: the related-items evaluation)."""
+    items_kind = items
     items = pd.Index(np.asarray(item_ids, dtype=object))
     before = interactions[interactions["timestamp"] < cutoff]
     after = interactions[interactions["timestamp"] >= cutoff]
     warm = set(before["item_id"].astype(str))
     sold_after = pd.unique(after["item_id"].astype(str))
-    cold = np.array(sorted(items.get_indexer([i for i in sold_after if i not in warm])), dtype=np.int64)
+    chosen = [i for i in sold_after if (i not in warm) == (items_kind == "cold")]
+    cold = np.array(sorted(items.get_indexer(chosen)), dtype=np.int64)
     cold = cold[cold >= 0]
     n = len(items)
     col = items.get_indexer(after["item_id"].astype(str).to_numpy(dtype=object))

@@ -168,10 +168,11 @@ def run_cold_start(dataset: str, steps: int) -> dict:
     counts = np.bincount(train.baskets.indices, minlength=train.n_items)
     cfg = TextEncoderConfig(steps=steps)
     untuned = TextEncoder(cfg)
-    pairs, pair_counts = mine_pairs(train.baskets, train.user_items, cfg.min_pair_count)
+    pairs, pair_counts = mine_pairs(train.baskets, train.user_items, cfg.min_pair_count, cfg.user_weight)
     tuned = TextEncoder(cfg)
     tuned.fit(texts, pairs, pair_counts)
     tuned.fit_popularity_head(texts, counts)
+    saved = tuned.save(ROOT / "data" / "text_encoder" / dataset)  # for the hybrid benchmark (--encoder)
     methods = {"fine_tuned_encoder": tuned.scorer(texts), "untuned_encoder": embedding_scorer(untuned.embed(texts)),
                "tfidf_titles": tfidf_scorer(texts), "popularity": popularity_scorer(counts)}
     rows_all = pd.concat([split.train, split.after_cutoff], ignore_index=True)
@@ -184,7 +185,7 @@ def run_cold_start(dataset: str, steps: int) -> dict:
                                      for name, fn in methods.items()}}
     return {"dataset": dataset, "model": "text_encoder", "cutoff": str(split.cutoff), "config": cfg.__dict__,
             "fit_seconds": tuned.fit_seconds, "history": tuned.history, "base_model": tuned.model_name,
-            "cold_start": tables, "machine": machine()}
+            "cold_start": tables, "saved_to": str(saved.relative_to(ROOT)), "machine": machine()}
 
 
 def run_hybrid(dataset: str, trials: int, encoder_path: str | None) -> dict:

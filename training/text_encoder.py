@@ -48,18 +48,20 @@ def item_texts(items: pd.DataFrame) -> list[str]:
     return parts
 
 
-def mine_pairs(baskets: sp.csr_matrix, user_items: sp.csr_matrix | None, min_count: int = 2
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Item pairs that co-occur in at least ``min_count`` baskets plus user histories.
+def mine_pairs(baskets: sp.csr_matrix, user_items: sp.csr_matrix | None, min_count: int = 2,
+               user_weight: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Item pairs whose co-occurrence (baskets, plus ``user_weight`` x user histories) reaches
+    ``min_count``. A user's history holds far more pairs than a basket, most of them taste rather
+    than complement, hence the smaller weight.
 
-    Returns ((n_pairs, 2) item positions with i < j, (n_pairs,) co-occurrence counts)."""
+    Returns ((n_pairs, 2) item positions with i < j, (n_pairs,) weighted co-occurrence counts)."""
     def co(m: sp.csr_matrix) -> sp.csr_matrix:
         m = m.tocsr().copy()
         m.data[:] = 1.0
         return (m.T @ m).tocsr()
     c = co(baskets)
-    if user_items is not None and user_items.nnz:
-        c = c + co(user_items)
+    if user_items is not None and user_items.nnz and user_weight > 0:
+        c = c + user_weight * co(user_items)
     upper = sp.triu(c, k=1).tocoo()
     keep = upper.data >= min_count
     pairs = np.stack([upper.row[keep], upper.col[keep]], axis=1).astype(np.int64)
@@ -143,11 +145,12 @@ class TextEncoderConfig:
     model_name: str = ""  # empty: the packaged all-MiniLM-L6-v2
     max_length: int = 32
     batch_size: int = 64
-    lr: float = 3e-5
+    lr: float = 1e-4
     temperature: float = 0.05
     steps: int = 250  # training pairs drawn = steps * batch_size
     pair_power: float = 1.0  # pairs drawn in proportion to co-purchase count ** pair_power
     min_pair_count: int = 2
+    user_weight: float = 0.1
     max_epochs: int = 1
     patience: int = 1
     validation_fraction: float = 0.1

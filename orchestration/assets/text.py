@@ -23,10 +23,11 @@ class TextEncoderSettings(dg.Config):
     model_name: str = ""
     steps: int = 250
     batch_size: int = 64
-    lr: float = 3e-5
+    lr: float = 1e-4
     temperature: float = 0.05
     max_length: int = 32
     min_pair_count: int = 2
+    user_weight: float = 0.1
     seed: int = 0
 
 
@@ -44,6 +45,7 @@ class TextEncoderArtifact:
 def _config(s: TextEncoderSettings, **extra) -> TextEncoderConfig:
     return TextEncoderConfig(model_name=s.model_name, steps=max(s.steps, 1), batch_size=s.batch_size, lr=s.lr,
                              temperature=s.temperature, max_length=s.max_length, min_pair_count=s.min_pair_count,
+                             user_weight=s.user_weight,
                              seed=s.seed, **extra)
 
 
@@ -55,7 +57,7 @@ def text_encoder(context: dg.AssetExecutionContext, config: TextEncoderSettings,
     encoder = TextEncoder(cfg)
     texts = item_texts(validated_items)
     train = interaction_matrices.train
-    pairs, counts = mine_pairs(train.baskets, train.user_items, config.min_pair_count)
+    pairs, counts = mine_pairs(train.baskets, train.user_items, config.min_pair_count, config.user_weight)
     if config.steps > 0 and len(pairs) >= 2 * config.batch_size:
         encoder.fit(texts, pairs, counts, checkpoint_dir=str(artifacts.run_dir(context.run.run_id, "checkpoints")))
         encoder.fit_popularity_head(texts, np.bincount(train.baskets.indices, minlength=train.n_items))

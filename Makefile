@@ -28,7 +28,7 @@ $(DAGSTER_HOME)/dagster.yaml:
 	cp infra/local/dagster.yaml $@
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster job execute -m orchestration.definitions -j full_pipeline
+	$(VENV)/bin/dagster job execute -m orchestration.definitions -j full_pipeline -c configs/demo.yaml
 
 test: install
 	$(VENV)/bin/python -m pytest -q

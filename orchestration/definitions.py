@@ -36,7 +36,7 @@ serve_job = dg.define_asset_job(
 preset_jobs = [
     dg.define_asset_job(f"{name}_pipeline", selection=dg.AssetSelection.all(), config=_preset(name),
                         description=f"The full pipeline on the {name.replace('_', ' ')} preset (configs/{name}.yaml).")
-    for name in ("online_retail", "gowalla")
+    for name in ("online_retail", "gowalla", "demo")
 ]
 
 

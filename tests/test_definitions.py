@@ -13,7 +13,7 @@ def test_every_job_resolves():
     repo = defs.get_repository_def()
     names = {j.name for j in repo.get_all_jobs()}
     assert {"full_pipeline", "ingest_and_validate", "train_and_evaluate", "publish_related_items",
-            "online_retail_pipeline", "gowalla_pipeline"} <= names
+            "online_retail_pipeline", "gowalla_pipeline", "demo_pipeline"} <= names
     for name in names:
         job = defs.resolve_job_def(name)
         assert job.graph.node_defs, name

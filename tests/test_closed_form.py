@@ -47,3 +47,24 @@ def test_fold_in_equals_scores_of_known_users():
         history = sp.csr_matrix(x[[4, 9]])
         np.testing.assert_allclose(model.score_history(history), model.score_users(np.array([4, 9])),
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_graph_filter_tuner_agrees_with_the_model_it_picks(shop_clean, shop_split, tmp_path):
+    """The fast tuner recombines cached terms; the model built from its best parameters must score
+    the validation users exactly as the tuner's best trial did."""
+    from training.data import build_interaction_data
+    from training.graph_filter_tuning import tune_graph_filter
+    from training.metrics import evaluate_scores
+    from training.tuning import TuningConfig
+
+    fit = build_interaction_data(shop_split.fit, shop_clean.items["item_id"])
+    val = fit.matrix_for(shop_split.validation)
+    cfg = TuningConfig(n_trials=6, storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="gf",
+                       output_dir=str(tmp_path), max_eval_users=None)
+    res = tune_graph_filter(fit, val, cfg, max_factors=48, svd="arpack")
+    params = {**res.best_params, "svd": "arpack"}
+    params["n_factors"] = min(params["n_factors"], 48)
+    model = GraphFilter(**params).fit(fit)
+    ours = evaluate_scores(model.score_users, fit.user_items, val, ks=(20,))["ndcg@20"]
+    assert abs(ours - res.best_value) < 1e-4, (ours, res.best_value)
+    assert res.n_trials == 6 and (tmp_path / "gf" / "trials.csv").exists()

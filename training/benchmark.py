@@ -102,7 +102,7 @@ def run_model(dataset: str, model_name: str, repeats: int, tune_trials: int = 0,
     wall0 = time.perf_counter()
     if tune_trials or tune_timeout:
         tuning = tune_model(dataset, model_name, params, fit, validation, tune_trials, tune_timeout, tag)
-        params.update(tuning["best_params"])
+        params = {**(params if model_name != "gf_cf" else {}), **tuning["best_params"]}
     fit_times, score_times, metrics, facts = [], [], {}, {}
     for _ in range(repeats):
         model, facts = fit_final(model_name, params, train, fit, validation)
@@ -145,7 +145,12 @@ def tune_model(dataset: str, model_name: str, params: dict, fit, validation, tri
     cfg = TuningConfig(n_trials=trials or None, timeout_seconds=timeout,
                        storage=f"sqlite:///{ROOT / 'data' / 'optuna.db'}", study_name=f"{name}-{int(time.time())}",
                        output_dir=str(RESULTS / "tuning"), max_eval_users=10_000)
-    res = tune(build, SEARCH_SPACES[model_name], fit, validation, cfg)
+    if model_name == "gf_cf":
+        from training.graph_filter_tuning import tune_graph_filter
+
+        res = tune_graph_filter(fit, validation, cfg)
+    else:
+        res = tune(build, SEARCH_SPACES[model_name], fit, validation, cfg)
     # keep the study's files under a stable name
     stable = RESULTS / "tuning" / name
     if stable.exists():

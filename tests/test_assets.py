@@ -11,7 +11,7 @@ SMALL = {"ops": {"raw_tables": {"config": {"kind": "synthetic", "synthetic_users
                  "association_rules": {"config": {"min_support": 0.002, "min_confidence": 0.05}},
                  "itemknn_model": {"config": {"tune_trials": 3}},
                  "ease_model": {"config": {"l2": 50.0}},
-                 "graph_filter_model": {"config": {"n_factors": 32}},
+                 "graph_filter_model": {"config": {"n_factors": 32, "tune_trials": 3}},
                  "mf_model": {"config": {"dim": 16, "lr": 0.01, "batch_size": 1024, "max_epochs": 15,
                                          "patience": 3}},
                  "lightgcn_model": {"config": {"dim": 16, "lr": 0.01, "batch_size": 1024, "max_epochs": 6,

@@ -13,6 +13,7 @@ from orchestration.resources import OptunaStorage, ArtifactStore
 from training.models import EASE, AssociationRules, GraphFilter, ItemKNN, LightGCN, MatrixFactorization, Popularity
 from training.models.base import Recommender
 from training.fitting import fit_final
+from training.graph_filter_tuning import tune_graph_filter
 from training.search_spaces import SEARCH_SPACES
 from training.tuning import TuningConfig, tune
 
@@ -86,10 +87,15 @@ def tune_family(context: dg.AssetExecutionContext, family: str, config: TunableC
     if config.tune_trials <= 0:
         return params, {}
     folder = artifacts.run_dir(context.run.run_id, "tuning")
-    result = tune(build, SEARCH_SPACES[family], matrices.fit, matrices.validation, TuningConfig(
-        n_trials=config.tune_trials, timeout_seconds=config.tune_timeout_seconds, storage=optuna.url,
-        study_name=f"{family}-{context.run.run_id[:8]}", seed=config.seed, metric=config.tune_metric,
-        max_eval_users=config.tune_max_eval_users, output_dir=str(folder)))
+    cfg = TuningConfig(n_trials=config.tune_trials, timeout_seconds=config.tune_timeout_seconds, storage=optuna.url,
+                       study_name=f"{family}-{context.run.run_id[:8]}", seed=config.seed, metric=config.tune_metric,
+                       max_eval_users=config.tune_max_eval_users, output_dir=str(folder))
+    if family == "gf_cf":  # recombines cached terms instead of refitting per trial
+        result = tune_graph_filter(matrices.fit, matrices.validation, cfg,
+                                   max_factors=min(768, max(matrices.fit.n_items // 4, 2)))
+        params = {}
+    else:
+        result = tune(build, SEARCH_SPACES[family], matrices.fit, matrices.validation, cfg)
     metadata: dict[str, Any] = {
         "tuning_trials": result.n_trials, f"validation_{config.tune_metric}": result.best_value,
         "tuning_seconds": result.seconds, "optuna_study": result.study_name,

@@ -144,7 +144,7 @@ def tune_model(dataset: str, model_name: str, params: dict, fit, validation, tri
     name = f"{dataset}-{model_name}{'-' + tag if tag else ''}"
     cfg = TuningConfig(n_trials=trials or None, timeout_seconds=timeout,
                        storage=f"sqlite:///{ROOT / 'data' / 'optuna.db'}", study_name=f"{name}-{int(time.time())}",
-                       output_dir=str(RESULTS / "tuning"), max_eval_users=10_000)
+                       output_dir=str(RESULTS / "tuning"), max_eval_users=5_000 if model_name == "gf_cf" else 10_000)
     if model_name == "gf_cf":
         from training.graph_filter_tuning import tune_graph_filter
 

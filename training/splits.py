@@ -74,7 +74,9 @@ def _random_holdout(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.Da
     _, start, counts = np.unique(u[order], return_index=True, return_counts=True)
     rank[order] = np.arange(len(df)) - np.repeat(start, counts)
     size = np.repeat(counts, counts)[np.argsort(order)]
-    hold = rank < np.floor(size * fraction)
+    # every user with two or more rows contributes at least one validation row, so the validation
+    # users look like the test users (flooring would leave out everyone with fewer than 1/fraction rows)
+    hold = rank < np.where(size >= 2, np.maximum(np.round(size * fraction), 1), 0)
     fit = df[~hold].reset_index(drop=True)
     return fit, _holdout_target(fit, df[hold])
 

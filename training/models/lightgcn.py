@@ -12,7 +12,6 @@ training a lot; ``init="normal"`` is the paper's N(0, 0.1) start.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,9 @@ from torch.utils.data import DataLoader
 from training.data import InteractionData
 from training.metrics import evaluate_scores
 from training.models.base import Recommender
+from training.models.lightning_utils import FactorScoring, best_epoch_callbacks, restore_best
 from training.models.graph_filter import normalised_matrix, top_singular
 from training.models.mf import TripletBatches, TripletDataset, _one_batch_loader
-from training.ranking import top_k
 
 
 def normalised_adjacency(x: sp.csr_matrix) -> torch.Tensor:
@@ -103,7 +102,7 @@ class LightGCNModule(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
 
-class LightGCN(Recommender):
+class LightGCN(FactorScoring, Recommender):
     name = "lightgcn"
 
     def __init__(self, dim: int = 64, n_layers: int = 3, lr: float = 1e-3, l2: float = 1e-4,
@@ -144,11 +143,7 @@ class LightGCN(Recommender):
         monitor = f"val_ndcg@{self.eval_k}"
         callbacks, ckpt = [], None
         if validation is not None and not self.fast_dev_run:
-            ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=self.checkpoint_dir or tempfile.mkdtemp(prefix="ckpt-"),
-                                                        monitor=monitor, mode="max",
-                                                        save_top_k=1, save_weights_only=True)
-            callbacks += [L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=self.patience),
-                          ckpt]
+            callbacks, ckpt = best_epoch_callbacks(monitor, self.patience, self.checkpoint_dir)
         max_time = {"minutes": self.max_minutes} if self.max_minutes else None
         trainer = L.Trainer(max_epochs=self.max_epochs, max_time=max_time, accelerator=self.accelerator, devices=1,
                             logger=False, enable_progress_bar=self.progress, enable_model_summary=False,
@@ -160,10 +155,7 @@ class LightGCN(Recommender):
         trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None),
                     val_dataloaders=_one_batch_loader() if validation is not None else None)
         self.curve = module.curve
-        if ckpt is not None and ckpt.best_model_path:
-            state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-            module.load_state_dict(state)
-            self.best_score = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
+        self.best_score = restore_best(module, ckpt)
         self.epochs_trained = trainer.current_epoch
         users, items = module.factors()
         self.user_factors, self.item_factors = users.astype(np.float32), items.astype(np.float32)
@@ -172,12 +164,3 @@ class LightGCN(Recommender):
             Path(self.curve_path).write_text(json.dumps(self.curve, indent=1))
         return self
 
-    def score_users(self, users: np.ndarray) -> np.ndarray:
-        return self.user_factors[users] @ self.item_factors.T
-
-    def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        v = self.item_factors / (np.linalg.norm(self.item_factors, axis=1, keepdims=True) + 1e-12)
-        scores = v[items] @ v.T
-        scores[np.arange(len(items)), items] = -np.inf
-        idx, vals = top_k(scores, k)
-        return idx, vals.astype(np.float32)

@@ -6,7 +6,6 @@ which drives early stopping, checkpointing of the best epoch and, under Optuna, 
 """
 from __future__ import annotations
 
-import tempfile
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from training.data import InteractionData
 from training.metrics import evaluate_scores
 from training.models.base import Recommender
-from training.ranking import top_k
+from training.models.lightning_utils import FactorScoring, best_epoch_callbacks, restore_best
 
 
 class TripletDataset(Dataset):
@@ -114,7 +113,7 @@ def _one_batch_loader() -> DataLoader:
     return DataLoader([0], batch_size=1)
 
 
-class MatrixFactorization(Recommender):
+class MatrixFactorization(FactorScoring, Recommender):
     name = "mf_bpr"
 
     def __init__(self, dim: int = 64, lr: float = 2e-3, l2: float = 1e-4, batch_size: int = 4096,
@@ -144,11 +143,8 @@ class MatrixFactorization(Recommender):
         monitor = f"val_ndcg@{self.eval_k}"
         ckpt = None
         if validation is not None and not self.fast_dev_run:
-            ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=self.checkpoint_dir or tempfile.mkdtemp(prefix="ckpt-"),
-                                                        monitor=monitor, mode="max",
-                                                        save_top_k=1, save_weights_only=True)
-            callbacks += [L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=self.patience),
-                          ckpt]
+            extra, ckpt = best_epoch_callbacks(monitor, self.patience, self.checkpoint_dir)
+            callbacks += extra
         trainer = L.Trainer(max_epochs=self.max_epochs, accelerator=self.accelerator, devices=1, logger=False,
                             enable_progress_bar=self.progress, enable_model_summary=False,
                             enable_checkpointing=ckpt is not None, callbacks=callbacks,
@@ -156,18 +152,12 @@ class MatrixFactorization(Recommender):
                             limit_val_batches=1 if validation is not None else 0, deterministic=True)
         trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None),
                     val_dataloaders=_one_batch_loader() if validation is not None else None)
-        if ckpt is not None and ckpt.best_model_path:
-            state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-            module.load_state_dict(state)
-            self.best_score = float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
+        self.best_score = restore_best(module, ckpt)
         self.epochs_trained = trainer.current_epoch
         self.user_factors = module.user.weight.detach().cpu().numpy().astype(np.float32)
         self.item_factors = module.item.weight.detach().cpu().numpy().astype(np.float32)
         self.fit_seconds = time.perf_counter() - t0
         return self
-
-    def score_users(self, users: np.ndarray) -> np.ndarray:
-        return self.user_factors[users] @ self.item_factors.T
 
     def score_history(self, rows: sp.csr_matrix, l2: float = 1.0) -> np.ndarray:
         """Fold-in without retraining: the ridge-regression user vector that best reproduces the
@@ -177,9 +167,3 @@ class MatrixFactorization(Recommender):
         u = np.linalg.solve(gram, (rows.astype(np.float32) @ v).T).T
         return u @ v.T
 
-    def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        v = self.item_factors / (np.linalg.norm(self.item_factors, axis=1, keepdims=True) + 1e-12)
-        scores = v[items] @ v.T
-        scores[np.arange(len(items)), items] = -np.inf
-        idx, vals = top_k(scores, k)
-        return idx, vals.astype(np.float32)

@@ -55,3 +55,15 @@ def test_perfect_scorer_and_chunking_agree():
     for k in one:
         if k != "scoring_seconds":
             assert one[k] == pytest.approx(many[k])
+
+
+def test_top_k_breaks_ties_towards_lower_index_at_the_boundary():
+    from training.ranking import top_k
+
+    scores = np.zeros((2, 50), np.float32)
+    scores[0, [40, 45]] = 2.0  # two clear winners, then 48 items tied at zero
+    scores[1, 30:] = 1.0  # 20 tied winners, asked for 5
+    idx, vals = top_k(scores, 5)
+    np.testing.assert_array_equal(idx[0], [40, 45, 0, 1, 2])
+    np.testing.assert_array_equal(idx[1], [30, 31, 32, 33, 34])
+    np.testing.assert_array_equal(vals[1], np.ones(5))

@@ -25,6 +25,13 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     else:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         vals = np.take_along_axis(scores, part, axis=1)
+        # argpartition picks arbitrarily among items tied with the k-th score; take the lowest indices
+        kth = vals.min(axis=1, keepdims=True)
+        for r in np.flatnonzero((scores >= kth).sum(axis=1) > k):
+            row = scores[r]
+            above = np.flatnonzero(row > kth[r])
+            part[r] = np.concatenate([above, np.flatnonzero(row == kth[r])[:k - len(above)]])
+        vals = np.take_along_axis(scores, part, axis=1)
         # sort by score desc, then index asc
         order = np.lexsort((part, -vals), axis=1)
         idx = np.take_along_axis(part, order, axis=1)

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from training.association import pair_rules
 from training.data import InteractionData
-from training.models.base import Recommender, top_k_rows
+from training.models.base import ItemItemForm, Recommender, linear_item_matrix, top_k_rows
 
 
 class AssociationRules(Recommender):
@@ -40,6 +40,9 @@ class AssociationRules(Recommender):
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         return self.score_history(self.user_items[users])
+
+    def serving_form(self) -> ItemItemForm:
+        return ItemItemForm(linear_item_matrix(self))
 
     def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return top_k_rows(self.ranking, items, k)

@@ -2,13 +2,32 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import ClassVar, Union
 
 import numpy as np
 import scipy.sparse as sp
 
 from training.data import InteractionData
 from training.ranking import mask_seen, top_k
+
+
+@dataclass
+class FactorForm:
+    """A model whose scores are ``user_factors[u] @ item_factors.T``: (n_users, d) and (n_items, d)."""
+
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+
+
+@dataclass
+class ItemItemForm:
+    """A model whose scores are linear in the user's history: ``history @ weights``, weights (n_items, n_items)."""
+
+    weights: np.ndarray
+
+
+ServingForm = Union[FactorForm, ItemItemForm]
 
 
 class Recommender(ABC):
@@ -36,6 +55,11 @@ class Recommender(ABC):
         ``rows`` ((n, n_items) CSR). Families that need retraining for this raise NotImplementedError."""
         raise NotImplementedError(f"{self.name} cannot score an unseen user without retraining")
 
+    def serving_form(self) -> ServingForm:
+        """The model as plain arrays for export (ONNX): factors, or an item-item matrix. Families that
+        cannot be written this way raise NotImplementedError."""
+        raise NotImplementedError(f"{self.name} has no serving form")
+
     @abstractmethod
     def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """For item positions ``items``: (len(items), k) neighbour positions (best first, never the item
@@ -49,6 +73,19 @@ class Recommender(ABC):
         if exclude is not None:
             mask_seen(scores, exclude)
         return top_k(scores, k)
+
+
+def linear_item_matrix(model: Recommender, chunk_size: int = 1024) -> np.ndarray:
+    """(n_items, n_items) float32 W with ``model.score_history(r) == r @ W`` for a model linear in the
+    history, built one block of unit histories at a time (row i = the scores of a history holding only i)."""
+    n = model.n_items
+    w = np.empty((n, n), dtype=np.float32)
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        eye = sp.csr_matrix((np.ones(stop - start, np.float32), (np.arange(stop - start), np.arange(start, stop))),
+                            shape=(stop - start, n))
+        w[start:stop] = model.score_history(eye)
+    return w
 
 
 def top_k_rows(sim: sp.csr_matrix, items: np.ndarray, k: int, min_score: float = 0.0

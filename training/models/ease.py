@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.data import InteractionData
-from training.models.base import Recommender
+from training.models.base import ItemItemForm, Recommender
 from training.ranking import top_k
 
 
@@ -73,6 +73,9 @@ class EASE(Recommender):
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         return self.score_history(self.user_items[users])
+
+    def serving_form(self) -> ItemItemForm:
+        return ItemItemForm(self.weights)
 
     def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores = self.weights[items].copy()

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.data import InteractionData
-from training.models.base import Recommender
+from training.models.base import ItemItemForm, Recommender, linear_item_matrix
 from training.ranking import top_k
 
 
@@ -140,6 +140,10 @@ class GraphFilter(Recommender):
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         return self.score_history(self.user_items[users])
+
+    def serving_form(self) -> ItemItemForm:
+        """Every term is linear in the history, so the filter is one (n_items, n_items) matrix."""
+        return ItemItemForm(linear_item_matrix(self))
 
     def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         onehot = sp.csr_matrix((np.ones(len(items), np.float32), (np.arange(len(items)), items)),

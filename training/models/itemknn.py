@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from training.data import InteractionData
-from training.models.base import Recommender, top_k_rows
+from training.models.base import ItemItemForm, Recommender, top_k_rows
 
 
 def weight_users(x: sp.csr_matrix, weighting: str) -> sp.csr_matrix:
@@ -80,6 +80,9 @@ class ItemKNN(Recommender):
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         return self.score_history(self.user_items[users])
+
+    def serving_form(self) -> ItemItemForm:
+        return ItemItemForm(self.similarity.toarray().astype(np.float32))
 
     def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return top_k_rows(self.similarity, items, k)

@@ -8,6 +8,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from training.models.base import FactorForm
 from training.ranking import top_k
 
 
@@ -37,6 +38,9 @@ class FactorScoring:
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors[users] @ self.item_factors.T
+
+    def serving_form(self) -> FactorForm:
+        return FactorForm(self.user_factors, self.item_factors)
 
     def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Cosine of item factors, best first, the item itself excluded."""

@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from training.data import InteractionData
-from training.models.base import Recommender
+from training.models.base import FactorForm, Recommender
 from training.ranking import top_k
 
 
@@ -15,7 +15,7 @@ class Popularity(Recommender):
 
     def fit(self, data: InteractionData) -> "Popularity":
         t0 = time.perf_counter()
-        self.n_items = data.n_items
+        self.n_items, self.n_users = data.n_items, data.n_users
         # number of distinct users per item (binary matrix column sums)
         self.counts = np.asarray(data.user_items.sum(axis=0)).ravel().astype(np.float32)
         self.fit_seconds = time.perf_counter() - t0
@@ -23,6 +23,10 @@ class Popularity(Recommender):
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.counts, (len(users), self.n_items)).copy()
+
+    def serving_form(self) -> FactorForm:
+        """One factor: every user weighs item popularity alike."""
+        return FactorForm(np.ones((self.n_users, 1), np.float32), self.counts[:, None].copy())
 
     def score_history(self, rows) -> np.ndarray:
         return np.broadcast_to(self.counts, (rows.shape[0], self.n_items)).copy()

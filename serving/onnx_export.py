@@ -1,0 +1,169 @@
+"""ONNX graphs for the recommenders: scoring, seen-item masking and TopK inside the graph.
+
+Two graph shapes cover every exportable family (see ``Recommender.serving_form``):
+
+* factor models (MF, LightGCN, popularity):
+  inputs ``user_index`` int64 (B,) and ``seen_index`` int64 (N, 2) of (row in batch, item) pairs to exclude;
+  ``scores = user_factors[user_index] @ item_factors.T`` with the user and item factors as initializers.
+* item-item models (EASE, GF-CF, item-kNN, association rules):
+  input ``history`` float32 (B, n_items), 1 where the user has the item; ``scores = history @ W``, and the
+  history itself says which items to exclude. ``W`` (n_items^2 floats) goes to an external data file
+  when it is large (ONNX protobufs stop at 2 GB), named afresh on each export so that
+  replacing the model file is the one atomic step.
+
+Both graphs output ``scores`` (B, n_items, before masking: what the parity check compares),
+``top_scores`` float32 (B, k) and ``top_items`` int64 (B, k), best first; ONNX TopK breaks ties
+towards the lower index, as ``training.ranking.top_k`` does.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from serving.storage import atomic_path
+from training.models.base import FactorForm, ItemItemForm, Recommender, ServingForm
+
+OPSET = 18
+EXTERNAL_DATA_BYTES = 256 * 1024 * 1024  # initializers above this go to a side file
+
+
+@dataclass
+class ExportInfo:
+    """What the exported file holds, also written into the model's metadata."""
+
+    family: str
+    kind: str  # "factor" | "item_item"
+    n_items: int
+    k: int
+    n_users: int | None = None
+    dim: int | None = None
+
+
+def _topk_nodes(k: int, n_items: int) -> tuple[list, list]:
+    k = min(k, n_items)
+    nodes = [helper.make_node("TopK", ["masked", "k"], ["top_scores", "top_items"], axis=1, largest=1, sorted=1)]
+    inits = [numpy_helper.from_array(np.array([k], np.int64), "k")]
+    return nodes, inits
+
+
+def factor_graph(form: FactorForm, k: int, name: str) -> onnx.ModelProto:
+    """Gather user factors, multiply by item factors, set seen items to -inf, take the top k."""
+    u = np.ascontiguousarray(form.user_factors, dtype=np.float32)
+    v_t = np.ascontiguousarray(form.item_factors.T, dtype=np.float32)  # (d, n_items)
+    n_items = v_t.shape[1]
+    nodes = [
+        helper.make_node("Gather", ["user_factors", "user_index"], ["user_vectors"], axis=0),
+        helper.make_node("MatMul", ["user_vectors", "item_factors_t"], ["scores"]),
+        helper.make_node("Shape", ["seen_index"], ["seen_shape"]),
+        helper.make_node("Slice", ["seen_shape", "zero", "one"], ["n_seen"]),
+        helper.make_node("Expand", ["neg_inf", "n_seen"], ["seen_updates"]),
+        helper.make_node("ScatterND", ["scores", "seen_index", "seen_updates"], ["masked"]),
+    ]
+    inits = [numpy_helper.from_array(u, "user_factors"), numpy_helper.from_array(v_t, "item_factors_t"),
+             numpy_helper.from_array(np.array([0], np.int64), "zero"),
+             numpy_helper.from_array(np.array([1], np.int64), "one"),
+             numpy_helper.from_array(np.array(-np.inf, np.float32), "neg_inf")]
+    top_nodes, top_inits = _topk_nodes(k, n_items)
+    graph = helper.make_graph(
+        nodes + top_nodes, name,
+        inputs=[helper.make_tensor_value_info("user_index", TensorProto.INT64, ["batch"]),
+                helper.make_tensor_value_info("seen_index", TensorProto.INT64, ["n_seen", 2])],
+        outputs=_outputs(n_items, k), initializer=inits + top_inits)
+    return _model(graph)
+
+
+def item_item_graph(form: ItemItemForm, k: int, name: str) -> onnx.ModelProto:
+    """history @ W, items already in the history set to -inf, then the top k."""
+    w = np.ascontiguousarray(form.weights, dtype=np.float32)
+    n_items = w.shape[0]
+    nodes = [
+        helper.make_node("MatMul", ["history", "weights"], ["scores"]),
+        helper.make_node("Greater", ["history", "zero_f"], ["seen"]),
+        helper.make_node("Where", ["seen", "neg_inf", "scores"], ["masked"]),
+    ]
+    inits = [numpy_helper.from_array(w, "weights"), numpy_helper.from_array(np.array(0, np.float32), "zero_f"),
+             numpy_helper.from_array(np.array(-np.inf, np.float32), "neg_inf")]
+    top_nodes, top_inits = _topk_nodes(k, n_items)
+    graph = helper.make_graph(
+        nodes + top_nodes, name,
+        inputs=[helper.make_tensor_value_info("history", TensorProto.FLOAT, ["batch", n_items])],
+        outputs=_outputs(n_items, k), initializer=inits + top_inits)
+    return _model(graph)
+
+
+def _outputs(n_items: int, k: int) -> list:
+    k = min(k, n_items)
+    return [helper.make_tensor_value_info("top_items", TensorProto.INT64, ["batch", k]),
+            helper.make_tensor_value_info("top_scores", TensorProto.FLOAT, ["batch", k]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", n_items])]
+
+
+def _model(graph: onnx.GraphProto) -> onnx.ModelProto:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="cobuy")
+    model.ir_version = 9  # readable by every onnxruntime >= 1.16
+    return model
+
+
+def export_recommender(model: Recommender, path: str | Path, k: int = 20,
+                       form: ServingForm | None = None) -> ExportInfo:
+    """Write ``model`` as an ONNX file at ``path`` (atomically; large weights to ``<path>.<token>.data`` beside it)."""
+    form = form or model.serving_form()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    name = f"cobuy_{model.name}"
+    if isinstance(form, FactorForm):
+        proto = factor_graph(form, k, name)
+        info = ExportInfo(model.name, "factor", form.item_factors.shape[0], min(k, form.item_factors.shape[0]),
+                          n_users=form.user_factors.shape[0], dim=form.user_factors.shape[1])
+    elif isinstance(form, ItemItemForm):
+        proto = item_item_graph(form, k, name)
+        info = ExportInfo(model.name, "item_item", form.weights.shape[0], min(k, form.weights.shape[0]))
+    else:
+        raise TypeError(f"unknown serving form {type(form).__name__}")
+    helper.set_model_props(proto, {"cobuy": json.dumps(info.__dict__)})
+    if proto.ByteSize() < 2**31 - 1:
+        onnx.checker.check_model(proto)
+    if sum(len(t.raw_data) for t in proto.graph.initializer) > EXTERNAL_DATA_BYTES:
+        _save_with_external_data(proto, path)
+    else:
+        with atomic_path(path) as tmp:
+            onnx.save_model(proto, str(tmp))
+        _remove_stale_data_files(path, keep=None)
+    return info
+
+
+def _save_with_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    """Weights to a side file with a fresh name, then the model file by rename: a reader sees the old
+    model with its old weights or the new model with its new ones, never a mix."""
+    token = uuid.uuid4().hex[:12]
+    data_name = f"{path.name}.{token}.data"
+    with tempfile.TemporaryDirectory(prefix=".onnx-", dir=path.parent) as tmp:
+        onnx.save_model(proto, str(Path(tmp) / path.name), save_as_external_data=True,
+                        all_tensors_to_one_file=True, location=data_name, size_threshold=1024)
+        os.replace(Path(tmp) / data_name, path.parent / data_name)
+        os.replace(Path(tmp) / path.name, path)
+    _remove_stale_data_files(path, keep=data_name)
+
+
+def _remove_stale_data_files(path: Path, keep: str | None) -> None:
+    for old in path.parent.glob(f"{path.name}.*.data"):
+        if old.name != keep:
+            old.unlink(missing_ok=True)
+
+
+def read_info(proto_or_path: onnx.ModelProto | str | Path) -> ExportInfo:
+    """The ``ExportInfo`` stored in an exported file's metadata (raises ValueError if absent)."""
+    proto = proto_or_path if isinstance(proto_or_path, onnx.ModelProto) else onnx.load(str(proto_or_path),
+                                                                                      load_external_data=False)
+    props = {p.key: p.value for p in proto.metadata_props}
+    if "cobuy" not in props:
+        raise ValueError(f"{proto_or_path}: not a cobuy recommender export (no 'cobuy' metadata)")
+    return ExportInfo(**json.loads(props["cobuy"]))

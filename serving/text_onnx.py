@@ -1,0 +1,150 @@
+"""The text encoder in ONNX: tokenizer outside, encoder + mean pooling + L2 normalisation inside.
+
+``export_text_encoder`` writes ``model.onnx`` (inputs ``input_ids``, ``attention_mask``, int64 (B, T);
+output ``embedding`` float32 (B, hidden), unit length) and, with ``quantize=True``, ``model.int8.onnx``
+by ONNX Runtime's dynamic quantisation (int8 weights of the MatMuls, activations quantised on the fly).
+``OnnxTextEncoder`` runs either with the tokenizer saved beside it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from serving.onnx_scoring import open_session
+from serving.storage import atomic_path
+
+
+class PooledEncoder(torch.nn.Module):
+    """A Hugging Face encoder followed by attention-masked mean pooling and L2 normalisation."""
+
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(out.dtype)
+        pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+@dataclass
+class TextExport:
+    fp32: Path
+    int8: Path | None
+    tokenizer_dir: Path
+
+
+def export_text_encoder(model_dir: str | Path, out_dir: str | Path, quantize: bool = True,
+                        max_length: int = 64) -> TextExport:
+    """Export the Hugging Face encoder in ``model_dir`` (a fine-tuned folder or a base model) to ONNX."""
+    from transformers import AutoModel, AutoTokenizer
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    encoder = AutoModel.from_pretrained(str(model_dir)).eval()
+    wrapped = PooledEncoder(encoder).eval()
+    sample = tokenizer(["a red ceramic mug", "twelve pencils, assorted colours"], padding=True,
+                       truncation=True, max_length=max_length, return_tensors="pt")
+    fp32 = out_dir / "model.onnx"
+    with atomic_path(fp32) as tmp, torch.no_grad():
+        torch.onnx.export(wrapped, (sample["input_ids"], sample["attention_mask"]), str(tmp), dynamo=False,
+                          input_names=["input_ids", "attention_mask"], output_names=["embedding"],
+                          dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
+                                        "attention_mask": {0: "batch", 1: "tokens"}, "embedding": {0: "batch"}},
+                          opset_version=17)
+    tokenizer.save_pretrained(out_dir)
+    int8 = None
+    if quantize:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        int8 = out_dir / "model.int8.onnx"
+        with atomic_path(int8) as tmp:
+            quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+    return TextExport(fp32, int8, out_dir)
+
+
+class OnnxTextEncoder:
+    """Titles -> (n, hidden) float32 unit embeddings with ONNX Runtime."""
+
+    def __init__(self, model_path: str | Path, tokenizer_dir: str | Path | None = None, provider: str = "auto",
+                 max_length: int = 64, threads: int | None = None) -> None:
+        from transformers import AutoTokenizer
+
+        self.path = Path(model_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or self.path.parent))
+        self.session = open_session(self.path, provider, threads)
+        self.active_provider = self.session.get_providers()[0]
+        self.max_length = max_length
+
+    def embed(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            tok = self.tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="np")
+            feeds = {"input_ids": tok["input_ids"].astype(np.int64),
+                     "attention_mask": tok["attention_mask"].astype(np.int64)}
+            out.append(self.session.run(["embedding"], feeds)[0])
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+
+
+def torch_embed(model_dir: str | Path, texts: list[str], batch_size: int = 256, max_length: int = 64) -> np.ndarray:
+    """The reference: the same pooling in torch eager mode."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    wrapped = PooledEncoder(AutoModel.from_pretrained(str(model_dir)).eval()).eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            tok = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_length,
+                            return_tensors="pt")
+            out.append(wrapped(tok["input_ids"], tok["attention_mask"]).numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def text_benchmark(args) -> dict:
+    """Titles per second (median of ``args.repeats``) for torch eager, ORT fp32 and ORT int8, the parity of
+    each against torch, and the cold-start Recall/NDCG@20 of each embedding on the dataset's temporal split."""
+    import tempfile
+
+    from training.benchmark import load_dataset, machine
+    from training.cold_start import build_task, embedding_scorer, evaluate_cold
+    from training.text_encoder import default_model_path, item_texts
+
+    model_dir = args.encoder or default_model_path()
+    cleaned, split, train, _ = load_dataset(args.dataset)
+    texts = item_texts(cleaned.items.set_index("item_id").loc[train.item_ids].reset_index())
+    rows_all = __import__("pandas").concat([split.train, split.after_cutoff], ignore_index=True)
+    task = build_task(rows_all, train.item_ids, split.cutoff, "basket_or_customer")
+    result: dict = {"benchmark": "text_encoder", "dataset": args.dataset, "encoder": str(model_dir),
+                    "titles": len(texts), "cold_items": int(len(task.cold)), "runtimes": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        export = export_text_encoder(model_dir, tmp, quantize=True)
+        runners = {"torch_eager": lambda: torch_embed(model_dir, texts),
+                   "ort_fp32": lambda: OnnxTextEncoder(export.fp32, provider=args.provider).embed(texts),
+                   "ort_int8": lambda: OnnxTextEncoder(export.int8, tmp, provider=args.provider).embed(texts)}
+        reference = None
+        for name, run in runners.items():
+            seconds, emb = [], None
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                emb = run()
+                seconds.append(time.perf_counter() - t0)
+            reference = emb if reference is None else reference
+            metrics = evaluate_cold(task, embedding_scorer(emb), ks=(20,))
+            result["runtimes"][name] = {
+                "titles_per_second": len(texts) / float(np.median(seconds)), "seconds_median": float(np.median(seconds)),
+                "max_abs_diff_vs_torch": float(np.abs(emb - reference).max()),
+                "recall@20": metrics["recall@20"], "ndcg@20": metrics["ndcg@20"]}
+        sizes = {"fp32_mb": export.fp32.stat().st_size / 2**20, "int8_mb": export.int8.stat().st_size / 2**20}
+    fp, q = result["runtimes"]["ort_fp32"], result["runtimes"]["ort_int8"]
+    loss = 1 - q["recall@20"] / fp["recall@20"] if fp["recall@20"] else 0.0
+    result.update({"model_sizes": sizes, "int8_recall@20_loss": loss,
+                   "int8_by_default": bool(loss < 0.02), "machine": machine()})
+    return result

@@ -112,9 +112,11 @@ def _model(graph: onnx.GraphProto) -> onnx.ModelProto:
     return model
 
 
-def export_recommender(model: Recommender, path: str | Path, k: int = 20,
-                       form: ServingForm | None = None) -> ExportInfo:
-    """Write ``model`` as an ONNX file at ``path`` (atomically; large weights to ``<path>.<token>.data`` beside it)."""
+def export_recommender(model: Recommender, path: str | Path, k: int = 20, form: ServingForm | None = None,
+                       user_ids=None, item_ids=None) -> ExportInfo:
+    """Write ``model`` as an ONNX file at ``path`` (atomically; large weights to ``<path>.<token>.data``
+    beside it). ``user_ids`` (n_users,) and ``item_ids`` (n_items,), the canonical ids of the model's
+    positions, travel in the file's metadata so that any later run can map its own data onto it."""
     form = form or model.serving_form()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +130,12 @@ def export_recommender(model: Recommender, path: str | Path, k: int = 20,
         info = ExportInfo(model.name, "item_item", form.weights.shape[0], min(k, form.weights.shape[0]))
     else:
         raise TypeError(f"unknown serving form {type(form).__name__}")
-    helper.set_model_props(proto, {"cobuy": json.dumps(info.__dict__)})
+    props = {"cobuy": json.dumps(info.__dict__)}
+    if item_ids is not None:
+        props["item_ids"] = json.dumps([str(i) for i in item_ids])
+    if user_ids is not None and info.kind == "factor":  # item-item models score any user from their history
+        props["user_ids"] = json.dumps([str(u) for u in user_ids])
+    helper.set_model_props(proto, props)
     if proto.ByteSize() < 2**31 - 1:
         onnx.checker.check_model(proto)
     if sum(len(t.raw_data) for t in proto.graph.initializer) > EXTERNAL_DATA_BYTES:
@@ -167,3 +174,11 @@ def read_info(proto_or_path: onnx.ModelProto | str | Path) -> ExportInfo:
     if "cobuy" not in props:
         raise ValueError(f"{proto_or_path}: not a cobuy recommender export (no 'cobuy' metadata)")
     return ExportInfo(**json.loads(props["cobuy"]))
+
+
+def read_ids(path: str | Path) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(user_ids, item_ids) stored in an export's metadata (None where absent), as string arrays."""
+    proto = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in proto.metadata_props}
+    get = lambda key: np.asarray(json.loads(props[key]), dtype=object) if key in props else None  # noqa: E731
+    return get("user_ids"), get("item_ids")

@@ -1,0 +1,134 @@
+"""The MLflow model registry: register challengers, the promotion gate, and resolving ``@champion``.
+
+One registered model per served family (``<prefix><family>``). A new version gets the alias
+``challenger``. The gate evaluates challenger and champion on the same held-out data and moves
+``champion`` only when the challenger beats it by ``margin`` on ``metric``; every decision is recorded as
+tags on the challenger version (``gate.*``) and in the registered model's ``gate.history`` tag.
+A person can still move ``champion`` by hand in the MLflow UI: scoring resolves the alias when it runs.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+CHALLENGER, CHAMPION = "challenger", "champion"
+
+
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def register_challenger(uri: str, name: str, model_uri: str, run_id: str, tags: dict[str, str] | None = None) -> str:
+    """Register ``model_uri`` as a new version of ``name`` and point ``challenger`` at it; returns the version."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(uri)
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description=f"cobuy served model family {name}")
+    from training.tracking import tracking
+
+    with tracking(uri):  # MLflow resolves "models:/m-..." sources through the process-wide URI
+        version = client.create_model_version(name, model_uri, run_id=run_id, tags=tags or {})
+    _wait_ready(client, name, version.version)
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    return str(version.version)
+
+
+def _wait_ready(client, name: str, version: str, timeout: float = 300.0) -> None:
+    t0 = time.monotonic()
+    while client.get_model_version(name, version).status != "READY":
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"model {name} version {version} not READY after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def alias_version(uri: str, name: str, alias: str) -> str | None:
+    """The version ``alias`` points at, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(_client(uri).get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def download_version(uri: str, name: str, version: str, dst: str | Path) -> Path:
+    """Download a version's ONNX model into ``dst``; returns the path of its ``model.onnx``."""
+    import mlflow
+
+    from training.tracking import tracking
+
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    with tracking(uri):
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst)))
+    found = sorted(local.rglob("model.onnx"))
+    if not found:
+        raise FileNotFoundError(f"models:/{name}/{version} holds no model.onnx (downloaded to {local})")
+    return found[0]
+
+
+@dataclass
+class GateDecision:
+    model: str
+    metric: str
+    margin: float
+    challenger_version: str
+    champion_version: str | None
+    challenger_value: float
+    champion_value: float | None
+    promoted: bool
+    reason: str
+    decided_by: str
+    decided_at: str
+
+
+def decide(challenger: float, champion: float | None, margin: float) -> tuple[bool, str]:
+    """Promote when there is no champion, or when ``challenger >= champion + margin`` and strictly better.
+    A challenger that is worse, equal, or not a number is never promoted."""
+    if challenger != challenger:  # NaN
+        return False, "challenger metric is not a number"
+    if champion is None:
+        return True, "no champion yet"
+    if challenger > champion and challenger - champion >= margin:
+        return True, f"challenger better by {challenger - champion:.6f} (margin {margin})"
+    return False, f"challenger {challenger:.6f} vs champion {champion:.6f}: not better by margin {margin}"
+
+
+def run_gate(uri: str, name: str, evaluate: Callable[[dict[str, Path]], dict[str, dict]], metric: str,
+             margin: float, decided_by: str, workdir: str | Path) -> GateDecision:
+    """Evaluate ``challenger`` and ``champion`` of ``name`` with ``evaluate`` ({role: onnx path} -> {role:
+    metrics}, same held-out data for both), move ``champion`` when ``decide`` says so, record the decision."""
+    client = _client(uri)
+    challenger = alias_version(uri, name, CHALLENGER)
+    if challenger is None:
+        raise ValueError(f"registered model {name!r} has no '{CHALLENGER}' version to judge")
+    champion = alias_version(uri, name, CHAMPION)
+    paths = {"challenger": download_version(uri, name, challenger, Path(workdir) / f"v{challenger}")}
+    if champion is not None and champion != challenger:
+        paths["champion"] = download_version(uri, name, champion, Path(workdir) / f"v{champion}")
+    metrics = evaluate(paths)
+    ch_value = float(metrics["challenger"][metric])
+    champ_value = float(metrics["champion"][metric]) if "champion" in metrics else None
+    if champion == challenger:
+        promoted, reason = False, "challenger is already champion"
+        champ_value = ch_value
+    else:
+        promoted, reason = decide(ch_value, champ_value, margin)
+    decision = GateDecision(name, metric, margin, challenger, champion, ch_value, champ_value, promoted, reason,
+                            decided_by, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    if promoted:
+        client.set_registered_model_alias(name, CHAMPION, challenger)
+    for key, value in asdict(decision).items():
+        client.set_model_version_tag(name, challenger, f"gate.{key}", "" if value is None else str(value))
+    history = json.loads(client.get_registered_model(name).tags.get("gate.history", "[]"))
+    history = (history + [asdict(decision)])[-20:]  # tag values are bounded: keep the last 20 decisions
+    client.set_registered_model_tag(name, "gate.history", json.dumps(history))
+    return decision

@@ -1,0 +1,105 @@
+"""MLflow tracking, the registry and the promotion gate, against an embedded SQLite MLflow."""
+import numpy as np
+import pytest
+
+from serving.registry import CHALLENGER, CHAMPION, alias_version, decide, register_challenger, run_gate
+
+
+@pytest.mark.parametrize("challenger, champion, margin, promoted", [
+    (0.30, None, 0.01, True),   # first model becomes champion
+    (0.30, 0.20, 0.01, True),   # better by more than the margin
+    (0.205, 0.20, 0.01, False),  # better, but within the margin
+    (0.20, 0.20, 0.0, False),   # a tie is not an improvement
+    (0.10, 0.20, 0.0, False),   # worse: never
+    (0.10, 0.20, -0.5, False),  # worse, even with a (misconfigured) negative margin
+    (float("nan"), 0.20, 0.0, False),
+])
+def test_gate_decision_rule(challenger, champion, margin, promoted):
+    assert decide(challenger, champion, margin)[0] is promoted
+
+
+@pytest.fixture()
+def mlflow_uri(tmp_path):
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def _log(uri, tmp_path, model, data, tag):
+    from serving.onnx_export import export_recommender
+    from training.tracking import TrainingRun, dataset_fingerprint, log_training_run
+
+    path = tmp_path / f"{tag}.onnx"
+    info = export_recommender(model, path, k=10, user_ids=data.user_ids, item_ids=data.item_ids)
+    run = TrainingRun(model.name, {"tag": tag}, metrics={"recall@20": 0.1},
+                      tags={"dataset_fingerprint": dataset_fingerprint(data), "dagster_run_id": "test"},
+                      onnx_path=str(path), onnx_kind=info.kind, onnx_n_items=info.n_items, onnx_k=info.k)
+    return log_training_run(uri, "cobuy-test", run, artifact_location=(tmp_path / "artifacts").as_uri())
+
+
+def test_gate_promotes_only_better_models_and_records_decisions(mlflow_uri, tmp_path, shop_data, shop_clean,
+                                                               shop_split):
+    from mlflow import MlflowClient
+
+    from serving.heldout import evaluate_exports
+    from serving.onnx_scoring import OnnxRecommender
+    from training.models import ItemKNN, Popularity
+
+    test = shop_data.matrix_for(shop_split.test)
+    weak, strong = Popularity().fit(shop_data), ItemKNN().fit(shop_data)
+
+    def evaluate(paths):
+        models = {role: OnnxRecommender(p, provider="cpu") for role, p in paths.items()}
+        return evaluate_exports(models, shop_data.user_ids, shop_data.item_ids, shop_data.user_items, test)
+
+    name = "cobuy-test-family"
+    decisions = []
+    for tag, model in [("v1-weak", weak), ("v2-strong", strong), ("v3-weak-again", weak)]:
+        logged = _log(mlflow_uri, tmp_path, model, shop_data, tag)
+        version = register_challenger(mlflow_uri, name, logged.model_uri, logged.run_id)
+        assert alias_version(mlflow_uri, name, CHALLENGER) == version
+        decisions.append(run_gate(mlflow_uri, name, evaluate, "ndcg@20", margin=0.0, decided_by="pytest",
+                                  workdir=tmp_path / f"gate-{tag}"))
+    first, second, third = decisions
+    assert first.promoted and first.champion_version is None
+    assert second.promoted and second.challenger_value > second.champion_value
+    assert not third.promoted and third.challenger_value < third.champion_value
+    assert alias_version(mlflow_uri, name, CHAMPION) == second.challenger_version
+    client = MlflowClient(mlflow_uri)
+    tags = client.get_model_version(name, third.challenger_version).tags
+    assert tags["gate.promoted"] == "False" and tags["gate.decided_by"] == "pytest"
+    assert float(tags["gate.champion_value"]) == pytest.approx(second.challenger_value)
+    import json
+    history = json.loads(client.get_registered_model(name).tags["gate.history"])
+    assert [h["promoted"] for h in history] == [True, True, False]
+
+
+def test_training_run_logs_params_metrics_trials_and_signature(mlflow_uri, tmp_path, shop_data):
+    import mlflow
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from serving.onnx_export import export_recommender
+    from training.models import ItemKNN
+    from training.tracking import TrainingRun, log_training_run
+
+    tuning = tmp_path / "tuning"
+    tuning.mkdir()
+    pd.DataFrame({"number": [0, 1], "value": [0.1, 0.2], "params_k": [50, 100], "state": ["COMPLETE"] * 2}
+                 ).to_csv(tuning / "trials.csv", index=False)
+    (tuning / "best_params.json").write_text('{"k": 100}')
+    model = ItemKNN().fit(shop_data)
+    info = export_recommender(model, tmp_path / "m.onnx", item_ids=shop_data.item_ids)
+    logged = log_training_run(mlflow_uri, "cobuy-test", TrainingRun(
+        "itemknn", {"k": 100, "nested": {"a": 1}}, metrics={"ndcg@20": 0.5}, tags={"git_commit": "abc"},
+        tuning_dir=str(tuning), onnx_path=str(tmp_path / "m.onnx"), onnx_kind=info.kind,
+        onnx_n_items=info.n_items, onnx_k=info.k), artifact_location=(tmp_path / "artifacts").as_uri())
+    client = MlflowClient(mlflow_uri)
+    run = client.get_run(logged.run_id)
+    assert run.data.params["k"] == "100" and run.data.metrics["ndcg_at_20"] == 0.5
+    assert run.data.tags["git_commit"] == "abc"
+    children = client.search_runs([logged.experiment_id], f"tags.mlflow.parentRunId = '{logged.run_id}'")
+    assert sorted(c.data.metrics["objective"] for c in children) == [0.1, 0.2]
+    assert {a.path for a in client.list_artifacts(logged.run_id, "optuna")} >= {"optuna/trials.csv"}
+    mlflow.set_tracking_uri(mlflow_uri)
+    sig = mlflow.models.get_model_info(logged.model_uri).signature
+    assert sig.inputs.input_names() == ["history"]
+    assert sig.outputs.input_names() == ["top_items", "top_scores", "scores"]

@@ -1,0 +1,161 @@
+"""MLflow tracking for training runs: params, metrics at K, dataset fingerprint, git commit, the
+orchestrator's run id, plots and Optuna files as artifacts, Optuna trials as nested runs, and the ONNX
+export as an MLflow model with its signature.
+
+The tracking URI is explicit everywhere (no reliance on a process-wide default): the embedded default
+is SQLite with a local artifact folder; a server (Postgres + S3) is just another URI.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from training.data import InteractionData
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    """The checked-out commit, or 'unknown' outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent, capture_output=True,
+                             text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def dataset_fingerprint(data: InteractionData) -> str:
+    """sha256 over the ids and the interaction structure: equal data gives an equal fingerprint."""
+    h = hashlib.sha256()
+    for arr in (np.asarray(data.user_ids).astype(str), np.asarray(data.item_ids).astype(str)):
+        h.update("\x1f".join(arr.tolist()).encode())
+    for arr in (data.user_items.indptr, data.user_items.indices, data.baskets.indptr, data.baskets.indices):
+        h.update(np.ascontiguousarray(arr, dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+@contextmanager
+def tracking(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at ``uri`` for the duration of the block."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def ensure_experiment(uri: str, name: str, artifact_location: str | None = None) -> str:
+    """The experiment's id, creating it (with ``artifact_location``) when missing."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+def onnx_signature(kind: str, n_items: int, k: int):
+    """The MLflow signature of a recommender export (see ``serving.onnx_export``)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    if kind == "factor":
+        inputs = Schema([TensorSpec(np.dtype(np.int64), (-1,), "user_index"),
+                         TensorSpec(np.dtype(np.int64), (-1, 2), "seen_index")])
+    elif kind == "item_item":
+        inputs = Schema([TensorSpec(np.dtype(np.float32), (-1, n_items), "history")])
+    else:  # text encoder
+        inputs = Schema([TensorSpec(np.dtype(np.int64), (-1, -1), "input_ids"),
+                         TensorSpec(np.dtype(np.int64), (-1, -1), "attention_mask")])
+        return ModelSignature(inputs, Schema([TensorSpec(np.dtype(np.float32), (-1, -1), "embedding")]))
+    outputs = Schema([TensorSpec(np.dtype(np.int64), (-1, k), "top_items"),
+                      TensorSpec(np.dtype(np.float32), (-1, k), "top_scores"),
+                      TensorSpec(np.dtype(np.float32), (-1, n_items), "scores")])
+    return ModelSignature(inputs, outputs)
+
+
+@dataclass
+class TrainingRun:
+    """Everything one training run logs. ``metrics`` are flat (``recall@20`` ...); ``artifacts`` maps a
+    folder inside the run to local files; ``tuning_dir`` holds the Optuna files (trials.csv becomes
+    nested runs)."""
+
+    family: str
+    params: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    artifacts: dict[str, list[str]] = field(default_factory=dict)
+    tuning_dir: str | None = None
+    onnx_path: str | None = None
+    onnx_kind: str | None = None
+    onnx_n_items: int = 0
+    onnx_k: int = 20
+
+
+@dataclass
+class LoggedRun:
+    run_id: str
+    model_uri: str | None
+    experiment_id: str
+
+
+def log_training_run(uri: str, experiment: str, run: TrainingRun, artifact_location: str | None = None) -> LoggedRun:
+    """Log ``run`` to MLflow at ``uri``; returns the run id and the logged model's URI (None without ONNX)."""
+    import mlflow
+    import mlflow.onnx
+    import onnx
+
+    exp_id = ensure_experiment(uri, experiment, artifact_location)
+    model_uri = None
+    with tracking(uri), mlflow.start_run(experiment_id=exp_id, run_name=run.family,
+                                          tags={"family": run.family, **run.tags}) as active:
+        mlflow.log_params({k: _param(v) for k, v in run.params.items()})
+        if run.metrics:
+            mlflow.log_metrics({k.replace("@", "_at_"): float(v) for k, v in run.metrics.items()
+                                if v is not None and np.isfinite(v)})
+        for folder, files in run.artifacts.items():
+            for f in files:
+                mlflow.log_artifact(f, artifact_path=folder)
+        if run.tuning_dir and Path(run.tuning_dir).exists():
+            mlflow.log_artifacts(run.tuning_dir, artifact_path="optuna")
+            _log_trials(Path(run.tuning_dir) / "trials.csv", exp_id)
+        if run.onnx_path:
+            proto = onnx.load(run.onnx_path)  # external data (large weights) included
+            info = mlflow.onnx.log_model(proto, name="model", save_as_external_data=True,
+                                         signature=onnx_signature(run.onnx_kind or "factor", run.onnx_n_items,
+                                                                  run.onnx_k))
+            model_uri = info.model_uri
+        run_id = active.info.run_id
+    return LoggedRun(run_id, model_uri, exp_id)
+
+
+def _param(v: Any) -> Any:
+    return json.dumps(v) if isinstance(v, (dict, list, tuple)) else v
+
+
+def _log_trials(trials_csv: Path, exp_id: str) -> None:
+    """One nested run per Optuna trial: its parameters, state and objective value."""
+    import mlflow
+
+    if not trials_csv.exists():
+        return
+    trials = pd.read_csv(trials_csv)
+    for row in trials.to_dict("records"):
+        with mlflow.start_run(experiment_id=exp_id, run_name=f"trial-{row.get('number')}", nested=True):
+            mlflow.log_params({k.removeprefix("params_"): _param(v) for k, v in row.items()
+                               if k.startswith("params_") and not pd.isna(v)})
+            mlflow.set_tags({"optuna_trial": str(row.get("number")), "state": str(row.get("state"))})
+            if "value" in row and not pd.isna(row["value"]):
+                mlflow.log_metric("objective", float(row["value"]))

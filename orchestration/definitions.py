@@ -1,13 +1,15 @@
 """The code location: every asset, check, job and resource. The environment is chosen here, once."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
 import yaml
 
 from orchestration.assets import evaluation, ingestion, models, serving, splits, text, validation
-from orchestration.resources import OptunaStorage, ArtifactStore, TableIOManager, ValidationPolicy, default_data_dir
+from orchestration.resources import (ArtifactStore, MLflowRegistry, OnnxRuntimeResource, OptunaStorage, TableIOManager,
+                                     ValidationPolicy, default_data_dir)
 
 ASSET_MODULES = [ingestion, validation, splits, models, text, evaluation, serving]
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -40,15 +42,29 @@ preset_jobs = [
 ]
 
 
-def build_resources(data_dir: "str | None" = None) -> dict:
-    """Resources for the embedded default environment (local files under ``data_dir``)."""
-    base = data_dir or default_data_dir()
-    return {
-        "io_manager": TableIOManager(base_dir=base),
-        "artifacts": ArtifactStore(base_dir=base),
-        "policy": ValidationPolicy(),
-        "optuna": OptunaStorage(url=f"sqlite:///{Path(base).resolve() / 'optuna.db'}"),
-    }
+def build_resources(data_dir: "str | None" = None, environment: "str | None" = None) -> dict:
+    """Every resource, for one environment; the one place where local and production differ.
+
+    ``local`` (default): the embedded set-up, files under ``data_dir`` (``COBUY_DATA_DIR``, else ``data/``),
+    MLflow on SQLite with a local artifact folder, Optuna on SQLite.
+    ``production`` (``COBUY_ENV=production``): the same code against servers named by environment variables
+    (``MLFLOW_TRACKING_URI``, ``OPTUNA_STORAGE_URL``, optional ``MLFLOW_ARTIFACT_LOCATION``); see ``infra/``.
+    """
+    base = Path(data_dir or default_data_dir()).resolve()
+    env = environment or os.environ.get("COBUY_ENV", "local")
+    common = {"io_manager": TableIOManager(base_dir=str(base)), "artifacts": ArtifactStore(base_dir=str(base)),
+              "policy": ValidationPolicy(), "onnx_runtime": OnnxRuntimeResource()}
+    if env == "local":
+        return {**common,
+                "optuna": OptunaStorage(url=f"sqlite:///{base / 'optuna.db'}"),
+                "mlflow": MLflowRegistry(tracking_uri=f"sqlite:///{base / 'mlflow.db'}",
+                                         artifact_location=(base / "mlartifacts").as_uri())}
+    if env == "production":
+        return {**common,
+                "optuna": OptunaStorage(url=dg.EnvVar("OPTUNA_STORAGE_URL")),
+                "mlflow": MLflowRegistry(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"),
+                                         artifact_location=os.environ.get("MLFLOW_ARTIFACT_LOCATION"))}
+    raise ValueError(f"COBUY_ENV must be 'local' or 'production', not {env!r}")
 
 
 defs = dg.Definitions(

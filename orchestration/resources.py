@@ -2,12 +2,15 @@
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import dagster as dg
 import pandas as pd
 
+from serving import registry
+from serving.onnx_scoring import OnnxRecommender
 from serving.storage import read_pickle, write_parquet, write_pickle
+from training.tracking import LoggedRun, TrainingRun, log_training_run
 
 
 def default_data_dir() -> str:
@@ -63,3 +66,55 @@ class OptunaStorage(dg.ConfigurableResource):
     studies between parallel workers unchanged."""
 
     url: str
+
+
+class MLflowRegistry(dg.ConfigurableResource):
+    """MLflow tracking and model registry. Embedded default: SQLite under the data folder with a local
+    artifact folder; a server (Postgres backend, S3 artifacts) is just another ``tracking_uri``.
+
+    One registered model per served family, named ``<model_prefix><family>``; new versions get the
+    alias ``challenger``, the promotion gate moves ``champion``."""
+
+    tracking_uri: str
+    artifact_location: Optional[str] = None
+    experiment: str = "cobuy"
+    model_prefix: str = "cobuy-"
+
+    def model_name(self, family: str) -> str:
+        return f"{self.model_prefix}{family}"
+
+    def log_run(self, run: TrainingRun) -> LoggedRun:
+        """Log one training run (params, metrics, artifacts, Optuna trials, ONNX model)."""
+        return log_training_run(self.tracking_uri, self.experiment, run, self.artifact_location)
+
+    def register_challenger(self, family: str, logged: LoggedRun, tags: Optional[dict[str, str]] = None) -> str:
+        """Register the run's ONNX model as a new version with alias ``challenger``; returns the version."""
+        if logged.model_uri is None:
+            raise ValueError(f"run {logged.run_id} logged no ONNX model; nothing to register for {family}")
+        return registry.register_challenger(self.tracking_uri, self.model_name(family), logged.model_uri,
+                                            logged.run_id, tags)
+
+    def version_for(self, family: str, alias: str) -> Optional[str]:
+        """The version ``alias`` (``champion``/``challenger``) names, or None."""
+        return registry.alias_version(self.tracking_uri, self.model_name(family), alias)
+
+    def download(self, family: str, version: str, dst: str | Path) -> Path:
+        """A registered version's ``model.onnx`` downloaded into ``dst``."""
+        return registry.download_version(self.tracking_uri, self.model_name(family), version, dst)
+
+    def run_gate(self, family: str, evaluate: Callable[[dict[str, Path]], dict[str, dict]], metric: str,
+                 margin: float, decided_by: str, workdir: str | Path) -> registry.GateDecision:
+        """Challenger vs champion on the same held-out data; moves ``champion`` only when better by ``margin``."""
+        return registry.run_gate(self.tracking_uri, self.model_name(family), evaluate, metric, margin, decided_by,
+                                 workdir)
+
+
+class OnnxRuntimeResource(dg.ConfigurableResource):
+    """ONNX Runtime sessions for batch scoring: ``provider`` ``auto`` takes CUDA where available, else CPU."""
+
+    provider: str = "auto"
+    threads: Optional[int] = None
+
+    def recommender(self, path: str | Path) -> OnnxRecommender:
+        """An exported recommender opened with the configured provider (``.active_provider`` says which ran)."""
+        return OnnxRecommender(Path(path), provider=self.provider, threads=self.threads)

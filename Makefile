@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) torch==2.13.0 uv
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -c constraints.txt -e '.[dev]'
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -c constraints.txt -e '.[dev,production]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -4,6 +4,7 @@ from typing import Optional
 
 import dagster as dg
 
+from data_checks.landing import LandedLayout, append_landed, read_landed
 from data_checks.sources import SourceKind, SourceSpec, read_source
 from orchestration.metadata import frame_preview
 
@@ -12,7 +13,10 @@ GROUP = "ingestion"
 
 class SourceConfig(dg.Config):
     """Which data to read. ``path``: a file (online_retail, events) or a folder (lightgcn, instacart);
-    ``columns``/``catalog_columns`` map canonical names to the file's (events only)."""
+    ``columns``/``catalog_columns`` map canonical names to the file's (events only).
+    ``landed_files``: files from the landing folder appended to the source (the drift sensor lists them in
+    its run request), in ``landed_layout`` (``canonical`` columns, or a source's layout; ``landed_columns``
+    maps canonical names to the files' for ``events``)."""
 
     kind: SourceKind = "synthetic"
     path: str = ""
@@ -24,6 +28,9 @@ class SourceConfig(dg.Config):
     timestamp_format: Optional[str] = None
     synthetic_seed: int = 7
     synthetic_users: int = 600
+    landed_files: list[str] = []
+    landed_layout: LandedLayout = "canonical"
+    landed_columns: dict[str, str] = {}
 
 
 @dg.multi_asset(
@@ -35,12 +42,20 @@ class SourceConfig(dg.Config):
 )
 def raw_tables(context: dg.AssetExecutionContext, config: SourceConfig):
     """Read the configured source; structural problems stop here with file, row and field named."""
-    tables = read_source(SourceSpec(**config.model_dump()))
+    landed = ("landed_files", "landed_layout", "landed_columns")
+    tables = read_source(SourceSpec(**config.model_dump(exclude=set(landed))))
+    n_source = len(tables.interactions)
+    if config.landed_files:
+        tables = append_landed(tables, read_landed(config.landed_files, config.landed_layout,
+                                                   columns=config.landed_columns or None, source=tables.source))
     for df in (tables.interactions, tables.items):
         df.attrs["source"] = tables.source  # travels with the Parquet file; picks the cleaning rules
+    landed_note = (f" ({len(tables.interactions) - n_source:,} rows from {len(config.landed_files)} landed files)"
+                   if config.landed_files else "")
     context.log.info(f"read {len(tables.interactions):,} interactions and {len(tables.items):,} catalog rows "
-                     f"from {config.kind} {config.path}")
+                     f"from {config.kind} {config.path}{landed_note}")
     yield dg.Output(tables.interactions, output_name="raw_interactions", metadata={
         "source": tables.source, "path": config.path, "rows": len(tables.interactions),
+        "landed_files": len(config.landed_files), "landed_rows": len(tables.interactions) - n_source,
         "preview": frame_preview(tables.interactions)})
     yield dg.Output(tables.items, output_name="raw_items", metadata={"rows": len(tables.items)})

@@ -25,6 +25,7 @@ REASONS: dict[str, str] = {
     # interactions
     "missing_item_id": "no item id",
     "missing_user_and_basket": "neither a user id nor a basket id: the row cannot be attributed",
+    "id_too_long": "a user, item or basket id longer than the configured maximum (a broken or shifted field)",
     "unparseable_quantity": "quantity is not a number",
     "unparseable_price": "price is not a number",
     "unparseable_timestamp": "timestamp cannot be parsed",
@@ -59,6 +60,7 @@ class CleaningRules:
     non_product_codes: list[str] = field(default_factory=list)
     non_product_pattern: str | None = None
     require_timestamp: bool = False
+    max_id_length: int = 256
 
     @classmethod
     def for_source(cls, source: str) -> "CleaningRules":
@@ -120,6 +122,15 @@ def clean(raw: RawTables, rules: CleaningRules | None = None, now: pd.Timestamp 
 
     f.flag(inter["item_id"].isna(), "missing_item_id")
     f.flag(inter["user_id"].isna() & inter["basket_id"].isna(), "missing_user_and_basket")
+    id_length = pd.concat([inter[c].str.len().astype("float64") for c in ("user_id", "item_id", "basket_id")],
+                          axis=1).max(axis=1)
+    f.flag((id_length > rules.max_id_length).fillna(False), "id_too_long",
+           "an id has " + id_length.fillna(0).astype("int64").astype(str) + f" characters (max {rules.max_id_length})")
+    if "unparsed_timestamp" in inter:
+        beyond = _beyond_timestamp_range(inter["unparsed_timestamp"])
+        f.flag(beyond, "timestamp_out_of_range",
+               "timestamp " + inter["unparsed_timestamp"].astype(str).str.slice(0, 40).map(repr)
+               + " is outside the representable range (years 1678-2261)")
     for col in ("quantity", "price", "timestamp"):
         if f"unparsed_{col}" in inter:
             text = inter[f"unparsed_{col}"]
@@ -131,7 +142,8 @@ def clean(raw: RawTables, rules: CleaningRules | None = None, now: pd.Timestamp 
         f.flag(inter["basket_id"].str.startswith(rules.cancellation_prefix).fillna(False).to_numpy(), "cancellation")
     q = inter["quantity"]
     f.flag((q <= 0).fillna(False), "non_positive_quantity")
-    f.flag(q.isna() | ~np.isfinite(q.fillna(0)) | (q > rules.max_quantity), "quantity_out_of_range")
+    f.flag(q.isna(), "quantity_out_of_range", "quantity is missing")
+    f.flag(~np.isfinite(q.fillna(0)) | (q > rules.max_quantity), "quantity_out_of_range")
     p = inter["price"]
     f.flag((p <= 0).fillna(False), "non_positive_price")
     f.flag((~np.isfinite(p) & p.notna()) | (p > rules.max_price).fillna(False), "price_out_of_range")
@@ -184,6 +196,26 @@ def clean(raw: RawTables, rules: CleaningRules | None = None, now: pd.Timestamp 
         "reasons": {f"{t}:{r}": int(n) for (t, r), n in by_reason.items()},
     }
     return CleanResult(clean_inter, items, quarantine, summary)
+
+
+def _beyond_timestamp_range(text: pd.Series) -> pd.Series:
+    """True where an unparsed timestamp is a real date outside pandas' nanosecond range (e.g. year
+    3000 or 1066): out of range rather than unparseable. Only the (few) unparsed values are tried."""
+    from dateutil import parser
+
+    def beyond(value: object) -> bool:
+        if not isinstance(value, str) or not any(ch.isdigit() for ch in value):
+            return False
+        try:
+            year = parser.parse(value).year
+        except (ValueError, OverflowError, TypeError):
+            return False
+        return not (pd.Timestamp.min.year < year < pd.Timestamp.max.year)
+
+    present = text.dropna()
+    out = np.zeros(len(text), dtype=bool)
+    out[text.index.get_indexer(present.index)] = [beyond(v) for v in present]
+    return pd.Series(out, index=text.index)
 
 
 def _derive_catalog(rows: pd.DataFrame) -> pd.DataFrame:

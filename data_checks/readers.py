@@ -35,6 +35,10 @@ class RawTables:
 
 
 def _rows(df: pd.DataFrame, path: Path) -> np.ndarray:
+    """Source row of each record: the line it starts on for text files (see ``read_table``)."""
+    lines = df.attrs.get("source_rows")
+    if lines is not None and len(lines) == len(df):
+        return np.asarray(lines, dtype=np.int64)
     return np.arange(len(df), dtype=np.int64) + first_data_row(path)
 
 
@@ -93,12 +97,7 @@ def _read_adjacency(path: Path, split: str) -> pd.DataFrame:
             parts = line.split()
             if not parts:
                 continue
-            try:
-                ids = np.array([int(p) for p in parts], dtype=np.int64)
-            except ValueError:
-                bad = next(i for i, p in enumerate(parts) if not p.lstrip(b"-").isdigit())
-                raise InputFileError(path, f"{parts[bad][:40]!r} is not an integer id", row=lineno,
-                                     field="user_id" if bad == 0 else f"item {bad}") from None
+            ids = np.array([_int_id(p, path, lineno, i) for i, p in enumerate(parts)], dtype=np.int64)
             if len(ids) > 1:
                 users.append(np.full(len(ids) - 1, ids[0]))
                 items.append(ids[1:])
@@ -116,18 +115,28 @@ def _read_adjacency(path: Path, split: str) -> pd.DataFrame:
     })
 
 
+def _int_id(token: bytes, path: Path, lineno: int, position: int) -> int:
+    """One id of a LightGCN line: a non-negative integer that fits in int64."""
+    field = "user_id" if position == 0 else f"item {position}"
+    if not token.isdigit():
+        raise InputFileError(path, f"{token[:40]!r} is not a non-negative integer id", row=lineno, field=field)
+    value = int(token)
+    if value > np.iinfo(np.int64).max:
+        raise InputFileError(path, f"id {token[:40].decode()} is too large for a 64-bit integer", row=lineno,
+                             field=field)
+    return value
+
+
 def read_lightgcn(src: LightGCNSource) -> RawTables:
     folder = Path(src.folder)
     inter = pd.concat([_read_adjacency(folder / "train.txt", "train"),
                        _read_adjacency(folder / "test.txt", "test")], ignore_index=True)
     item_list = folder / "item_list.txt"
     if item_list.exists():
-        cat = pd.read_csv(item_list, sep=" ", dtype=str)
-        if "remap_id" not in cat.columns:
-            raise InputFileError(item_list, "missing required column", row=1, field="remap_id")
-        items = pd.DataFrame({"item_id": cat["remap_id"].astype("string"),
+        cat = read_table(item_list, ["remap_id"], delimiter=" ")
+        items = pd.DataFrame({"item_id": id_strings(cat["remap_id"]),
                               "title": ("item " + cat["org_id"]).astype("string") if "org_id" in cat else None})
-        items["source_row"] = np.arange(len(items)) + 2
+        items["source_row"] = _rows(cat, item_list)
         items["source_file"] = str(item_list)
     else:
         items = empty_frame(ITEM_COLUMNS)
@@ -206,6 +215,17 @@ class InstacartSource:
     start_date: str = "2017-01-01"
 
 
+def _bounded(df: pd.DataFrame, column: str, low: float, high: float) -> tuple[pd.Series, pd.Series]:
+    """A numeric column with values outside ``[low, high)`` (or unparseable) made missing, and the
+    raw text of those values (for the quarantine's detail); blank stays missing without text."""
+    if column not in df:
+        return pd.Series(np.nan, index=df.index), pd.Series(pd.NA, index=df.index, dtype="string")
+    values = numbers(df[column])
+    raw = df[column].astype("string").str.strip()
+    bad = raw.notna() & (raw != "") & ~((values >= low) & (values < high)).fillna(False)
+    return values.where(~bad), (f"{column} " + raw.str.slice(0, 40)).where(bad)
+
+
 def read_instacart(src: InstacartSource) -> RawTables:
     folder = Path(src.folder)
     files = sorted(folder.glob("order_products__*.csv"))
@@ -222,16 +242,26 @@ def read_instacart(src: InstacartSource) -> RawTables:
     if orders_path.exists():
         orders = read_table(orders_path, ["order_id", "user_id", "order_number"])
         o = pd.DataFrame({"basket_id": id_strings(orders["order_id"]), "user_id": id_strings(orders["user_id"]),
-                          "order_number": numbers(orders["order_number"])})
-        gap = numbers(orders["days_since_prior_order"]).fillna(0.0) if "days_since_prior_order" in orders else 0.0
-        o["days"] = gap
+                          "order_number": numbers(orders["order_number"]), "row": _rows(orders, orders_path)})
+        dup = o["basket_id"].duplicated(keep="first") & o["basket_id"].notna()
+        if dup.any():
+            first = o.index[dup][0]
+            raise InputFileError(orders_path, f"order id {o.at[first, 'basket_id'][:40]!r} is listed twice",
+                                 row=int(o.at[first, "row"]), field="order_id")
+        # days since the previous order (0-366 in the dataset) and the hour (0-23); a value outside
+        # that makes the order's time, and that of the user's later orders, unknown (quarantined).
+        gap, gap_text = _bounded(orders, "days_since_prior_order", 0.0, 3660.0)
+        hour, hour_text = _bounded(orders, "order_hour_of_day", 0.0, 24.0)
+        o["gap"], o["hour"] = gap.values, hour.values
+        o["why"] = gap_text.fillna(hour_text).values
         o = o.sort_values(["user_id", "order_number"])
-        o["days"] = o.groupby("user_id")["days"].cumsum()
-        hour = numbers(orders["order_hour_of_day"]).fillna(0.0) if "order_hour_of_day" in orders else 0.0
-        o["hours"] = pd.Series(hour, index=orders.index).reindex(o.index).values
+        by_user = o.groupby("user_id", dropna=False)
+        o["days"] = by_user["gap"].transform(lambda g: g.fillna(0.0).cumsum())
+        broken = by_user["why"].transform(lambda w: w.notna().cummax()).astype(bool)
         o["timestamp"] = (pd.Timestamp(src.start_date) + pd.to_timedelta(o["days"], unit="D")
-                          + pd.to_timedelta(o["hours"], unit="h"))
-        inter = inter.merge(o[["basket_id", "user_id", "timestamp"]], on="basket_id", how="left")
+                          + pd.to_timedelta(o["hour"].fillna(0.0), unit="h")).where(~broken)
+        o["unparsed_timestamp"] = by_user["why"].transform(lambda w: w.ffill()).where(broken).astype("string")
+        inter = inter.merge(o[["basket_id", "user_id", "timestamp", "unparsed_timestamp"]], on="basket_id", how="left")
     products = read_table(folder / "products.csv", ["product_id", "product_name"])
     items = pd.DataFrame({"item_id": id_strings(products["product_id"]),
                           "title": products["product_name"].astype("string").str.strip(),

@@ -6,6 +6,7 @@ first record is row 2; for Parquet the first record is row 1.
 """
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import re
@@ -92,19 +93,19 @@ def _read_text(path: Path, delimiter: str, encoding: str) -> pd.DataFrame:
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        line_start = raw.rfind(b"\n", 0, exc.start) + 1
-        row = raw.count(b"\n", 0, exc.start) + 1
-        header = raw[: raw.find(b"\n")].decode(encoding, errors="replace").split(delimiter)
-        col = raw.count(delimiter.encode(), line_start, exc.start)
-        field = header[col].strip() if col < len(header) else f"column {col + 1}"
+        row, field = _locate(raw[: exc.start].decode(encoding), raw.decode(encoding, errors="replace"), delimiter)
         raise InputFileError(
             path, f"byte {raw[exc.start]:#04x} is not valid {encoding}; set the source's encoding "
             "(e.g. latin-1) if the file uses another one", row=row, field=field,
         ) from exc
     text = text.lstrip("\ufeff")
+    if "\x00" in text:  # the C parser would silently cut the field there
+        row, field = _locate(text[: text.index("\x00")], text, delimiter)
+        raise InputFileError(path, "a NUL character: the file is binary, or was zero-filled when a write was "
+                             "cut short", row=row, field=field)
     try:
-        return pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
-                           na_values=[""], engine="c")
+        df = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
+                         na_values=[""], engine="c")
     except pd.errors.ParserError as exc:
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         if m:
@@ -112,9 +113,55 @@ def _read_text(path: Path, delimiter: str, encoding: str) -> pd.DataFrame:
                 path, f"expected {m.group(1)} fields, found {m.group(3)} (an unquoted delimiter or a broken line)",
                 row=int(m.group(2)), field=f"column {int(m.group(1)) + 1}",
             ) from exc
+        m = re.search(r"EOF inside string starting at row (\d+)", str(exc))
+        if m:  # pandas counts lines from 0
+            raise InputFileError(path, "a quoted field is never closed: the file looks truncated",
+                                 row=int(m.group(1)) + 1) from exc
         raise InputFileError(path, f"cannot parse as delimited text ({exc})") from exc
     except pd.errors.EmptyDataError as exc:
         raise InputFileError(path, "the file is empty") from exc
+    rows = _record_lines(path, text, delimiter)
+    if rows is not None and len(rows) == len(df):
+        df.attrs["source_rows"] = rows
+    return df
+
+
+def _locate(before: str, text: str, delimiter: str) -> tuple[int, str]:
+    """Line and header field of the position where ``before`` (a prefix of ``text``) ends."""
+    row = before.count("\n") + 1
+    header = text[: text.find("\n")].split(delimiter)
+    col = before[before.rfind("\n") + 1:].count(delimiter)
+    return row, header[col].strip() if col < len(header) else f"column {col + 1}"
+
+
+def _record_lines(path: Path, text: str, delimiter: str) -> "list[int] | None":
+    """The 1-based line on which each data record starts (blank lines skipped, quoted line breaks
+    followed), so row numbers stay right after them. Raises :class:`InputFileError` for a record with
+    fewer fields than the header (pandas would silently fill the rest with missing values), naming
+    a truncated last line as such. ``None`` if Python's csv module cannot follow the file."""
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)  # a 1 MB field is data, not an error
+    try:
+        reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+        header = next(reader, [])
+        starts: list[int] = []
+        previous_end = reader.line_num
+        for record in reader:
+            start, previous_end = previous_end + 1, reader.line_num
+            if not record:
+                continue
+            if len(record) < len(header):
+                truncated = reader.line_num == text.count("\n") + 1 and not text.endswith(("\n", "\r"))
+                hint = ("the file ends inside this line: it looks truncated" if truncated
+                        else "a missing delimiter or a broken line")
+                raise InputFileError(path, f"expected {len(header)} fields, found {len(record)} ({hint})",
+                                     row=start, field=header[len(record)].strip() or f"column {len(record) + 1}")
+            starts.append(start)
+        return starts
+    except csv.Error:
+        return None
+    finally:
+        csv.field_size_limit(old_limit)
 
 
 def id_strings(values: pd.Series) -> pd.Series:
@@ -129,9 +176,20 @@ def id_strings(values: pd.Series) -> pd.Series:
     return values.map(one).astype("string")
 
 
+_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+
+
 def numbers(values: pd.Series) -> pd.Series:
-    """Parse numbers; unparseable text becomes NaN (and is quarantined by the cleaning rules)."""
-    return pd.to_numeric(values, errors="coerce").astype("float64")
+    """Parse numbers; unparseable text becomes NaN (and is quarantined by the cleaning rules).
+    Numbers too large for a float (``1e400``, a thousand digits) become +-inf, i.e. out of range."""
+    out = pd.to_numeric(values, errors="coerce").astype("float64")
+    missing = out.isna() & values.notna()
+    if missing.any():
+        text = values[missing].astype(str)
+        huge = text[text.str.len().gt(300) | text.str.contains("e", case=False)]
+        huge = huge[huge.map(lambda v: _NUMBER.match(v) is not None)]
+        out[huge.index] = [float(v) for v in huge]
+    return out
 
 
 def timestamps(values: pd.Series, fmt: str | None = None) -> pd.Series:
@@ -142,7 +200,10 @@ def timestamps(values: pd.Series, fmt: str | None = None) -> pd.Series:
         ts = pd.to_datetime(values, errors="coerce", format=fmt if fmt else "mixed", utc=True)
     if getattr(ts.dt, "tz", None) is not None:
         ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
-    return ts.astype("datetime64[ns]")
+    # Parquet stores micro- or milliseconds: a year like 3000 fits there but not in nanoseconds; such
+    # values become missing here (and the cleaning rules quarantine them as out of range).
+    inside = ts.isna() | ((ts >= pd.Timestamp.min) & (ts <= pd.Timestamp.max))
+    return ts.where(inside).astype("datetime64[ns]")
 
 
 def unparsed(parsed: pd.Series, raw: pd.Series) -> pd.Series:

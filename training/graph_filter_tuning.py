@@ -12,7 +12,8 @@ import scipy.sparse as sp
 from training.data import InteractionData
 from training.metrics import evaluate_scores
 from training.models.graph_filter import GraphFilter
-from training.tuning import Param, TuningConfig, TuningResult, sample_users, write_study_files
+from training.tuning import (Param, TuningConfig, TuningResult, finished_trials, open_study, run_trials, sample_users,
+                             write_study_files)
 
 SPACE: dict[str, Param] = {
     "alpha": Param("float", 0.0, 0.5),
@@ -28,9 +29,6 @@ def tune_graph_filter(fit: InteractionData, validation: sp.csr_matrix, cfg: Tuni
     """Search :data:`SPACE`; returns the best GraphFilter keyword arguments (``normalise_terms=True``)."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if cfg.storage.startswith("sqlite:///"):
-        Path(cfg.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     base = GraphFilter(alpha=1.0, n_factors=max_factors, sharpen=1.0, normalise_terms=True, svd=svd,
                        seed=cfg.seed).fit(fit)
@@ -64,19 +62,14 @@ def tune_graph_filter(fit: InteractionData, validation: sp.csr_matrix, cfg: Tuni
         trial.set_user_attr("recall", res[f"recall@{k_metric}"])
         return res[cfg.metric]
 
-    study = optuna.create_study(study_name=cfg.study_name, storage=cfg.storage, direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=cfg.seed), load_if_exists=True)
+    study = open_study(cfg)
     # GF-CF's own point in these coordinates, as the first trial: the search starts from the published model
     gf_alpha = 0.3 * base.scales["ideal"] / base.scales["linear"]
-    study.enqueue_trial({"alpha": min(gf_alpha, 0.5), "sharpen": 0.0, "popularity_power": 0.0, "ideal_power": 0.0,
-                         "n_factors": 256})
-    done = len([t for t in study.trials if t.state.is_finished()])
-    remaining = None if cfg.n_trials is None else max(cfg.n_trials - done, 0)
-    if remaining != 0:
-        study.optimize(objective, n_trials=remaining, timeout=cfg.timeout_seconds)
+    run_trials(study, objective, cfg, first_params={"alpha": min(gf_alpha, 0.5), "sharpen": 0.0,
+                                                    "popularity_power": 0.0, "ideal_power": 0.0, "n_factors": 256})
     best = dict(study.best_params)
     best.update({"normalise_terms": True, "svd": svd, "seed": cfg.seed})
-    result = TuningResult(best, float(study.best_value), len(study.trials), cfg.study_name, cfg.storage,
+    result = TuningResult(best, float(study.best_value), finished_trials(study), cfg.study_name, cfg.storage,
                           seconds=time.perf_counter() - t0)
     result.files = write_study_files(study, Path(cfg.output_dir) / cfg.study_name, result)
     result.files["setup_seconds"] = f"{setup_seconds:.1f}"

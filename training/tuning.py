@@ -5,11 +5,22 @@ Tuning only ever sees the ``fit`` matrices and the ``validation`` split carved f
 split is evaluated once, by the caller, with the best parameters refitted on the whole train set.
 Each study leaves files for the lifecycle to log: ``best_params.json``, ``trials.csv``, ``summary.json``,
 ``optimization_history.png`` and ``param_importances.png``.
+
+Parallel workers and resumption: ``n_trials`` is the study's total, not each caller's. Any number of
+processes (on any hosts) that call ``tune`` with the same ``storage`` URL and ``study_name`` share the
+work; each new trial is claimed under a lock kept in the storage itself, so the finished trials add up
+to exactly ``n_trials`` (none lost, none run twice). A study whose worker died is resumed by calling
+``tune`` again: finished trials are kept, the dead worker's trial is found by its missed heartbeats and
+run again with the same parameters, and only the missing trials run. The sampler is re-seeded from
+``seed + trial number`` so a trial's parameters do not depend on which worker, or which attempt, ran it.
 """
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -49,6 +60,8 @@ class TuningConfig:
     metric: str = "ndcg@20"
     max_eval_users: int | None = 10_000  # validation users sampled per trial (None: all)
     output_dir: str = "data/tuning"
+    heartbeat_seconds: int = 10  # a running trial's worker proves it is alive this often
+    grace_seconds: int = 30  # a trial without a heartbeat this long is failed and run again
 
 
 @dataclass
@@ -90,9 +103,6 @@ def tune(
     """
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if cfg.storage.startswith("sqlite:///"):
-        Path(cfg.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     val = sample_users(validation, cfg.max_eval_users, cfg.seed)
     k = int(cfg.metric.split("@")[1])
 
@@ -107,18 +117,138 @@ def tune(
         return res[cfg.metric]
 
     t0 = time.perf_counter()
-    study = optuna.create_study(study_name=cfg.study_name, storage=cfg.storage, direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=cfg.seed),
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3), load_if_exists=True)
-    done = len([t for t in study.trials if t.state.is_finished()])
-    remaining = None if cfg.n_trials is None else max(cfg.n_trials - done, 0)
-    if remaining != 0:
-        study.optimize(objective, n_trials=remaining, timeout=cfg.timeout_seconds, show_progress_bar=False)
-    result = TuningResult(dict(study.best_params), float(study.best_value),
-                          len([t for t in study.trials if t.state.is_finished()]), cfg.study_name, cfg.storage,
-                          seconds=time.perf_counter() - t0)
+    study = open_study(cfg)
+    run_trials(study, objective, cfg)
+    result = TuningResult(dict(study.best_params), float(study.best_value), finished_trials(study), cfg.study_name,
+                          _redact(cfg.storage), seconds=time.perf_counter() - t0)
     result.files = write_study_files(study, Path(cfg.output_dir) / cfg.study_name, result)
     return result
+
+
+def open_study(cfg: TuningConfig) -> Any:
+    """Create the study named ``cfg.study_name`` in ``cfg.storage``, or load it when it exists.
+
+    The storage is an RDB URL (SQLite, Postgres, MySQL) with heartbeats on, so that trials of a dead worker
+    are detected (after ``cfg.grace_seconds``) and queued again with their parameters."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if cfg.storage.startswith("sqlite:///"):
+        Path(cfg.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable since 2.x
+    last_error: Exception | None = None
+    for attempt in range(5):  # workers started together may race creating the tables of a fresh database
+        try:
+            storage = optuna.storages.RDBStorage(
+                cfg.storage, heartbeat_interval=cfg.heartbeat_seconds, grace_period=cfg.grace_seconds,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+            return optuna.create_study(study_name=cfg.study_name, storage=storage, direction="maximize",
+                                       sampler=optuna.samplers.TPESampler(seed=cfg.seed),
+                                       pruner=optuna.pruners.MedianPruner(n_startup_trials=3), load_if_exists=True)
+        except Exception as e:  # noqa: BLE001 - retried, then raised with the storage named
+            last_error = e
+            time.sleep(0.5 * (attempt + 1))
+    raise RuntimeError(f"cannot open Optuna study {cfg.study_name!r} in {_redact(cfg.storage)}: {last_error}") \
+        from last_error
+
+
+def finished_trials(study: Any) -> int:
+    """Trials that count towards the budget: COMPLETE or PRUNED (FAILed ones are run again)."""
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def _redact(url: str) -> str:
+    """The storage URL without its password, for messages."""
+    import re
+
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+class _ClaimLock:
+    """A mutex kept in the study's own storage, so it holds across processes and hosts: a study named
+    ``<study>.claim-lock`` exists while some worker holds it (creating a study with a taken name fails
+    atomically in every RDB backend). Held for milliseconds (count trials, create one); a lock older than
+    ``stale_seconds`` belongs to a worker that died holding it and is broken."""
+
+    def __init__(self, storage: Any, study_name: str, stale_seconds: float = 60.0) -> None:
+        self.storage, self.name, self.stale_seconds, self.held = storage, f"{study_name}.claim-lock", stale_seconds, False
+
+    def acquire(self) -> None:
+        import optuna
+
+        waited_since = time.monotonic()
+        while True:
+            try:
+                self.storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], self.name)
+                self.held = True
+                return
+            except optuna.exceptions.DuplicatedStudyError:
+                if time.monotonic() - waited_since > self.stale_seconds:
+                    self._delete()
+                    waited_since = time.monotonic()
+                time.sleep(0.02)
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._delete()
+
+    def _delete(self) -> None:
+        try:
+            self.storage.delete_study(self.storage.get_study_id_from_name(self.name))
+        except KeyError:
+            pass
+
+    def __enter__(self) -> "_ClaimLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def run_trials(study: Any, objective: Callable[[Any], float], cfg: TuningConfig,
+               first_params: dict[str, Any] | None = None, poll_seconds: float = 0.5) -> None:
+    """Run trials of ``study`` until it holds ``cfg.n_trials`` finished ones (COMPLETE or PRUNED), or until
+    ``cfg.timeout_seconds``; safe to call from several processes at once and to call again after a crash.
+
+    Each trial is claimed under :class:`_ClaimLock`: count the trials, and start one only when queued ones
+    (a dead worker's, requeued) exist or finished + running + queued < ``n_trials``. When the rest are
+    running elsewhere, wait for them, so a trial whose worker died (no heartbeat for ``cfg.grace_seconds``)
+    is taken over rather than lost. ``first_params``, when given, is queued as trial 0 of a new study."""
+    import optuna
+    from optuna.trial import TrialState
+
+    deadline = None if cfg.timeout_seconds is None else time.monotonic() + cfg.timeout_seconds
+    lock = _ClaimLock(optuna.storages.RDBStorage(cfg.storage, skip_compatibility_check=True), study.study_name)
+
+    def claimed(trial: optuna.Trial) -> float:
+        lock.release()  # the trial exists now (RUNNING): others may claim the next one
+        # the parameters of trial n depend on (seed, n, finished history), not on the worker that runs it
+        trial.study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + trial.number)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        return objective(trial)
+
+    while deadline is None or time.monotonic() < deadline:
+        with lock:
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trial -> FAIL, requeued as WAITING
+            states = [t.state for t in study.get_trials(deepcopy=False)]
+            if first_params is not None and not states:
+                study.enqueue_trial(first_params)
+                states = [TrialState.WAITING]
+            finished = sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states)
+            running, queued = states.count(TrialState.RUNNING), states.count(TrialState.WAITING)
+            if cfg.n_trials is not None and finished >= cfg.n_trials:
+                return
+            start = queued > 0 or cfg.n_trials is None or finished + running < cfg.n_trials
+            if start:
+                study.optimize(claimed, n_trials=1, show_progress_bar=False)
+                continue
+            if running == 0:
+                return
+        time.sleep(poll_seconds)  # the last trials run in other workers: wait, and take over any that die
 
 
 def write_study_files(study: Any, folder: Path, result: TuningResult) -> dict[str, str]:

@@ -83,7 +83,10 @@ def _quarantine_rows(df: pd.DataFrame, reason: pd.Series, detail: pd.Series, tab
     if bad.empty:
         return empty_frame(QUARANTINE_COLUMNS)
     records = bad.drop(columns=[c for c in ("source_row", "source_file") if c in bad.columns]).dropna(axis=1, how="all")
-    json_lines = records.to_json(orient="records", lines=True, date_format="iso").splitlines()
+    if records.shape[1] == 0:  # every field missing
+        json_lines = ["{}"] * len(bad)
+    else:  # split on "\n" only: str.splitlines would also split inside values at U+2028, U+0085, ...
+        json_lines = records.to_json(orient="records", lines=True, date_format="iso").rstrip("\n").split("\n")
     return conform(pd.DataFrame({
         "table": table,
         "source_file": bad["source_file"].astype("string") if "source_file" in bad else pd.NA,

@@ -255,12 +255,15 @@ def read_instacart(src: InstacartSource) -> RawTables:
         o["gap"], o["hour"] = gap.values, hour.values
         o["why"] = gap_text.fillna(hour_text).values
         o = o.sort_values(["user_id", "order_number"])
-        by_user = o.groupby("user_id", dropna=False)
-        o["days"] = by_user["gap"].transform(lambda g: g.fillna(0.0).cumsum())
-        broken = by_user["why"].transform(lambda w: w.notna().cummax()).astype(bool)
+        # an order without a user is a sequence of its own
+        user = o["user_id"].astype(object).where(o["user_id"].notna(), "\x00" + o["row"].astype(str))
+        o["gap"], o["broken"] = o["gap"].fillna(0.0), o["why"].notna()
+        by_user = o.groupby(user, sort=False)
+        o["days"] = by_user["gap"].cumsum()
+        broken = by_user["broken"].cummax().astype(bool)
         o["timestamp"] = (pd.Timestamp(src.start_date) + pd.to_timedelta(o["days"], unit="D")
                           + pd.to_timedelta(o["hour"].fillna(0.0), unit="h")).where(~broken)
-        o["unparsed_timestamp"] = by_user["why"].transform(lambda w: w.ffill()).where(broken).astype("string")
+        o["unparsed_timestamp"] = by_user["why"].ffill().where(broken).astype("string")
         inter = inter.merge(o[["basket_id", "user_id", "timestamp", "unparsed_timestamp"]], on="basket_id", how="left")
     products = read_table(folder / "products.csv", ["product_id", "product_name"])
     items = pd.DataFrame({"item_id": id_strings(products["product_id"]),

@@ -142,7 +142,7 @@ def _record_lines(path: Path, text: str, delimiter: str) -> "list[int] | None":
     old_limit = csv.field_size_limit()
     csv.field_size_limit(2**31 - 1)  # a 1 MB field is data, not an error
     try:
-        reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         header = next(reader, [])
         starts: list[int] = []
         previous_end = reader.line_num

@@ -1,0 +1,364 @@
+"""Property-based tests (hypothesis) on every reader and on the validation step (cleaning).
+
+For any generated file or frame: reading either stops with :class:`InputFileError` (naming the file)
+or succeeds; cleaning never raises, and rows in = clean + quarantined. Where the test wrote the file
+with a proper CSV writer, the reader must also return exactly the records written (no row dropped).
+
+Deterministic: ``derandomize=True`` (the examples are a fixed function of the test) and no example
+database. The default profile ``cobuy`` keeps this file under a minute on a 2-core machine; the
+profile ``cobuy-large`` (``COBUY_HYPOTHESIS_PROFILE=cobuy-large``) runs ten times as many. With
+``COBUY_HYPOTHESIS_REPORT=1`` the counts of generated cases (and how each ended) are written to
+``benchmarks/results/hypothesis-cases.json``; they are always printed at the end of the module.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from data_checks.cleaning import clean
+from data_checks.errors import InputFileError
+from data_checks.readers import (
+    EventsSource,
+    InstacartSource,
+    LightGCNSource,
+    OnlineRetailSource,
+    RawTables,
+    read_events,
+    read_instacart,
+    read_lightgcn,
+    read_online_retail,
+)
+from data_checks.schema import INTERACTION_COLUMNS, ITEM_COLUMNS, OPTIONAL_INTERACTION_COLUMNS, conform
+from tests.test_readers import HEADER
+
+ROOT = Path(__file__).resolve().parent.parent
+_COMMON = dict(derandomize=True, database=None, deadline=None, print_blob=True,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+settings.register_profile("cobuy", max_examples=40, **_COMMON)
+settings.register_profile("cobuy-large", max_examples=400, **_COMMON)
+PROFILE = os.environ.get("COBUY_HYPOTHESIS_PROFILE", "cobuy")
+NOW = pd.Timestamp("2025-01-01")
+
+CASES: dict[str, Counter] = defaultdict(Counter)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_cases(request):
+    """Print how many generated cases ran (and how they ended); write them as JSON when asked."""
+    start = time.perf_counter()
+    yield
+    total = sum(sum(c.values()) for c in CASES.values())
+    summary = {name: dict(c) for name, c in sorted(CASES.items())}
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\nhypothesis ({PROFILE}): {total} generated cases ran: {json.dumps(summary)}")
+    if os.environ.get("COBUY_HYPOTHESIS_REPORT"):
+        out = ROOT / "benchmarks" / "results" / "hypothesis-cases.json"
+        out.write_text(json.dumps({
+            "profile": PROFILE, "max_examples_per_test": settings.get_profile(PROFILE).max_examples,
+            "total_cases": total, "by_test": summary, "wall_s": round(time.perf_counter() - start, 1),
+            "loadavg": os.getloadavg(), "machine": platform.platform(), "cpus": os.cpu_count()}, indent=2) + "\n")
+
+
+def outcome(test: str, path: Path | None, run: Callable[[], RawTables], expected_rows: int | None = None) -> None:
+    """Read (``run``), then clean; the only exception allowed out is InputFileError naming the file."""
+    try:
+        raw = run()
+    except InputFileError as exc:
+        if path is not None:
+            assert str(path.parent) in exc.path, (exc.path, path)
+        CASES[test]["stopped: InputFileError"] += 1
+        return
+    n_in = len(raw.interactions)
+    if expected_rows is not None:
+        assert n_in == expected_rows, "the reader dropped or invented rows"
+    r = clean(raw, now=NOW)
+    q_inter = int((r.quarantine["table"] == "interactions").sum())
+    assert len(r.interactions) + q_inter == n_in
+    if len(raw.items):
+        assert len(r.items) + int((r.quarantine["table"] == "items").sum()) == len(raw.items)
+    CASES[test]["read and cleaned"] += 1
+
+
+# ----------------------------------------------------------------- value strategies
+ODD = "/\\\"',;\t\n\r \x07\x1b\u00e9\u00fc\u2028🛒.~-_"
+odd_text = st.text(alphabet=st.sampled_from(list(ODD) + list("abcXYZ0123456789")), max_size=12)
+number_text = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(-(2**80), 2**80).map(str),
+    st.sampled_from(["NaN", "nan", "inf", "-inf", "1e400", "-0", "0", "1,5", "0x10", "", " 7 ", "9" * 400]),
+)
+date_text = st.one_of(
+    st.datetimes(min_value=pd.Timestamp("1000-01-01").to_pydatetime(),
+                 max_value=pd.Timestamp("2200-01-01").to_pydatetime()).map(str),
+    st.sampled_from(["3000-01-01", "9999-12-31 23:59:59", "0001-01-01", "1989-12-31", "2011-13-45", "yesterday",
+                     "2024-01-01T10:00:00+05:00", "", "12/31/2010 08:26"]),
+)
+id_text = st.one_of(st.integers(0, 99999).map(str), odd_text, st.just(""), st.sampled_from(["POST", "C536379"]))
+
+
+def csv_text(header: list[str], rows: list[list[str]], delimiter: str = ",") -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter=delimiter, lineterminator="\r\n")  # so a lone \r in a value is quoted
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+RETAIL_CELLS = {"InvoiceNo": id_text, "StockCode": id_text, "Description": odd_text, "Quantity": number_text,
+                "InvoiceDate": date_text, "UnitPrice": number_text, "CustomerID": id_text, "Country": odd_text}
+
+
+@st.composite
+def retail_csv(draw):
+    """Online Retail rows with every kind of value, sometimes a column missing or extra, sometimes
+    another delimiter than the configured one."""
+    header = list(HEADER)
+    dropped = draw(st.sampled_from([None] * 3 * len(HEADER) + HEADER))  # now and then a missing column
+    if dropped:
+        header.remove(dropped)
+    if draw(st.booleans()):
+        header.append("Extra")
+    n = draw(st.integers(0, 12))
+    rows = [[draw(RETAIL_CELLS.get(h, odd_text)) for h in header] for _ in range(n)]
+    delimiter = draw(st.sampled_from([",", ",", ",", ";", "\t", "|"]))
+    return header, rows, delimiter
+
+
+@settings(parent=settings.get_profile(PROFILE))
+@given(retail_csv(), st.sampled_from([True] * 4 + [False]), st.booleans())
+def test_online_retail_csv_any_content(spec, configured_right, gz):
+    header, rows, delimiter = spec
+    configured = delimiter if configured_right else ("," if delimiter != "," else ";")
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / ("r.csv.gz" if gz else "r.csv")
+        data = csv_text(header, rows, delimiter).encode()
+        import gzip
+
+        path.write_bytes(gzip.compress(data) if gz else data)
+        outcome("online_retail_csv", path, lambda: read_online_retail(OnlineRetailSource(str(path), configured)),
+                expected_rows=len(rows) if configured == delimiter else None)
+
+
+@settings(parent=settings.get_profile(PROFILE))
+@given(st.binary(max_size=400), st.sampled_from([b"", ",".join(HEADER).encode() + b"\n"]))
+def test_online_retail_arbitrary_bytes(data, prefix):
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "r.csv"
+        path.write_bytes(prefix + data)
+        outcome("online_retail_bytes", path, lambda: read_online_retail(OnlineRetailSource(str(path))))
+
+
+def typed_column(kind: str, n: int):
+    """A homogeneous column of ``n`` values of one Parquet type, with missing and extreme values."""
+    if kind == "float":
+        return st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=n, max_size=n)
+    if kind == "int":
+        return st.lists(st.integers(-(2**63), 2**63 - 1), min_size=n, max_size=n)
+    if kind == "time":
+        return st.lists(st.one_of(st.none(), st.datetimes(min_value=pd.Timestamp("0001-01-02").to_pydatetime())),
+                        min_size=n, max_size=n)
+    if kind == "bool":
+        return st.lists(st.booleans(), min_size=n, max_size=n)
+    return st.lists(st.one_of(st.none(), odd_text, number_text, date_text), min_size=n, max_size=n)
+
+
+@st.composite
+def typed_frame(draw, columns: list[str]):
+    import pyarrow as pa
+
+    n = draw(st.integers(1, 10))  # header-only files are in tests/test_bad_input.py
+    arrays, names = [], []
+    dropped = draw(st.sampled_from([None] * 3 * len(columns) + columns))  # now and then a missing column
+    for c in columns:
+        if c == dropped:
+            continue
+        kind = draw(st.sampled_from(["str", "str", "float", "int", "time", "bool"]))
+        values = draw(typed_column(kind, n))
+        arrays.append(pa.array(values, type=pa.timestamp("us") if kind == "time" else None))
+        names.append(c)
+    return pa.table(arrays, names=names) if names else pa.table({"unrelated": pa.array([1] * n)})
+
+
+@settings(parent=settings.get_profile(PROFILE))
+@given(typed_frame(HEADER))
+def test_online_retail_parquet_any_types(table):
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "r.parquet"
+        pq.write_table(table, path)
+        outcome("online_retail_parquet", path, lambda: read_online_retail(OnlineRetailSource(str(path))),
+                expected_rows=table.num_rows)
+
+
+@settings(parent=settings.get_profile(PROFILE), max_examples=max(5, settings.get_profile(PROFILE).max_examples // 8))
+@given(retail_csv())
+def test_online_retail_xlsx(spec):
+    """Spreadsheets cannot hold control characters; the rest is as in CSV (fewer cases: openpyxl is slow)."""
+    header, rows, _ = spec
+    clean_rows = [["".join(ch for ch in v if ch >= " " or ch in "\t\n") for v in r] for r in rows]
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "r.xlsx"
+        pd.DataFrame(clean_rows, columns=header).to_excel(path, index=False)
+        outcome("online_retail_xlsx", path, lambda: read_online_retail(OnlineRetailSource(str(path))))
+
+
+EVENT_CELLS = {"customer": id_text, "sku": id_text, "when": date_text, "order": id_text, "qty": number_text,
+               "amount": number_text}
+
+
+@st.composite
+def events_files(draw):
+    cols = draw(st.lists(st.sampled_from(list(EVENT_CELLS)), min_size=1, max_size=6, unique=True))
+    if draw(st.integers(0, 4)) and "sku" not in cols:
+        cols.append("sku")
+    rows = [[draw(EVENT_CELLS[c]) for c in cols] for _ in range(draw(st.integers(1, 10)))]
+    canon = {"customer": "user_id", "sku": "item_id", "when": "timestamp", "order": "basket_id", "qty": "quantity",
+             "amount": "price"}
+    mapped = draw(st.lists(st.sampled_from(cols), unique=True))  # mostly columns the file has
+    if draw(st.integers(0, 9)) == 0:
+        mapped = draw(st.lists(st.sampled_from(list(EVENT_CELLS)), unique=True, max_size=6))
+    elif "sku" in cols and "sku" not in mapped:
+        mapped.append("sku")
+    mapping = {canon[c]: c for c in mapped}
+    catalog = None
+    if draw(st.booleans()):
+        catalog = [[draw(id_text), draw(odd_text), draw(number_text)] for _ in range(draw(st.integers(1, 6)))]
+    return cols, rows, mapping, catalog
+
+
+@settings(parent=settings.get_profile(PROFILE))
+@given(events_files())
+def test_events_and_catalog_any_content(spec):
+    cols, rows, mapping, catalog = spec
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "events.csv"
+        path.write_text(csv_text(cols, rows))
+        cat_path = None
+        if catalog is not None:
+            cat_path = Path(d) / "catalog.csv"
+            cat_path.write_text(csv_text(["sku", "name", "amount"], catalog))
+        src = EventsSource(str(path), columns=mapping, catalog_path=str(cat_path) if cat_path else None,
+                           catalog_columns={"item_id": "sku", "title": "name", "price": "amount"})
+        outcome("events_csv", path, lambda: read_events(src), expected_rows=len(rows))
+
+
+good_token = st.integers(0, 30).map(lambda v: str(v).encode())
+bad_token = st.one_of(st.integers(0, 2**64).map(lambda v: str(v).encode()),
+                      st.sampled_from([b"-1", b"x", b"\xe9", b"1.5", b"--2", b"+3", b"1_0", b"\x00"]))
+# mostly well-formed lines, now and then a bad token (a bad token stops the read)
+lightgcn_line = st.integers(0, 19).flatmap(
+    lambda k: st.lists(st.one_of(good_token, bad_token), max_size=6) if k == 0
+    else st.lists(good_token, min_size=1 if k == 1 else 2, max_size=6))
+lightgcn_lines = st.lists(lightgcn_line, min_size=1, max_size=8)
+
+
+@settings(parent=settings.get_profile(PROFILE))
+@given(lightgcn_lines, lightgcn_lines, st.one_of(st.none(), st.lists(st.tuples(odd_text, st.integers(0, 30)),
+                                                                     min_size=1, max_size=8)))
+def test_lightgcn_any_lines(train, test, item_list):
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d)
+        for name, lines in (("train.txt", train), ("test.txt", test)):
+            (folder / name).write_bytes(b"".join(b" ".join(t) + b"\n" for t in lines))
+        if item_list is not None:
+            (folder / "item_list.txt").write_text(csv_text(["org_id", "remap_id"],
+                                                           [[o, str(r)] for o, r in item_list], " "))
+        n = sum(len(t) - 1 for t in train + test if len(t) > 1)
+        outcome("lightgcn", folder / "train.txt", lambda: read_lightgcn(LightGCNSource(d)), expected_rows=n)
+
+
+@st.composite
+def instacart_folder(draw):
+    small_id = st.one_of(st.integers(1, 6).map(str), id_text)
+    ops = [[draw(small_id), draw(small_id), "1", "0"] for _ in range(draw(st.integers(1, 10)))]
+    orders = None
+    if draw(st.booleans()):
+        ids = draw(st.lists(st.integers(1, 8), min_size=1, max_size=6, unique=True))
+        if draw(st.integers(0, 9)) == 0:
+            ids.append(ids[0])  # now and then an order listed twice (stops the read)
+        orders = [[str(i), draw(small_id), "prior", draw(number_text), "1", draw(number_text), draw(number_text)]
+                  for i in ids]
+    products = [[draw(small_id), draw(odd_text), draw(small_id), draw(small_id)] for _ in range(draw(st.integers(1, 6)))]
+    return ops, orders, products
+
+
+@settings(parent=settings.get_profile(PROFILE))
+@given(instacart_folder())
+def test_instacart_any_content(spec):
+    ops, orders, products = spec
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d)
+        (folder / "order_products__prior.csv").write_text(
+            csv_text(["order_id", "product_id", "add_to_cart_order", "reordered"], ops))
+        if orders is not None:
+            (folder / "orders.csv").write_text(csv_text(
+                ["order_id", "user_id", "eval_set", "order_number", "order_dow", "order_hour_of_day",
+                 "days_since_prior_order"], orders))
+        (folder / "products.csv").write_text(csv_text(["product_id", "product_name", "aisle_id", "department_id"],
+                                                      products))
+        outcome("instacart", folder / "products.csv", lambda: read_instacart(InstacartSource(d)),
+                expected_rows=len(ops))
+
+
+# ----------------------------------------------------------------- the validation step on generated frames
+maybe_id = st.one_of(st.none(), id_text)
+maybe_number = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))
+maybe_time = st.one_of(st.none(), st.datetimes(min_value=pd.Timestamp("1678-01-01").to_pydatetime(),
+                                               max_value=pd.Timestamp("2262-01-01").to_pydatetime()))
+
+
+@st.composite
+def raw_tables(draw):
+    n = draw(st.integers(0, 15))
+    pool = draw(st.lists(maybe_id, min_size=1, max_size=5))  # a small pool so duplicates occur
+    pick = st.one_of(st.sampled_from(pool), maybe_id)
+    inter = pd.DataFrame({
+        "user_id": pd.array([draw(pick) for _ in range(n)], dtype="string"),
+        "item_id": pd.array([draw(pick) for _ in range(n)], dtype="string"),
+        "timestamp": pd.to_datetime(pd.Series([draw(maybe_time) for _ in range(n)], dtype=object)),
+        "basket_id": pd.array([draw(pick) for _ in range(n)], dtype="string"),
+        "quantity": pd.array([draw(maybe_number) for _ in range(n)], dtype="float64"),
+        "price": pd.array([draw(maybe_number) for _ in range(n)], dtype="float64"),
+        "source_row": np.arange(n) + 2,
+        "title": pd.array([draw(st.one_of(st.none(), odd_text)) for _ in range(n)], dtype="string"),
+        "source_file": "generated.csv",
+    })
+    for col in ("unparsed_quantity", "unparsed_price", "unparsed_timestamp"):
+        if draw(st.booleans()):
+            inter[col] = pd.array([draw(st.one_of(st.none(), number_text, date_text)) for _ in range(n)],
+                                  dtype="string")
+    items = pd.DataFrame(columns=list(ITEM_COLUMNS))
+    if draw(st.booleans()):
+        m = draw(st.integers(0, 8))
+        items = pd.DataFrame({"item_id": pd.array([draw(pick) for _ in range(m)], dtype="string"),
+                              "title": pd.array([draw(st.one_of(st.none(), odd_text)) for _ in range(m)],
+                                                dtype="string"),
+                              "price": pd.array([draw(maybe_number) for _ in range(m)], dtype="float64"),
+                              "source_row": np.arange(m) + 2})
+    source = draw(st.sampled_from(["online_retail", "events", "lightgcn", "instacart", "synthetic"]))
+    return RawTables(conform(inter, INTERACTION_COLUMNS, OPTIONAL_INTERACTION_COLUMNS),
+                     conform(items, ITEM_COLUMNS, {"source_row": "int64"}), source)
+
+
+@settings(parent=settings.get_profile(PROFILE), max_examples=settings.get_profile(PROFILE).max_examples * 3)
+@given(raw_tables())
+def test_cleaning_any_frame(raw):
+    outcome("cleaning", None, lambda: raw, expected_rows=len(raw.interactions))

@@ -15,7 +15,7 @@ import fnmatch
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
 import pandas as pd
 
@@ -144,10 +144,14 @@ def append_landed(base: RawTables, landed: RawTables) -> RawTables:
 
 
 def clean_landed(paths: list[str], layout: LandedLayout = "canonical", source: Optional[str] = None,
-                 columns: Optional[dict[str, str]] = None, now: Optional[pd.Timestamp] = None) -> CleanResult:
+                 columns: Optional[dict[str, str]] = None, now: Optional[pd.Timestamp] = None,
+                 prepare: Optional[Callable[[RawTables], RawTables]] = None) -> CleanResult:
     """Read and validate landed files with the cleaning rules of ``source`` (the main source's kind, so
-    landed Online Retail months lose their cancellations like the main file does)."""
+    landed Online Retail months lose their cancellations like the main file does). ``prepare``: applied to
+    the raw tables before cleaning, as ingestion does (e.g. pseudonymising user ids)."""
     raw = read_landed(paths, layout, columns=columns, source=source)
+    if prepare is not None:
+        raw = prepare(raw)
     return clean(raw, CleaningRules.for_source(raw.source), now=now)
 
 

@@ -38,6 +38,13 @@ def related_items_table(model: Recommender, data: InteractionData, catalog: pd.D
         items = np.flatnonzero(np.asarray(data.user_items.sum(axis=0)).ravel()
                                + np.asarray(data.baskets.sum(axis=0)).ravel() > 0)
     idx, scores = model.related_items(items, k)
+    return assemble_related(data, catalog, items, idx, scores, model.name)
+
+
+def assemble_related(data: InteractionData, catalog: pd.DataFrame, items: np.ndarray, idx: np.ndarray,
+                     scores: np.ndarray, model_name: str) -> pd.DataFrame:
+    """The table from item positions ``items`` (n,), their neighbours ``idx`` (n, k; -1 = padding) and
+    ``scores`` (n, k), all positions in ``data``; adds the evidence of every pair and both titles."""
     rank = np.tile(np.arange(1, idx.shape[1] + 1), len(items))
     a = np.repeat(items, idx.shape[1])
     b = idx.ravel()
@@ -47,7 +54,7 @@ def related_items_table(model: Recommender, data: InteractionData, catalog: pd.D
     item_ids, related_ids = data.item_ids[a], data.item_ids[b]
     table = pd.DataFrame({"item_id": pd.array(item_ids, dtype="string"), "rank": rank.astype(np.int64),
                           "related_item_id": pd.array(related_ids, dtype="string"), "score": s.astype(np.float64),
-                          "model": model.name})
+                          "model": model_name})
     table = pd.concat([table, pair_evidence(data, a, b)], axis=1)
     table["item_title"] = titles.reindex(item_ids).astype("string").values
     table["related_title"] = titles.reindex(related_ids).astype("string").values

@@ -1,0 +1,224 @@
+"""Batch scoring of a registered export against the current data: user recommendations, related items
+from the same export, and text neighbours for cold items.
+
+The export (``serving.onnx_export``) was fitted on *its* data; the data scored now may index users and
+items differently (new catalog items, users gone). ``align_history`` maps the current interactions onto
+the export's positions by canonical id, through two 0/1 selection matrices, so nothing depends on the
+two sides sharing an order.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pandas as pd
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+from onnx import TensorProto, helper, numpy_helper
+from tqdm.auto import tqdm
+
+from serving.onnx_export import _model, _outputs, _topk_nodes, read_ids
+from serving.onnx_scoring import OnnxRecommender, write_user_recommendations
+from serving.related import RELATED_COLUMNS, assemble_related
+from serving.storage import atomic_path
+from training.data import InteractionData
+from training.ranking import top_k
+
+
+@dataclass
+class AlignedHistory:
+    """The current interactions in the export's coordinates.
+
+    ``user_ids`` (n_rows,): canonical id of each scored row; ``history`` (n_rows, n_model_items) binary
+    CSR (the seen items, and the model input for item-item exports); ``item_ids`` (n_model_items,)."""
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    history: sp.csr_matrix
+    unknown_items: int  # current items the export has never seen (they cannot be scored or excluded)
+
+
+def _selection(src_ids: np.ndarray, dst_ids: np.ndarray) -> sp.csr_matrix:
+    """(len(dst_ids), len(src_ids)) 0/1 matrix with a 1 at (d, s) where ``dst_ids[d] == src_ids[s]``."""
+    pos = pd.Index(np.asarray(src_ids, dtype=object)).get_indexer(np.asarray(dst_ids, dtype=object))
+    rows = np.flatnonzero(pos >= 0)
+    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, pos[rows])), shape=(len(dst_ids), len(src_ids)))
+
+
+def export_ids(model: OnnxRecommender, data: InteractionData) -> tuple[np.ndarray, np.ndarray | None]:
+    """(item_ids, user_ids) of the export's positions. Exports without ids are accepted only when their
+    sizes match ``data`` (then they are taken to share its order); otherwise ValueError naming the file."""
+    user_ids, item_ids = read_ids(model.path)
+    if item_ids is None:
+        if model.info.n_items != data.n_items:
+            raise ValueError(f"{model.path}: export stores no item ids and has {model.info.n_items} items, "
+                             f"the data has {data.n_items}; re-export with item_ids")
+        item_ids = np.asarray(data.item_ids, dtype=object).astype(str)
+    if model.info.kind == "factor" and user_ids is None:
+        if model.info.n_users != data.n_users:
+            raise ValueError(f"{model.path}: factor export stores no user ids and has {model.info.n_users} "
+                             f"users, the data has {data.n_users}; re-export with user_ids")
+        user_ids = np.asarray(data.user_ids, dtype=object).astype(str)
+    return item_ids, user_ids
+
+
+def align_history(model: OnnxRecommender, data: InteractionData) -> AlignedHistory:
+    """Rows to score and their seen items in the export's item positions.
+
+    Factor exports score their own users (row r = the export's user r; users absent from ``data`` get an
+    empty history); item-item exports score every user of ``data`` from their history."""
+    item_ids, user_ids = export_ids(model, data)
+    cur_items = np.asarray(data.item_ids, dtype=object).astype(str)
+    to_model_items = _selection(item_ids, cur_items)  # (n_cur_items, n_model_items)
+    unknown = int(len(cur_items) - to_model_items.nnz)
+    x = data.user_items.tocsr()
+    if model.info.kind == "factor":
+        rows = _selection(np.asarray(data.user_ids, dtype=object).astype(str), user_ids) @ x
+        row_ids = user_ids
+    else:
+        rows, row_ids = x, np.asarray(data.user_ids, dtype=object).astype(str)
+    history = (rows @ to_model_items).tocsr()
+    history.data[:] = 1.0
+    return AlignedHistory(np.asarray(row_ids, dtype=object), np.asarray(item_ids, dtype=object), history, unknown)
+
+
+def score_users_to_parquet(model: OnnxRecommender, data: InteractionData, path: str | Path,
+                           chunk_size: int = 1024, progress: bool = True, preview_rows: int = 10
+                           ) -> tuple[dict, pd.DataFrame]:
+    """Every user's top-k (the export's k) streamed to ``path`` (user_id, rank, item_id, score),
+    atomically; memory stays at one (chunk_size, n_items) block. Returns (facts, first rows)."""
+    aligned = align_history(model, data)
+    facts = write_user_recommendations(model, aligned.history, aligned.user_ids, aligned.item_ids, path,
+                                       chunk_size=chunk_size, progress=progress)
+    facts["unknown_items"] = aligned.unknown_items
+    preview = next(pq.ParquetFile(path).iter_batches(batch_size=preview_rows)).to_pandas() if facts["rows"] else \
+        pd.DataFrame(columns=["user_id", "rank", "item_id", "score"])
+    return facts, preview
+
+
+def factor_neighbour_graph(export_path: str | Path) -> onnx.ModelProto:
+    """An item-item graph derived from a factor export: cosine of the item factors.
+
+    Input ``history`` float32 (B, n_items) (unit rows: one item each); ``scores = (history @ V_n) @ V_n.T``
+    with V_n the L2-normalised item factors (n_items, d), the history's items set to -inf, then TopK:
+    the same contract as ``item_item_graph``, without an n_items^2 matrix."""
+    proto = onnx.load(str(export_path))
+    inits = {t.name: t for t in proto.graph.initializer}
+    if "item_factors_t" not in inits:
+        raise ValueError(f"{export_path}: not a factor export (no 'item_factors_t' initializer)")
+    v_t = numpy_helper.to_array(inits["item_factors_t"]).astype(np.float32)  # (d, n_items)
+    norms = np.linalg.norm(v_t, axis=0, keepdims=True)
+    v_t = np.divide(v_t, norms, out=np.zeros_like(v_t), where=norms > 0)
+    k = int(numpy_helper.to_array(inits["k"])[0])
+    n_items = v_t.shape[1]
+    nodes = [helper.make_node("MatMul", ["history", "item_vectors"], ["query"]),
+             helper.make_node("MatMul", ["query", "item_vectors_t"], ["scores"]),
+             helper.make_node("Greater", ["history", "zero_f"], ["seen"]),
+             helper.make_node("Where", ["seen", "neg_inf", "scores"], ["masked"])]
+    top_nodes, top_inits = _topk_nodes(k, n_items)
+    graph = helper.make_graph(
+        nodes + top_nodes, f"{proto.graph.name}_item_cosine",
+        inputs=[helper.make_tensor_value_info("history", TensorProto.FLOAT, ["batch", n_items])],
+        outputs=_outputs(n_items, k),
+        initializer=[numpy_helper.from_array(np.ascontiguousarray(v_t.T), "item_vectors"),
+                     numpy_helper.from_array(v_t, "item_vectors_t"),
+                     numpy_helper.from_array(np.array(0, np.float32), "zero_f"),
+                     numpy_helper.from_array(np.array(-np.inf, np.float32), "neg_inf"), *top_inits])
+    out = _model(graph)
+    props = {p.key: p.value for p in proto.metadata_props}
+    info = json.loads(props["cobuy"])
+    info.update(kind="item_item", n_users=None, dim=None)
+    props["cobuy"] = json.dumps(info)
+    props.pop("user_ids", None)
+    helper.set_model_props(out, props)
+    return out
+
+
+def item_neighbour_model(model: OnnxRecommender, workdir: str | Path, provider: str = "auto",
+                         threads: int | None = None) -> OnnxRecommender:
+    """The export itself for item-item models (a unit history row gives that item's related items); for
+    factor models the derived cosine graph of ``factor_neighbour_graph``, written under ``workdir``."""
+    if model.info.kind == "item_item":
+        return model
+    path = Path(workdir) / f"{model.path.stem}.item_cosine.onnx"
+    with atomic_path(path) as tmp:
+        onnx.save_model(factor_neighbour_graph(model.path), str(tmp))
+    return OnnxRecommender(path, provider=provider, threads=threads)
+
+
+def related_from_export(model: OnnxRecommender, items: np.ndarray, k: int, chunk_size: int = 1024,
+                        min_score: float = 0.0, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Related items of export item positions ``items`` (n,) from an item-item graph fed one-item
+    histories: (n, k) positions (-1 padded) and float32 scores (NaN padded), best first, the item itself
+    excluded, only scores above ``min_score`` kept (as ``training.models.base.top_k_rows``)."""
+    if model.info.kind != "item_item":
+        raise ValueError(f"{model.path}: related items need an item-item graph (see item_neighbour_model)")
+    if k > model.info.k:
+        raise ValueError(f"{model.path}: exported with top-{model.info.k}; cannot give {k} related items")
+    n_items = model.info.n_items
+    out_i = np.full((len(items), k), -1, np.int64)
+    out_s = np.full((len(items), k), np.nan, np.float32)
+    for start in tqdm(range(0, len(items), chunk_size), desc="related items", unit="chunk", disable=not progress):
+        chunk = np.asarray(items[start:start + chunk_size])
+        unit = sp.csr_matrix((np.ones(len(chunk), np.float32), (np.arange(len(chunk)), chunk)),
+                             shape=(len(chunk), n_items))
+        idx, scores = model.top_k(chunk, unit)
+        idx, scores = idx[:, :k], scores[:, :k]
+        keep = np.isfinite(scores) & (scores > min_score)
+        out_i[start:start + len(chunk)] = np.where(keep, idx, -1)
+        out_s[start:start + len(chunk)] = np.where(keep, scores, np.nan)
+    return out_i, out_s
+
+
+def related_items_from_export(model: OnnxRecommender, data: InteractionData, catalog: pd.DataFrame, k: int,
+                              label: str, workdir: str | Path, chunk_size: int = 1024, progress: bool = True
+                              ) -> pd.DataFrame:
+    """The ``related_items`` table (``serving.related.RELATED_COLUMNS``) for every item of ``data`` with
+    interactions that the export knows, scored by the export through ONNX Runtime, with the evidence of
+    each pair computed on ``data``. ``label`` fills the ``model`` column (e.g. ``cobuy-itemknn v3``)."""
+    item_ids, _ = export_ids(model, data)
+    neighbours = item_neighbour_model(model, workdir, model.provider, model.threads)
+    active = np.flatnonzero(np.asarray(data.user_items.sum(axis=0)).ravel()
+                            + np.asarray(data.baskets.sum(axis=0)).ravel() > 0)
+    in_model = pd.Index(np.asarray(item_ids, dtype=object)).get_indexer(
+        np.asarray(data.item_ids, dtype=object)[active].astype(str))
+    active, in_model = active[in_model >= 0], in_model[in_model >= 0]
+    if not len(active):
+        return pd.DataFrame(columns=RELATED_COLUMNS)
+    idx, scores = related_from_export(neighbours, in_model, k, chunk_size, progress=progress)
+    # back to the current data's positions (for evidence and titles); -1 stays -1
+    ids = np.asarray(item_ids, dtype=object)[np.maximum(idx, 0).ravel()]
+    related = np.where(idx >= 0, data.item_index(ids).reshape(idx.shape), -1)
+    return assemble_related(data, catalog, active, related, scores, label)
+
+
+def cold_and_warm_items(data: InteractionData) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of catalog items with no interaction in ``data`` (cold: new items) and with some (warm)."""
+    seen = (np.asarray(data.user_items.sum(axis=0)).ravel() + np.asarray(data.baskets.sum(axis=0)).ravel()) > 0
+    return np.flatnonzero(~seen), np.flatnonzero(seen)
+
+
+NEIGHBOUR_COLUMNS = ["item_id", "rank", "neighbour_item_id", "score", "item_title", "neighbour_title"]
+
+
+def cold_item_neighbours_table(embeddings: np.ndarray, data: InteractionData, catalog: pd.DataFrame, k: int = 20
+                               ) -> pd.DataFrame:
+    """For every cold item, the ``k`` warm items nearest by text: ``embeddings`` (n_items, d) unit rows in
+    ``data``'s item order; ``score`` is their cosine similarity."""
+    cold, warm = cold_and_warm_items(data)
+    if not len(cold) or not len(warm):
+        return pd.DataFrame(columns=NEIGHBOUR_COLUMNS)
+    emb = np.asarray(embeddings, np.float32)
+    idx, scores = top_k(emb[cold] @ emb[warm].T, k)  # (n_cold, k') positions among warm items
+    k = idx.shape[1]
+    a, b = np.repeat(cold, k), warm[idx.ravel()]
+    titles = catalog.set_index("item_id")["title"] if "title" in catalog else pd.Series(dtype="string")
+    a_ids, b_ids = data.item_ids[a], data.item_ids[b]
+    return pd.DataFrame({
+        "item_id": pd.array(a_ids, dtype="string"), "rank": np.tile(np.arange(1, k + 1), len(cold)),
+        "neighbour_item_id": pd.array(b_ids, dtype="string"), "score": scores.ravel().astype(np.float64),
+        "item_title": titles.reindex(a_ids).astype("string").values,
+        "neighbour_title": titles.reindex(b_ids).astype("string").values})[NEIGHBOUR_COLUMNS]

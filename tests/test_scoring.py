@@ -1,0 +1,231 @@
+"""Batch scoring with ONNX Runtime: the champion named by MLflow's alias is what gets scored.
+
+A champion is registered here by hand (log a run, register the version, move ``champion``), the way the
+promotion gate or a person in the MLflow UI does; the scoring assets then run on the synthetic shop."""
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchestration.assets import scoring
+from orchestration.definitions import build_resources
+from serving.registry import CHAMPION
+
+CONFIG = {"user_recommendations": {"config": {"family": "itemknn", "chunk_size": 64}},
+          "related_items": {"config": {"family": "itemknn", "k": 10, "chunk_size": 64}},
+          "cold_item_neighbours": {"config": {"k": 5}}}
+SCORING = dg.load_assets_from_modules([scoring])
+K = 10
+
+
+def upstream_assets(matrices, items, encoder) -> list:
+    """Stand-ins for the upstream assets, holding the session's synthetic shop (built once in conftest)."""
+    @dg.asset(name="interaction_matrices", group_name="splits")
+    def _matrices():
+        return matrices
+
+    @dg.asset(name="validated_items", group_name="validation")
+    def _items():
+        return items
+
+    @dg.asset(name="text_encoder", group_name="text")
+    def _encoder():
+        return encoder
+
+    return [_matrices, _items, _encoder]
+
+
+def register_champion(mlflow, family: str, model, data, tmp_path, tag: str) -> str:
+    """Export ``model``, log it to MLflow, register it as a new version of ``family`` and make it champion."""
+    from mlflow import MlflowClient
+
+    from serving.onnx_export import export_recommender
+    from serving.registry import register_challenger
+    from training.tracking import TrainingRun, log_training_run
+
+    path = tmp_path / f"{tag}.onnx"
+    info = export_recommender(model, path, k=K, user_ids=data.user_ids, item_ids=data.item_ids)
+    logged = log_training_run(mlflow.tracking_uri, "cobuy-test", TrainingRun(
+        model.name, {"tag": tag}, metrics={}, tags={}, onnx_path=str(path), onnx_kind=info.kind,
+        onnx_n_items=info.n_items, onnx_k=info.k), artifact_location=mlflow.artifact_location)
+    version = register_challenger(mlflow.tracking_uri, mlflow.model_name(family), logged.model_uri, logged.run_id)
+    MlflowClient(mlflow.tracking_uri).set_registered_model_alias(mlflow.model_name(family), CHAMPION, version)
+    return version
+
+
+@pytest.fixture(scope="module")
+def shop_run(tmp_path_factory, shop_data, shop_clean, shop_split):
+    """Two item-kNN variants registered as versions of one family; a function that materializes scoring assets."""
+    from orchestration.assets.splits import SplitMatrices
+    from orchestration.assets.text import TextEncoderArtifact
+    from training.models import ItemKNN
+    from training.text_encoder import default_model_path
+
+    base = tmp_path_factory.mktemp("scoring")
+    resources = build_resources(str(base))
+    test = shop_data.matrix_for(shop_split.test)
+    matrices = SplitMatrices(shop_data, test, shop_data, test)
+    encoder = TextEncoderArtifact(default_model_path(), default_model_path(), 0.05, 32, {})
+    upstream = upstream_assets(matrices, shop_clean.items, encoder)
+    models = {"broad": ItemKNN(k=200).fit(shop_data), "narrow": ItemKNN(k=3, shrink=50.0).fit(shop_data)}
+    versions = {tag: register_champion(resources["mlflow"], "itemknn", m, shop_data, base, tag)
+                for tag, m in models.items()}  # "narrow" registered last: it is champion
+    with dg.instance_for_test() as instance:
+        dg.materialize(upstream, resources=resources, instance=instance)  # stored by the IO manager
+
+        def score(selection, config=None):
+            return dg.materialize([*upstream, *SCORING], selection=selection, resources=resources,
+                                  run_config={"ops": config or {k: v for k, v in CONFIG.items() if k in selection}},
+                                  instance=instance, raise_on_error=config is None)
+
+        yield {"resources": resources, "matrices": matrices, "models": models, "versions": versions,
+               "score": score, "items": shop_clean.items}
+
+
+def _metadata(result, key: str) -> dict:
+    mat = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+           if e.event_specific_data.materialization.asset_key.to_user_string() == key][0]
+    return {k: v.value for k, v in mat.metadata.items()}
+
+
+def _native_top_k(model, data, k: int) -> pd.DataFrame:
+    users = np.arange(data.n_users)
+    idx, scores = model.recommend(users, k, exclude=data.user_items)
+    return pd.DataFrame({"user_id": np.repeat(data.user_ids, k).astype(str), "rank": np.tile(np.arange(1, k + 1),
+                         len(users)), "item_id": data.item_ids[idx.ravel()].astype(str), "score": scores.ravel()})
+
+
+def _check_recommendations(recs: pd.DataFrame, model, data) -> None:
+    assert recs.groupby("user_id").size().eq(K).all() and recs["user_id"].nunique() == data.n_users
+    seen = set(zip(np.repeat(data.user_ids, np.diff(data.user_items.indptr)).astype(str),
+                   data.item_ids[data.user_items.indices].astype(str)))
+    assert not seen & set(zip(recs["user_id"], recs["item_id"])), "a seen item was recommended"
+    assert (recs.groupby("user_id")["score"].diff().dropna() <= 0).all(), "scores not descending within a user"
+    native = _native_top_k(model, data, K)
+    merged = recs.merge(native, on=["user_id", "rank"], suffixes=("", "_native"))
+    assert len(merged) == len(recs)
+    assert (merged["item_id"] == merged["item_id_native"]).all()
+    np.testing.assert_allclose(merged["score"], merged["score_native"], rtol=1e-5, atol=1e-5)
+
+
+def test_champion_alias_is_what_gets_scored(shop_run):
+    import onnxruntime as ort
+
+    data, models, versions = shop_run["matrices"].train, shop_run["models"], shop_run["versions"]
+    result = shop_run["score"](["user_recommendations"])
+    meta = _metadata(result, "user_recommendations")
+    assert meta["model"] == "cobuy-itemknn" and meta["model_version"] == versions["narrow"]
+    assert meta["rows"] == data.n_users * K and meta["users"] == data.n_users
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert meta["provider"] == "CPUExecutionProvider"  # "auto" falls back to CPU on this machine
+    narrow = pd.read_parquet(result.output_for_node("user_recommendations").path)
+    _check_recommendations(narrow, models["narrow"], data)
+
+    # a person promotes the other version in the MLflow UI: the next scoring run follows the alias
+    from mlflow import MlflowClient
+
+    mlflow = shop_run["resources"]["mlflow"]
+    MlflowClient(mlflow.tracking_uri).set_registered_model_alias("cobuy-itemknn", CHAMPION, versions["broad"])
+    result = shop_run["score"](["user_recommendations"])
+    assert _metadata(result, "user_recommendations")["model_version"] == versions["broad"]
+    broad = pd.read_parquet(result.output_for_node("user_recommendations").path)
+    _check_recommendations(broad, models["broad"], data)
+    assert not broad[["item_id", "score"]].equals(narrow[["item_id", "score"]])
+    MlflowClient(mlflow.tracking_uri).set_registered_model_alias("cobuy-itemknn", CHAMPION, versions["narrow"])
+
+
+def test_related_items_come_from_the_champion_with_evidence(shop_run, shop):
+    from serving.related import related_items_table
+
+    data, items = shop_run["matrices"].train, shop_run["items"]
+    result = shop_run["score"](["related_items"])
+    related = result.output_for_node("related_items")
+    native = related_items_table(shop_run["models"]["narrow"], data, items, k=10)
+    pd.testing.assert_frame_equal(related.drop(columns=["model", "score"]), native.drop(columns=["model", "score"]))
+    np.testing.assert_allclose(related["score"], native["score"], rtol=1e-5)
+    assert (related["model"] == f"cobuy-itemknn v{shop_run['versions']['narrow']}").all()
+    top1 = related[related["rank"] == 1].set_index("item_id")["related_item_id"]
+    for a, b in shop.planted_pairs:
+        assert top1[a] == b
+    planted = related[(related["item_id"] == shop.planted_pairs[0][0]) & (related["rank"] == 1)].iloc[0]
+    assert planted["lift"] > 10 and planted["co_purchase_count"] >= 5
+
+
+def test_cold_items_get_warm_text_neighbours(shop_run, shop):
+    from serving.batch_scoring import cold_and_warm_items
+
+    data = shop_run["matrices"].train
+    result = shop_run["score"](["cold_item_neighbours"])
+    table = result.output_for_node("cold_item_neighbours")
+    cold, warm = cold_and_warm_items(data)
+    assert len(cold) > 0 and set(table["item_id"]) == set(data.item_ids[cold])
+    assert table.groupby("item_id").size().eq(5).all()
+    assert set(table["neighbour_item_id"]) <= set(data.item_ids[warm])
+    assert (table.groupby("item_id")["score"].diff().dropna() <= 1e-7).all()
+    meta = _metadata(result, "cold_item_neighbours")
+    assert meta["cold_items"] == len(cold) and meta["precision"] == "int8"
+    # known answer: each "Deluxe" twin (new) finds its anchor (same title otherwise) among its nearest
+    for twin, anchor, _ in shop.twins:
+        assert anchor in set(table.loc[table["item_id"] == twin, "neighbour_item_id"].head(3)), twin
+
+
+def test_factor_export_with_its_own_item_order(tmp_path, shop_data):
+    """A factor export whose items are in another order than today's data: users are scored by id, and
+    the derived cosine graph gives the factors' related items."""
+    from serving.batch_scoring import item_neighbour_model, related_from_export, score_users_to_parquet
+    from serving.onnx_export import export_recommender
+    from serving.onnx_scoring import OnnxRecommender
+    from training.models.base import FactorForm
+
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(shop_data.n_items)  # export position p holds today's item perm[p]
+    form = FactorForm(rng.normal(size=(shop_data.n_users, 8)).astype(np.float32),
+                      rng.normal(size=(shop_data.n_items, 8)).astype(np.float32))
+
+    class Factors:
+        name = "factors"
+
+        def serving_form(self):
+            return form
+
+    export_recommender(Factors(), tmp_path / "f.onnx", k=K, user_ids=shop_data.user_ids,
+                       item_ids=shop_data.item_ids[perm])
+    model = OnnxRecommender(tmp_path / "f.onnx", provider="cpu")
+    facts, preview = score_users_to_parquet(model, shop_data, tmp_path / "recs.parquet", chunk_size=50,
+                                            progress=False)
+    assert facts["rows"] == shop_data.n_users * K and len(preview) == 10
+    recs = pd.read_parquet(tmp_path / "recs.parquet")
+    scores = form.user_factors @ form.item_factors.T  # (users, export items)
+    want = scores[:, np.argsort(perm)]  # today's item order
+    want[shop_data.user_items.nonzero()] = -np.inf
+    best = np.argsort(-want, axis=1, kind="stable")[:, :K]
+    np.testing.assert_array_equal(recs["item_id"].to_numpy().reshape(-1, K), shop_data.item_ids[best])
+
+    neighbours = item_neighbour_model(model, tmp_path, provider="cpu")
+    items = np.arange(30)
+    idx, sims = related_from_export(neighbours, items, 5, progress=False, min_score=-1.0)
+    v = form.item_factors / np.linalg.norm(form.item_factors, axis=1, keepdims=True)
+    cos = v[items] @ v.T
+    cos[np.arange(len(items)), items] = -np.inf
+    np.testing.assert_array_equal(idx, np.argsort(-cos, axis=1, kind="stable")[:, :5])
+    np.testing.assert_allclose(sims, np.sort(cos, axis=1)[:, ::-1][:, :5], atol=1e-5)
+
+
+def test_no_champion_stops_with_the_model_named(shop_run):
+    result = shop_run["score"](["user_recommendations"], {"user_recommendations": {"config": {"family": "ease"}}})
+    assert not result.success
+    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    assert "cobuy-ease" in failure.event_specific_data.error.message
+
+
+def test_cuda_preference_fails_clearly_without_cuda():
+    import onnxruntime as ort
+
+    from serving.onnx_scoring import choose_providers
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        assert choose_providers("cuda")[0] == "CUDAExecutionProvider"
+    else:
+        assert choose_providers("auto") == ["CPUExecutionProvider"]
+        with pytest.raises(ValueError, match="CUDAExecutionProvider"):
+            choose_providers("cuda")

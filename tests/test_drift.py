@@ -140,14 +140,13 @@ def test_decision_names_the_metric_that_passed_its_threshold():
 
 
 def test_volume_threshold_is_two_sided():
-    ref = frame([("u1", "a", f"2024-01-{d:02d}", f"b{d}") for d in range(1, 31)] * 10)
-    cur = frame([("u1", "a", f"2024-02-{d:02d}", f"b{d}") for d in range(1, 11)] * 10)  # a third per day... of 300/30
-    report = drift_report(interaction_profile(ref), cur)
-    assert report["metrics"]["volume_change"] == pytest.approx(-0.0, abs=1e-12)
-    half = frame([("u1", "a", f"2024-02-{d:02d}", f"b{d}") for d in range(1, 11)] * 4)
-    r2 = drift_report(interaction_profile(ref), half)
-    assert r2["metrics"]["volume_change"] == pytest.approx(-0.6)
-    assert decide(r2, DriftThresholds(min_rows=1)).exceeded == ["volume_change"]
+    ref = frame([("u1", "a", f"2024-01-{d:02d}", f"b{d}") for d in range(1, 31)] * 10)  # 10 rows a day
+    same_rate = frame([("u1", "a", f"2024-02-{d:02d}", f"b{d}") for d in range(1, 11)] * 10)  # 10 a day, 10 days
+    assert drift_report(interaction_profile(ref), same_rate)["metrics"]["volume_change"] == pytest.approx(0.0)
+    fewer = frame([("u1", "a", f"2024-02-{d:02d}", f"b{d}") for d in range(1, 11)] * 4)  # 4 a day
+    report = drift_report(interaction_profile(ref), fewer)
+    assert report["metrics"]["volume_change"] == pytest.approx(-0.6)
+    assert decide(report, DriftThresholds(min_rows=1)).exceeded == ["volume_change"]
 
 
 def test_synthetic_shop_seasonal_month_drifts_stable_months_do_not():
@@ -168,3 +167,28 @@ def test_synthetic_shop_seasonal_month_drifts_stable_months_do_not():
         if i >= cfg.shift_month:
             assert {"item_psi", "new_item_rate"} <= set(decision.exceeded)
             assert set(report["new_items_top"]) <= set(shop.new_items) | {t for t, _, _ in shop.twins}
+
+
+# ---------------------------------------------------------------- replay
+def test_replay_on_the_synthetic_shop_fires_at_the_shift(tmp_path):
+    from data_checks.drift_replay import main
+
+    out = main(["--dataset", "synthetic", "--out", str(tmp_path)])
+    by_month = {r["month"]: r for r in out["rows"]}
+    assert [by_month[m]["status"] for m in ("2024-03", "2024-04")] == ["below_thresholds"] * 2
+    assert by_month["2024-05"]["fire"] and by_month["2024-05"]["reference"] == "2024-01..2024-02"
+    assert by_month["2024-06"]["reference"] == "2024-01..2024-05"  # retraining moved the reference
+    saved = json.loads((tmp_path / "synthetic-drift-replay.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(out["rows"]))
+    table = (tmp_path / "synthetic-drift-replay.md").read_text().splitlines()
+    assert len(table) == 2 + 4 and "**fire**" in table[4] and "new_item_rate" in table[0]
+
+
+@pytest.mark.benchmark
+def test_replay_on_online_retail(tmp_path):
+    from data_checks.drift_replay import main
+    from tests.conftest import ONLINE_RETAIL, need
+
+    out = main(["--dataset", "online_retail", "--path", str(need(ONLINE_RETAIL)), "--out", str(tmp_path)])
+    assert out["n_months"] == 10 and [r["month"] for r in out["rows"]][0] == "2011-03"
+    assert all(r["status"] in ("fire", "below_thresholds") for r in out["rows"])

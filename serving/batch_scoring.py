@@ -17,14 +17,15 @@ import onnx
 import pandas as pd
 import pyarrow.parquet as pq
 import scipy.sparse as sp
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 from tqdm.auto import tqdm
 
-from serving.onnx_export import _model, _outputs, _topk_nodes, read_ids
+from serving.onnx_export import ExportInfo, factor_graph, read_ids, read_info
 from serving.onnx_scoring import OnnxRecommender, write_user_recommendations
 from serving.related import RELATED_COLUMNS, assemble_related
 from serving.storage import atomic_path
 from training.data import InteractionData
+from training.models.base import FactorForm
 from training.ranking import top_k
 
 
@@ -99,73 +100,71 @@ def score_users_to_parquet(model: OnnxRecommender, data: InteractionData, path: 
     return facts, preview
 
 
-def factor_neighbour_graph(export_path: str | Path) -> onnx.ModelProto:
-    """An item-item graph derived from a factor export: cosine of the item factors.
+def neighbour_graph(export_path: str | Path) -> onnx.ModelProto:
+    """A related-items graph derived from an export, in the factor graph's contract: ``user_index`` holds
+    item positions (B,), ``seen_index`` the (row, item) pairs to exclude (the item itself), then TopK.
 
-    Input ``history`` float32 (B, n_items) (unit rows: one item each); ``scores = (history @ V_n) @ V_n.T``
-    with V_n the L2-normalised item factors (n_items, d), the history's items set to -inf, then TopK:
-    the same contract as ``item_item_graph``, without an n_items^2 matrix."""
-    proto = onnx.load(str(export_path))
+    * item-item exports: ``scores = weights[item]``; a one-item history times W is W's row, so a Gather
+      replaces the (B, n) x (n, n) product (n^2 times less work). The weights initializer is carried over
+      by reference: when it lives in an external data file, the derived graph (saved beside the export)
+      reads the same file and nothing n^2-sized is copied.
+    * factor exports: cosine of the item factors, ``V_n[item] @ V_n.T`` with L2-normalised rows (what the
+      native factor models' ``related_items`` rank by)."""
+    proto = onnx.load(str(export_path), load_external_data=False)
+    info = read_info(proto)
     inits = {t.name: t for t in proto.graph.initializer}
-    if "item_factors_t" not in inits:
-        raise ValueError(f"{export_path}: not a factor export (no 'item_factors_t' initializer)")
-    v_t = numpy_helper.to_array(inits["item_factors_t"]).astype(np.float32)  # (d, n_items)
-    norms = np.linalg.norm(v_t, axis=0, keepdims=True)
-    v_t = np.divide(v_t, norms, out=np.zeros_like(v_t), where=norms > 0)
-    k = int(numpy_helper.to_array(inits["k"])[0])
-    n_items = v_t.shape[1]
-    nodes = [helper.make_node("MatMul", ["history", "item_vectors"], ["query"]),
-             helper.make_node("MatMul", ["query", "item_vectors_t"], ["scores"]),
-             helper.make_node("Greater", ["history", "zero_f"], ["seen"]),
-             helper.make_node("Where", ["seen", "neg_inf", "scores"], ["masked"])]
-    top_nodes, top_inits = _topk_nodes(k, n_items)
-    graph = helper.make_graph(
-        nodes + top_nodes, f"{proto.graph.name}_item_cosine",
-        inputs=[helper.make_tensor_value_info("history", TensorProto.FLOAT, ["batch", n_items])],
-        outputs=_outputs(n_items, k),
-        initializer=[numpy_helper.from_array(np.ascontiguousarray(v_t.T), "item_vectors"),
-                     numpy_helper.from_array(v_t, "item_vectors_t"),
-                     numpy_helper.from_array(np.array(0, np.float32), "zero_f"),
-                     numpy_helper.from_array(np.array(-np.inf, np.float32), "neg_inf"), *top_inits])
-    out = _model(graph)
+    name = f"{proto.graph.name}_related"
+    if info.kind == "factor":
+        onnx.load_external_data_for_model(proto, str(Path(export_path).parent))
+        v = numpy_helper.to_array(inits["item_factors_t"]).T.astype(np.float32)  # (n_items, d)
+        norms = np.linalg.norm(v, axis=1, keepdims=True)
+        v = np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+        out = factor_graph(FactorForm(v, v), info.k, name)
+    elif info.kind == "item_item":
+        # the factor graph's masking and TopK, its Gather+MatMul replaced by a Gather of W's rows
+        out = factor_graph(FactorForm(np.zeros((1, 1), np.float32), np.zeros((info.n_items, 1), np.float32)),
+                           info.k, name)
+        g = out.graph
+        rest = [n for n in g.node if n.op_type not in ("Gather", "MatMul")]
+        del g.node[:]
+        g.node.extend([helper.make_node("Gather", ["weights", "user_index"], ["scores"], axis=0), *rest])
+        kept = [t for t in g.initializer if t.name not in ("user_factors", "item_factors_t")]
+        del g.initializer[:]
+        g.initializer.extend([inits["weights"], *kept])
+    else:
+        raise ValueError(f"{export_path}: unknown export kind {info.kind!r}")
+    derived = ExportInfo(info.family, "factor", info.n_items, info.k, n_users=info.n_items, dim=info.dim)
     props = {p.key: p.value for p in proto.metadata_props}
-    info = json.loads(props["cobuy"])
-    info.update(kind="item_item", n_users=None, dim=None)
-    props["cobuy"] = json.dumps(info)
-    props.pop("user_ids", None)
+    props = {"cobuy": json.dumps(derived.__dict__), **({"item_ids": props["item_ids"], "user_ids": props["item_ids"]}
+                                                         if "item_ids" in props else {})}
     helper.set_model_props(out, props)
     return out
 
 
-def item_neighbour_model(model: OnnxRecommender, workdir: str | Path, provider: str = "auto",
-                         threads: int | None = None) -> OnnxRecommender:
-    """The export itself for item-item models (a unit history row gives that item's related items); for
-    factor models the derived cosine graph of ``factor_neighbour_graph``, written under ``workdir``."""
-    if model.info.kind == "item_item":
-        return model
-    path = Path(workdir) / f"{model.path.stem}.item_cosine.onnx"
+def item_neighbour_model(model: OnnxRecommender, provider: str = "auto", threads: int | None = None
+                         ) -> OnnxRecommender:
+    """The export's related-items graph (``neighbour_graph``), written beside the export and opened in ORT."""
+    path = model.path.with_name(f"{model.path.stem}.related.onnx")
     with atomic_path(path) as tmp:
-        onnx.save_model(factor_neighbour_graph(model.path), str(tmp))
+        onnx.save_model(neighbour_graph(model.path), str(tmp))
     return OnnxRecommender(path, provider=provider, threads=threads)
 
 
-def related_from_export(model: OnnxRecommender, items: np.ndarray, k: int, chunk_size: int = 1024,
+def related_from_export(neighbours: OnnxRecommender, items: np.ndarray, k: int, chunk_size: int = 1024,
                         min_score: float = 0.0, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Related items of export item positions ``items`` (n,) from an item-item graph fed one-item
-    histories: (n, k) positions (-1 padded) and float32 scores (NaN padded), best first, the item itself
-    excluded, only scores above ``min_score`` kept (as ``training.models.base.top_k_rows``)."""
-    if model.info.kind != "item_item":
-        raise ValueError(f"{model.path}: related items need an item-item graph (see item_neighbour_model)")
-    if k > model.info.k:
-        raise ValueError(f"{model.path}: exported with top-{model.info.k}; cannot give {k} related items")
-    n_items = model.info.n_items
+    """Related items of export item positions ``items`` (n,) from ``item_neighbour_model``'s graph:
+    (n, k) positions (-1 padded) and float32 scores (NaN padded), best first, the item itself excluded,
+    only scores above ``min_score`` kept (as ``training.models.base.top_k_rows``)."""
+    if k > neighbours.info.k:
+        raise ValueError(f"{neighbours.path}: exported with top-{neighbours.info.k}; cannot give {k} related items")
+    n_items = neighbours.info.n_items
     out_i = np.full((len(items), k), -1, np.int64)
     out_s = np.full((len(items), k), np.nan, np.float32)
     for start in tqdm(range(0, len(items), chunk_size), desc="related items", unit="chunk", disable=not progress):
         chunk = np.asarray(items[start:start + chunk_size])
-        unit = sp.csr_matrix((np.ones(len(chunk), np.float32), (np.arange(len(chunk)), chunk)),
-                             shape=(len(chunk), n_items))
-        idx, scores = model.top_k(chunk, unit)
+        itself = sp.csr_matrix((np.ones(len(chunk), np.float32), (np.arange(len(chunk)), chunk)),
+                               shape=(len(chunk), n_items))
+        idx, scores = neighbours.top_k(chunk, itself)
         idx, scores = idx[:, :k], scores[:, :k]
         keep = np.isfinite(scores) & (scores > min_score)
         out_i[start:start + len(chunk)] = np.where(keep, idx, -1)
@@ -174,13 +173,12 @@ def related_from_export(model: OnnxRecommender, items: np.ndarray, k: int, chunk
 
 
 def related_items_from_export(model: OnnxRecommender, data: InteractionData, catalog: pd.DataFrame, k: int,
-                              label: str, workdir: str | Path, chunk_size: int = 1024, progress: bool = True
-                              ) -> pd.DataFrame:
+                              label: str, chunk_size: int = 1024, progress: bool = True) -> pd.DataFrame:
     """The ``related_items`` table (``serving.related.RELATED_COLUMNS``) for every item of ``data`` with
     interactions that the export knows, scored by the export through ONNX Runtime, with the evidence of
     each pair computed on ``data``. ``label`` fills the ``model`` column (e.g. ``cobuy-itemknn v3``)."""
     item_ids, _ = export_ids(model, data)
-    neighbours = item_neighbour_model(model, workdir, model.provider, model.threads)
+    neighbours = item_neighbour_model(model, model.provider, model.threads)
     active = np.flatnonzero(np.asarray(data.user_items.sum(axis=0)).ravel()
                             + np.asarray(data.baskets.sum(axis=0)).ravel() > 0)
     in_model = pd.Index(np.asarray(item_ids, dtype=object)).get_indexer(

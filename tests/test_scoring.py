@@ -201,7 +201,7 @@ def test_factor_export_with_its_own_item_order(tmp_path, shop_data):
     best = np.argsort(-want, axis=1, kind="stable")[:, :K]
     np.testing.assert_array_equal(recs["item_id"].to_numpy().reshape(-1, K), shop_data.item_ids[best])
 
-    neighbours = item_neighbour_model(model, tmp_path, provider="cpu")
+    neighbours = item_neighbour_model(model, provider="cpu")
     items = np.arange(30)
     idx, sims = related_from_export(neighbours, items, 5, progress=False, min_score=-1.0)
     v = form.item_factors / np.linalg.norm(form.item_factors, axis=1, keepdims=True)
@@ -229,3 +229,25 @@ def test_cuda_preference_fails_clearly_without_cuda():
         assert choose_providers("auto") == ["CPUExecutionProvider"]
         with pytest.raises(ValueError, match="CUDAExecutionProvider"):
             choose_providers("cuda")
+
+
+def test_related_graph_reads_an_external_data_export_in_place(tmp_path, shop_data, monkeypatch):
+    """Item-item weights stored as external data: the related-items graph gathers W's rows from the same
+    side file (no n^2 copy) and gives the native model's related items."""
+    import serving.onnx_export as onnx_export
+    from serving.batch_scoring import item_neighbour_model, related_from_export
+    from serving.onnx_scoring import OnnxRecommender
+    from training.models import ItemKNN
+
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 0)  # every export writes its weights beside it
+    model = ItemKNN(k=20).fit(shop_data)
+    onnx_export.export_recommender(model, tmp_path / "knn.onnx", k=K, item_ids=shop_data.item_ids)
+    side_files = list(tmp_path.glob("knn.onnx.*.data"))
+    assert len(side_files) == 1
+    neighbours = item_neighbour_model(OnnxRecommender(tmp_path / "knn.onnx", provider="cpu"), provider="cpu")
+    assert neighbours.path.stat().st_size < side_files[0].stat().st_size / 10
+    items = np.arange(shop_data.n_items)
+    idx, sims = related_from_export(neighbours, items, K, chunk_size=64, progress=False)
+    want_idx, want_sims = model.related_items(items, K)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_allclose(sims, want_sims, rtol=1e-6)

@@ -116,9 +116,8 @@ def related_items(context: dg.AssetExecutionContext, config: RelatedItemsConfig,
     lift and cosine per pair."""
     t0 = time.perf_counter()
     champion = load_champion(context, config.family, mlflow, onnx_runtime, artifacts)
-    workdir = artifacts.run_dir(context.run.run_id, "champions", f"{config.family}-v{champion.version}")
     table = related_items_from_export(champion.model, interaction_matrices.train, validated_items, config.k,
-                                      champion.label, workdir, config.chunk_size)
+                                      champion.label, config.chunk_size)
     most_bought = table.sort_values(["co_purchase_count", "lift"], ascending=False)
     return dg.Output(table, metadata={
         **_champion_metadata(champion, time.perf_counter() - t0), "rows": len(table),

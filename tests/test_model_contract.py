@@ -7,8 +7,10 @@ from training.ranking import top_k
 
 FAST_PARAMS = {"association_rules": {"min_support": 0.002, "min_confidence": 0.05},
                "gf_cf": {"n_factors": 32},
+               "chebycf": {"n_factors": 32, "svd": "arpack"},
                "ease": {"l2": 50.0},
                "mf_bpr": {"dim": 32, "max_epochs": 40, "lr": 0.01, "batch_size": 1024},
+               "mf_ials": {"dim": 32, "max_epochs": 10, "alpha0": 0.1, "l2": 1e-3},
                "lightgcn": {"dim": 32, "max_epochs": 30, "lr": 0.01, "batch_size": 1024, "init": "svd"}}
 # Families whose related items are not personal to the item (popularity lists the same best-sellers).
 NOT_ITEM_SPECIFIC = {"popularity"}
@@ -81,7 +83,7 @@ def test_fit_is_deterministic(fitted, shop_data, shop_clean):
     users = np.arange(10)
     # same seed, same model: equal up to float summation order (torch's parallel sparse products)
     np.testing.assert_allclose(model.score_users(users), again.score_users(users), rtol=1e-5, atol=1e-5)
-    other = {"mf_bpr", "lightgcn"}
+    other = {"mf_bpr", "mf_ials", "lightgcn"}
     if name in other:  # and a different seed gives a different model, so the check above has teeth
         changed = MODELS[name](**{**FAST_PARAMS[name], "seed": 7}).fit(shop_data)
         assert np.abs(changed.score_users(users) - model.score_users(users)).max() > 1e-3
@@ -109,7 +111,7 @@ def test_top_k_tie_break_and_order():
 
 # Families whose fold-in needs retraining (documented in the README).
 NO_FOLD_IN = {"lightgcn"}
-APPROXIMATE_FOLD_IN = {"mf_bpr"}
+APPROXIMATE_FOLD_IN = {"mf_bpr", "mf_ials"}
 
 
 def test_fold_in(fitted, shop_data):

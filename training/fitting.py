@@ -8,7 +8,6 @@ import scipy.sparse as sp
 from training.data import InteractionData
 from training.models import MODELS
 from training.models.base import Recommender
-from training.models.mf import MatrixFactorization
 
 
 def fit_final(family: str, params: dict[str, Any], train: InteractionData, fit: InteractionData | None = None,
@@ -24,8 +23,8 @@ def fit_final(family: str, params: dict[str, Any], train: InteractionData, fit: 
         model = MODELS[family](**params).fit(fit, sample_users(validation, 10_000, 0))
         return model, {"epochs": model.epochs_trained, "validation_best_ndcg@20": getattr(model, "best_score", None),
                        "trained_on": "fit (train minus validation)", "curve": model.curve}
-    if family == "mf_bpr" and fit is not None and validation is not None:
-        probe = MatrixFactorization(**params).fit(fit, validation)
+    if family in ("mf_bpr", "mf_ials") and fit is not None and validation is not None:
+        probe = MODELS[family](**params).fit(fit, validation)
         epochs = max(probe.epochs_trained, 1)
         facts = {"epochs": epochs, "validation_best_ndcg@20": probe.best_score, "probe_seconds": probe.fit_seconds}
         params = {**params, "max_epochs": epochs, "patience": 0}

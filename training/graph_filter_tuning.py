@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -67,10 +68,15 @@ def tune_graph_filter(fit: InteractionData, validation: sp.csr_matrix, cfg: Tuni
     gf_alpha = 0.3 * base.scales["ideal"] / base.scales["linear"]
     run_trials(study, objective, cfg, first_params={"alpha": min(gf_alpha, 0.5), "sharpen": 0.0,
                                                     "popularity_power": 0.0, "ideal_power": 0.0, "n_factors": 256})
-    best = dict(study.best_params)
-    best.update({"normalise_terms": True, "svd": svd, "seed": cfg.seed})
-    result = TuningResult(best, float(study.best_value), finished_trials(study), cfg.study_name, cfg.storage,
-                          seconds=time.perf_counter() - t0)
+    return study_result(study, cfg, {"normalise_terms": True, "svd": svd, "seed": cfg.seed}, t0, setup_seconds)
+
+
+def study_result(study: Any, cfg: TuningConfig, fixed: dict[str, Any], t0: float, setup_seconds: float
+                 ) -> TuningResult:
+    """The best trial's parameters plus ``fixed`` ones, with the study's files written; for tuners that
+    cache the costly terms once (``setup_seconds``) and recombine them per trial."""
+    result = TuningResult({**study.best_params, **fixed}, float(study.best_value), finished_trials(study),
+                          cfg.study_name, cfg.storage, seconds=time.perf_counter() - t0)
     result.files = write_study_files(study, Path(cfg.output_dir) / cfg.study_name, result)
     result.files["setup_seconds"] = f"{setup_seconds:.1f}"
     return result

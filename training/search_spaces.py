@@ -16,10 +16,25 @@ SEARCH_SPACES: dict[str, dict[str, Param]] = {
         "sharpen": Param("float", 0.0, 2.0),
         "n_factors": Param("categorical", choices=[64, 128, 256, 512]),
     },
+    # ChebyCF (Kim et al., SIGIR 2025): filter order and flatness, ideal-pass size and weight, and the
+    # post-normalisation exponent (the pre-normalisation one is fixed per study: training/chebycf_tuning.py)
+    "chebycf": {
+        "order": Param("int", 3, 8),
+        "flatness": Param("float", 0.5, 3.0),
+        "alpha": Param("float", 0.0, 0.6),
+        "n_factors": Param("categorical", choices=[256, 384, 512]),
+        "post_beta": Param("float", 0.2, 0.7),
+    },
     "mf_bpr": {
         "dim": Param("categorical", choices=[32, 64, 128]),
         "lr": Param("float", 1e-3, 3e-2, log=True),
         "l2": Param("float", 1e-6, 1e-2, log=True),
+    },
+    # iALS (Rendle et al., RecSys 2022): unobserved weight, regularisation (scaled by (count + alpha0 * n)^nu)
+    "mf_ials": {
+        "dim": Param("categorical", choices=[64, 128, 256]),
+        "alpha0": Param("float", 1e-3, 1.0, log=True),
+        "l2": Param("float", 1e-4, 1.0, log=True),
     },
     "association_rules": {
         "min_support": Param("float", 0.001, 0.02, log=True),

@@ -1,11 +1,12 @@
 """Model families behind one contract (:class:`training.models.base.Recommender`)."""
 from training.models.association import AssociationRules
 from training.models.base import Recommender
+from training.models.chebycf import ChebyCF
 from training.models.ease import EASE
 from training.models.graph_filter import GraphFilter
 from training.models.itemknn import ItemKNN
 from training.models.lightgcn import LightGCN
-from training.models.mf import MatrixFactorization
+from training.models.mf import IALSMatrixFactorization, MatrixFactorization
 from training.models.popularity import Popularity
 
 MODELS: dict[str, type[Recommender]] = {
@@ -14,9 +15,11 @@ MODELS: dict[str, type[Recommender]] = {
     "itemknn": ItemKNN,
     "ease": EASE,
     "gf_cf": GraphFilter,
+    "chebycf": ChebyCF,
     "mf_bpr": MatrixFactorization,
+    "mf_ials": IALSMatrixFactorization,
     "lightgcn": LightGCN,
 }
 
-__all__ = ["MODELS", "EASE", "AssociationRules", "GraphFilter", "ItemKNN", "LightGCN", "MatrixFactorization", "Popularity",
+__all__ = ["MODELS", "ChebyCF", "EASE", "AssociationRules", "GraphFilter", "IALSMatrixFactorization", "ItemKNN", "LightGCN", "MatrixFactorization", "Popularity",
            "Recommender"]

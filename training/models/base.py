@@ -75,6 +75,33 @@ class Recommender(ABC):
         return top_k(scores, k)
 
 
+class LinearHistoryModel(Recommender):
+    """A family whose scores are linear in the user's history (``score_history(r) == r @ W``), fitted on
+    ``self.user_items`` (n_users, n_items) CSR: known users, serving form and related items all follow
+    from ``score_history``."""
+
+    user_items: sp.csr_matrix
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        return self.score_history(self.user_items[users])
+
+    def serving_form(self) -> ItemItemForm:
+        """Every term is linear in the history, so the model is one (n_items, n_items) matrix."""
+        return ItemItemForm(linear_item_matrix(self))
+
+    def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The scores of a history holding only the item; non-positive scores are padding."""
+        onehot = sp.csr_matrix((np.ones(len(items), np.float32), (np.arange(len(items)), items)),
+                               shape=(len(items), self.n_items))
+        scores = self.score_history(onehot)
+        scores[np.arange(len(items)), items] = -np.inf
+        idx, vals = top_k(scores, k)
+        vals = vals.astype(np.float32)
+        bad = ~np.isfinite(vals) | (vals <= 0)
+        idx[bad], vals[bad] = -1, np.nan
+        return idx, vals
+
+
 def linear_item_matrix(model: Recommender, chunk_size: int = 1024) -> np.ndarray:
     """(n_items, n_items) float32 W with ``model.score_history(r) == r @ W`` for a model linear in the
     history, built one block of unit histories at a time (row i = the scores of a history holding only i)."""

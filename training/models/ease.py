@@ -3,7 +3,9 @@
     G = X^T X + lambda I,  P = G^{-1},  B = -P / diag(P) (column-wise),  diag(B) = 0,  scores = X B
 
 The Gram matrix is built by column chunks and inverted through Cholesky; float32 above
-``float64_max_items`` items, so Gowalla's 40,981 items need about 14 GB at the peak (two matrices).
+``float64_max_items`` items. With fewer users than items the inverse goes through the users' Gram
+matrix instead (``solver="auto"``; see ``_precision_via_users``): Gowalla then needs about 12 GB at the
+peak and a third of the arithmetic.
 """
 from __future__ import annotations
 
@@ -47,19 +49,46 @@ def symmetric_inverse_inplace(g: np.ndarray) -> np.ndarray:
 class EASE(Recommender):
     name = "ease"
 
-    def __init__(self, l2: float = 500.0, float64_max_items: int = 20_000) -> None:
+    def __init__(self, l2: float = 500.0, float64_max_items: int = 20_000, solver: str = "auto",
+                 chunk_size: int = 2048) -> None:
         super().__init__()
         self.l2 = l2
         self.float64_max_items = float64_max_items
+        self.solver, self.chunk_size = solver, chunk_size  # "primal", "dual" or "auto" (the smaller side)
+
+    def _precision_via_users(self, x: sp.csr_matrix, dtype: type) -> np.ndarray:
+        """P = (X^T X + lambda I)^{-1}, (n_items, n_items), through the users' Gram matrix instead:
+        by the push-through identity, P = (I - X^T (X X^T + lambda I)^{-1} X) / lambda, so the matrix
+        inverted is (n_users, n_users), a third of the work of the item side on Gowalla (29,858 users
+        against 40,981 items). Peak: X^T K^{-1} (n_items, n_users) plus P."""
+        k = (x @ x.T).astype(dtype).toarray()
+        k[np.diag_indices_from(k)] += self.l2
+        k_inv = symmetric_inverse_inplace(k)  # (n_users, n_users)
+        del k
+        xt = x.T.tocsr().astype(dtype)
+        yt = np.asarray(xt @ k_inv, dtype=dtype)  # X^T K^{-1}: (n_items, n_users)
+        del k_inv
+        n = x.shape[1]
+        p = np.empty((n, n), dtype=dtype)
+        for start in range(0, n, self.chunk_size):  # P[:, C] = -(X^T K^{-1} X)[:, C] / lambda
+            block = np.ascontiguousarray(yt[start:start + self.chunk_size].T)  # K^{-1} X[:, C]: (n_users, |C|)
+            p[:, start:start + block.shape[1]] = xt @ block
+        del yt
+        p *= -1.0 / self.l2
+        p[np.diag_indices_from(p)] += 1.0 / self.l2
+        return p
 
     def fit(self, data: InteractionData) -> "EASE":
         t0 = time.perf_counter()
         self.n_items = data.n_items
         dtype = np.float64 if data.n_items <= self.float64_max_items else np.float32
-        g = gram(data.user_items, dtype)
-        g[np.diag_indices_from(g)] += self.l2
-        p = symmetric_inverse_inplace(g)
-        del g
+        if self.solver == "dual" or (self.solver == "auto" and data.n_users < data.n_items):
+            p = self._precision_via_users(data.user_items.tocsr(), dtype)
+        else:
+            g = gram(data.user_items, dtype)
+            g[np.diag_indices_from(g)] += self.l2
+            p = symmetric_inverse_inplace(g)
+            del g
         diag = np.diag(p).copy()
         p /= -diag[None, :]
         p[np.diag_indices_from(p)] = 0.0

@@ -29,8 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.data import InteractionData
-from training.models.base import ItemItemForm, Recommender, linear_item_matrix
-from training.ranking import top_k
+from training.models.base import LinearHistoryModel
 
 
 def normalised_matrix(x: sp.csr_matrix, user_norm: float, item_norm: float) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -64,7 +63,7 @@ def top_singular(x: sp.csr_matrix, k: int, seed: int, method: str = "arpack") ->
     return s[order].astype(np.float32), vt[order].astype(np.float32)
 
 
-class GraphFilter(Recommender):
+class GraphFilter(LinearHistoryModel):
     name = "gf_cf"
 
     def __init__(self, alpha: float = 0.3, n_factors: int = 256, user_norm: float = 0.5, item_norm: float = 0.5,
@@ -137,21 +136,3 @@ class GraphFilter(Recommender):
                 s *= self.item_boost[None, :]
             out[start:start + r.shape[0]] = s
         return out
-
-    def score_users(self, users: np.ndarray) -> np.ndarray:
-        return self.score_history(self.user_items[users])
-
-    def serving_form(self) -> ItemItemForm:
-        """Every term is linear in the history, so the filter is one (n_items, n_items) matrix."""
-        return ItemItemForm(linear_item_matrix(self))
-
-    def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        onehot = sp.csr_matrix((np.ones(len(items), np.float32), (np.arange(len(items)), items)),
-                               shape=(len(items), self.n_items))
-        scores = self.score_history(onehot)
-        scores[np.arange(len(items)), items] = -np.inf
-        idx, vals = top_k(scores, k)
-        vals = vals.astype(np.float32)
-        bad = ~np.isfinite(vals) | (vals <= 0)
-        idx[bad], vals[bad] = -1, np.nan
-        return idx, vals

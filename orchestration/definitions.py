@@ -9,10 +9,11 @@ import yaml
 
 from orchestration.assets import evaluation, ingestion, models, serving, splits, text, validation
 from orchestration.resources import (ArtifactStore, MLflowRegistry, OnnxRuntimeResource, OptunaStorage, TableIOManager,
-                                     ValidationPolicy, default_data_dir)
+                                     Pseudonymizer, ValidationPolicy, default_data_dir)
 
 ASSET_MODULES = [ingestion, validation, splits, models, text, evaluation, serving]
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+PSEUDONYM_KEY_ENV = "COBUY_PSEUDONYM_KEY"
 
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 all_checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
@@ -49,18 +50,22 @@ def build_resources(data_dir: "str | None" = None, environment: "str | None" = N
     MLflow on SQLite with a local artifact folder, Optuna on SQLite.
     ``production`` (``COBUY_ENV=production``): the same code against servers named by environment variables
     (``MLFLOW_TRACKING_URI``, ``OPTUNA_STORAGE_URL``, optional ``MLFLOW_ARTIFACT_LOCATION``); see ``infra/``.
+    Customer ids are pseudonymised with ``COBUY_PSEUDONYM_KEY`` (required in production; locally, when unset,
+    a random key generated once under ``<data_dir>/secrets/``).
     """
     base = Path(data_dir or default_data_dir()).resolve()
     env = environment or os.environ.get("COBUY_ENV", "local")
     common = {"io_manager": TableIOManager(base_dir=str(base)), "artifacts": ArtifactStore(base_dir=str(base)),
               "policy": ValidationPolicy(), "onnx_runtime": OnnxRuntimeResource()}
     if env == "local":
-        return {**common,
+        local_key = (Pseudonymizer(secret=dg.EnvVar(PSEUDONYM_KEY_ENV)) if os.environ.get(PSEUDONYM_KEY_ENV)
+                     else Pseudonymizer(key_file=str(base / "secrets" / "pseudonym.key")))
+        return {**common, "pseudonymizer": local_key,
                 "optuna": OptunaStorage(url=f"sqlite:///{base / 'optuna.db'}"),
                 "mlflow": MLflowRegistry(tracking_uri=f"sqlite:///{base / 'mlflow.db'}",
                                          artifact_location=(base / "mlartifacts").as_uri())}
     if env == "production":
-        return {**common,
+        return {**common, "pseudonymizer": Pseudonymizer(secret=dg.EnvVar(PSEUDONYM_KEY_ENV)),
                 "optuna": OptunaStorage(url=dg.EnvVar("OPTUNA_STORAGE_URL")),
                 "mlflow": MLflowRegistry(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"),
                                          artifact_location=os.environ.get("MLFLOW_ARTIFACT_LOCATION"))}

@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional
 import dagster as dg
 import pandas as pd
 
+from data_checks.privacy import key_from_secret, load_or_create_key
 from serving import registry
 from serving.onnx_scoring import OnnxRecommender
 from serving.storage import read_pickle, write_parquet, write_pickle
@@ -59,6 +60,22 @@ class ValidationPolicy(dg.ConfigurableResource):
     """Thresholds the blocking data checks enforce."""
 
     max_quarantine_rate: float = 0.10
+
+
+class Pseudonymizer(dg.ConfigurableResource):
+    """The key that pseudonymises customer ids at ingestion (HMAC-SHA256, ``data_checks.privacy``).
+
+    ``secret``: the key itself, from the environment (``dg.EnvVar("COBUY_PSEUDONYM_KEY")``; production).
+    ``key_file``: else a per-install random key kept in this file (mode 0600), created on first use
+    (the embedded local default). Same key, same pseudonyms in every run."""
+
+    secret: Optional[str] = None
+    key_file: Optional[str] = None
+
+    def key(self) -> bytes:
+        if self.secret is not None or not self.key_file:
+            return key_from_secret(self.secret)
+        return load_or_create_key(self.key_file)
 
 
 class OptunaStorage(dg.ConfigurableResource):

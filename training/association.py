@@ -41,14 +41,20 @@ def pair_rules(baskets: sp.csr_matrix, min_support: float, min_confidence: float
     support = counts / n
     frequent = np.flatnonzero(support >= min_support)
     co = sp.triu(pair_counts(b, frequent), k=1).tocoo()
-    pair_support = co.data.astype(np.float64) / n
-    keep = pair_support >= min_support
-    ia, ic, s_ac, n_ac = frequent[co.row[keep]], frequent[co.col[keep]], pair_support[keep], co.data[keep]
-    # both directions of every frequent pair
+    keep = co.data.astype(np.float64) / n >= min_support
+    return rules_from_counts(n, counts, frequent[co.row[keep]], frequent[co.col[keep]], co.data[keep], min_confidence)
+
+
+def rules_from_counts(n: float, counts: np.ndarray, ia: np.ndarray, ic: np.ndarray, pair_count: np.ndarray,
+                      min_confidence: float) -> pd.DataFrame:
+    """Both rules ``a -> c`` and ``c -> a`` of every pair ``(ia[p], ic[p])`` seen in ``pair_count[p]`` of
+    ``n`` baskets; ``counts``: (n_items,) baskets per item. Exact or noisy counts (``training.privacy``)."""
+    support = counts / n
+    s_ac = pair_count.astype(np.float64) / n
     a = np.concatenate([ia, ic])
     c = np.concatenate([ic, ia])
     s_ac = np.concatenate([s_ac, s_ac])
-    n_ac = np.concatenate([n_ac, n_ac]).astype(np.int64)
+    n_ac = np.rint(np.concatenate([pair_count, pair_count])).astype(np.int64)
     s_a, s_c = support[a], support[c]
     conf = s_ac / s_a
     ok = conf >= min_confidence

@@ -5,8 +5,10 @@ from typing import Optional
 import dagster as dg
 
 from data_checks.landing import LandedLayout, append_landed, read_landed
+from data_checks.privacy import pseudonymize_tables
 from data_checks.sources import SourceKind, SourceSpec, read_source
 from orchestration.metadata import frame_preview
+from orchestration.resources import Pseudonymizer
 
 GROUP = "ingestion"
 
@@ -40,14 +42,16 @@ class SourceConfig(dg.Config):
     },
     group_name=GROUP,
 )
-def raw_tables(context: dg.AssetExecutionContext, config: SourceConfig):
-    """Read the configured source; structural problems stop here with file, row and field named."""
+def raw_tables(context: dg.AssetExecutionContext, config: SourceConfig, pseudonymizer: Pseudonymizer):
+    """Read the configured source; structural problems stop here with file, row and field named.
+    Customer ids are pseudonymised here, before anything is stored: no later asset sees a raw id."""
     landed = ("landed_files", "landed_layout", "landed_columns")
     tables = read_source(SourceSpec(**config.model_dump(exclude=set(landed))))
     n_source = len(tables.interactions)
     if config.landed_files:
         tables = append_landed(tables, read_landed(config.landed_files, config.landed_layout,
                                                    columns=config.landed_columns or None, source=tables.source))
+    tables = pseudonymize_tables(tables, pseudonymizer.key())
     for df in (tables.interactions, tables.items):
         df.attrs["source"] = tables.source  # travels with the Parquet file; picks the cleaning rules
     landed_note = (f" ({len(tables.interactions) - n_source:,} rows from {len(config.landed_files)} landed files)"
@@ -57,5 +61,6 @@ def raw_tables(context: dg.AssetExecutionContext, config: SourceConfig):
     yield dg.Output(tables.interactions, output_name="raw_interactions", metadata={
         "source": tables.source, "path": config.path, "rows": len(tables.interactions),
         "landed_files": len(config.landed_files), "landed_rows": len(tables.interactions) - n_source,
+        "user_ids": "pseudonymised (HMAC-SHA256, keyed)",
         "preview": frame_preview(tables.interactions)})
     yield dg.Output(tables.items, output_name="raw_items", metadata={"rows": len(tables.items)})

@@ -31,9 +31,15 @@ class TunableConfig(dg.Config):
 
 
 class AssociationConfig(TunableConfig):
+    """``dp_epsilon``: publish rules from epsilon-differentially private counts (Laplace noise, each
+    basket contributing at most ``dp_max_pairs_per_basket`` pairs; ``training/privacy.py``); None: exact."""
+
     min_support: float = 0.005
     min_confidence: float = 0.05
     rank_by: Literal["lift", "confidence"] = "lift"
+    dp_epsilon: Optional[float] = None
+    dp_max_pairs_per_basket: int = 45
+    dp_seed: int = 0
 
 
 class ItemKNNConfig(TunableConfig):
@@ -133,7 +139,8 @@ def association_rules(context: dg.AssetExecutionContext, config: AssociationConf
                       interaction_matrices: SplitMatrices, validated_items: pd.DataFrame, optuna: OptunaStorage,
                       artifacts: ArtifactStore) -> dg.Output[AssociationRules]:
     """Pair rules over baskets (support, confidence, lift, leverage, conviction)."""
-    params = _params(config, ["min_support", "min_confidence", "rank_by"])
+    params = _params(config, ["min_support", "min_confidence", "rank_by", "dp_epsilon", "dp_max_pairs_per_basket",
+                              "dp_seed"])
     model, md = fit_family(context, "association_rules", config, params, lambda p: AssociationRules(**p),
                            interaction_matrices, optuna, artifacts)
     data = interaction_matrices.train
@@ -143,6 +150,9 @@ def association_rules(context: dg.AssetExecutionContext, config: AssociationConf
     top.insert(1, "consequent_title", titles.reindex(data.item_ids[top["consequent"]]).values)
     top = top.drop(columns=["antecedent", "consequent", "antecedent_support", "consequent_support"])
     return dg.Output(model, metadata={**md, "rules": len(model.rules), "baskets": int(data.baskets.shape[0]),
+                                      "differential_privacy": (f"epsilon={config.dp_epsilon}, at most "
+                                                               f"{config.dp_max_pairs_per_basket} pairs per basket"
+                                                               if config.dp_epsilon is not None else "off"),
                                       "top_pairs_by_lift": dg.MetadataValue.md(markdown_table(top))})
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.association import pair_rules
+from training.privacy import private_pair_rules
 from training.data import InteractionData
 from training.models.base import ItemItemForm, Recommender, linear_item_matrix, top_k_rows
 
@@ -17,16 +18,26 @@ class AssociationRules(Recommender):
     name = "association_rules"
 
     def __init__(self, min_support: float = 0.005, min_confidence: float = 0.05,
-                 rank_by: Literal["lift", "confidence"] = "lift") -> None:
+                 rank_by: Literal["lift", "confidence"] = "lift", dp_epsilon: float | None = None,
+                 dp_max_pairs_per_basket: int = 45, dp_seed: int = 0) -> None:
+        """``dp_epsilon``: when set, rules come from epsilon-differentially private counts, each basket
+        contributing at most ``dp_max_pairs_per_basket`` pairs (``training.privacy``); None: exact."""
         super().__init__()
         self.min_support = min_support
         self.min_confidence = min_confidence
         self.rank_by = rank_by
+        self.dp_epsilon = dp_epsilon
+        self.dp_max_pairs_per_basket = dp_max_pairs_per_basket
+        self.dp_seed = dp_seed
 
     def fit(self, data: InteractionData) -> "AssociationRules":
         t0 = time.perf_counter()
         self.n_items = data.n_items
-        self.rules = pair_rules(data.baskets, self.min_support, self.min_confidence)
+        if self.dp_epsilon is None:
+            self.rules = pair_rules(data.baskets, self.min_support, self.min_confidence)
+        else:
+            self.rules = private_pair_rules(data.baskets, self.min_support, self.min_confidence, self.dp_epsilon,
+                                            self.dp_max_pairs_per_basket, self.dp_seed)
         shape = (data.n_items, data.n_items)
         a, c = self.rules["antecedent"].to_numpy(), self.rules["consequent"].to_numpy()
         self.confidence = sp.csr_matrix((self.rules["confidence"].to_numpy(np.float32), (a, c)), shape=shape)

@@ -7,11 +7,11 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from orchestration.assets import evaluation, ingestion, models, serving, splits, text, validation
+from orchestration.assets import evaluation, ingestion, models, registry, serving, splits, text, validation
 from orchestration.resources import (ArtifactStore, MLflowRegistry, OnnxRuntimeResource, OptunaStorage, TableIOManager,
                                      Pseudonymizer, ValidationPolicy, default_data_dir)
 
-ASSET_MODULES = [ingestion, validation, splits, models, text, evaluation, serving]
+ASSET_MODULES = [ingestion, validation, splits, models, text, evaluation, serving, registry]
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PSEUDONYM_KEY_ENV = "COBUY_PSEUDONYM_KEY"
 
@@ -33,6 +33,17 @@ train_job = dg.define_asset_job(
     "train_and_evaluate",
     selection=dg.AssetSelection.groups(splits.GROUP, models.GROUP, text.GROUP, evaluation.GROUP),
     description="Split, fit every model family and evaluate on the test split.")
+retrain_job = dg.define_asset_job(
+    "retrain",
+    selection=dg.AssetSelection.groups(ingestion.GROUP, validation.GROUP, splits.GROUP, models.GROUP, text.GROUP,
+                                       evaluation.GROUP, registry.GROUP,
+                                       "scoring"),  # "scoring": batch scoring with whatever is champion after the gate
+    description="Read the source and the landed files (raw_tables.landed_files), validate, retrain every family, "
+                "export and parity-check ONNX, register challengers, run the promotion gate and re-score with the "
+                "champion. The drift sensor requests it.")
+promote_job = dg.define_asset_job(
+    "promote", selection=dg.AssetSelection.assets(registry.champion_decisions),
+    description="The promotion gate only: judge each family's @challenger against @champion on held-out data.")
 serve_job = dg.define_asset_job(
     "publish_related_items", selection=dg.AssetSelection.groups(serving.GROUP),
     description="Rebuild the related-items table from the current models.")
@@ -75,6 +86,6 @@ def build_resources(data_dir: "str | None" = None, environment: "str | None" = N
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[full_pipeline, ingest_job, train_job, serve_job, *preset_jobs],
+    jobs=[full_pipeline, ingest_job, train_job, retrain_job, promote_job, serve_job, *preset_jobs],
     resources=build_resources(),
 )

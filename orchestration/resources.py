@@ -96,6 +96,15 @@ class MLflowRegistry(dg.ConfigurableResource):
     artifact_location: Optional[str] = None
     experiment: str = "cobuy"
     model_prefix: str = "cobuy-"
+    ui_url: str = "http://127.0.0.1:5000"  # where ``mlflow ui`` (or the server) shows this tracking URI
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        """The run's page in the MLflow UI."""
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def version_url(self, family: str, version: str) -> str:
+        """The registered version's page in the MLflow UI."""
+        return f"{self.ui_url.rstrip('/')}/#/models/{self.model_name(family)}/versions/{version}"
 
     def model_name(self, family: str) -> str:
         return f"{self.model_prefix}{family}"
@@ -118,6 +127,12 @@ class MLflowRegistry(dg.ConfigurableResource):
     def download(self, family: str, version: str, dst: str | Path) -> Path:
         """A registered version's ``model.onnx`` downloaded into ``dst``."""
         return registry.download_version(self.tracking_uri, self.model_name(family), version, dst)
+
+    def download_run_artifact(self, family: str, alias: str, artifact_path: str, dst: str | Path
+                              ) -> Optional[Path]:
+        """An artifact (e.g. ``reference_profile.json``) of the run behind ``@alias`` downloaded into ``dst``;
+        None when the alias or the artifact does not exist."""
+        return registry.download_run_artifact(self.tracking_uri, self.model_name(family), alias, artifact_path, dst)
 
     def run_gate(self, family: str, evaluate: Callable[[dict[str, Path]], dict[str, dict]], metric: str,
                  margin: float, decided_by: str, workdir: str | Path) -> registry.GateDecision:

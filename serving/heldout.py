@@ -3,7 +3,8 @@ different data (the champion from last month, today's challenger) are compared o
 items."""
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -69,3 +70,15 @@ def evaluate_exports(models: dict[str, OnnxRecommender], user_ids: Sequence, ite
         metrics["users_in_common"] = int(common.sum())
         out[name] = metrics
     return out
+
+
+def heldout_evaluator(open_model: Callable[[Path], OnnxRecommender], user_ids: Sequence, item_ids: Sequence,
+                      train: sp.csr_matrix, test: sp.csr_matrix, ks: Sequence[int] = DEFAULT_KS
+                      ) -> Callable[[dict[str, Path]], dict[str, dict]]:
+    """The promotion gate's ``evaluate``: {role: ONNX path} -> {role: metrics}, every export opened with
+    ``open_model`` and scored by :func:`evaluate_exports` on the same held-out ``test`` ((n_users, n_items)
+    CSR of the current data, ``train`` items excluded)."""
+    def evaluate(paths: dict[str, Path]) -> dict[str, dict]:
+        return evaluate_exports({role: open_model(Path(p)) for role, p in paths.items()}, user_ids, item_ids,
+                                train, test, ks)
+    return evaluate

@@ -75,6 +75,30 @@ def download_version(uri: str, name: str, version: str, dst: str | Path) -> Path
     return found[0]
 
 
+def version_run_id(uri: str, name: str, version: str) -> str | None:
+    """The MLflow run a registered version was logged by (None for versions registered without one)."""
+    return _client(uri).get_model_version(name, version).run_id or None
+
+
+def download_run_artifact(uri: str, name: str, alias: str, artifact_path: str, dst: str | Path) -> Path | None:
+    """Download ``artifact_path`` (e.g. ``reference_profile.json``) from the run that logged the version
+    ``alias`` names; None when there is no such alias or the run has no such artifact."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    version = alias_version(uri, name, alias)
+    run_id = version_run_id(uri, name, version) if version is not None else None
+    if run_id is None:
+        return None
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path,
+                                                        dst_path=str(dst), tracking_uri=uri))
+    except (MlflowException, OSError):
+        return None
+
+
 @dataclass
 class GateDecision:
     model: str

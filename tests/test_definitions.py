@@ -13,7 +13,7 @@ def test_every_job_resolves():
     repo = defs.get_repository_def()
     names = {j.name for j in repo.get_all_jobs()}
     assert {"full_pipeline", "ingest_and_validate", "train_and_evaluate", "publish_related_items",
-            "online_retail_pipeline", "gowalla_pipeline", "demo_pipeline"} <= names
+            "online_retail_pipeline", "gowalla_pipeline", "demo_pipeline", "retrain", "promote"} <= names
     for name in names:
         job = defs.resolve_job_def(name)
         assert job.graph.node_defs, name
@@ -27,6 +27,23 @@ def test_asset_graph_and_checks():
     assert {("validated_interactions", "quarantine_rate_within_policy"),
             ("validated_interactions", "expectation_suites_pass"), ("quarantine", "rows_add_up")} <= checks
     assert graph.get(dg.AssetKey("training_split")).parent_keys == {dg.AssetKey("validated_interactions")}
+    assert {"model_exports", "model_versions", "champion_decisions"} <= keys
+    parity = {name for key, name in checks if key == "model_exports"}
+    assert parity == {f"{f}_onnx_parity" for f in ("popularity", "association_rules", "itemknn", "ease", "gf_cf",
+                                                     "mf", "lightgcn")}
+    assert all(graph.get_check_spec(k).blocking for k in graph.asset_check_keys
+               if k.asset_key == dg.AssetKey("model_exports"))
+
+
+def test_retrain_and_promote_jobs_select_the_lifecycle():
+    def keys(job: str) -> set[str]:
+        return {k.to_user_string() for k in defs.resolve_job_def(job).asset_layer.executable_asset_keys}
+
+    retrain = keys("retrain")
+    assert {"training_split", "itemknn_model", "model_metrics", "model_exports", "model_versions",
+            "champion_decisions"} <= retrain
+    assert {"raw_interactions", "validated_interactions"} <= retrain  # the drift sensor configures raw_tables
+    assert keys("promote") == {"champion_decisions"}
 
 
 def test_nothing_below_orchestration_imports_dagster():

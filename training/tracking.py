@@ -126,16 +126,21 @@ def log_training_run(uri: str, experiment: str, run: TrainingRun, artifact_locat
             mlflow.log_metrics({k.replace("@", "_at_"): float(v) for k, v in run.metrics.items()
                                 if v is not None and np.isfinite(v)})
         for folder, files in run.artifacts.items():
-            for f in files:
-                mlflow.log_artifact(f, artifact_path=folder)
+            for f in files:  # folder "" puts the file at the run's root
+                mlflow.log_artifact(f, artifact_path=folder or None)
         if run.tuning_dir and Path(run.tuning_dir).exists():
             mlflow.log_artifacts(run.tuning_dir, artifact_path="optuna")
             _log_trials(Path(run.tuning_dir) / "trials.csv", exp_id)
         if run.onnx_path:
+            import onnxruntime
+
             proto = onnx.load(run.onnx_path)  # external data (large weights) included
+            # explicit requirements: MLflow's inference imports the model in a subprocess (~15 s a model)
             info = mlflow.onnx.log_model(proto, name="model", save_as_external_data=True,
                                          signature=onnx_signature(run.onnx_kind or "factor", run.onnx_n_items,
-                                                                  run.onnx_k))
+                                                                  run.onnx_k),
+                                         pip_requirements=[f"onnx=={onnx.__version__}",
+                                                           f"onnxruntime=={onnxruntime.__version__}"])
             model_uri = info.model_uri
         run_id = active.info.run_id
     return LoggedRun(run_id, model_uri, exp_id)

@@ -118,9 +118,18 @@ def fit_family(context: dg.AssetExecutionContext, family: str, config: TunableCo
     """Tune (when asked), then fit on the whole train split. Returns the model and UI metadata."""
     params, metadata = tune_family(context, family, config, params, build, matrices, optuna, artifacts)
     context.log.info(f"fitting {family} with {params}")
-    model = build(params).fit(matrices.train)
+    model = remember_training(build(params).fit(matrices.train), params, metadata)
     metadata.update({"params": dg.MetadataValue.json(params), "fit_seconds": model.fit_seconds})
     return model, metadata
+
+
+def remember_training(model: Recommender, params: dict[str, Any], metadata: dict) -> Recommender:
+    """Keep the fitted parameters and the Optuna study's files on the model itself, so that they travel
+    with it (asset input) to the registry, which logs them with the model's MLflow run."""
+    files = metadata.get("tuning_files")
+    model.training_params = dict(params)
+    model.tuning_files = dict(files.data) if isinstance(files, dg.JsonMetadataValue) else {}
+    return model
 
 
 def _params(config: dg.Config, names: list[str]) -> dict[str, Any]:
@@ -130,7 +139,7 @@ def _params(config: dg.Config, names: list[str]) -> dict[str, Any]:
 @dg.asset(group_name=GROUP)
 def popularity_model(interaction_matrices: SplitMatrices) -> dg.Output[Popularity]:
     """Items ranked by how many users interacted with them."""
-    model = Popularity().fit(interaction_matrices.train)
+    model = remember_training(Popularity().fit(interaction_matrices.train), {}, {})
     return dg.Output(model, metadata={"fit_seconds": model.fit_seconds})
 
 
@@ -196,6 +205,7 @@ def mf_model(context: dg.AssetExecutionContext, config: MFConfig, interaction_ma
     params, md = tune_family(context, "mf_bpr", config, base,
                              lambda p: MatrixFactorization(**p, early_stopping_data=m.validation), m, optuna, artifacts)
     final, facts = fit_final("mf_bpr", params, m.train, m.fit, m.validation)
+    remember_training(final, params, md)
     md.update({"params": dg.MetadataValue.json(params), **facts, "fit_seconds": final.fit_seconds})
     return dg.Output(final, metadata=md)
 
@@ -209,6 +219,7 @@ def lightgcn_model(context: dg.AssetExecutionContext, config: LightGCNConfig, in
     params = {**_params(config, ["dim", "n_layers", "lr", "l2", "batch_size", "init", "max_epochs", "max_minutes",
                                  "patience"]), "seed": config.seed}
     model, facts = fit_final("lightgcn", params, m.train, m.fit, m.validation)
+    remember_training(model, params, {})
     curve = pd.DataFrame(facts.pop("curve"))
     return dg.Output(model, metadata={"params": dg.MetadataValue.json(params), **facts,
                                       "fit_seconds": model.fit_seconds,

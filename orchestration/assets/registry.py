@@ -1,0 +1,183 @@
+"""The model registry: ONNX exports guarded by blocking parity checks, one MLflow run and registered
+version (alias ``challenger``) per served family, and the promotion gate that moves ``champion``.
+
+Scoring resolves ``@champion`` through ``MLflowRegistry.version_for(family, "champion")`` after
+``champion_decisions``; a person may move the alias by hand in the MLflow UI at any time."""
+import re
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from data_checks.drift import interaction_profile
+from orchestration.assets.splits import SplitMatrices
+from orchestration.metadata import markdown_table
+from orchestration.resources import ArtifactStore, MLflowRegistry, OnnxRuntimeResource
+from serving.exports import FAMILIES, MAX_ABS_TOLERANCE, MIN_IDENTICAL_FRACTION, export_family, verify_export
+from serving.heldout import heldout_evaluator
+from training.models import EASE, AssociationRules, GraphFilter, ItemKNN, LightGCN, MatrixFactorization, Popularity
+from training.models.base import Recommender
+from training.run_record import build_training_run, quarantine_summary, training_window
+from training.splits import Split
+from training.tracking import dataset_fingerprint, git_commit
+
+GROUP = "registry"
+PARITY_CHECKS = {family: f"{family}_onnx_parity" for family in FAMILIES}
+GATE_METRIC = re.compile(r"^(recall|ndcg|precision|hit_rate|coverage)@(10|20|50)$")
+
+
+class ExportConfig(dg.Config):
+    """``families``: which served families to export (and then register and judge); the parity check
+    compares scores and top-``k`` ids on ``parity_users`` users drawn with ``seed``."""
+
+    families: list[str] = list(FAMILIES)
+    k: int = 20
+    parity_users: int = 1000
+    seed: int = 0
+
+
+class GateConfig(dg.Config):
+    """Promote the challenger when it beats the champion on ``metric`` (held-out, same users) by ``margin``."""
+
+    metric: str = "ndcg@20"
+    margin: float = 0.0
+
+
+def _families(popularity_model: Popularity, association_rules: AssociationRules, itemknn_model: ItemKNN,
+              ease_model: EASE, graph_filter_model: GraphFilter, mf_model: MatrixFactorization,
+              lightgcn_model: LightGCN) -> dict[str, Recommender]:
+    return dict(zip(FAMILIES, (popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model,
+                               mf_model, lightgcn_model)))
+
+
+@dg.multi_asset(
+    outs={"model_exports": dg.AssetOut(description="Every served family as an ONNX file, with its parity report.")},
+    group_name=GROUP,
+    can_subset=True,  # families left out by config have no check result in that run
+    check_specs=[dg.AssetCheckSpec(
+        name, asset="model_exports", blocking=True,
+        description=f"ONNX Runtime vs native {family}: max |score diff| <= {MAX_ABS_TOLERANCE}, identical "
+                    f"top-20 ids for >= {MIN_IDENTICAL_FRACTION:.1%} of a fixed seeded sample of users.")
+        for family, name in PARITY_CHECKS.items()],
+)
+def model_exports(context: dg.AssetExecutionContext, config: ExportConfig, interaction_matrices: SplitMatrices,
+                  popularity_model: Popularity, association_rules: AssociationRules, itemknn_model: ItemKNN,
+                  ease_model: EASE, graph_filter_model: GraphFilter, mf_model: MatrixFactorization,
+                  lightgcn_model: LightGCN, artifacts: ArtifactStore, onnx_runtime: OnnxRuntimeResource):
+    """Export each selected family under the run's folder, then read every file back with ONNX Runtime and
+    compare it with the native model (blocking: a failed file stops registration and scoring)."""
+    unknown = sorted(set(config.families) - set(FAMILIES))
+    if unknown or not config.families:
+        raise ValueError(f"config families {config.families}: choose from {list(FAMILIES)} (unknown: {unknown})")
+    models = _families(popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model,
+                       mf_model, lightgcn_model)
+    data, folder = interaction_matrices.train, artifacts.run_dir(context.run.run_id, "onnx")
+    reports = []
+    for family in [f for f in FAMILIES if f in config.families]:
+        path = folder / f"{family}.onnx"
+        export_family(models[family], data, path, k=config.k)
+        reports.append(verify_export(family, models[family], path, data.user_items, onnx_runtime.recommender,
+                                     n_users=config.parity_users, seed=config.seed))
+        context.log.info(f"{family}: parity {'passed' if reports[-1].passed else 'FAILED'} "
+                         f"(max diff {reports[-1].max_abs_diff:.2e}) {reports[-1].error}")
+    table = pd.DataFrame([r.as_dict() for r in reports])
+    shown = table[["family", "kind", "n_items", "passed", "max_abs_diff", "top_k_identical_fraction",
+                   "top_k_equivalent_fraction", "n_users"]]
+    yield dg.Output(table, output_name="model_exports", metadata={
+        "families": len(table), "failed": int((~table["passed"]).sum()), "folder": dg.MetadataValue.path(str(folder)),
+        "parity": dg.MetadataValue.md(markdown_table(shown))})
+    for r in reports:
+        yield dg.AssetCheckResult(
+            check_name=PARITY_CHECKS[r.family], asset_key="model_exports", passed=r.passed,
+            description=r.error or None,
+            metadata={"path": dg.MetadataValue.path(r.path), "max_abs_diff": r.max_abs_diff,
+                      "top_k_identical_fraction": r.top_k_identical_fraction,
+                      "top_k_equivalent_fraction (swaps within score noise)": r.top_k_equivalent_fraction,
+                      "users_sampled": r.n_users,
+                      "max_abs_tolerance": r.max_abs_tolerance, "min_identical_fraction": r.min_identical_fraction})
+
+
+@dg.asset(group_name=GROUP)
+def model_versions(context: dg.AssetExecutionContext, model_exports: pd.DataFrame, model_metrics: pd.DataFrame,
+                   training_split: Split, interaction_matrices: SplitMatrices, quarantine: pd.DataFrame,
+                   popularity_model: Popularity, association_rules: AssociationRules, itemknn_model: ItemKNN,
+                   ease_model: EASE, graph_filter_model: GraphFilter, mf_model: MatrixFactorization,
+                   lightgcn_model: LightGCN, mlflow: MLflowRegistry, artifacts: ArtifactStore
+                   ) -> dg.Output[pd.DataFrame]:
+    """One MLflow run per exported family (params, metrics at K, plots, Optuna files and trials, the quarantine
+    summary, the training window's reference profile, the ONNX model with its signature), registered as a
+    new version with alias ``challenger``."""
+    failed = model_exports.loc[~model_exports["passed"], "family"].tolist()
+    if failed:
+        raise ValueError(f"model_exports holds exports that failed their parity check: {failed}; nothing registered")
+    models = _families(popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model,
+                       mf_model, lightgcn_model)
+    run_id, train = context.run.run_id, training_split.train
+    start, end = training_window(train)
+    tags = {"dagster_run_id": run_id, "dagster_job": context.run.job_name, "git_commit": git_commit(),
+            "dataset_fingerprint": dataset_fingerprint(interaction_matrices.train), "train_start": start,
+            "train_end": end}
+    summary, profile = quarantine_summary(quarantine), interaction_profile(train)
+    rows: list[dict[str, Any]] = []
+    for export in model_exports.to_dict("records"):
+        family = export["family"]
+        model = models[family]
+        run = build_training_run(family, model.name, getattr(model, "training_params", {}), model_metrics,
+                                 artifacts.run_dir(run_id, "mlflow", family), tags, summary, profile, export,
+                                 getattr(model, "tuning_files", {}))
+        logged = mlflow.log_run(run)
+        version = mlflow.register_challenger(family, logged, tags={"dagster_run_id": run_id,
+                                                                   "dataset_fingerprint": tags["dataset_fingerprint"]})
+        rows.append({"family": family, "registered_model": mlflow.model_name(family), "version": version,
+                     "mlflow_run_id": logged.run_id, "experiment_id": logged.experiment_id,
+                     "run_url": mlflow.run_url(logged.experiment_id, logged.run_id),
+                     "model_uri": logged.model_uri, "onnx_path": export["path"],
+                     "tuned": run.tuning_dir is not None, **{k: run.metrics.get(k) for k in ("recall@20", "ndcg@20")}})
+        context.log.info(f"{family}: MLflow run {logged.run_id}, registered {mlflow.model_name(family)} v{version}")
+    table = pd.DataFrame(rows)
+    return dg.Output(table, metadata={
+        "versions": dg.MetadataValue.md(markdown_table(table[["family", "version", "mlflow_run_id", "tuned",
+                                                              "recall@20", "ndcg@20"]])),
+        "tracking_uri": mlflow.tracking_uri, "experiment": mlflow.experiment,
+        "dataset_fingerprint": tags["dataset_fingerprint"], "train_window": f"{start} .. {end}",
+        **{f"mlflow_run_{r['family']}": dg.MetadataValue.url(r["run_url"]) for r in rows}})
+
+
+@dg.asset(group_name=GROUP)
+def champion_decisions(context: dg.AssetExecutionContext, config: GateConfig, model_versions: pd.DataFrame,
+                       interaction_matrices: SplitMatrices, mlflow: MLflowRegistry,
+                       onnx_runtime: OnnxRuntimeResource, artifacts: ArtifactStore) -> dg.Output[pd.DataFrame]:
+    """The promotion gate, per family: ``@challenger`` and ``@champion`` scored on the same held-out test split;
+    ``champion`` moves only when the challenger is better by ``margin``. Every decision is recorded as tags
+    on the challenger version and in the registered model's ``gate.history``."""
+    if not GATE_METRIC.match(config.metric):
+        raise ValueError(f"gate metric {config.metric!r} must look like 'ndcg@20' (recall, ndcg, precision, "
+                         "hit_rate or coverage at 10, 20 or 50)")
+    m, run_id = interaction_matrices, context.run.run_id
+    evaluate = heldout_evaluator(onnx_runtime.recommender, m.train.user_ids, m.train.item_ids, m.train.user_items,
+                                 m.test)
+    decided_by = f"dagster job {context.run.job_name}, run {run_id}"
+    rows = []
+    for registered in model_versions.to_dict("records"):
+        family = registered["family"]
+        current = mlflow.version_for(family, "challenger")
+        if current != registered["version"]:
+            context.log.warning(f"{family}: @challenger is v{current}, not v{registered['version']} registered by "
+                                "model_versions (moved since); judging the alias")
+        d = mlflow.run_gate(family, evaluate, config.metric, config.margin, decided_by,
+                            artifacts.run_dir(run_id, "gate", family))
+        rows.append({"family": family, "registered_model": d.model, "challenger_version": d.challenger_version,
+                     "champion_version_before": d.champion_version,
+                     "champion_version_after": mlflow.version_for(family, "champion"), "metric": d.metric,
+                     "margin": d.margin, "challenger_value": d.challenger_value, "champion_value": d.champion_value,
+                     "promoted": d.promoted, "reason": d.reason, "decided_by": d.decided_by,
+                     "decided_at": d.decided_at})
+        context.log.info(f"{family}: {'PROMOTED' if d.promoted else 'kept champion'} ({d.reason})")
+    table = pd.DataFrame(rows)
+    shown = table[["family", "challenger_version", "champion_version_before", "champion_version_after",
+                   "challenger_value", "champion_value", "promoted", "reason"]]
+    return dg.Output(table, metadata={
+        "promoted": int(table["promoted"].sum()), "metric": config.metric, "margin": config.margin,
+        "decisions": dg.MetadataValue.md(markdown_table(shown)),
+        **{f"champion_{r['family']}": dg.MetadataValue.url(mlflow.version_url(r["family"], r["champion_version_after"]))
+           for r in rows if r["champion_version_after"]}})

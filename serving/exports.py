@@ -1,0 +1,72 @@
+"""Export every served model family to ONNX and verify each file against its native model.
+
+The check reads the written file back (as batch scoring will), so a file that is corrupt, truncated or
+holds different weights is refused here, before anything registers or scores with it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import scipy.sparse as sp
+
+from serving.onnx_export import ExportInfo, export_recommender
+from serving.onnx_scoring import OnnxRecommender, check_parity
+from training.data import InteractionData
+from training.models.base import Recommender
+
+# served families, as named in the registry (``cobuy-<family>``) and in the ``families`` config
+FAMILIES = ("popularity", "association_rules", "itemknn", "ease", "gf_cf", "mf", "lightgcn")
+MAX_ABS_TOLERANCE = 1e-4  # the lifecycle issue's parity bounds
+MIN_IDENTICAL_FRACTION = 0.999
+
+
+def export_family(model: Recommender, data: InteractionData, path: str | Path, k: int = 20) -> ExportInfo:
+    """Write ``model`` (fitted on ``data``) to ``path`` with its canonical user and item ids inside."""
+    return export_recommender(model, path, k=k, user_ids=data.user_ids, item_ids=data.item_ids)
+
+
+@dataclass
+class ExportCheck:
+    """One export and its parity against the native model (``error``: why the file could not be run)."""
+
+    family: str
+    model_name: str
+    path: str
+    kind: str
+    n_items: int
+    k: int
+    passed: bool
+    max_abs_diff: float
+    top_k_identical_fraction: float
+    n_users: int
+    max_abs_tolerance: float
+    min_identical_fraction: float
+    top_k_equivalent_fraction: float = 0.0
+    error: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def verify_export(family: str, native: Recommender, path: str | Path, user_items: sp.csr_matrix,
+                  open_model: Callable[[Path], OnnxRecommender], n_users: int = 1000, seed: int = 0
+                  ) -> ExportCheck:
+    """Parity of the ONNX file at ``path`` with ``native`` on a fixed seeded sample of ``n_users`` users
+    (``user_items``: (n_users, n_items) training CSR of the model). A file that cannot be loaded or run,
+    or that disagrees in shape, fails with the reason in ``error`` instead of raising."""
+    path = Path(path)
+    failed = dict(family=family, model_name=native.name, path=str(path), kind="", n_items=0, k=0, passed=False,
+                  max_abs_diff=float("inf"), top_k_identical_fraction=0.0, n_users=0,
+                  max_abs_tolerance=MAX_ABS_TOLERANCE, min_identical_fraction=MIN_IDENTICAL_FRACTION)
+    try:
+        exported = open_model(path)
+        report = check_parity(native, exported, user_items, n_users=n_users, seed=seed,
+                              max_abs_tolerance=MAX_ABS_TOLERANCE, min_identical_fraction=MIN_IDENTICAL_FRACTION)
+    except Exception as exc:  # onnxruntime and protobuf raise many types; the check reports, never crashes
+        return ExportCheck(**failed, error=f"{type(exc).__name__}: {exc}"[:2000])
+    info = exported.info
+    return ExportCheck(family, native.name, str(path), info.kind, info.n_items, info.k, report.passed,
+                       report.max_abs_diff, report.top_k_identical_fraction, report.n_users,
+                       report.max_abs_tolerance, report.min_identical_fraction, report.top_k_equivalent_fraction)

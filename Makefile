@@ -31,6 +31,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster job execute -m orchestration.definitions -j full_pipeline -c configs/demo.yaml
 
 test: install
+	-sh tests/setup_chromium.sh  # Debian's chromium for the UI screenshot test; never fails (the test skips)
 	$(VENV)/bin/python -m pytest -q
 
 dev: install $(DAGSTER_HOME)/dagster.yaml

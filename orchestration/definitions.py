@@ -10,6 +10,7 @@ import yaml
 from orchestration.assets import evaluation, ingestion, models, registry, serving, splits, text, validation
 from orchestration.resources import (ArtifactStore, MLflowRegistry, OnnxRuntimeResource, OptunaStorage, TableIOManager,
                                      Pseudonymizer, ValidationPolicy, default_data_dir)
+from orchestration.sensors import DriftPolicy, drift_sensor
 
 ASSET_MODULES = [ingestion, validation, splits, models, text, evaluation, serving, registry]
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -67,7 +68,10 @@ def build_resources(data_dir: "str | None" = None, environment: "str | None" = N
     base = Path(data_dir or default_data_dir()).resolve()
     env = environment or os.environ.get("COBUY_ENV", "local")
     common = {"io_manager": TableIOManager(base_dir=str(base)), "artifacts": ArtifactStore(base_dir=str(base)),
-              "policy": ValidationPolicy(), "onnx_runtime": OnnxRuntimeResource()}
+              "policy": ValidationPolicy(), "onnx_runtime": OnnxRuntimeResource(),
+              "drift_policy": DriftPolicy(landing_dir=str(base / "landing"),
+                                          decisions_log=str(base / "drift_decisions.jsonl"),
+                                          reference_fallback=str(base / "assets" / "validated_interactions.parquet"))}
     if env == "local":
         local_key = (Pseudonymizer(secret=dg.EnvVar(PSEUDONYM_KEY_ENV)) if os.environ.get(PSEUDONYM_KEY_ENV)
                      else Pseudonymizer(key_file=str(base / "secrets" / "pseudonym.key")))
@@ -87,5 +91,6 @@ defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
     jobs=[full_pipeline, ingest_job, train_job, retrain_job, promote_job, serve_job, *preset_jobs],
+    sensors=[drift_sensor],
     resources=build_resources(),
 )

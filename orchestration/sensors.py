@@ -5,7 +5,8 @@ against the reference profile of the window the champion was trained on (the ``r
 artifact of the champion's MLflow run; before any champion exists, a profile of the current validated
 training data) and either requests a ``retrain`` run, with the drift report in the run's tags, or skips
 saying which metric was below which threshold. The plain logic lives in ``data_checks.drift_trigger``;
-every decision is also appended to ``DriftPolicy.decisions_log`` (JSON lines).
+every decision is also appended to ``DriftPolicy.decisions_log`` (JSON lines). Landed user ids are
+pseudonymised with the ingestion key first, so they compare with the pseudonyms in the champion's profile.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import dagster as dg
 import pandas as pd
@@ -22,8 +23,10 @@ from data_checks.cleaning import clean
 from data_checks.drift import DriftThresholds, interaction_profile
 from data_checks.drift_trigger import Evaluation, WatchState, evaluate_landing
 from data_checks.landing import LandedLayout, list_landed
+from data_checks.privacy import pseudonymize_tables
+from data_checks.readers import RawTables
 from data_checks.sources import SourceSpec, read_source
-from orchestration.resources import MLflowRegistry
+from orchestration.resources import MLflowRegistry, Pseudonymizer
 from serving.storage import atomic_path
 
 RETRAIN_JOB = "retrain"
@@ -63,8 +66,10 @@ class DriftPolicy(dg.ConfigurableResource):
                                volume_change=self.volume_change, min_rows=self.min_rows)
 
 
-def reference_profile(policy: DriftPolicy, mlflow: MLflowRegistry) -> tuple[dict[str, Any], str]:
-    """The champion's reference profile and where it came from; the fallback when no champion has one."""
+def reference_profile(policy: DriftPolicy, mlflow: MLflowRegistry, prepare: Callable[[RawTables], RawTables]
+                      ) -> tuple[dict[str, Any], str]:
+    """The champion's reference profile and where it came from; the fallback when no champion has one.
+    ``prepare``: what ingestion does to raw tables before cleaning (pseudonymising user ids)."""
     with tempfile.TemporaryDirectory(prefix="cobuy-reference-") as tmp:
         for family in policy.champion_families:
             path = mlflow.download_run_artifact(family, "champion", REFERENCE_ARTIFACT, Path(tmp, family))
@@ -76,7 +81,7 @@ def reference_profile(policy: DriftPolicy, mlflow: MLflowRegistry) -> tuple[dict
         return (interaction_profile(pd.read_parquet(fallback)),
                 f"fallback (no champion yet): validated training data {fallback}")
     raw = read_source(SourceSpec(kind=policy.source_kind, path=policy.source_path))  # type: ignore[arg-type]
-    return (interaction_profile(clean(raw).interactions),
+    return (interaction_profile(clean(prepare(raw)).interactions),
             f"fallback (no champion yet, no validated data materialised): source {policy.source_kind} "
             f"{policy.source_path}".rstrip())
 
@@ -108,14 +113,20 @@ def run_tags(ev: Evaluation) -> dict[str, str]:
            description="Requests a retrain run when newly landed data drifts from the champion's training window "
                        "(item popularity JS/PSI, new items/users, basket sizes, volume); tick history shows "
                        "every skip with the metric that stayed below its threshold.")
-def drift_sensor(context: dg.SensorEvaluationContext, drift_policy: DriftPolicy, mlflow: MLflowRegistry):
+def drift_sensor(context: dg.SensorEvaluationContext, drift_policy: DriftPolicy, mlflow: MLflowRegistry,
+                 pseudonymizer: Pseudonymizer):
     policy = drift_policy
+    key = pseudonymizer.key()
+
+    def prepare(raw: RawTables) -> RawTables:  # as raw_tables does: landed ids compare with the champion's
+        return pseudonymize_tables(raw, key)
+
     state = WatchState.from_json(context.cursor)
     files = list_landed(policy.landing_dir, policy.landing_glob, known=state.known(policy.landing_dir))
     now = time.time()
-    ev = evaluate_landing(state, files, lambda: reference_profile(policy, mlflow), policy.thresholds(),
+    ev = evaluate_landing(state, files, lambda: reference_profile(policy, mlflow, prepare), policy.thresholds(),
                           policy.cooldown_seconds, now, policy.landed_layout, source=policy.source_kind,
-                          columns=policy.landed_columns or None)
+                          columns=policy.landed_columns or None, prepare=prepare)
     if ev.status != "no_new_data":
         context.log.info(f"drift sensor: {ev.status}: {ev.reason} (reference: {ev.reference})")
         if policy.decisions_log:

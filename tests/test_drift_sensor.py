@@ -15,19 +15,22 @@ from data_checks.cleaning import clean
 from data_checks.drift import interaction_profile
 from data_checks.drift_trigger import WatchState
 from data_checks.landing import land_by_period
+from data_checks.privacy import key_from_secret, pseudonymize_tables
 from data_checks.synthetic_shop import SyntheticShopConfig, generate_shop
-from orchestration.resources import MLflowRegistry
+from orchestration.resources import MLflowRegistry, Pseudonymizer
 from orchestration.sensors import DriftPolicy, drift_sensor
 
 CFG = SyntheticShopConfig()  # six months from 2024-01; the seasonal shift from month index 4 (May)
+SECRET = "drift-sensor-test-secret"
 
 
 @pytest.fixture(scope="module")
 def months():
-    """Raw rows (dirty rows included) and validated rows of the default synthetic shop, by month."""
+    """Raw rows (dirty rows included, customer ids in clear as they land) and validated rows (pseudonymised,
+    as ingestion stores them) of the default synthetic shop, by month."""
     raw = generate_shop(CFG).tables
     month = raw.interactions["timestamp"].dt.to_period("M")
-    valid = clean(raw).interactions
+    valid = clean(pseudonymize_tables(raw, key_from_secret(SECRET))).interactions
     return raw.interactions, month, valid, valid["timestamp"].dt.to_period("M")
 
 
@@ -48,7 +51,7 @@ def land(months, folder: Path, index: int) -> Path:
 def resources(tmp_path: Path, mlflow_uri: str, fallback: Path | None = None, **policy) -> dict:
     return {"drift_policy": DriftPolicy(landing_dir=str(tmp_path / "landing"), decisions_log=str(tmp_path / "log.jsonl"),
                                         reference_fallback=str(fallback or ""), **{"cooldown_seconds": 3600.0, **policy}),
-            "mlflow": MLflowRegistry(tracking_uri=mlflow_uri)}
+            "mlflow": MLflowRegistry(tracking_uri=mlflow_uri), "pseudonymizer": Pseudonymizer(secret=SECRET)}
 
 
 def tick(res: dict, cursor: str | None) -> dg.SensorResult:
@@ -92,6 +95,7 @@ def test_fires_on_the_shifted_month_only_once_and_respects_the_cooldown(months, 
     assert tags["drift/decision"] == "fire" and tags["drift/window"] == may.name
     assert {"item_psi", "new_item_rate"} <= set(tags["drift/exceeded"].split(","))
     assert float(tags["drift/new_item_rate"]) > 0.05 and float(tags["drift/item_psi"]) > 0.1
+    assert float(tags["drift/new_user_rate"]) < 0.1  # landed ids pseudonymised with the same key as the reference
     assert json.loads(tags["drift/report"])["metrics"]["new_item_rate"] == pytest.approx(
         float(tags["drift/new_item_rate"]), abs=1e-4)
     config = request.run_config["ops"]["raw_tables"]["config"]
@@ -162,3 +166,19 @@ def test_unreadable_file_is_reported_once_and_small_windows_wait(months, tmp_pat
     [request] = tick(res, r.cursor).run_requests  # May waited and was judged together with June
     assert request.tags["drift/window"] == "interactions-2024-05.parquet, interactions-2024-06.parquet"
     assert all("broken" not in p for p in request.run_config["ops"]["raw_tables"]["config"]["landed_files"])
+
+
+def test_definitions_wire_the_sensor_to_the_retrain_job(tmp_path):
+    from orchestration.definitions import build_resources, defs
+
+    sensor = defs.get_sensor_def("drift_sensor")
+    assert sensor.job_name == "retrain"
+    policy = build_resources(str(tmp_path))["drift_policy"]
+    assert Path(policy.landing_dir) == tmp_path.resolve() / "landing"
+    assert Path(policy.decisions_log).parent == tmp_path.resolve()
+    config = {"ops": {"raw_tables": {"config": {"kind": "synthetic", "path": "", "landed_files": ["/x.parquet"],
+                                                "landed_layout": "canonical", "landed_columns": {}}}}}
+    retrain = defs.resolve_job_def("retrain")
+    assert {"raw_tables", "validated_tables", "model_versions", "champion_decisions"} <= {
+        n.name for n in retrain.graph.node_defs}
+    dg.validate_run_config(retrain, config)  # what a fire requests is accepted by the job (unknown ops are not)

@@ -55,7 +55,7 @@ def test_noise_is_seeded_and_scaled_by_sensitivity_over_epsilon(shop_data):
     for seed in range(10):
         clipped = clip_baskets(b, items_per_basket(10), seed=seed)  # the same clipping as the run's
         exact = pair_rules(clipped, 0.0, 0.0).set_index(["antecedent", "consequent"])["pair_count"]
-        r = private_pair_rules(b, 0.0, 0.0, epsilon=8.0, max_pairs_per_basket=10, seed=seed)
+        r = private_pair_rules(b, 0.0, 0.0, epsilon=8.0, max_pairs_per_basket=10, seed=seed, max_false_pairs=None)
         r = r.set_index(["antecedent", "consequent"])["pair_count"]
         common = exact[exact > 5 * scale].index.intersection(r.index)
         assert len(common) > 50
@@ -78,3 +78,18 @@ def test_planted_pairs_survive_weak_privacy_and_are_lost_under_strong(shop, shop
     assert _planted_found(shop, shop_data, np.inf, 0) == len(shop.planted_pairs)
     assert all(_planted_found(shop, shop_data, 20.0, seed) >= len(shop.planted_pairs) - 1 for seed in range(3))
     assert _planted_found(shop, shop_data, 1.0, 0) <= len(shop.planted_pairs) // 2
+
+
+def test_noise_aware_threshold_keeps_pairs_that_never_occurred_out(shop_data):
+    """Without the threshold, low supports publish thousands of pairs made of noise; with
+    it (about one false pair expected), nearly every published pair really occurred."""
+    b = shop_data.baskets
+    seen = pair_rules(b, 1e-12, 0.0)
+    seen = set(zip(seen["antecedent"], seen["consequent"]))
+    for max_false, most_false in ((None, None), (1.0, 5)):
+        r = private_pair_rules(b, 0.0005, 0.0, epsilon=8.0, max_pairs_per_basket=10, seed=0, max_false_pairs=max_false)
+        false = sum((a, c) not in seen for a, c in zip(r["antecedent"], r["consequent"])) // 2
+        if most_false is None:
+            assert false > 1000
+        else:
+            assert false <= most_false and len(r) > 0

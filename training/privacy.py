@@ -12,7 +12,11 @@ Mechanism (pure epsilon-DP with respect to adding or removing one basket):
    counts is post-processing). Every pair in that domain gets noise, observed or not, so which pairs
    exist is protected too.
 3. Rules are computed from the noisy counts exactly as from exact ones (post-processing), with
-   counts floored at zero and confidences capped at one.
+   counts floored at zero and pair counts capped at their items' counts. A pair is published only when
+   its noisy count passes ``min_support`` and the level that noise alone passes with probability
+   ``max_false_pairs / n_pairs`` (Laplace tail: ``scale * ln(n_pairs / (2 max_false_pairs))``), so
+   that about ``max_false_pairs`` pairs that never occurred are expected among the published ones
+   (post-processing too; None publishes every pair over ``min_support``).
 
 The clipping of transactions per record is the usual step in DP frequent-itemset mining (Zeng,
 Naughton & Cai 2012, "On differentially private frequent itemset mining"); the cost is measured in
@@ -58,7 +62,8 @@ def clip_baskets(baskets: sp.csr_matrix, k: int, seed: int) -> sp.csr_matrix:
 
 
 def private_pair_rules(baskets: sp.csr_matrix, min_support: float, min_confidence: float, epsilon: float,
-                       max_pairs_per_basket: int = 45, seed: int = 0) -> pd.DataFrame:
+                       max_pairs_per_basket: int = 45, seed: int = 0,
+                       max_false_pairs: float | None = 1.0) -> pd.DataFrame:
     """Pair rules as :func:`training.association.pair_rules`, from epsilon-DP counts (see module doc).
 
     ``baskets``: (n_baskets, n_items) CSR, nonzero where a basket holds an item. ``pair_count``,
@@ -82,6 +87,8 @@ def private_pair_rules(baskets: sp.csr_matrix, min_support: float, min_confidenc
     iu, ju = np.triu_indices(len(frequent), k=1)
     noisy = np.maximum(exact[iu, ju] + rng.laplace(0.0, scale, size=len(iu)), 0.0)
     keep = noisy / n >= min_support
+    if max_false_pairs is not None and scale > 0:
+        keep &= noisy >= scale * math.log(max(len(iu) / (2.0 * max_false_pairs), 1.0))
     # a pair cannot be in more baskets than either item: cap (post-processing)
     pair = np.minimum(noisy[keep], np.minimum(counts[frequent[iu[keep]]], counts[frequent[ju[keep]]]))
     return rules_from_counts(n, counts, frequent[iu[keep]], frequent[ju[keep]], pair, min_confidence)

@@ -124,7 +124,7 @@ def print_table(result: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="online_retail", choices=["online_retail", "synthetic"])
-    p.add_argument("--epsilons", type=float, nargs="+", default=[0.5, 1.0, 2.0, 5.0, 10.0, 20.0])
+    p.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 5.0, 20.0, 100.0])
     p.add_argument("--max-pairs", type=int, nargs="+", default=[10, 45])
     p.add_argument("--min-support", type=float, default=0.005)
     p.add_argument("--min-confidence", type=float, default=0.0)

@@ -69,6 +69,8 @@ class LightGCNConfig(TunableConfig):
     max_epochs: int = 200
     max_minutes: Optional[float] = 60.0
     patience: int = 10
+    devices: int = 1  # > 1: data-parallel training (DDP; gloo on CPU); batch_size stays the global batch
+    strategy: str = "auto"
 
 
 class MFConfig(TunableConfig):
@@ -94,7 +96,9 @@ def tune_family(context: dg.AssetExecutionContext, family: str, config: TunableC
         return params, {}
     folder = artifacts.run_dir(context.run.run_id, "tuning")
     cfg = TuningConfig(n_trials=config.tune_trials, timeout_seconds=config.tune_timeout_seconds, storage=optuna.url,
-                       study_name=f"{family}-{context.run.run_id[:8]}", seed=config.seed, metric=config.tune_metric,
+                       # the root run's id: re-executing a failed run resumes its study instead of starting over
+                       study_name=f"{family}-{(context.run.root_run_id or context.run.run_id)[:8]}", seed=config.seed,
+                       metric=config.tune_metric,
                        max_eval_users=config.tune_max_eval_users, output_dir=str(folder))
     if family == "gf_cf":  # recombines cached terms instead of refitting per trial
         result = tune_graph_filter(matrices.fit, matrices.validation, cfg,
@@ -217,7 +221,7 @@ def lightgcn_model(context: dg.AssetExecutionContext, config: LightGCNConfig, in
     that model (fitted on train minus validation) is the one kept: graph training is the costly part."""
     m = interaction_matrices
     params = {**_params(config, ["dim", "n_layers", "lr", "l2", "batch_size", "init", "max_epochs", "max_minutes",
-                                 "patience"]), "seed": config.seed}
+                                 "patience", "devices", "strategy"]), "seed": config.seed}
     model, facts = fit_final("lightgcn", params, m.train, m.fit, m.validation)
     remember_training(model, params, {})
     curve = pd.DataFrame(facts.pop("curve"))

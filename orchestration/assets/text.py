@@ -29,6 +29,8 @@ class TextEncoderSettings(dg.Config):
     min_pair_count: int = 2
     user_weight: float = 0.1
     seed: int = 0
+    devices: int = 1  # > 1: data-parallel fine-tuning (DDP; gloo on CPU); batch_size stays the global batch
+    strategy: str = "auto"
 
 
 @dataclass
@@ -45,7 +47,7 @@ class TextEncoderArtifact:
 def _config(s: TextEncoderSettings, **extra) -> TextEncoderConfig:
     return TextEncoderConfig(model_name=s.model_name, steps=max(s.steps, 1), batch_size=s.batch_size, lr=s.lr,
                              temperature=s.temperature, max_length=s.max_length, min_pair_count=s.min_pair_count,
-                             user_weight=s.user_weight,
+                             user_weight=s.user_weight, devices=s.devices, strategy=s.strategy,
                              seed=s.seed, **extra)
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from orchestration.assets import evaluation, ingestion, models, registry, serving, splits, text, validation
+from orchestration.assets import evaluation, ingestion, models, registry, scoring, splits, text, validation
 from orchestration.resources import (ArtifactStore, MLflowRegistry, OnnxRuntimeResource, OptunaStorage, TableIOManager,
                                      Pseudonymizer, ValidationPolicy, default_data_dir)
 from orchestration.sensors import DriftPolicy, drift_sensor
 
-ASSET_MODULES = [ingestion, validation, splits, models, text, evaluation, serving, registry]
+ASSET_MODULES = [ingestion, validation, splits, models, text, evaluation, scoring, registry]
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PSEUDONYM_KEY_ENV = "COBUY_PSEUDONYM_KEY"
 
@@ -46,8 +46,16 @@ promote_job = dg.define_asset_job(
     "promote", selection=dg.AssetSelection.assets(registry.champion_decisions),
     description="The promotion gate only: judge each family's @challenger against @champion on held-out data.")
 serve_job = dg.define_asset_job(
-    "publish_related_items", selection=dg.AssetSelection.groups(serving.GROUP),
-    description="Rebuild the related-items table from the current models.")
+    "publish_related_items", selection=dg.AssetSelection.assets(scoring.related_items),
+    description="Rebuild related_items from a family's @champion (item-kNN by default) with ONNX Runtime.")
+score_job = dg.define_asset_job(
+    "score", selection=dg.AssetSelection.groups(scoring.GROUP),
+    description="Batch scoring with whatever MLflow's @champion names now: user recommendations, related items "
+                "(ONNX Runtime, CUDA when available) and text neighbours of new items.")
+nightly_score = dg.ScheduleDefinition(
+    name="nightly_score", job=score_job, cron_schedule="0 3 * * *", execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Re-score every night at 03:00 UTC with the current champions (start it in the UI).")
 preset_jobs = [
     dg.define_asset_job(f"{name}_pipeline", selection=dg.AssetSelection.all(), config=_preset(name),
                         description=f"The full pipeline on the {name.replace('_', ' ')} preset (configs/{name}.yaml).")
@@ -90,7 +98,8 @@ def build_resources(data_dir: "str | None" = None, environment: "str | None" = N
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[full_pipeline, ingest_job, train_job, retrain_job, promote_job, serve_job, *preset_jobs],
+    jobs=[full_pipeline, ingest_job, train_job, retrain_job, promote_job, serve_job, score_job, *preset_jobs],
     sensors=[drift_sensor],
+    schedules=[nightly_score],
     resources=build_resources(),
 )

@@ -251,3 +251,16 @@ def test_related_graph_reads_an_external_data_export_in_place(tmp_path, shop_dat
     want_idx, want_sims = model.related_items(items, K)
     np.testing.assert_array_equal(idx, want_idx)
     np.testing.assert_allclose(sims, want_sims, rtol=1e-6)
+
+
+def test_score_job_and_nightly_schedule_are_defined():
+    from orchestration.definitions import defs
+
+    job = defs.resolve_job_def("score")
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
+        "user_recommendations", "related_items", "cold_item_neighbours"}
+    schedule = defs.resolve_schedule_def("nightly_score")
+    assert schedule.job_name == "score" and schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    graph = defs.resolve_asset_graph()
+    for key in ("user_recommendations", "related_items"):  # scored after the promotion gate
+        assert dg.AssetKey("champion_decisions") in graph.get(dg.AssetKey(key)).parent_keys

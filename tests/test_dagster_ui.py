@@ -340,13 +340,16 @@ class HeadlessChromium:
     def close(self) -> None:
         if self.ws is not None:
             self.ws.close()
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # the browser and its helpers: one process group
+            if self.proc.poll() is not None and not group_members(self.proc.pid):
+                return
             try:
+                os.killpg(self.proc.pid, sig)
                 self.proc.wait(10)
+            except ProcessLookupError:
+                return
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+                continue
 
 
 def shown(name: str, text: str) -> bool:

@@ -209,93 +209,11 @@ def run_cold_start(dataset: str, steps: int) -> dict:
 
 
 def run_hybrid(dataset: str, trials: int, encoder_path: str | None) -> dict:
-    """Hybrid of collaborative + association lift + text on the temporal split: weights tuned with
-    Optuna on validation (carved from train), then the ablation table on test, for user
-    recommendations and for related items (basket co-purchases after the cut)."""
-    import optuna
+    """Hybrid of collaborative + association lift + text on the temporal split; see
+    ``training.hybrid_benchmark``."""
+    from training.hybrid_benchmark import run_hybrid as run
 
-    from training.cold_start import build_task, evaluate_cold
-    from training.data import build_interaction_data
-    from training.metrics import evaluate_scores
-    from training.models import MODELS, AssociationRules
-    from training.models.hybrid import SIGNALS, Hybrid
-    from training.text_encoder import TextEncoder, TextEncoderConfig, item_texts
-
-    cleaned, split, train, test = load_dataset(dataset)
-    fit = build_interaction_data(split.fit, cleaned.items["item_id"])
-    validation = fit.matrix_for(split.validation)
-    texts = item_texts(cleaned.items)
-    enc = TextEncoder(TextEncoderConfig(model_name=encoder_path or ""))
-    emb = enc.embed(texts)
-    params = MODEL_PARAMS.get(dataset, {})
-
-    # pick the collaborative component on validation
-    collab_scores = {}
-    for fam in ("itemknn", "gf_cf", "ease"):
-        m = MODELS[fam](**params.get(fam, {})).fit(fit)
-        collab_scores[fam] = evaluate_scores(m.score_users, fit.user_items, validation, ks=(20,))["ndcg@20"]
-    collab_family = max(collab_scores, key=collab_scores.get)
-
-    def components(data):
-        c = MODELS[collab_family](**params.get(collab_family, {})).fit(data)
-        a = AssociationRules(min_support=0.002, min_confidence=0.0)  # broad lift coverage for blending
-        return c, a.fit(data)
-
-    rows_fit = split.fit
-    val_cut = split.validation["timestamp"].min()
-    rel_val = build_task(pd.concat([rows_fit, split.train[split.train["timestamp"] >= val_cut]]), fit.item_ids,
-                         val_cut, basis="basket", items="warm")
-    c_fit, a_fit = components(fit)
-    hyb = Hybrid(c_fit, a_fit, emb).fit(fit)
-
-    def tune_weights(evaluate) -> dict[str, float]:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=42))
-        study.enqueue_trial({s: 1.0 for s in SIGNALS})
-        for s in SIGNALS:
-            study.enqueue_trial({t: float(t == s) for t in SIGNALS})
-
-        def objective(trial):
-            hyb.weights = {s: trial.suggest_float(s, 0.0, 1.0) for s in SIGNALS}
-            return evaluate()
-        study.optimize(objective, n_trials=trials)
-        return dict(study.best_params)
-
-    user_w = tune_weights(lambda: evaluate_scores(hyb.score_users, fit.user_items, validation, ks=(20,))["ndcg@20"])
-    rel_w = tune_weights(lambda: evaluate_cold(rel_val, lambda it: _related_scores(hyb, it), ks=(20,))["ndcg@20"])
-
-    # final components on train; test touched once per configuration of the ablation
-    c_tr, a_tr = components(train)
-    final = Hybrid(c_tr, a_tr, emb).fit(train)
-    rel_test = build_task(pd.concat([split.train, split.after_cutoff]), train.item_ids, split.cutoff, basis="basket",
-                          items="warm")
-    configs = {"hybrid": None, **{f"{s} only": {t: float(t == s) for t in SIGNALS} for s in SIGNALS},
-               **{f"without {s}": {t: (0.0 if t == s else None) for t in SIGNALS} for s in SIGNALS}}
-    table = []
-    for name, override in configs.items():
-        row = {"configuration": name}
-        for task_name, tuned in (("user_recommendations", user_w), ("related_items", rel_w)):
-            final.weights = dict(tuned) if override is None else {
-                t: (tuned[t] if v is None else v) for t, v in override.items()}
-            if task_name == "user_recommendations":
-                r = evaluate_scores(final.score_users, train.user_items, test, ks=(20,))
-            else:
-                r = evaluate_cold(rel_test, lambda it: _related_scores(final, it), ks=(20,))
-            row[f"{task_name}_recall@20"] = r["recall@20"]
-            row[f"{task_name}_ndcg@20"] = r["ndcg@20"]
-        table.append(row)
-    return {"dataset": dataset, "model": "hybrid", "collaborative_family": collab_family,
-            "collaborative_validation_ndcg@20": collab_scores, "text_encoder": enc.model_name,
-            "weights_user_recommendations": user_w, "weights_related_items": rel_w, "ablation": table,
-            "related_items_eval_items": int(len(rel_test.cold)), "trials": trials, "machine": machine()}
-
-
-def _related_scores(model, items: np.ndarray) -> np.ndarray:
-    import scipy.sparse as sp
-
-    onehot = sp.csr_matrix((np.ones(len(items), np.float32), (np.arange(len(items)), items)),
-                           shape=(len(items), model.n_items))
-    return model.score_history(onehot)
+    return run(dataset, trials, encoder_path)
 
 
 def print_table(result: dict) -> None:

@@ -1,20 +1,29 @@
 """A hybrid of collaborative scores, association lift and text similarity, with tuned weights.
 
-Each signal is turned into comparable numbers per row (z-scores over the candidate items), then
-blended with non-negative weights. Warm items get all signals; an item nobody bought yet has no
-collaborative or association evidence (those rows are zero), so its score comes from text.
+Each signal is turned into comparable numbers per row (z-scores over the candidate items, i.e. the
+items not already in the history, which are never recommended), then blended with non-negative
+weights. Warm items get all signals; an item nobody bought yet has no collaborative or association
+evidence (those rows are zero), so its score comes from text.
 
 Signals for a user with history h (n_items,):
-* ``collaborative``: a fitted collaborative model's scores (any family of the contract);
-* ``association``: h @ lift (rules of the association model, lift - 1 clipped at 0);
-* ``text``: the mean text embedding of h against every item's embedding.
-For related items, the same three signals are computed from the one-item history.
+* ``collaborative``: a fitted collaborative model's scores (any family of the contract), unchanged,
+  so "collaborative only" in an ablation is exactly that model;
+* ``association``: r @ lift (rules of the association model, lift - 1 clipped at 0);
+* ``text``: the r-weighted mean text embedding of the history against every item's embedding.
+Here r is the history weighted by recency, exp(-age / ``recency_days``), age in days since the user
+last bought the item, counted back from the end of the training window. Rules describe what is
+bought *together*, so what a user bought last is what they are about to complete; on Online Retail's
+validation split (carved from train) recency weighting (30 days) lifted the association and text
+signals by 30-45% on their own, while the collaborative model keeps the whole history. Without
+``history_weights`` at fit time r = h. For related items, the three signals come from the one-item
+history.
 """
 from __future__ import annotations
 
 import time
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from training.data import InteractionData
@@ -25,10 +34,50 @@ from training.ranking import top_k
 SIGNALS = ("collaborative", "association", "text")
 
 
-def zscore_rows(x: np.ndarray) -> np.ndarray:
-    mu = x.mean(axis=1, keepdims=True)
-    sd = x.std(axis=1, keepdims=True)
-    return (x - mu) / np.where(sd > 0, sd, 1.0)
+def zscore_rows(x: np.ndarray, exclude: sp.csr_matrix | None = None) -> np.ndarray:
+    """Per-row z-scores of (n, n_items) ``x``; with ``exclude`` ((n, n_items) CSR, nonzero = not a
+    candidate) the mean and deviation are taken over the other items only and excluded entries
+    are set to 0. Items already in a history are masked at recommendation time, and their (often
+    extreme) scores would otherwise set the scale of the candidates' scores."""
+    x = np.asarray(x, dtype=np.float32)
+    if exclude is None or exclude.nnz == 0:
+        mu = x.mean(axis=1, keepdims=True)
+        sd = x.std(axis=1, keepdims=True)
+        return (x - mu) / np.where(sd > 0, sd, 1.0)
+    exclude = exclude.tocsr()
+    r = np.repeat(np.arange(x.shape[0]), np.diff(exclude.indptr))
+    keep = np.ones(x.shape, dtype=bool)
+    keep[r, exclude.indices] = False
+    n = np.maximum(keep.sum(axis=1, keepdims=True), 1)
+    xm = np.where(keep, x, 0.0)
+    mu = xm.sum(axis=1, keepdims=True) / n
+    var = np.where(keep, (x - mu) ** 2, 0.0).sum(axis=1, keepdims=True) / n
+    sd = np.sqrt(var)
+    out = (x - mu) / np.where(sd > 0, sd, 1.0)
+    out[~keep] = 0.0
+    return out.astype(np.float32)
+
+
+def recency_weights(interactions: pd.DataFrame, data: InteractionData, recency_days: float,
+                    now: pd.Timestamp | None = None) -> sp.csr_matrix:
+    """(n_users, n_items) CSR: exp(-age / ``recency_days``) for each (user, item) of ``interactions``
+    (columns ``user_id``, ``item_id``, ``timestamp``), age in days from the user's latest purchase of
+    the item to ``now`` (default: the latest timestamp in ``interactions``). Rows of unknown users or
+    items are ignored; the sparsity pattern is that of ``data.user_items`` where they agree."""
+    if recency_days <= 0:
+        raise ValueError(f"recency_days must be positive, got {recency_days}")
+    for col in ("user_id", "item_id", "timestamp"):
+        if col not in interactions.columns:
+            raise ValueError(f"interactions: missing column {col!r} for recency weights")
+    u = data.user_index(interactions["user_id"])
+    i = data.item_index(interactions["item_id"])
+    ts = pd.to_datetime(interactions["timestamp"])
+    now = ts.max() if now is None else pd.Timestamp(now)
+    age = ((now - ts).dt.total_seconds() / 86400.0).clip(lower=0.0).to_numpy()
+    ok = (u >= 0) & (i >= 0)
+    last = pd.DataFrame({"u": u[ok], "i": i[ok], "age": age[ok]}).groupby(["u", "i"], as_index=False)["age"].min()
+    w = np.exp(-last["age"].to_numpy() / recency_days).astype(np.float32)
+    return sp.csr_matrix((w, (last["u"].to_numpy(), last["i"].to_numpy())), shape=(data.n_users, data.n_items))
 
 
 class Hybrid(Recommender):
@@ -41,11 +90,17 @@ class Hybrid(Recommender):
         self.text = np.asarray(text_embeddings, dtype=np.float32)  # (n_items, dim), L2-normalised
         self.weights = {s: 1.0 for s in SIGNALS} if weights is None else dict(weights)
 
-    def fit(self, data: InteractionData) -> "Hybrid":
-        """Components are fitted upstream; this keeps the lift matrix and the training histories."""
+    def fit(self, data: InteractionData, history_weights: sp.csr_matrix | None = None) -> "Hybrid":
+        """Components are fitted upstream; this keeps the lift matrix and the training histories.
+        ``history_weights``: optional (n_users, n_items) CSR (see ``recency_weights``) used in place of
+        the 0/1 histories for the association and text signals of ``score_users``."""
         t0 = time.perf_counter()
         self.n_items = data.n_items
         self.user_items = data.user_items
+        if history_weights is not None and history_weights.shape != data.user_items.shape:
+            raise ValueError(f"history_weights has shape {history_weights.shape}, "
+                             f"expected {data.user_items.shape} (users x items)")
+        self.history_weights = None if history_weights is None else history_weights.tocsr().astype(np.float32)
         rules = self.association.rules
         lift = np.clip(rules["lift"].to_numpy(np.float32) - 1.0, 0.0, None)
         self.lift = sp.csr_matrix((lift, (rules["antecedent"].to_numpy(), rules["consequent"].to_numpy())),
@@ -53,14 +108,24 @@ class Hybrid(Recommender):
         self.fit_seconds = time.perf_counter() - t0
         return self
 
-    def signals(self, rows: sp.csr_matrix, collaborative: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-signal z-scored (n, n_items) scores for histories ``rows``."""
-        rows = rows.astype(np.float32)
-        counts = np.asarray(rows.sum(axis=1)).ravel()
-        profile = np.asarray(rows @ self.text) / np.maximum(counts, 1.0)[:, None]
-        return {"collaborative": zscore_rows(collaborative),
-                "association": zscore_rows(np.asarray((rows @ self.lift).todense(), dtype=np.float32)),
-                "text": zscore_rows(profile @ self.text.T)}
+    def signals(self, rows: sp.csr_matrix, collaborative: np.ndarray,
+                weighted_rows: sp.csr_matrix | None = None) -> dict[str, np.ndarray]:
+        """Per-signal z-scored (n, n_items) scores for histories ``rows`` ((n, n_items) CSR); the
+        association and text signals use ``weighted_rows`` (same shape) when given. Items in a
+        history are not candidates: they are left out of the z-scores and get 0."""
+        rows = rows.tocsr().astype(np.float32)
+        w = rows if weighted_rows is None else weighted_rows.tocsr().astype(np.float32)
+        mass = np.asarray(w.sum(axis=1)).ravel()
+        profile = np.asarray(w @ self.text) / np.where(mass > 0, mass, 1.0)[:, None]
+        return {"collaborative": zscore_rows(collaborative, rows),
+                "association": zscore_rows(np.asarray((w @ self.lift).todense(), dtype=np.float32), rows),
+                "text": zscore_rows(profile @ self.text.T, rows)}
+
+    def user_signals(self, users: np.ndarray) -> dict[str, np.ndarray]:
+        """Signals of training users (positions ``users``), each (len(users), n_items)."""
+        hw = getattr(self, "history_weights", None)
+        return self.signals(self.user_items[users], self.collaborative.score_users(users),
+                            None if hw is None else hw[users])
 
     def blend(self, signals: dict[str, np.ndarray]) -> np.ndarray:
         out = np.zeros_like(next(iter(signals.values())))
@@ -71,7 +136,7 @@ class Hybrid(Recommender):
         return out
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
-        return self.blend(self.signals(self.user_items[users], self.collaborative.score_users(users)))
+        return self.blend(self.user_signals(users))
 
     def score_history(self, rows: sp.csr_matrix) -> np.ndarray:
         return self.blend(self.signals(rows, self.collaborative.score_history(rows)))

@@ -12,6 +12,8 @@ SMALL = {"ops": {"raw_tables": {"config": {"kind": "synthetic", "synthetic_users
                  "itemknn_model": {"config": {"tune_trials": 3}},
                  "ease_model": {"config": {"l2": 50.0}},
                  "graph_filter_model": {"config": {"n_factors": 32, "tune_trials": 3}},
+                 "chebycf_model": {"config": {"n_factors": 32, "tune_trials": 3}},
+                 "ials_model": {"config": {"dim": 16, "max_epochs": 8, "patience": 2}},
                  "mf_model": {"config": {"dim": 16, "lr": 0.01, "batch_size": 1024, "max_epochs": 15,
                                          "patience": 3}},
                  "lightgcn_model": {"config": {"dim": 16, "lr": 0.01, "batch_size": 1024, "max_epochs": 6,
@@ -57,7 +59,8 @@ def test_outputs_hold_the_known_answers(run):
     assert pair["lift"] > 10 and pair["confidence"] > 0.5 and pair["co_purchase_count"] >= 5
     metrics = result.output_for_node("model_metrics")
     at20 = metrics[metrics["k"] == 20].set_index("model")
-    assert set(at20.index) == {"popularity", "association_rules", "itemknn", "ease", "gf_cf", "mf_bpr", "lightgcn"}
+    assert set(at20.index) == {"popularity", "association_rules", "itemknn", "ease", "gf_cf", "chebycf", "mf_bpr",
+                               "mf_ials", "lightgcn"}
     assert at20.loc["itemknn", "recall"] > at20.loc["popularity", "recall"]
 
 

@@ -6,7 +6,7 @@ from orchestration.definitions import defs
 EXPECTED_ASSETS = {"raw_interactions", "raw_items", "validated_interactions", "validated_items", "quarantine",
                    "training_split", "interaction_matrices", "popularity_model", "association_rules",
                    "itemknn_model", "model_metrics", "related_items", "ease_model", "graph_filter_model", "mf_model",
-                   "lightgcn_model", "text_encoder", "item_text_embeddings", "cold_start_metrics"}
+                   "lightgcn_model", "chebycf_model", "ials_model", "text_encoder", "item_text_embeddings", "cold_start_metrics"}
 
 
 def test_every_job_resolves():

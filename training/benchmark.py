@@ -35,7 +35,7 @@ MODEL_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
                 "chebycf": {"order": 8, "flatness": 1.5, "n_factors": 512, "alpha": 0.2, "beta": 0.4},
                 "ease": {"l2": 500.0},
                 "mf_bpr": {"dim": 64, "lr": 2e-3, "l2": 1e-4, "batch_size": 4096, "max_epochs": 300, "patience": 5},
-                "mf_ials": {"dim": 256, "alpha0": 0.05, "l2": 1e-2, "nu": 1.0, "max_epochs": 40, "patience": 3},
+                "mf_ials": {"dim": 128, "alpha0": 0.02, "l2": 1e-3, "nu": 1.0, "max_epochs": 30, "patience": 2},
                 "lightgcn": {"dim": 64, "n_layers": 3, "lr": 5e-3, "l2": 1e-4, "batch_size": 16384, "init": "svd",
                              "max_epochs": 1000, "max_minutes": 60.0, "patience": 10, "check_val_every_n_epoch": 2}},
     "online_retail": {"itemknn": {"k": 200, "alpha": 0.5, "shrink": 10.0, "weighting": "none"},

@@ -24,7 +24,10 @@ def fit_final(family: str, params: dict[str, Any], train: InteractionData, fit: 
         return model, {"epochs": model.epochs_trained, "validation_best_ndcg@20": getattr(model, "best_score", None),
                        "trained_on": "fit (train minus validation)", "curve": model.curve}
     if family in ("mf_bpr", "mf_ials") and fit is not None and validation is not None:
-        probe = MODELS[family](**params).fit(fit, validation)
+        from training.tuning import sample_users
+
+        # the epoch count is picked on (a sample of) the validation users, scored after every epoch
+        probe = MODELS[family](**params).fit(fit, sample_users(validation, 10_000, 0))
         epochs = max(probe.epochs_trained, 1)
         facts = {"epochs": epochs, "validation_best_ndcg@20": probe.best_score, "probe_seconds": probe.fit_seconds}
         params = {**params, "max_epochs": epochs, "patience": 0}

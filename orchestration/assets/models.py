@@ -10,9 +10,11 @@ import pandas as pd
 from orchestration.assets.splits import SplitMatrices
 from orchestration.metadata import markdown_table
 from orchestration.resources import OptunaStorage, ArtifactStore
-from training.models import EASE, AssociationRules, GraphFilter, ItemKNN, LightGCN, MatrixFactorization, Popularity
+from training.models import (EASE, AssociationRules, ChebyCF, GraphFilter, IALSMatrixFactorization, ItemKNN, LightGCN,
+                             MatrixFactorization, Popularity)
 from training.models.base import Recommender
 from training.fitting import fit_final
+from training.chebycf_tuning import tune_chebycf
 from training.graph_filter_tuning import tune_graph_filter
 from training.search_spaces import SEARCH_SPACES
 from training.tuning import TuningConfig, tune
@@ -59,6 +61,17 @@ class GraphFilterConfig(TunableConfig):
     sharpen: float = 0.0
 
 
+class ChebyCFConfig(TunableConfig):
+    """Defaults: ChebyCF's published Gowalla configuration (Kim et al., SIGIR 2025)."""
+
+    order: int = 8
+    flatness: float = 1.5
+    n_factors: int = 512
+    alpha: float = 0.2
+    beta: float = 0.4
+    post_beta: float = 0.4
+
+
 class LightGCNConfig(TunableConfig):
     dim: int = 64
     n_layers: int = 3
@@ -80,6 +93,16 @@ class MFConfig(TunableConfig):
     batch_size: int = 4096
     max_epochs: int = 50
     patience: int = 5
+
+
+class IALSConfig(TunableConfig):
+    dim: int = 128
+    alpha0: float = 0.02
+    l2: float = 1e-3
+    nu: float = 1.0
+    cg_steps: int = 3
+    max_epochs: int = 30
+    patience: int = 3
 
 
 def _image_md(path: str, title: str) -> dg.MetadataValue:
@@ -104,6 +127,10 @@ def tune_family(context: dg.AssetExecutionContext, family: str, config: TunableC
         result = tune_graph_filter(matrices.fit, matrices.validation, cfg,
                                    max_factors=min(768, max(matrices.fit.n_items // 4, 2)))
         params = {}
+    elif family == "chebycf":  # recombines cached Chebyshev bases; beta stays as configured
+        space = dict(SEARCH_SPACES["chebycf"])
+        space["n_factors"] = _capped_choices(space["n_factors"], matrices.fit.n_items)
+        result = tune_chebycf(matrices.fit, matrices.validation, cfg, beta=params["beta"], space=space)
     else:
         result = tune(build, SEARCH_SPACES[family], matrices.fit, matrices.validation, cfg)
     metadata: dict[str, Any] = {
@@ -134,6 +161,12 @@ def remember_training(model: Recommender, params: dict[str, Any], metadata: dict
     model.training_params = dict(params)
     model.tuning_files = dict(files.data) if isinstance(files, dg.JsonMetadataValue) else {}
     return model
+
+
+def _capped_choices(param: Any, n_items: int) -> Any:
+    """A categorical number-of-singular-vectors choice capped at a quarter of the catalogue (small shops)."""
+    cap = max(n_items // 4, 2)
+    return type(param)("categorical", choices=sorted({min(c, cap) for c in param.choices}))
 
 
 def _params(config: dg.Config, names: list[str]) -> dict[str, Any]:
@@ -192,23 +225,57 @@ def graph_filter_model(context: dg.AssetExecutionContext, config: GraphFilterCon
                        interaction_matrices: SplitMatrices, optuna: OptunaStorage,
                        artifacts: ArtifactStore) -> dg.Output[GraphFilter]:
     """GF-CF family: linear item-item graph filter plus ideal low-pass filter (closed form)."""
-    params = _params(config, ["alpha", "n_factors", "sharpen"])
-    params["n_factors"] = min(params["n_factors"], max(interaction_matrices.train.n_items // 4, 2))
-    model, md = fit_family(context, "gf_cf", config, {**params, "seed": config.seed}, lambda p: GraphFilter(**p),
-                           interaction_matrices, optuna, artifacts)
+    return fit_spectral(context, "gf_cf", GraphFilter, config, ["alpha", "n_factors", "sharpen"],
+                        interaction_matrices, optuna, artifacts)
+
+
+@dg.asset(group_name=GROUP)
+def chebycf_model(context: dg.AssetExecutionContext, config: ChebyCFConfig, interaction_matrices: SplitMatrices,
+                  optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output[ChebyCF]:
+    """ChebyCF: Chebyshev-polynomial low-pass filter on the item graph plus an ideal pass filter, with degree
+    normalisation (closed form; the project's most accurate family on Gowalla)."""
+    return fit_spectral(context, "chebycf", ChebyCF, config, ["order", "flatness", "n_factors", "alpha", "beta",
+                                                              "post_beta"], interaction_matrices, optuna, artifacts)
+
+
+def fit_spectral(context: dg.AssetExecutionContext, family: str, cls: type, config: TunableConfig, names: list[str],
+                 m: SplitMatrices, optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
+    """A closed-form graph filter with its number of singular vectors capped at a quarter of the catalogue."""
+    params = _params(config, names)
+    params["n_factors"] = min(params["n_factors"], max(m.train.n_items // 4, 2))
+    model, md = fit_family(context, family, config, {**params, "seed": config.seed}, lambda p: cls(**p), m, optuna,
+                           artifacts)
     return dg.Output(model, metadata=md)
+
+
+@dg.asset(group_name=GROUP)
+def ials_model(context: dg.AssetExecutionContext, config: IALSConfig, interaction_matrices: SplitMatrices,
+               optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output[IALSMatrixFactorization]:
+    """Matrix factorisation by iALS (Rendle et al., RecSys 2022), trained with Lightning; epochs chosen on
+    validation."""
+    names = ["dim", "alpha0", "l2", "nu", "cg_steps", "max_epochs", "patience"]
+    return fit_trained_factors(context, "mf_ials", IALSMatrixFactorization, config, names, interaction_matrices,
+                               optuna, artifacts)
 
 
 @dg.asset(group_name=GROUP)
 def mf_model(context: dg.AssetExecutionContext, config: MFConfig, interaction_matrices: SplitMatrices,
              optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output[MatrixFactorization]:
     """Matrix factorisation with the BPR loss, trained with Lightning; epochs chosen on validation."""
-    m = interaction_matrices
-    base = {**_params(config, ["dim", "lr", "l2", "batch_size", "max_epochs", "patience"]), "seed": config.seed}
-    # each tuning trial fits on `fit` with early stopping on the validation split
-    params, md = tune_family(context, "mf_bpr", config, base,
-                             lambda p: MatrixFactorization(**p, early_stopping_data=m.validation), m, optuna, artifacts)
-    final, facts = fit_final("mf_bpr", params, m.train, m.fit, m.validation)
+    names = ["dim", "lr", "l2", "batch_size", "max_epochs", "patience"]
+    return fit_trained_factors(context, "mf_bpr", MatrixFactorization, config, names, interaction_matrices, optuna,
+                               artifacts)
+
+
+def fit_trained_factors(context: dg.AssetExecutionContext, family: str, cls: type, config: TunableConfig,
+                        names: list[str], m: SplitMatrices, optuna: OptunaStorage, artifacts: ArtifactStore
+                        ) -> dg.Output:
+    """Tune (each trial fits on ``fit`` with early stopping on the validation split), pick the epoch count
+    on validation, refit on train."""
+    base = {**_params(config, names), "seed": config.seed}
+    params, md = tune_family(context, family, config, base, lambda p: cls(**p, early_stopping_data=m.validation), m,
+                             optuna, artifacts)
+    final, facts = fit_final(family, params, m.train, m.fit, m.validation)
     remember_training(final, params, md)
     md.update({"params": dg.MetadataValue.json(params), **facts, "fit_seconds": final.fit_seconds})
     return dg.Output(final, metadata=md)

@@ -180,7 +180,8 @@ def tune_model(dataset: str, model_name: str, params: dict, fit, validation, tri
 def run_cold_start(dataset: str, steps: int) -> dict:
     """Cold-start items of the temporal split, ranked by text alone: fine-tuned encoder vs the same
     encoder untuned, TF-IDF on titles and popularity; for both definitions of the right answers."""
-    from training.cold_start import build_task, embedding_scorer, evaluate_cold, popularity_scorer, tfidf_scorer
+    from training.cold_start import (build_task, choose_prior_weight, embedding_scorer, evaluate_cold,
+                                     popularity_scorer, prior_mix_scorer, tfidf_scorer)
     from training.text_encoder import TextEncoder, TextEncoderConfig, item_texts, mine_pairs
 
     cleaned, split, train, _ = load_dataset(dataset)
@@ -196,13 +197,22 @@ def run_cold_start(dataset: str, steps: int) -> dict:
     methods = {"fine_tuned_encoder": tuned.scorer(texts), "untuned_encoder": embedding_scorer(untuned.embed(texts)),
                "tfidf_titles": tfidf_scorer(texts), "popularity": popularity_scorer(counts)}
     rows_all = pd.concat([split.train, split.after_cutoff], ignore_index=True)
+    # the fine-tuned encoder's similarity plus its popularity-from-text head with a weight chosen on
+    # warm items of the validation split (sold before and after its start), never on the cold items.
+    # Caveat: the encoder was fine-tuned on pairs from all of train, validation window included.
+    z_tuned, b_tuned = tuned.encode(texts)
+    val_cut = split.validation["timestamp"].min()
     tables = {}
     for basis in ("basket_or_customer", "basket"):
         task = build_task(rows_all, train.item_ids, split.cutoff, basis)
+        val_task = build_task(split.train, train.item_ids, val_cut, basis, items="warm")
+        lam, lam_values = choose_prior_weight(val_task, z_tuned, b_tuned, cfg.temperature)
+        scorers = {**methods, "fine_tuned_encoder+prior": prior_mix_scorer(z_tuned, b_tuned, lam, cfg.temperature)}
         tables[basis] = {"cold_items": int(len(task.cold)),
                          "median_right_answers": float(np.median(np.diff(task.truth.indptr))),
+                         "prior_weight": lam, "prior_weight_validation": {str(k): v for k, v in lam_values.items()},
                          "methods": {name: {k: v for k, v in evaluate_cold(task, fn).items() if k != "scoring_seconds"}
-                                     for name, fn in methods.items()}}
+                                     for name, fn in scorers.items()}}
     return {"dataset": dataset, "model": "text_encoder", "cutoff": str(split.cutoff), "config": cfg.__dict__,
             "fit_seconds": tuned.fit_seconds, "history": tuned.history, "base_model": tuned.model_name,
             "cold_start": tables, "saved_to": str(saved.relative_to(ROOT)), "machine": machine()}

@@ -136,7 +136,7 @@ def run_model(dataset: str, model_name: str, repeats: int, tune_trials: int = 0,
 
 
 # Families with their own tuner (cached terms recombined per trial) and the validation users it samples.
-FAST_TUNERS = {"gf_cf": 5_000, "chebycf": 5_000}
+FAST_TUNERS = {"gf_cf": 5_000, "chebycf": 4_000}
 
 
 def tune_model(dataset: str, model_name: str, params: dict, fit, validation, trials: int,

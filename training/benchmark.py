@@ -293,6 +293,8 @@ def readme_table() -> str:
                 for name, mm in t["methods"].items():
                     cold.append(f"| {basis} | {t['cold_items']} | {name} | {mm['recall@20']:.4f} | {mm['ndcg@20']:.4f} |")
             continue
+        if "metrics" not in r:  # other benchmarks' files (serving, privacy, drift) have their own sections
+            continue
         m, pub = r["metrics"], r.get("published")
         pub_s = f"{pub['recall@20']:.4f} / {pub['ndcg@20']:.4f}" if pub else "-"
         name = r["model"] + (" (tuned)" if r.get("tuning") else "") + (f" [{path.stem.split('-', 2)[2]}]"

@@ -48,3 +48,23 @@ def test_temporal_needs_timestamps():
     df = pd.DataFrame({"user_id": ["u"], "item_id": ["a"], "timestamp": pd.Series([pd.NaT]), "basket_id": [None]})
     with pytest.raises(ValueError, match="timestamps"):
         make_split(df, SplitConfig(strategy="temporal"))
+
+
+def test_fit_part_shares_the_train_user_positions():
+    """A model fitted on ``fit`` (train minus validation) is served and evaluated on train's user positions,
+    even when some users have all their train rows in validation."""
+    import pandas as pd
+
+    from training.data import build_interaction_data
+
+    train = pd.DataFrame({"user_id": ["a", "b", "c", "c"], "item_id": ["x", "y", "x", "z"],
+                          "basket_id": ["1", "2", "3", "3"], "timestamp": pd.to_datetime(["2024-01-01"] * 4)})
+    fit = train[train["user_id"] != "b"]  # b's only row went to validation
+    full = build_interaction_data(train, ["x", "y", "z"])
+    part = build_interaction_data(fit, ["x", "y", "z"], user_ids=full.user_ids)
+    assert list(part.user_ids) == list(full.user_ids) == ["a", "b", "c"]
+    assert part.user_items.shape == full.user_items.shape
+    assert part.user_items[1].nnz == 0 and part.user_items[2].toarray().tolist() == [[1, 0, 1]]
+    assert build_interaction_data(fit, ["x", "y", "z"]).user_items.shape[0] == 2
+    with pytest.raises(ValueError):
+        build_interaction_data(train, ["x", "y", "z"], user_ids=["a", "c"])

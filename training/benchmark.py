@@ -100,7 +100,7 @@ def run_model(dataset: str, model_name: str, repeats: int, tune_trials: int = 0,
     t0 = time.perf_counter()
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     cleaned, split, train, test = load_dataset(dataset)
-    fit = build_interaction_data(split.fit, cleaned.items["item_id"])
+    fit = build_interaction_data(split.fit, cleaned.items["item_id"], user_ids=train.user_ids)
     validation = fit.matrix_for(split.validation)
     load_s = time.perf_counter() - t0
     params = dict(MODEL_PARAMS.get(dataset, {}).get(model_name, {}))

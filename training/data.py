@@ -61,12 +61,20 @@ def binary_matrix(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) 
     return m
 
 
-def build_interaction_data(train: pd.DataFrame, item_ids: np.ndarray | pd.Series) -> InteractionData:
-    """Index users (those with an id in ``train``) and items (the catalog order given)."""
+def build_interaction_data(train: pd.DataFrame, item_ids: np.ndarray | pd.Series,
+                           user_ids: np.ndarray | None = None) -> InteractionData:
+    """Index users and items (the catalog order given). Users are those with an id in ``train``, or
+    ``user_ids`` when given (a superset, e.g. the train split's users for the ``fit`` part carved from it,
+    so that a model fitted on ``fit`` uses the same user positions as one fitted on train)."""
     item_ids = np.asarray(pd.Series(item_ids).astype(str), dtype=object)
     known = train[train["user_id"].notna()]
-    user_ids = np.asarray(pd.unique(known["user_id"].astype(str)), dtype=object)
-    user_ids.sort()
+    if user_ids is None:
+        user_ids = np.asarray(pd.unique(known["user_id"].astype(str)), dtype=object)
+        user_ids.sort()
+    else:
+        user_ids = np.asarray(pd.Series(user_ids).astype(str), dtype=object)
+        if not pd.Index(known["user_id"].astype(str).unique()).isin(user_ids).all():
+            raise ValueError("user_ids must hold every user of the interactions")
     items = pd.Index(item_ids)
     u = pd.Index(user_ids).get_indexer(known["user_id"].astype(str).to_numpy(dtype=object))
     i = items.get_indexer(known["item_id"].astype(str).to_numpy(dtype=object))

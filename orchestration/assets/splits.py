@@ -53,7 +53,7 @@ def interaction_matrices(training_split: Split, validated_items: pd.DataFrame) -
     """User-item and basket-item matrices over the whole catalog, for final fits and for tuning."""
     items = validated_items["item_id"]
     train = build_interaction_data(training_split.train, items)
-    fit = build_interaction_data(training_split.fit, items)
+    fit = build_interaction_data(training_split.fit, items, user_ids=train.user_ids)  # same user positions
     m = SplitMatrices(train, train.matrix_for(training_split.test), fit, fit.matrix_for(training_split.validation))
     density = train.user_items.nnz / max(train.n_users * train.n_items, 1)
     return dg.Output(m, metadata={

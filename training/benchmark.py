@@ -351,7 +351,9 @@ def main(argv: list[str] | None = None) -> None:
     print_table(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{args.dataset}-{args.model}{'-' + args.tag if args.tag else ''}.json"
-    out.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    text = json.dumps(result, indent=2, default=float) + "\n"
+    root = str(RESULTS.parent.parent.resolve()) + "/"  # committed JSON names paths relative to the project root
+    out.write_text(text.replace("sqlite:///" + root, "sqlite:///").replace(root, ""))
     print(f"wrote {out}")
 
 

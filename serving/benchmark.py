@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.storage import write_text
+from serving.storage import write_result_json
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     # other engineers share this machine's 2 cores: the load says how far to trust the timings
     result["load_average_1_5_15_min"] = {"before": list(load_before), "after": list(os.getloadavg())}
     name = f"serving-{args.what}-{args.dataset}{'-' + args.tag if args.tag else ''}.json"
-    write_text(json.dumps(result, indent=2, default=float), RESULTS / name)
+    write_result_json(result, RESULTS / name)
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, (dict, list))}, indent=2, default=float))
     print(f"wrote {RESULTS / name}")
 

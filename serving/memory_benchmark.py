@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from serving.benchmark import RESULTS, PeakMemory, rss_bytes
-from serving.storage import write_text
+from serving.storage import write_result_json
 
 MB = 2**20
 
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["note"] = ("peak_mb_beyond_model: RSS sampled above the level at the start of scoring, when the "
                       "factors, ONNX Runtime's session and the histories are already resident")
     path = RESULTS / f"serving-memory-{args.case}.json"
-    write_text(json.dumps(result, indent=1), path)
+    write_result_json(result, path, indent=1)
     print(f"{args.case}: worst peak beyond the model {result['worst_peak_mb_beyond_model']:.0f} MB "
           f"(limit 4096 MB); model factors {result['model_factors_mb']:.0f} MB; "
           f"ORT session +{result['session_load_mb']:.0f} MB; load {os.getloadavg()[0]:.1f} -> {path}")

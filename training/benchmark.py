@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from serving.storage import write_result_json
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DATASETS = Path(os.environ.get("COBUY_DATASETS", ROOT.parent / "shared" / "datasets"))
@@ -351,9 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     print_table(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{args.dataset}-{args.model}{'-' + args.tag if args.tag else ''}.json"
-    text = json.dumps(result, indent=2, default=float) + "\n"
-    root = str(RESULTS.parent.parent.resolve()) + "/"  # committed JSON names paths relative to the project root
-    out.write_text(text.replace("sqlite:///" + root, "sqlite:///").replace(root, ""))
+    write_result_json(result, out)
     print(f"wrote {out}")
 
 

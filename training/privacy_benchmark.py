@@ -14,13 +14,13 @@ Writes ``benchmarks/results/<dataset>-dp_association.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from serving.storage import write_result_json
 from training.association import pair_rules
 from training.privacy import clip_baskets, items_per_basket, private_pair_rules
 
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run(args.dataset, args.epsilons, args.max_pairs, args.min_support, args.min_confidence, args.seeds)
     print_table(result)
     out = RESULTS / f"{args.dataset}-dp_association.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result_json(result, out)
     print(f"wrote {out}")
 
 

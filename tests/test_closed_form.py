@@ -1,5 +1,6 @@
 """Closed-form models against their formulas computed densely on small data, and fold-in."""
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from training.data import InteractionData
@@ -130,3 +131,22 @@ def test_chebycf_tuner_agrees_with_the_model_it_picks(shop_clean, shop_split, tm
     ours = evaluate_scores(model.score_users, fit.user_items, val, ks=(20,))["ndcg@20"]
     assert abs(ours - res.best_value) < 1e-4, (ours, res.best_value)
     assert res.n_trials == 6 and (tmp_path / "cheby" / "trials.csv").exists()
+
+
+def test_chebycf_reference_targets_pair_nodes_with_extrema():
+    """The authors' variant: the polynomial takes, at the j-th Chebyshev node (ascending), the response at the
+    j-th Chebyshev extremum (ascending, 3 decimals), so it is 1 at t = -1 side and steeper than the exact one."""
+    from training.models.chebycf import chebyshev_coefficients, plateau_response
+
+    order, flat = 8, 1.5
+    coeffs = chebyshev_coefficients(order, flat, targets="extrema")
+    nodes = np.sort(np.cos(np.pi * (np.arange(order + 1) + 0.5) / (order + 1)))
+    extrema = np.sort(np.cos(np.pi * np.arange(order + 1) / order))
+    np.testing.assert_allclose(np.polynomial.chebyshev.chebval(nodes, coeffs),
+                               np.round(plateau_response(np.round(extrema, 3), flat), 3), atol=1e-12)
+    exact = chebyshev_coefficients(order, flat)
+    t = np.array([-0.75, 0.75])
+    steeper, smooth = (np.polynomial.chebyshev.chebval(t, c) for c in (coeffs, exact))
+    assert steeper[0] > smooth[0] and steeper[1] < smooth[1]
+    with pytest.raises(ValueError, match="targets"):
+        chebyshev_coefficients(order, flat, targets="chebyshev")

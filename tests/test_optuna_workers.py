@@ -201,3 +201,16 @@ def test_worker_command_tops_up_a_stopped_study(tmp_path):
     assert {k: trials[k].params for k in kept} == kept
     assert len({t.user_attrs["worker"] for t in trials}) == 2
     assert (tmp_path / "files" / "cli" / "trials.csv").exists()
+
+
+def test_first_params_are_trial_zero_so_small_budgets_never_end_below_the_defaults(tmp_path):
+    """``tune(first_params=...)``: the configured defaults are evaluated first, and the best found is at
+    least as good as they are even with a budget of 2 trials."""
+    cfg = TuningConfig(n_trials=2, storage=f"sqlite:///{tmp_path / 'o.db'}", study_name="defaults-first",
+                       output_dir=str(tmp_path / "out"), seed=0)
+    defaults = {"x": 0.3, "depth": 5}  # the optimum of _value
+    calls = []
+    result = tune(lambda p: None, SPACE, None, EMPTY, cfg, first_params=defaults,
+                  objective_hook=lambda t, m, p: calls.append(dict(p)) or _value(p))
+    assert calls[0] == defaults and len(calls) == 2
+    assert result.best_params == defaults and result.best_value == _value(defaults)

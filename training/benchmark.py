@@ -167,7 +167,9 @@ def tune_model(dataset: str, model_name: str, params: dict, fit, validation, tri
 
         res = tune_chebycf(fit, validation, cfg, beta=params.get("beta", 0.4), progress=sys.stderr.isatty())
     else:
-        res = tune(build, SEARCH_SPACES[model_name], fit, validation, cfg)
+        space = SEARCH_SPACES[model_name]
+        defaults = {k: v for k, v in params.items() if k in space}
+        res = tune(build, space, fit, validation, cfg, first_params=defaults if len(defaults) == len(space) else None)
     # keep the study's files under a stable name
     stable = RESULTS / "tuning" / name
     if stable.exists():

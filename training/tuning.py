@@ -94,8 +94,10 @@ def tune(
     validation: sp.csr_matrix,
     cfg: TuningConfig,
     objective_hook: Callable[[Any, Any, dict[str, Any]], float] | None = None,
+    first_params: dict[str, Any] | None = None,
 ) -> TuningResult:
-    """Search ``space``; ``build(params)`` returns an unfitted model.
+    """Search ``space``; ``build(params)`` returns an unfitted model. ``first_params`` (e.g. the family's
+    configured defaults), when given, is trial 0 of a new study, so a small budget never ends below them.
 
     ``objective_hook(trial, model, params)``, when given, fits and scores the model itself (trained
     models use it to report intermediate values for pruning); otherwise the model is fitted on
@@ -118,7 +120,7 @@ def tune(
 
     t0 = time.perf_counter()
     study = open_study(cfg)
-    run_trials(study, objective, cfg)
+    run_trials(study, objective, cfg, first_params=first_params)
     result = TuningResult(dict(study.best_params), float(study.best_value), finished_trials(study), cfg.study_name,
                           _redact(cfg.storage), seconds=time.perf_counter() - t0)
     result.files = write_study_files(study, Path(cfg.output_dir) / cfg.study_name, result)

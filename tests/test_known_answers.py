@@ -31,3 +31,13 @@ def test_benchmark_command_writes_json(tmp_path, monkeypatch, capsys):
     assert 0 < out["metrics"]["recall@20"] <= 1
     printed = capsys.readouterr().out
     assert "synthetic / itemknn" in printed and "recall" in printed
+
+
+def test_benchmark_params_override_the_defaults(tmp_path, monkeypatch):
+    from training import benchmark
+
+    monkeypatch.setattr(benchmark, "RESULTS", tmp_path)
+    benchmark.main(["--dataset", "synthetic", "--model", "itemknn", "--repeats", "1", "--tag", "k5",
+                    "--params", '{"k": 5, "shrink": 2.0}'])
+    out = json.loads((tmp_path / "synthetic-itemknn-k5.json").read_text())
+    assert out["params"]["k"] == 5 and out["params"]["shrink"] == 2.0

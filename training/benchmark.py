@@ -94,7 +94,7 @@ def machine() -> dict:
 
 
 def run_model(dataset: str, model_name: str, repeats: int, tune_trials: int = 0,
-              tune_timeout: float | None = None, tag: str = "") -> dict:
+              tune_timeout: float | None = None, tag: str = "", overrides: dict | None = None) -> dict:
     from training.data import build_interaction_data
     from training.fitting import fit_final
     from training.metrics import evaluate_scores
@@ -105,7 +105,7 @@ def run_model(dataset: str, model_name: str, repeats: int, tune_trials: int = 0,
     fit = build_interaction_data(split.fit, cleaned.items["item_id"], user_ids=train.user_ids)
     validation = fit.matrix_for(split.validation)
     load_s = time.perf_counter() - t0
-    params = dict(MODEL_PARAMS.get(dataset, {}).get(model_name, {}))
+    params = {**MODEL_PARAMS.get(dataset, {}).get(model_name, {}), **(overrides or {})}
     tuning = None
     wall0 = time.perf_counter()
     if tune_trials or tune_timeout:
@@ -336,6 +336,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tune", type=int, default=0, help="Optuna trials on the validation split before fitting")
     ap.add_argument("--tune-timeout", type=float, default=None, help="Optuna budget in seconds")
     ap.add_argument("--tag", default="", help="suffix for the result file name, e.g. 'tuned'")
+    ap.add_argument("--params", type=json.loads, default=None,
+                    help='JSON overriding the model\'s default parameters, e.g. \'{"targets": "extrema"}\'')
     ap.add_argument("--readme", action="store_true", help="rewrite the README's benchmark table and exit")
     args = ap.parse_args(argv)
     if args.readme:
@@ -351,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.model == "association_rules" and args.dataset == "online_retail":
         result = run_association_speed(args.dataset, args.repeats)
     else:
-        result = run_model(args.dataset, args.model, args.repeats, args.tune, args.tune_timeout, args.tag)
+        result = run_model(args.dataset, args.model, args.repeats, args.tune, args.tune_timeout, args.tag, args.params)
     print_table(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{args.dataset}-{args.model}{'-' + args.tag if args.tag else ''}.json"

@@ -10,7 +10,7 @@ SEARCH_SPACES: dict[str, dict[str, Param]] = {
         "shrink": Param("float", 0.0, 100.0),
         "weighting": Param("categorical", choices=["none", "tfidf"]),
     },
-    "ease": {"l2": Param("float", 10.0, 5000.0, log=True)},
+    "ease": {"l2": Param("float", 30.0, 3000.0, log=True)},
     "gf_cf": {
         "alpha": Param("float", 0.0, 0.5),
         "sharpen": Param("float", 0.0, 2.0),

@@ -20,25 +20,32 @@ all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 all_checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
 
 
+# Runs of jobs that train carry this tag; the instance's run queue (infra/*/dagster.yaml, Helm values) admits
+# one of them at a time, so two runs never train the same asset at once. Scoring runs may overlap them: every
+# asset output and run artifact is a file of its own run (TableIOManager, ArtifactStore.run_dir).
+TRAINING_TAGS = {"cobuy/trains": "true"}
+
+
 def _preset(name: str) -> dict:
     return yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())
 
 
 full_pipeline = dg.define_asset_job(
-    "full_pipeline", selection=dg.AssetSelection.all(),
+    "full_pipeline", selection=dg.AssetSelection.all(), tags=TRAINING_TAGS,
     description="Ingest, validate, split, fit, evaluate and publish related items (synthetic shop by default).")
 ingest_job = dg.define_asset_job(
     "ingest_and_validate", selection=dg.AssetSelection.groups(ingestion.GROUP, validation.GROUP),
     description="Read the source and validate it; nothing is trained.")
 train_job = dg.define_asset_job(
     "train_and_evaluate",
-    selection=dg.AssetSelection.groups(splits.GROUP, models.GROUP, text.GROUP, evaluation.GROUP),
+    selection=dg.AssetSelection.groups(splits.GROUP, models.GROUP, text.GROUP, evaluation.GROUP), tags=TRAINING_TAGS,
     description="Split, fit every model family and evaluate on the test split.")
 retrain_job = dg.define_asset_job(
     "retrain",
     selection=dg.AssetSelection.groups(ingestion.GROUP, validation.GROUP, splits.GROUP, models.GROUP, text.GROUP,
                                        evaluation.GROUP, registry.GROUP,
                                        "scoring"),  # "scoring": batch scoring with whatever is champion after the gate
+    tags=TRAINING_TAGS,
     description="Read the source and the landed files (raw_tables.landed_files), validate, retrain every family, "
                 "export and parity-check ONNX, register challengers, run the promotion gate and re-score with the "
                 "champion. The drift sensor requests it.")
@@ -57,7 +64,7 @@ nightly_score = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Re-score every night at 03:00 UTC with the current champions (start it in the UI).")
 preset_jobs = [
-    dg.define_asset_job(f"{name}_pipeline", selection=dg.AssetSelection.all(), config=_preset(name),
+    dg.define_asset_job(f"{name}_pipeline", selection=dg.AssetSelection.all(), config=_preset(name), tags=TRAINING_TAGS,
                         description=f"The full pipeline on the {name.replace('_', ' ')} preset (configs/{name}.yaml).")
     for name in ("online_retail", "gowalla", "demo")
 ]
@@ -77,9 +84,9 @@ def build_resources(data_dir: "str | None" = None, environment: "str | None" = N
     env = environment or os.environ.get("COBUY_ENV", "local")
     common = {"io_manager": TableIOManager(base_dir=str(base)), "artifacts": ArtifactStore(base_dir=str(base)),
               "policy": ValidationPolicy(), "onnx_runtime": OnnxRuntimeResource(),
+              # before any champion, drift is judged against validated_interactions' latest materialization
               "drift_policy": DriftPolicy(landing_dir=str(base / "landing"),
-                                          decisions_log=str(base / "drift_decisions.jsonl"),
-                                          reference_fallback=str(base / "assets" / "validated_interactions.parquet"))}
+                                          decisions_log=str(base / "drift_decisions.jsonl"))}
     if env == "local":
         local_key = (Pseudonymizer(secret=dg.EnvVar(PSEUDONYM_KEY_ENV)) if os.environ.get(PSEUDONYM_KEY_ENV)
                      else Pseudonymizer(key_file=str(base / "secrets" / "pseudonym.key")))

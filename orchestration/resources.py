@@ -10,7 +10,7 @@ import pandas as pd
 from data_checks.privacy import key_from_secret, load_or_create_key
 from serving import registry
 from serving.onnx_scoring import OnnxRecommender
-from serving.storage import read_pickle, write_parquet, write_pickle
+from serving.storage import publish_copy, read_pickle, sweep_stale_temps, write_parquet, write_pickle
 from training.tracking import LoggedRun, TrainingRun, log_training_run
 
 
@@ -18,40 +18,114 @@ def default_data_dir() -> str:
     return os.environ.get("COBUY_DATA_DIR", "data")
 
 
+def latest_materialized_path(instance: dg.DagsterInstance, key: dg.AssetKey) -> Optional[Path]:
+    """The file the latest materialization of ``key`` recorded in ``instance``'s event log (its ``path``
+    metadata), or None when the asset was never materialized there or recorded no path."""
+    event = instance.get_latest_materialization_event(key)
+    recorded = event.asset_materialization.metadata.get("path") if event and event.asset_materialization else None
+    return Path(str(recorded.value)) if recorded is not None else None
+
+
 class TableIOManager(dg.ConfigurableIOManager):
-    """Asset outputs under ``base_dir``: DataFrames as Parquet, everything else pickled; writes are
-    atomic (temporary file, then rename)."""
+    """Asset outputs under ``base_dir``, one file per run: ``assets/<key>/<run id>.parquet`` for DataFrames,
+    ``.pkl`` (pickled) for everything else, written atomically (temporary file, then rename). Two runs of
+    the same asset never write the same file.
+
+    Inputs resolve to the file of the materialization the upstream produced: in the same run (or, for a
+    re-execution, the parent run that produced it, as Dagster's execution plan says) that run's file;
+    an upstream not executed in this run lineage is the latest materialization recorded in the Dagster
+    instance's event log (its ``path`` metadata). ``assets/<key>.parquet|pkl`` is a copy of the latest
+    output for people and scripts (a hard link, replaced atomically); downstream assets never read it."""
 
     base_dir: str
 
-    def _stem(self, key: dg.AssetKey) -> Path:
+    def _folder(self, key: dg.AssetKey) -> Path:
         return Path(self.base_dir, "assets", *key.path)
 
+    def run_file(self, key: dg.AssetKey, run_id: str) -> Optional[Path]:
+        """The output file ``run_id`` wrote for ``key``, or None."""
+        folder = self._folder(key)
+        return next((p for p in (folder / f"{run_id}.parquet", folder / f"{run_id}.pkl") if p.exists()), None)
+
+    def latest_copy(self, key: dg.AssetKey, suffix: str) -> Path:
+        """Where the copy of the latest output lives (``assets/<key>.parquet`` or ``.pkl``)."""
+        folder = self._folder(key)
+        return folder.with_name(folder.name + suffix)
+
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
-        stem = self._stem(context.asset_key)
+        key = context.asset_key
         if isinstance(obj, pd.DataFrame):
-            path = write_parquet(obj, stem.with_suffix(".parquet"))
-            stem.with_suffix(".pkl").unlink(missing_ok=True)
+            suffix, other = ".parquet", ".pkl"
+            path = write_parquet(obj, self._folder(key) / f"{context.run_id}{suffix}")
         else:
-            path = write_pickle(obj, stem.with_suffix(".pkl"))
-            stem.with_suffix(".parquet").unlink(missing_ok=True)
+            suffix, other = ".pkl", ".parquet"
+            path = write_pickle(obj, self._folder(key) / f"{context.run_id}{suffix}")
+        publish_copy(path, self.latest_copy(key, suffix))
+        self.latest_copy(key, other).unlink(missing_ok=True)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path.resolve()))})
 
+    @staticmethod
+    def _lineage(context: dg.InputContext) -> set[str]:
+        """This run and the runs it re-executes (parent, grandparent, ...)."""
+        run = context.step_context.dagster_run
+        ids, parent = {run.run_id}, run.parent_run_id
+        while parent is not None and parent not in ids:
+            ids.add(parent)
+            record = context.instance.get_run_by_id(parent)
+            parent = record.parent_run_id if record is not None else None
+        return ids
+
+    def _source_run_id(self, context: dg.InputContext) -> Optional[str]:
+        """The run that produced the upstream output in this run's plan (this run, or the parent run of a
+        re-execution); None for an asset loaded from outside the plan (Dagster then gives no run id or a
+        placeholder, which is in no run's lineage)."""
+        upstream = context.upstream_output
+        if upstream is None:
+            return None
+        try:
+            run_id = upstream.run_id
+        except dg.DagsterInvariantViolationError:
+            return None
+        return run_id if run_id in self._lineage(context) else None
+
+    def resolve_input_path(self, context: dg.InputContext) -> Path:
+        """The file of the upstream materialization this input reads (see the class docstring)."""
+        key, run_id = context.asset_key, self._source_run_id(context)
+        if run_id is not None:
+            path = self.run_file(key, run_id)
+            if path is None:
+                raise FileNotFoundError(f"asset {key.to_user_string()}: run {run_id} produced it, but its file "
+                                        f"{self._folder(key)}/{run_id}.parquet|.pkl does not exist (data folder "
+                                        f"{self.base_dir} moved or cleaned?)")
+            return path
+        path = latest_materialized_path(context.instance, key)
+        if path is None:
+            raise FileNotFoundError(f"asset {key.to_user_string()} has no materialization with a recorded path in "
+                                    "this Dagster instance: materialize it first")
+        if not path.exists():
+            raise FileNotFoundError(f"asset {key.to_user_string()}: the latest materialization recorded {path}, "
+                                    "which no longer exists")
+        return path
+
     def load_input(self, context: dg.InputContext) -> Any:
-        stem = self._stem(context.asset_key)
-        if stem.with_suffix(".parquet").exists():
-            return pd.read_parquet(stem.with_suffix(".parquet"))
-        return read_pickle(stem.with_suffix(".pkl"))
+        path = self.resolve_input_path(context)
+        return pd.read_parquet(path) if path.suffix == ".parquet" else read_pickle(path)
 
 
 class ArtifactStore(dg.ConfigurableResource):
     """Run artifacts (Great Expectations Data Docs, plots, Optuna files, fine-tuned encoders), one
-    folder per run so concurrent runs never overwrite each other's files."""
+    folder per run so concurrent runs never overwrite each other's files. When a run creates its folder,
+    temporary files left by killed writers anywhere under ``runs/`` are swept (``sweep_stale_temps``:
+    only those whose writer is gone), e.g. a SIGKILLed run's half-written scoring table once its
+    re-execution starts."""
 
     base_dir: str
 
     def run_dir(self, run_id: str, *parts: str) -> Path:
-        path = Path(self.base_dir, "runs", run_id, *parts).resolve()
+        root = Path(self.base_dir, "runs").resolve()
+        if not (root / run_id).exists():
+            sweep_stale_temps(root, recursive=True)
+        path = Path(root, run_id, *parts)
         path.mkdir(parents=True, exist_ok=True)
         return path
 

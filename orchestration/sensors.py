@@ -26,11 +26,12 @@ from data_checks.landing import LandedLayout, list_landed
 from data_checks.privacy import pseudonymize_tables
 from data_checks.readers import RawTables
 from data_checks.sources import SourceSpec, read_source
-from orchestration.resources import MLflowRegistry, Pseudonymizer
+from orchestration.resources import MLflowRegistry, Pseudonymizer, latest_materialized_path
 from serving.storage import atomic_path
 
 RETRAIN_JOB = "retrain"
 REFERENCE_ARTIFACT = "reference_profile.json"
+VALIDATED_INTERACTIONS = dg.AssetKey("validated_interactions")
 
 
 class DriftPolicy(dg.ConfigurableResource):
@@ -39,8 +40,9 @@ class DriftPolicy(dg.ConfigurableResource):
     Thresholds: a metric above its threshold requests a run (``volume_change`` compares its absolute
     value); ``None`` switches a metric off; a window under ``min_rows`` valid rows waits for more files.
     ``champion_families``: the registered families whose ``@champion`` run's ``reference_profile.json``
-    is the reference (the first one found). ``reference_fallback``: the validated interactions Parquet
-    profiled when no champion exists yet (else the configured source is read and cleaned)."""
+    is the reference (the first one found). When no champion exists yet, the validated interactions are
+    profiled: ``reference_fallback`` when set (a Parquet file), else the file of ``validated_interactions``'
+    latest materialization in the Dagster instance (else the configured source is read and cleaned)."""
 
     landing_dir: str
     landing_glob: str = "*"
@@ -66,17 +68,19 @@ class DriftPolicy(dg.ConfigurableResource):
                                volume_change=self.volume_change, min_rows=self.min_rows)
 
 
-def reference_profile(policy: DriftPolicy, mlflow: MLflowRegistry, prepare: Callable[[RawTables], RawTables]
-                      ) -> tuple[dict[str, Any], str]:
+def reference_profile(policy: DriftPolicy, mlflow: MLflowRegistry, prepare: Callable[[RawTables], RawTables],
+                      materialized: Optional[Callable[[], Optional[Path]]] = None) -> tuple[dict[str, Any], str]:
     """The champion's reference profile and where it came from; the fallback when no champion has one.
-    ``prepare``: what ingestion does to raw tables before cleaning (pseudonymising user ids)."""
+    ``prepare``: what ingestion does to raw tables before cleaning (pseudonymising user ids);
+    ``materialized``: gives the latest materialized validated interactions file (None when there is none)."""
     with tempfile.TemporaryDirectory(prefix="cobuy-reference-") as tmp:
         for family in policy.champion_families:
             path = mlflow.download_run_artifact(family, "champion", REFERENCE_ARTIFACT, Path(tmp, family))
             if path is not None:
                 version = mlflow.version_for(family, "champion")
                 return json.loads(Path(path).read_text()), f"champion {mlflow.model_name(family)} v{version}"
-    fallback = Path(policy.reference_fallback) if policy.reference_fallback else None
+    fallback = Path(policy.reference_fallback) if policy.reference_fallback else \
+        (materialized() if materialized is not None else None)
     if fallback is not None and fallback.exists():
         return (interaction_profile(pd.read_parquet(fallback)),
                 f"fallback (no champion yet): validated training data {fallback}")
@@ -124,9 +128,13 @@ def drift_sensor(context: dg.SensorEvaluationContext, drift_policy: DriftPolicy,
     state = WatchState.from_json(context.cursor)
     files = list_landed(policy.landing_dir, policy.landing_glob, known=state.known(policy.landing_dir))
     now = time.time()
-    ev = evaluate_landing(state, files, lambda: reference_profile(policy, mlflow, prepare), policy.thresholds(),
-                          policy.cooldown_seconds, now, policy.landed_layout, source=policy.source_kind,
-                          columns=policy.landed_columns or None, prepare=prepare)
+
+    def validated() -> Optional[Path]:  # the file the latest materialization recorded (per run, not a fixed path)
+        return latest_materialized_path(context.instance, VALIDATED_INTERACTIONS)
+
+    ev = evaluate_landing(state, files, lambda: reference_profile(policy, mlflow, prepare, validated),
+                          policy.thresholds(), policy.cooldown_seconds, now, policy.landed_layout,
+                          source=policy.source_kind, columns=policy.landed_columns or None, prepare=prepare)
     if ev.status != "no_new_data":
         context.log.info(f"drift sensor: {ev.status}: {ev.reason} (reference: {ev.reference})")
         if policy.decisions_log:

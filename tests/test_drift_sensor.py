@@ -182,3 +182,20 @@ def test_definitions_wire_the_sensor_to_the_retrain_job(tmp_path):
     assert {"raw_tables", "validated_tables", "model_versions", "champion_decisions"} <= {
         n.name for n in retrain.graph.node_defs}
     dg.validate_run_config(retrain, config)  # what a fire requests is accepted by the job (unknown ops are not)
+
+
+def test_without_a_champion_the_reference_is_the_latest_materialized_validated_data(months, tmp_path, mlflow_uri):
+    """No ``reference_fallback`` configured (the default): the sensor profiles the file that the latest
+    materialization of ``validated_interactions`` recorded in the Dagster instance (outputs are per run)."""
+    _, _, valid, vmonth = months
+    run_file = tmp_path / "data" / "assets" / "validated_interactions" / "some-run-id.parquet"
+    run_file.parent.mkdir(parents=True)
+    valid[vmonth.isin(pd.period_range(CFG.start, periods=2, freq="M"))].to_parquet(run_file)
+    res = resources(tmp_path, f"sqlite:///{tmp_path / 'empty-mlflow.db'}")  # no champion in this registry
+    land(months, tmp_path / "landing", 2)
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            "validated_interactions", metadata={"path": dg.MetadataValue.path(str(run_file))}))
+        r = drift_sensor(dg.build_sensor_context(cursor=None, instance=instance, resources=res))
+    text = skip_text(r)
+    assert text.startswith("below_thresholds") and f"validated training data {run_file}" in text, text

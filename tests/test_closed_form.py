@@ -83,7 +83,8 @@ def test_graph_filter_tuner_agrees_with_the_model_it_picks(shop_clean, shop_spli
     assert res.n_trials == 6 and (tmp_path / "gf" / "trials.csv").exists()
 
 
-def test_chebycf_matches_dense_spectral_formula():
+@pytest.mark.parametrize("targets", ["nodes", "extrema"])
+def test_chebycf_matches_dense_spectral_formula(targets):
     """ChebyCF against its definition computed densely: the Chebyshev sum equals the interpolating
     polynomial of the target response evaluated on the eigenvalues of L~ = I - 2 R~^T R~."""
     from training.models.chebycf import chebyshev_coefficients, plateau_response
@@ -92,13 +93,13 @@ def test_chebycf_matches_dense_spectral_formula():
     rn, _, di = normalised_dense(x)
     lam, q = np.linalg.eigh(np.eye(x.shape[1]) - 2 * rn.T @ rn)
     order, flat, beta, post, alpha, k = 5, 2.0, 0.3, 0.6, 0.25, 6
-    coeffs = chebyshev_coefficients(order, flat)
+    coeffs = chebyshev_coefficients(order, flat, targets)
     response = np.polynomial.chebyshev.chebval(lam, coeffs)
     h = q @ np.diag(response) @ q.T
-    # the interpolant matches the target at the Chebyshev nodes
-    nodes = np.cos(np.pi * (np.arange(order + 1) + 0.5) / (order + 1))
-    np.testing.assert_allclose(np.polynomial.chebyshev.chebval(nodes, coeffs), plateau_response(nodes, flat),
-                               atol=1e-12)
+    if targets == "nodes":  # the interpolant matches the target at the Chebyshev nodes
+        nodes = np.cos(np.pi * (np.arange(order + 1) + 0.5) / (order + 1))
+        np.testing.assert_allclose(np.polynomial.chebyshev.chebval(nodes, coeffs), plateau_response(nodes, flat),
+                                   atol=1e-12)
     _, _, vt = np.linalg.svd(rn)
     with np.errstate(divide="ignore"):
         pre = np.where(di > 0, di ** -beta, 0.0)
@@ -107,7 +108,7 @@ def test_chebycf_matches_dense_spectral_formula():
     from training.models import ChebyCF
 
     model = ChebyCF(order=order, flatness=flat, n_factors=k, alpha=alpha, beta=beta, post_beta=post,
-                    svd="arpack").fit(data)
+                    svd="arpack", targets=targets).fit(data)
     np.testing.assert_allclose(model.score_users(np.arange(len(x))), dense, rtol=1e-4, atol=1e-5)
 
 

@@ -34,7 +34,7 @@ MODEL_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
                 "association_rules": {"min_support": 0.01, "min_confidence": 0.1},
                 "gf_cf": {"alpha": 0.3, "n_factors": 256},  # as published
                 # ChebyCF's published Gowalla configuration (Kim et al., SIGIR 2025; the authors' config)
-                "chebycf": {"order": 8, "flatness": 1.5, "n_factors": 512, "alpha": 0.2, "beta": 0.4},
+                "chebycf": {"order": 8, "flatness": 1.5, "n_factors": 512, "alpha": 0.2, "beta": 0.4, "targets": "extrema"},
                 "ease": {"l2": 500.0},
                 "mf_bpr": {"dim": 64, "lr": 2e-3, "l2": 1e-4, "batch_size": 4096, "max_epochs": 300, "patience": 5},
                 "mf_ials": {"dim": 128, "alpha0": 0.02, "l2": 1e-3, "nu": 1.0, "max_epochs": 30, "patience": 2},
@@ -165,7 +165,8 @@ def tune_model(dataset: str, model_name: str, params: dict, fit, validation, tri
     elif model_name == "chebycf":
         from training.chebycf_tuning import tune_chebycf
 
-        res = tune_chebycf(fit, validation, cfg, beta=params.get("beta", 0.4), progress=sys.stderr.isatty())
+        res = tune_chebycf(fit, validation, cfg, beta=params.get("beta", 0.4), progress=sys.stderr.isatty(),
+                           targets=params.get("targets", "extrema"))
     else:
         space = SEARCH_SPACES[model_name]
         defaults = {k: v for k, v in params.items() if k in space}

@@ -29,8 +29,9 @@ PUBLISHED = {"order": 8, "flatness": 1.5, "alpha": 0.2, "n_factors": 512, "post_
 
 def tune_chebycf(fit: InteractionData, validation: sp.csr_matrix, cfg: TuningConfig, beta: float = 0.4,
                  space: dict[str, Param] | None = None, svd: str = "randomized",
-                 cache_dtype: type = np.float16, progress: bool = False) -> TuningResult:
+                 cache_dtype: type = np.float16, progress: bool = False, targets: str = "extrema") -> TuningResult:
     """Search ``space`` (default ``SEARCH_SPACES["chebycf"]``); returns the best ChebyCF keyword arguments.
+    ``targets``: the Chebyshev coefficient rule (see ``chebyshev_coefficients``), fixed per study.
 
     Caches: (max order + 1) bases and one ideal term per ``n_factors`` choice, each (validation users,
     n_items) in ``cache_dtype`` (float16 halves the memory; scores are summed in float32)."""
@@ -69,7 +70,7 @@ def tune_chebycf(fit: InteractionData, validation: sp.csr_matrix, cfg: TuningCon
 
     def objective(trial: optuna.Trial) -> float:
         p = {name: spec.suggest(trial, name) for name, spec in space.items()}
-        coeffs = chebyshev_coefficients(p["order"], p["flatness"]).astype(np.float32)
+        coeffs = chebyshev_coefficients(p["order"], p["flatness"], targets).astype(np.float32)
         post = np.where(degree > 0, np.maximum(degree, 1.0) ** p["post_beta"], 0.0).astype(np.float32)
 
         def score(u: np.ndarray) -> np.ndarray:
@@ -90,4 +91,5 @@ def tune_chebycf(fit: InteractionData, validation: sp.csr_matrix, cfg: TuningCon
     if space["order"].kind == "int":
         start_point["order"] = min(max(start_point.get("order", max_order), int(space["order"].low)), max_order)
     run_trials(study, objective, cfg, first_params=start_point)
-    return study_result(study, cfg, {"beta": beta, "svd": svd, "seed": cfg.seed}, t0, setup_seconds)
+    return study_result(study, cfg, {"beta": beta, "svd": svd, "targets": targets, "seed": cfg.seed}, t0,
+                        setup_seconds)

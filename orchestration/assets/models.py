@@ -70,6 +70,9 @@ class ChebyCFConfig(TunableConfig):
     alpha: float = 0.2
     beta: float = 0.4
     post_beta: float = 0.4
+    # Chebyshev coefficient rule: "extrema" as in the authors' released code (reproduces the published Gowalla
+    # figures), "nodes" the exact interpolation at the Chebyshev nodes (training/models/chebycf.py)
+    targets: Literal["extrema", "nodes"] = "extrema"
 
 
 class LightGCNConfig(TunableConfig):
@@ -130,7 +133,8 @@ def tune_family(context: dg.AssetExecutionContext, family: str, config: TunableC
     elif family == "chebycf":  # recombines cached Chebyshev bases; beta stays as configured
         space = dict(SEARCH_SPACES["chebycf"])
         space["n_factors"] = _capped_choices(space["n_factors"], matrices.fit.n_items)
-        result = tune_chebycf(matrices.fit, matrices.validation, cfg, beta=params["beta"], space=space)
+        result = tune_chebycf(matrices.fit, matrices.validation, cfg, beta=params["beta"], space=space,
+                              targets=params["targets"])
     else:
         result = tune(build, SEARCH_SPACES[family], matrices.fit, matrices.validation, cfg)
     metadata: dict[str, Any] = {
@@ -235,7 +239,8 @@ def chebycf_model(context: dg.AssetExecutionContext, config: ChebyCFConfig, inte
     """ChebyCF: Chebyshev-polynomial low-pass filter on the item graph plus an ideal pass filter, with degree
     normalisation (closed form; the project's most accurate family on Gowalla)."""
     return fit_spectral(context, "chebycf", ChebyCF, config, ["order", "flatness", "n_factors", "alpha", "beta",
-                                                              "post_beta"], interaction_matrices, optuna, artifacts)
+                                                              "post_beta", "targets"], interaction_matrices, optuna,
+                        artifacts)
 
 
 def fit_spectral(context: dg.AssetExecutionContext, family: str, cls: type, config: TunableConfig, names: list[str],

@@ -71,7 +71,7 @@ class ChebyCF(LinearHistoryModel):
 
     def __init__(self, order: int = 8, flatness: float = 1.5, n_factors: int = 512, alpha: float = 0.2,
                  beta: float = 0.4, post_beta: float | None = None, ideal_power: float = 0.0,
-                 svd: str = "randomized", targets: str = "nodes", chunk_size: int = 2048, seed: int = 0,
+                 svd: str = "randomized", targets: str = "extrema", chunk_size: int = 2048, seed: int = 0,
                  progress: bool = False) -> None:
         super().__init__()
         self.order, self.flatness = order, flatness

@@ -11,7 +11,9 @@ FAST_PARAMS = {"association_rules": {"min_support": 0.002, "min_confidence": 0.0
                "ease": {"l2": 50.0},
                "mf_bpr": {"dim": 32, "max_epochs": 40, "lr": 0.01, "batch_size": 1024},
                "mf_ials": {"dim": 32, "max_epochs": 10, "alpha0": 0.1, "l2": 1e-3},
-               "lightgcn": {"dim": 32, "max_epochs": 30, "lr": 0.01, "batch_size": 1024, "init": "svd"}}
+               "lightgcn": {"dim": 32, "max_epochs": 30, "lr": 0.01, "batch_size": 1024, "init": "svd"},
+               "blend": {"components": [("chebycf", {"n_factors": 32, "svd": "arpack"}), ("itemknn", {})],
+                         "weights": [1.0, 0.5]}}
 # Families whose related items are not personal to the item (popularity lists the same best-sellers).
 NOT_ITEM_SPECIFIC = {"popularity"}
 

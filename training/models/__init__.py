@@ -1,6 +1,7 @@
 """Model families behind one contract (:class:`training.models.base.Recommender`)."""
 from training.models.association import AssociationRules
 from training.models.base import Recommender
+from training.models.blend import LinearBlend
 from training.models.chebycf import ChebyCF
 from training.models.ease import EASE
 from training.models.graph_filter import GraphFilter
@@ -19,7 +20,8 @@ MODELS: dict[str, type[Recommender]] = {
     "mf_bpr": MatrixFactorization,
     "mf_ials": IALSMatrixFactorization,
     "lightgcn": LightGCN,
+    "blend": LinearBlend,
 }
 
-__all__ = ["MODELS", "ChebyCF", "EASE", "AssociationRules", "GraphFilter", "IALSMatrixFactorization", "ItemKNN", "LightGCN", "MatrixFactorization", "Popularity",
+__all__ = ["MODELS", "ChebyCF", "EASE", "AssociationRules", "GraphFilter", "IALSMatrixFactorization", "ItemKNN", "LightGCN", "LinearBlend", "MatrixFactorization", "Popularity",
            "Recommender"]

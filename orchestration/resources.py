@@ -164,13 +164,22 @@ class MLflowRegistry(dg.ConfigurableResource):
     artifact folder; a server (Postgres backend, S3 artifacts) is just another ``tracking_uri``.
 
     One registered model per served family, named ``<model_prefix><family>``; new versions get the
-    alias ``challenger``, the promotion gate moves ``champion``."""
+    alias ``challenger``, the promotion gate moves ``champion``.
+
+    Every call first checks that a server URI (``http(s)://``, ``postgresql://``, ...) accepts connections
+    within ``probe_timeout_s`` and otherwise fails at once with ``RegistryUnavailableError`` naming the URI,
+    instead of MLflow's minutes of retries. Registration is all or nothing (``serving.registry``)."""
 
     tracking_uri: str
     artifact_location: Optional[str] = None
     experiment: str = "cobuy"
     model_prefix: str = "cobuy-"
     ui_url: str = "http://127.0.0.1:5000"  # where ``mlflow ui`` (or the server) shows this tracking URI
+    probe_timeout_s: float = 3.0
+
+    def check_reachable(self) -> None:
+        """Raise ``RegistryUnavailableError`` (naming the URI) when the tracking server is unreachable."""
+        registry.probe_tracking_uri(self.tracking_uri, self.probe_timeout_s)
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
         """The run's page in the MLflow UI."""
@@ -185,32 +194,38 @@ class MLflowRegistry(dg.ConfigurableResource):
 
     def log_run(self, run: TrainingRun) -> LoggedRun:
         """Log one training run (params, metrics, artifacts, Optuna trials, ONNX model)."""
+        self.check_reachable()
         return log_training_run(self.tracking_uri, self.experiment, run, self.artifact_location)
 
     def register_challenger(self, family: str, logged: LoggedRun, tags: Optional[dict[str, str]] = None) -> str:
         """Register the run's ONNX model as a new version with alias ``challenger``; returns the version."""
         if logged.model_uri is None:
             raise ValueError(f"run {logged.run_id} logged no ONNX model; nothing to register for {family}")
+        self.check_reachable()
         return registry.register_challenger(self.tracking_uri, self.model_name(family), logged.model_uri,
                                             logged.run_id, tags)
 
     def version_for(self, family: str, alias: str) -> Optional[str]:
         """The version ``alias`` (``champion``/``challenger``) names, or None."""
+        self.check_reachable()
         return registry.alias_version(self.tracking_uri, self.model_name(family), alias)
 
     def download(self, family: str, version: str, dst: str | Path) -> Path:
         """A registered version's ``model.onnx`` downloaded into ``dst``."""
+        self.check_reachable()
         return registry.download_version(self.tracking_uri, self.model_name(family), version, dst)
 
     def download_run_artifact(self, family: str, alias: str, artifact_path: str, dst: str | Path
                               ) -> Optional[Path]:
         """An artifact (e.g. ``reference_profile.json``) of the run behind ``@alias`` downloaded into ``dst``;
         None when the alias or the artifact does not exist."""
+        self.check_reachable()
         return registry.download_run_artifact(self.tracking_uri, self.model_name(family), alias, artifact_path, dst)
 
     def run_gate(self, family: str, evaluate: Callable[[dict[str, Path]], dict[str, dict]], metric: str,
                  margin: float, decided_by: str, workdir: str | Path) -> registry.GateDecision:
         """Challenger vs champion on the same held-out data; moves ``champion`` only when better by ``margin``."""
+        self.check_reachable()
         return registry.run_gate(self.tracking_uri, self.model_name(family), evaluate, metric, margin, decided_by,
                                  workdir)
 

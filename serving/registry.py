@@ -9,12 +9,56 @@ A person can still move ``champion`` by hand in the MLflow UI: scoring resolves 
 from __future__ import annotations
 
 import json
+import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 CHALLENGER, CHAMPION = "challenger", "champion"
+# schemes whose server is probed before use, with their default ports
+SERVER_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}
+
+
+class RegistryUnavailableError(ConnectionError):
+    """The MLflow tracking server (or its database) cannot be reached."""
+
+
+class RegistrationError(RuntimeError):
+    """Registering a model version failed; the version was rolled back (or the message says it was not)."""
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` without the password of its user part (``postgresql://cobuy:***@host/db``), for messages."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def probe_tracking_uri(uri: str, timeout: float = 3.0) -> None:
+    """Fail fast when the server behind ``uri`` does not accept connections: a TCP connect to its host and
+    port within ``timeout`` seconds (MLflow's own HTTP client would retry with backoff for minutes:
+    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, default 7, backoff factor 2). Local URIs (``sqlite:``, ``file:``,
+    paths) and schemes without a server address (``databricks``) are not probed.
+
+    Raises ``RegistryUnavailableError`` naming the URI (password redacted), host and port."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.split("+")[0].lower()  # postgresql+psycopg2 -> postgresql
+    if scheme not in SERVER_PORTS or not parts.hostname:
+        return
+    port = parts.port or SERVER_PORTS[scheme]
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise RegistryUnavailableError(
+            f"MLflow tracking server {redact_uri(uri)} is unreachable: no connection to {parts.hostname}:{port} "
+            f"within {timeout:g} s ({exc.__class__.__name__}: {exc}). Nothing was logged or registered. Start the "
+            "server, or point MLFLOW_TRACKING_URI (COBUY_ENV=production) at one that is up.") from exc
 
 
 def _client(uri: str):
@@ -24,26 +68,58 @@ def _client(uri: str):
 
 
 def register_challenger(uri: str, name: str, model_uri: str, run_id: str, tags: dict[str, str] | None = None) -> str:
-    """Register ``model_uri`` as a new version of ``name`` and point ``challenger`` at it; returns the version."""
+    """Register ``model_uri`` as a new version of ``name`` and point ``challenger`` at it; returns the version.
+
+    All or nothing: when anything fails after the version was created (it never became READY, the alias
+    could not be set), the version is deleted again (best effort) and ``RegistrationError`` names the model,
+    the tracking URI, the step that failed and whether the rollback worked. The previous ``challenger`` and
+    ``champion`` are untouched then."""
     from mlflow.exceptions import MlflowException
 
     client = _client(uri)
+    step = "creating the registered model"
     try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name, description=f"cobuy served model family {name}")
-    from training.tracking import tracking
+        try:
+            client.get_registered_model(name)
+        except MlflowException:
+            client.create_registered_model(name, description=f"cobuy served model family {name}")
+        from training.tracking import tracking
 
-    with tracking(uri):  # MLflow resolves "models:/m-..." sources through the process-wide URI
-        version = client.create_model_version(name, model_uri, run_id=run_id, tags=tags or {})
-    _wait_ready(client, name, version.version)
-    client.set_registered_model_alias(name, CHALLENGER, version.version)
-    return str(version.version)
+        step = "creating the model version"
+        with tracking(uri):  # MLflow resolves "models:/m-..." sources through the process-wide URI
+            version = str(client.create_model_version(name, model_uri, run_id=run_id, tags=tags or {}).version)
+    except Exception as exc:
+        raise RegistrationError(f"registering {name} (run {run_id}) at {redact_uri(uri)} failed while {step}: "
+                                f"{exc.__class__.__name__}: {exc}; MLflow returned no version") from exc
+    try:
+        step = f"waiting for version {version} to be READY"
+        _wait_ready(client, name, version)
+        step = f"pointing '{CHALLENGER}' at version {version}"
+        client.set_registered_model_alias(name, CHALLENGER, version)
+    except BaseException as exc:
+        rollback = _delete_version(client, name, version)
+        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: rolled back, then passed on
+            raise
+        raise RegistrationError(f"registering {name} (run {run_id}) at {redact_uri(uri)} failed while {step}: "
+                                f"{exc.__class__.__name__}: {exc}; {rollback}") from exc
+    return version
+
+
+def _delete_version(client, name: str, version: str) -> str:
+    """Delete a half-registered version; says what happened, for the error message."""
+    try:
+        client.delete_model_version(name, version)
+    except Exception as exc:  # the server may be gone by now
+        return (f"version {version} could NOT be rolled back ({exc.__class__.__name__}: {exc}): delete it in the "
+                f"MLflow UI (Models > {name} > Version {version})")
+    return f"version {version} was deleted again (no half-registered version left)"
 
 
 def _wait_ready(client, name: str, version: str, timeout: float = 300.0) -> None:
     t0 = time.monotonic()
-    while client.get_model_version(name, version).status != "READY":
+    while (status := client.get_model_version(name, version).status) != "READY":
+        if status == "FAILED_REGISTRATION":
+            raise RuntimeError(f"model {name} version {version}: MLflow reports FAILED_REGISTRATION")
         if time.monotonic() - t0 > timeout:
             raise TimeoutError(f"model {name} version {version} not READY after {timeout:.0f} s")
         time.sleep(0.2)

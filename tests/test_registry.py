@@ -103,3 +103,83 @@ def test_training_run_logs_params_metrics_trials_and_signature(mlflow_uri, tmp_p
     sig = mlflow.models.get_model_info(logged.model_uri).signature
     assert sig.inputs.input_names() == ["history"]
     assert sig.outputs.input_names() == ["top_items", "top_scores", "scores"]
+
+
+def _closed_loopback_port() -> int:
+    """A loopback port nothing listens on (bound, then released: connecting is refused)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_tracking_server_fails_fast_naming_the_uri(tmp_path):
+    import socket
+    import time
+
+    from orchestration.resources import MLflowRegistry
+    from serving.registry import RegistryUnavailableError
+    from training.tracking import LoggedRun, TrainingRun
+
+    uri = f"http://127.0.0.1:{_closed_loopback_port()}"
+    mlflow = MLflowRegistry(tracking_uri=uri)
+    logged = LoggedRun("run-1", "models:/m-1", "0")
+    calls = {"version_for": lambda: mlflow.version_for("itemknn", CHAMPION),
+             "log_run": lambda: mlflow.log_run(TrainingRun("itemknn", {}, metrics={}, tags={})),
+             "register_challenger": lambda: mlflow.register_challenger("itemknn", logged),
+             "download": lambda: mlflow.download("itemknn", "1", tmp_path)}
+    for name, call in calls.items():
+        t0 = time.monotonic()
+        with pytest.raises(RegistryUnavailableError) as err:
+            call()
+        assert time.monotonic() - t0 < 5.0, name  # MLflow's own retries would take minutes
+        assert uri in str(err.value) and "unreachable" in str(err.value), name
+
+    # a database URI: named with its password hidden
+    db = MLflowRegistry(tracking_uri=f"postgresql+psycopg2://cobuy:s3cret@127.0.0.1:{_closed_loopback_port()}/mlflow")
+    with pytest.raises(RegistryUnavailableError) as err:
+        db.version_for("itemknn", CHAMPION)
+    assert "cobuy:***@127.0.0.1" in str(err.value) and "s3cret" not in str(err.value)
+
+    # the positive control: a listening server passes the probe; local SQLite is never probed
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        MLflowRegistry(tracking_uri=f"http://127.0.0.1:{server.getsockname()[1]}").check_reachable()
+    MLflowRegistry(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").check_reachable()
+
+
+def test_a_failure_after_the_version_is_created_rolls_it_back(mlflow_uri, tmp_path, shop_data, monkeypatch):
+    """The alias call fails after ``create_model_version``: no version is left without its alias, the version
+    count is unchanged, ``challenger`` and ``champion`` still name what they named, the error says what failed."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from serving.registry import RegistrationError
+    from training.models import ItemKNN, Popularity
+
+    name = "cobuy-rollback"
+    client = MlflowClient(mlflow_uri, registry_uri=mlflow_uri)
+    v1 = register_challenger(mlflow_uri, name, _log(mlflow_uri, tmp_path, Popularity().fit(shop_data), shop_data,
+                                                    "v1").model_uri, "r1")
+    client.set_registered_model_alias(name, CHAMPION, v1)
+    v2 = register_challenger(mlflow_uri, name, _log(mlflow_uri, tmp_path, ItemKNN().fit(shop_data), shop_data,
+                                                    "v2").model_uri, "r2")
+    before = sorted(v.version for v in client.search_model_versions(f"name = '{name}'"))
+    logged = _log(mlflow_uri, tmp_path, ItemKNN(k=5).fit(shop_data), shop_data, "v3")
+
+    def unreachable(self, *args, **kwargs):
+        raise MlflowException("connection reset by peer (injected)")
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", unreachable)
+    with pytest.raises(RegistrationError) as err:
+        register_challenger(mlflow_uri, name, logged.model_uri, logged.run_id)
+    monkeypatch.undo()
+    message = str(err.value)
+    assert name in message and mlflow_uri in message and "pointing 'challenger'" in message
+    assert "injected" in message and "deleted again" in message
+    assert sorted(v.version for v in client.search_model_versions(f"name = '{name}'")) == before
+    assert alias_version(mlflow_uri, name, CHALLENGER) == v2 and alias_version(mlflow_uri, name, CHAMPION) == v1
+    # every version left is one an alias names: v3 was created, then deleted again
+    assert {str(v.version) for v in client.search_model_versions(f"name = '{name}'")} == {v1, v2}

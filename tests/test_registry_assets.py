@@ -196,3 +196,29 @@ def test_parity_tolerates_only_swaps_of_tied_items(native, exported, identical, 
 
     report = check_parity(_Scores([native], k=3), _Scores([exported], k=3), sp.csr_matrix((1, 4), dtype=np.float32), n_users=1)
     assert report.top_k_identical_fraction == identical and report.passed is passed
+
+
+def test_unreachable_mlflow_fails_the_registering_asset_fast_naming_the_uri(first):
+    """``model_versions`` against a tracking server that is down (a closed loopback port): the step fails
+    within seconds (not after MLflow's minutes of retries), the error names the URI, nothing registers."""
+    import socket
+
+    from orchestration.resources import MLflowRegistry
+
+    _, resources, instance = first
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{s.getsockname()[1]}"  # released: connections are refused
+    client = _client(resources)
+    before = len(client.search_model_versions("name = 'cobuy-itemknn'"))
+    down = {**resources, "mlflow": MLflowRegistry(tracking_uri=uri)}
+    result = _materialize(down, dg.AssetSelection.assets("model_exports", "model_versions"),
+                          {"ops": {"model_exports": {"config": {"families": ["popularity"]}}}}, instance)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_key == "model_versions"
+    assert uri in _failures(result)[0] and "unreachable" in _failures(result)[0]
+    records = {r.dagster_event.event_type_value: r.timestamp for r in instance.all_logs(result.run_id)
+               if r.dagster_event is not None and r.dagster_event.step_key == "model_versions"}
+    assert records["STEP_FAILURE"] - records["STEP_START"] < 10.0  # inputs loaded, then the first MLflow call
+    assert len(client.search_model_versions("name = 'cobuy-itemknn'")) == before

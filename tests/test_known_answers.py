@@ -41,3 +41,16 @@ def test_benchmark_params_override_the_defaults(tmp_path, monkeypatch):
                     "--params", '{"k": 5, "shrink": 2.0}'])
     out = json.loads((tmp_path / "synthetic-itemknn-k5.json").read_text())
     assert out["params"]["k"] == 5 and out["params"]["shrink"] == 2.0
+
+
+def test_benchmark_tunes_the_blend_weights(tmp_path, monkeypatch):
+    from training import benchmark
+
+    monkeypatch.setattr(benchmark, "RESULTS", tmp_path)
+    benchmark.main(["--dataset", "synthetic", "--model", "blend", "--repeats", "1", "--tune", "3", "--params",
+                    '{"components": [["ease", {"l2": 50.0}], ["itemknn", {"k": 50}]]}'])
+    out = json.loads((tmp_path / "synthetic-blend.json").read_text())
+    assert out["tuning"]["trials"] == 3
+    assert out["params"]["components"] == [["ease", {"l2": 50.0}], ["itemknn", {"k": 50}]]
+    assert out["params"]["weights"] == out["tuning"]["best_params"]["weights"]
+    assert out["params"]["weights"][0] == 1.0 and 0.0 <= out["params"]["weights"][1] <= 2.0

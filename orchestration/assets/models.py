@@ -11,9 +11,10 @@ from orchestration.assets.splits import SplitMatrices
 from orchestration.metadata import markdown_table
 from orchestration.resources import OptunaStorage, ArtifactStore
 from training.models import (EASE, AssociationRules, ChebyCF, GraphFilter, IALSMatrixFactorization, ItemKNN, LightGCN,
-                             MatrixFactorization, Popularity)
+                             LinearBlend, MatrixFactorization, Popularity)
 from training.models.base import Recommender
 from training.fitting import fit_final
+from training.blend_tuning import tune_blend
 from training.chebycf_tuning import tune_chebycf
 from training.graph_filter_tuning import tune_graph_filter
 from training.search_spaces import SEARCH_SPACES
@@ -73,6 +74,13 @@ class ChebyCFConfig(TunableConfig):
     # Chebyshev coefficient rule: "extrema" as in the authors' released code (reproduces the published Gowalla
     # figures), "nodes" the exact interpolation at the Chebyshev nodes (training/models/chebycf.py)
     targets: Literal["extrema", "nodes"] = "extrema"
+
+
+class BlendConfig(TunableConfig):
+    """ChebyCF plus item-kNN; ``itemknn_weight`` is item-kNN's weight against ChebyCF's 1 (each scaled to its mean
+    best score), searched in [0, 2] on validation when ``tune_trials`` > 0."""
+
+    itemknn_weight: float = 0.3
 
 
 class LightGCNConfig(TunableConfig):
@@ -300,3 +308,28 @@ def lightgcn_model(context: dg.AssetExecutionContext, config: LightGCNConfig, in
     return dg.Output(model, metadata={"params": dg.MetadataValue.json(params), **facts,
                                       "fit_seconds": model.fit_seconds,
                                       "validation_curve": dg.MetadataValue.md(markdown_table(curve))})
+
+
+@dg.asset(group_name=GROUP)
+def blend_model(context: dg.AssetExecutionContext, config: BlendConfig, interaction_matrices: SplitMatrices,
+                chebycf_model: ChebyCF, itemknn_model: ItemKNN, optuna: OptunaStorage,
+                artifacts: ArtifactStore) -> dg.Output[LinearBlend]:
+    """ChebyCF and item-kNN blended (training/models/blend.py): the two fitted upstream models, weighted; the weight
+    is tuned on validation with both refitted on train minus validation (the test split stays untouched)."""
+    m, weight, md = interaction_matrices, config.itemknn_weight, {}
+    if config.tune_trials > 0:
+        components = [("chebycf", dict(chebycf_model.training_params)), ("itemknn", dict(itemknn_model.training_params))]
+        folder = artifacts.run_dir(context.run.run_id, "tuning")
+        cfg = TuningConfig(n_trials=config.tune_trials, timeout_seconds=config.tune_timeout_seconds, storage=optuna.url,
+                           study_name=f"blend-{(context.run.root_run_id or context.run.run_id)[:8]}", seed=config.seed,
+                           metric=config.tune_metric, max_eval_users=config.tune_max_eval_users, output_dir=str(folder))
+        result = tune_blend(m.fit, m.validation, cfg, components)
+        weight = result.best_params["weights"][1]
+        md = {"tuning_trials": result.n_trials, f"validation_{config.tune_metric}": result.best_value,
+              "tuning_seconds": result.seconds, "optuna_study": result.study_name,
+              "tuning_files": dg.MetadataValue.json(result.files)}
+    model = LinearBlend.from_fitted([chebycf_model, itemknn_model], m.train, weights=[1.0, weight], seed=config.seed)
+    params = {"components": [list(c) for c in model.components], "weights": model.weights}
+    remember_training(model, params, md)
+    return dg.Output(model, metadata={**md, "params": dg.MetadataValue.json(params), "scales": model.scales,
+                                      "fit_seconds": model.fit_seconds})

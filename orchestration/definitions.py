@@ -15,6 +15,7 @@ from orchestration.sensors import DriftPolicy, drift_sensor
 ASSET_MODULES = [ingestion, validation, splits, models, text, evaluation, scoring, registry]
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PSEUDONYM_KEY_ENV = "COBUY_PSEUDONYM_KEY"
+ASSET_BASE_ENV = "COBUY_ASSET_BASE"  # production: where asset outputs go (s3://bucket/prefix or a folder)
 
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 all_checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
@@ -76,7 +77,10 @@ def build_resources(data_dir: "str | None" = None, environment: "str | None" = N
     ``local`` (default): the embedded set-up, files under ``data_dir`` (``COBUY_DATA_DIR``, else ``data/``),
     MLflow on SQLite with a local artifact folder, Optuna on SQLite.
     ``production`` (``COBUY_ENV=production``): the same code against servers named by environment variables
-    (``MLFLOW_TRACKING_URI``, ``OPTUNA_STORAGE_URL``, optional ``MLFLOW_ARTIFACT_LOCATION``); see ``infra/``.
+    (``MLFLOW_TRACKING_URI``, ``OPTUNA_STORAGE_URL``, optional ``MLFLOW_ARTIFACT_LOCATION``); asset outputs go to
+    ``COBUY_ASSET_BASE`` when set (``s3://cobuy/assets``; S3-compatible endpoint from ``AWS_ENDPOINT_URL``, else
+    ``MLFLOW_S3_ENDPOINT_URL``, which MLflow itself reads for ``s3://`` artifacts), else under ``data_dir``;
+    run artifacts stay under ``data_dir``. See ``infra/``.
     Customer ids are pseudonymised with ``COBUY_PSEUDONYM_KEY`` (required in production; locally, when unset,
     a random key generated once under ``<data_dir>/secrets/``).
     """
@@ -95,7 +99,10 @@ def build_resources(data_dir: "str | None" = None, environment: "str | None" = N
                 "mlflow": MLflowRegistry(tracking_uri=f"sqlite:///{base / 'mlflow.db'}",
                                          artifact_location=(base / "mlartifacts").as_uri())}
     if env == "production":
-        return {**common, "pseudonymizer": Pseudonymizer(secret=dg.EnvVar(PSEUDONYM_KEY_ENV)),
+        assets = TableIOManager(
+            base_dir=os.environ.get(ASSET_BASE_ENV) or str(base),
+            s3_endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL"))
+        return {**common, "io_manager": assets, "pseudonymizer": Pseudonymizer(secret=dg.EnvVar(PSEUDONYM_KEY_ENV)),
                 "optuna": OptunaStorage(url=dg.EnvVar("OPTUNA_STORAGE_URL")),
                 "mlflow": MLflowRegistry(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"),
                                          artifact_location=os.environ.get("MLFLOW_ARTIFACT_LOCATION"))}

@@ -1,11 +1,15 @@
 """External systems behind Dagster resources: file storage for asset outputs, artifacts and studies."""
 
 import os
+import pickle
+import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
+from urllib.parse import urlsplit
 
 import dagster as dg
 import pandas as pd
+from upath import UPath
 
 from data_checks.privacy import key_from_secret, load_or_create_key
 from serving import registry
@@ -18,51 +22,102 @@ def default_data_dir() -> str:
     return os.environ.get("COBUY_DATA_DIR", "data")
 
 
-def latest_materialized_path(instance: dg.DagsterInstance, key: dg.AssetKey) -> Optional[Path]:
+# A local file (``pathlib.Path``) or an object in an object store (``upath.UPath`` over fsspec, e.g. s3fs).
+StoragePath = Union[Path, UPath]
+
+
+def is_object_store(location: str) -> bool:
+    """Whether ``location`` is an object-store URL (``s3://bucket/prefix``, any fsspec protocol) rather than a
+    local folder (a plain path or ``file://``; one-letter schemes are Windows drives)."""
+    scheme = urlsplit(location).scheme
+    return len(scheme) > 1 and scheme != "file"
+
+
+def storage_path(location: str, s3_endpoint_url: Optional[str] = None) -> StoragePath:
+    """``location`` as a ``Path`` (local) or a ``UPath`` (object store). ``s3_endpoint_url`` names an
+    S3-compatible server (MinIO); without it s3fs/botocore take ``AWS_ENDPOINT_URL`` or AWS itself. s3fs's
+    listings cache is off: other processes write objects this one must see at once."""
+    if not is_object_store(location):
+        return Path(location)
+    if urlsplit(location).scheme not in ("s3", "s3a"):
+        return UPath(location)
+    options = {"endpoint_url": s3_endpoint_url} if s3_endpoint_url else {}
+    return UPath(location, use_listings_cache=False, **options)
+
+
+def read_output(path: StoragePath) -> Any:
+    """An asset output file written by ``TableIOManager``: a DataFrame from ``.parquet``, else unpickled."""
+    if isinstance(path, UPath):
+        with path.open("rb") as fh:
+            return pd.read_parquet(fh) if path.suffix == ".parquet" else pickle.load(fh)
+    return pd.read_parquet(path) if path.suffix == ".parquet" else read_pickle(path)
+
+
+def latest_materialized_path(instance: dg.DagsterInstance, key: dg.AssetKey,
+                             s3_endpoint_url: Optional[str] = None) -> Optional[StoragePath]:
     """The file the latest materialization of ``key`` recorded in ``instance``'s event log (its ``path``
-    metadata), or None when the asset was never materialized there or recorded no path."""
+    metadata: a local path or an ``s3://`` URL), or None when the asset was never materialized there or
+    recorded no path."""
     event = instance.get_latest_materialization_event(key)
     recorded = event.asset_materialization.metadata.get("path") if event and event.asset_materialization else None
-    return Path(str(recorded.value)) if recorded is not None else None
+    return storage_path(str(recorded.value), s3_endpoint_url) if recorded is not None else None
 
 
 class TableIOManager(dg.ConfigurableIOManager):
     """Asset outputs under ``base_dir``, one file per run: ``assets/<key>/<run id>.parquet`` for DataFrames,
-    ``.pkl`` (pickled) for everything else, written atomically (temporary file, then rename). Two runs of
-    the same asset never write the same file.
+    ``.pkl`` (pickled) for everything else. Two runs of the same asset never write the same file.
+
+    ``base_dir`` is a local folder or an object-store URL (``s3://bucket/prefix``, through fsspec/s3fs;
+    ``s3_endpoint_url`` names an S3-compatible server such as MinIO) with the same layout and resolution.
+    Locally a file is written atomically (temporary file, then rename); on S3 an object is uploaded in one
+    PUT (or one multipart upload), which S3 makes visible only once complete: also all or nothing.
 
     Inputs resolve to the file of the materialization the upstream produced: in the same run (or, for a
     re-execution, the parent run that produced it, as Dagster's execution plan says) that run's file;
     an upstream not executed in this run lineage is the latest materialization recorded in the Dagster
     instance's event log (its ``path`` metadata). ``assets/<key>.parquet|pkl`` is a copy of the latest
-    output for people and scripts (a hard link, replaced atomically); downstream assets never read it."""
+    output for people and scripts (locally a hard link, replaced atomically; on S3 a server-side object
+    copy); downstream assets never read it."""
 
     base_dir: str
+    s3_endpoint_url: Optional[str] = None
 
-    def _folder(self, key: dg.AssetKey) -> Path:
-        return Path(self.base_dir, "assets", *key.path)
+    def _folder(self, key: dg.AssetKey) -> StoragePath:
+        return storage_path(self.base_dir, self.s3_endpoint_url).joinpath("assets", *key.path)
 
-    def run_file(self, key: dg.AssetKey, run_id: str) -> Optional[Path]:
+    def run_file(self, key: dg.AssetKey, run_id: str) -> Optional[StoragePath]:
         """The output file ``run_id`` wrote for ``key``, or None."""
         folder = self._folder(key)
         return next((p for p in (folder / f"{run_id}.parquet", folder / f"{run_id}.pkl") if p.exists()), None)
 
-    def latest_copy(self, key: dg.AssetKey, suffix: str) -> Path:
+    def latest_copy(self, key: dg.AssetKey, suffix: str) -> StoragePath:
         """Where the copy of the latest output lives (``assets/<key>.parquet`` or ``.pkl``)."""
         folder = self._folder(key)
         return folder.with_name(folder.name + suffix)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         key = context.asset_key
-        if isinstance(obj, pd.DataFrame):
-            suffix, other = ".parquet", ".pkl"
-            path = write_parquet(obj, self._folder(key) / f"{context.run_id}{suffix}")
+        is_table = isinstance(obj, pd.DataFrame)
+        suffix, other = (".parquet", ".pkl") if is_table else (".pkl", ".parquet")
+        write = write_parquet if is_table else write_pickle
+        path, latest = self._folder(key) / f"{context.run_id}{suffix}", self.latest_copy(key, suffix)
+        if isinstance(path, UPath):
+            # No temporary name and rename on S3: an object is either the old or the new one, and an upload
+            # (a PUT, or s3fs's multipart upload for large files) becomes visible only when it completes; a
+            # writer killed mid-upload leaves at most an invisible incomplete multipart upload (a bucket
+            # lifecycle rule, AbortIncompleteMultipartUpload, reclaims its parts). The object is serialised to
+            # a local temporary file first, so an error while serialising uploads nothing.
+            with tempfile.TemporaryDirectory(prefix="cobuy-upload-") as tmp:
+                local = write(obj, Path(tmp, path.name))
+                path.fs.put_file(str(local), path.path)
+            path.fs.copy(path.path, latest.path)  # server-side copy; readers see the old or the new object
+            recorded = str(path)
         else:
-            suffix, other = ".pkl", ".parquet"
-            path = write_pickle(obj, self._folder(key) / f"{context.run_id}{suffix}")
-        publish_copy(path, self.latest_copy(key, suffix))
+            write(obj, path)
+            publish_copy(path, latest)
+            recorded = str(path.resolve())
         self.latest_copy(key, other).unlink(missing_ok=True)
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(path.resolve()))})
+        context.add_output_metadata({"path": dg.MetadataValue.path(recorded)})
 
     @staticmethod
     def _lineage(context: dg.InputContext) -> set[str]:
@@ -88,7 +143,7 @@ class TableIOManager(dg.ConfigurableIOManager):
             return None
         return run_id if run_id in self._lineage(context) else None
 
-    def resolve_input_path(self, context: dg.InputContext) -> Path:
+    def resolve_input_path(self, context: dg.InputContext) -> StoragePath:
         """The file of the upstream materialization this input reads (see the class docstring)."""
         key, run_id = context.asset_key, self._source_run_id(context)
         if run_id is not None:
@@ -98,7 +153,7 @@ class TableIOManager(dg.ConfigurableIOManager):
                                         f"{self._folder(key)}/{run_id}.parquet|.pkl does not exist (data folder "
                                         f"{self.base_dir} moved or cleaned?)")
             return path
-        path = latest_materialized_path(context.instance, key)
+        path = latest_materialized_path(context.instance, key, self.s3_endpoint_url)
         if path is None:
             raise FileNotFoundError(f"asset {key.to_user_string()} has no materialization with a recorded path in "
                                     "this Dagster instance: materialize it first")
@@ -108,8 +163,7 @@ class TableIOManager(dg.ConfigurableIOManager):
         return path
 
     def load_input(self, context: dg.InputContext) -> Any:
-        path = self.resolve_input_path(context)
-        return pd.read_parquet(path) if path.suffix == ".parquet" else read_pickle(path)
+        return read_output(self.resolve_input_path(context))
 
 
 class ArtifactStore(dg.ConfigurableResource):

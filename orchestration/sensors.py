@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import dagster as dg
-import pandas as pd
 
 from data_checks.cleaning import clean
 from data_checks.drift import DriftThresholds, interaction_profile
@@ -26,7 +25,8 @@ from data_checks.landing import LandedLayout, list_landed
 from data_checks.privacy import pseudonymize_tables
 from data_checks.readers import RawTables
 from data_checks.sources import SourceSpec, read_source
-from orchestration.resources import MLflowRegistry, Pseudonymizer, latest_materialized_path
+from orchestration.resources import (MLflowRegistry, Pseudonymizer, StoragePath, latest_materialized_path,
+                                     read_output)
 from serving.storage import atomic_path
 
 RETRAIN_JOB = "retrain"
@@ -69,7 +69,8 @@ class DriftPolicy(dg.ConfigurableResource):
 
 
 def reference_profile(policy: DriftPolicy, mlflow: MLflowRegistry, prepare: Callable[[RawTables], RawTables],
-                      materialized: Optional[Callable[[], Optional[Path]]] = None) -> tuple[dict[str, Any], str]:
+                      materialized: Optional[Callable[[], Optional[StoragePath]]] = None
+                      ) -> tuple[dict[str, Any], str]:
     """The champion's reference profile and where it came from; the fallback when no champion has one.
     ``prepare``: what ingestion does to raw tables before cleaning (pseudonymising user ids);
     ``materialized``: gives the latest materialized validated interactions file (None when there is none)."""
@@ -82,7 +83,7 @@ def reference_profile(policy: DriftPolicy, mlflow: MLflowRegistry, prepare: Call
     fallback = Path(policy.reference_fallback) if policy.reference_fallback else \
         (materialized() if materialized is not None else None)
     if fallback is not None and fallback.exists():
-        return (interaction_profile(pd.read_parquet(fallback)),
+        return (interaction_profile(read_output(fallback)),
                 f"fallback (no champion yet): validated training data {fallback}")
     raw = read_source(SourceSpec(kind=policy.source_kind, path=policy.source_path))  # type: ignore[arg-type]
     return (interaction_profile(clean(prepare(raw)).interactions),
@@ -129,7 +130,7 @@ def drift_sensor(context: dg.SensorEvaluationContext, drift_policy: DriftPolicy,
     files = list_landed(policy.landing_dir, policy.landing_glob, known=state.known(policy.landing_dir))
     now = time.time()
 
-    def validated() -> Optional[Path]:  # the file the latest materialization recorded (per run, not a fixed path)
+    def validated() -> Optional[StoragePath]:  # the file the latest materialization recorded (per run, not a fixed path)
         return latest_materialized_path(context.instance, VALIDATED_INTERACTIONS)
 
     ev = evaluate_landing(state, files, lambda: reference_profile(policy, mlflow, prepare, validated),

@@ -17,7 +17,7 @@ from training.data import InteractionData
 from training.models.base import Recommender
 
 # served families, as named in the registry (``cobuy-<family>``) and in the ``families`` config
-FAMILIES = ("popularity", "association_rules", "itemknn", "ease", "gf_cf", "mf", "lightgcn")
+FAMILIES = ("popularity", "association_rules", "itemknn", "ease", "gf_cf", "chebycf", "mf", "ials", "lightgcn")
 MAX_ABS_TOLERANCE = 1e-4  # the lifecycle issue's parity bounds
 MIN_IDENTICAL_FRACTION = 0.999
 

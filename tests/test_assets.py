@@ -39,7 +39,7 @@ def test_full_graph_materializes(run):
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks == {"rows_add_up": True, "quarantine_rate_within_policy": True, "expectation_suites_pass": True,
                       **{f"{f}_onnx_parity": True for f in ("popularity", "association_rules", "itemknn", "ease",
-                                                            "gf_cf", "mf", "lightgcn")}}
+                                                            "gf_cf", "chebycf", "mf", "ials", "lightgcn")}}
     assert (base / "assets" / "related_items.parquet").exists()
     plots = list((base / "runs").glob("*/metrics_vs_k.png"))  # model_metrics' plot (the registry's are per family)
     assert len(plots) == 1 and plots[0].read_bytes()[:4] == b"\x89PNG"

@@ -6,7 +6,8 @@ from orchestration.definitions import defs
 EXPECTED_ASSETS = {"raw_interactions", "raw_items", "validated_interactions", "validated_items", "quarantine",
                    "training_split", "interaction_matrices", "popularity_model", "association_rules",
                    "itemknn_model", "model_metrics", "related_items", "ease_model", "graph_filter_model", "mf_model",
-                   "lightgcn_model", "chebycf_model", "ials_model", "text_encoder", "item_text_embeddings", "cold_start_metrics"}
+                   "lightgcn_model", "chebycf_model", "ials_model", "text_encoder", "item_text_embeddings", "cold_start_metrics",
+                   "blend_model"}
 
 
 def test_every_job_resolves():
@@ -30,7 +31,7 @@ def test_asset_graph_and_checks():
     assert {"model_exports", "model_versions", "champion_decisions"} <= keys
     parity = {name for key, name in checks if key == "model_exports"}
     assert parity == {f"{f}_onnx_parity" for f in ("popularity", "association_rules", "itemknn", "ease", "gf_cf",
-                                                     "mf", "lightgcn")}
+                                                     "chebycf", "mf", "ials", "lightgcn")}
     assert all(graph.get_check_spec(k).blocking for k in graph.asset_check_keys
                if k.asset_key == dg.AssetKey("model_exports"))
 

@@ -15,7 +15,8 @@ from orchestration.metadata import markdown_table
 from orchestration.resources import ArtifactStore, MLflowRegistry, OnnxRuntimeResource
 from serving.exports import FAMILIES, MAX_ABS_TOLERANCE, MIN_IDENTICAL_FRACTION, export_family, verify_export
 from serving.heldout import heldout_evaluator
-from training.models import EASE, AssociationRules, GraphFilter, ItemKNN, LightGCN, MatrixFactorization, Popularity
+from training.models import (EASE, AssociationRules, ChebyCF, GraphFilter, IALSMatrixFactorization, ItemKNN, LightGCN,
+                             MatrixFactorization, Popularity)
 from training.models.base import Recommender
 from training.run_record import build_training_run, quarantine_summary, training_window
 from training.splits import Split
@@ -44,10 +45,10 @@ class GateConfig(dg.Config):
 
 
 def _families(popularity_model: Popularity, association_rules: AssociationRules, itemknn_model: ItemKNN,
-              ease_model: EASE, graph_filter_model: GraphFilter, mf_model: MatrixFactorization,
-              lightgcn_model: LightGCN) -> dict[str, Recommender]:
+              ease_model: EASE, graph_filter_model: GraphFilter, chebycf_model: ChebyCF, mf_model: MatrixFactorization,
+              ials_model: IALSMatrixFactorization, lightgcn_model: LightGCN) -> dict[str, Recommender]:
     return dict(zip(FAMILIES, (popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model,
-                               mf_model, lightgcn_model)))
+                               chebycf_model, mf_model, ials_model, lightgcn_model)))
 
 
 @dg.multi_asset(
@@ -62,15 +63,16 @@ def _families(popularity_model: Popularity, association_rules: AssociationRules,
 )
 def model_exports(context: dg.AssetExecutionContext, config: ExportConfig, interaction_matrices: SplitMatrices,
                   popularity_model: Popularity, association_rules: AssociationRules, itemknn_model: ItemKNN,
-                  ease_model: EASE, graph_filter_model: GraphFilter, mf_model: MatrixFactorization,
-                  lightgcn_model: LightGCN, artifacts: ArtifactStore, onnx_runtime: OnnxRuntimeResource):
+                  ease_model: EASE, graph_filter_model: GraphFilter, chebycf_model: ChebyCF,
+                  mf_model: MatrixFactorization, ials_model: IALSMatrixFactorization, lightgcn_model: LightGCN,
+                  artifacts: ArtifactStore, onnx_runtime: OnnxRuntimeResource):
     """Export each selected family under the run's folder, then read every file back with ONNX Runtime and
     compare it with the native model (blocking: a failed file stops registration and scoring)."""
     unknown = sorted(set(config.families) - set(FAMILIES))
     if unknown or not config.families:
         raise ValueError(f"config families {config.families}: choose from {list(FAMILIES)} (unknown: {unknown})")
     models = _families(popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model,
-                       mf_model, lightgcn_model)
+                       chebycf_model, mf_model, ials_model, lightgcn_model)
     data, folder = interaction_matrices.train, artifacts.run_dir(context.run.run_id, "onnx")
     reports = []
     for family in [f for f in FAMILIES if f in config.families]:
@@ -101,9 +103,9 @@ def model_exports(context: dg.AssetExecutionContext, config: ExportConfig, inter
 def model_versions(context: dg.AssetExecutionContext, model_exports: pd.DataFrame, model_metrics: pd.DataFrame,
                    training_split: Split, interaction_matrices: SplitMatrices, quarantine: pd.DataFrame,
                    popularity_model: Popularity, association_rules: AssociationRules, itemknn_model: ItemKNN,
-                   ease_model: EASE, graph_filter_model: GraphFilter, mf_model: MatrixFactorization,
-                   lightgcn_model: LightGCN, mlflow: MLflowRegistry, artifacts: ArtifactStore
-                   ) -> dg.Output[pd.DataFrame]:
+                   ease_model: EASE, graph_filter_model: GraphFilter, chebycf_model: ChebyCF,
+                   mf_model: MatrixFactorization, ials_model: IALSMatrixFactorization, lightgcn_model: LightGCN,
+                   mlflow: MLflowRegistry, artifacts: ArtifactStore) -> dg.Output[pd.DataFrame]:
     """One MLflow run per exported family (params, metrics at K, plots, Optuna files and trials, the quarantine
     summary, the training window's reference profile, the ONNX model with its signature), registered as a
     new version with alias ``challenger``."""
@@ -111,7 +113,7 @@ def model_versions(context: dg.AssetExecutionContext, model_exports: pd.DataFram
     if failed:
         raise ValueError(f"model_exports holds exports that failed their parity check: {failed}; nothing registered")
     models = _families(popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model,
-                       mf_model, lightgcn_model)
+                       chebycf_model, mf_model, ials_model, lightgcn_model)
     run_id, train = context.run.run_id, training_split.train
     start, end = training_window(train)
     tags = {"dagster_run_id": run_id, "dagster_job": context.run.job_name, "git_commit": git_commit(),

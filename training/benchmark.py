@@ -189,6 +189,8 @@ def tune_model(dataset: str, model_name: str, params: dict, fit, validation, tri
 
         shutil.rmtree(stable)
     Path(res.files["summary"]).parent.rename(stable)
+    summary = stable / "summary.json"  # committed with the results: its storage URL named relative to the project
+    write_result_json(json.loads(summary.read_text()), summary)
     return {"best_params": res.best_params, "best_validation_value": res.best_value, "metric": cfg.metric,
             "trials": res.n_trials, "seconds": res.seconds, "files": str(stable)}  # made relative by write_result_json
 

@@ -14,7 +14,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from training.tracking import redact_url
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 # schemes whose server is probed before use, with their default ports
@@ -27,16 +29,6 @@ class RegistryUnavailableError(ConnectionError):
 
 class RegistrationError(RuntimeError):
     """Registering a model version failed; the version was rolled back (or the message says it was not)."""
-
-
-def redact_uri(uri: str) -> str:
-    """``uri`` without the password of its user part (``postgresql://cobuy:***@host/db``), for messages."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def probe_tracking_uri(uri: str, timeout: float = 3.0) -> None:
@@ -56,7 +48,7 @@ def probe_tracking_uri(uri: str, timeout: float = 3.0) -> None:
             pass
     except OSError as exc:
         raise RegistryUnavailableError(
-            f"MLflow tracking server {redact_uri(uri)} is unreachable: no connection to {parts.hostname}:{port} "
+            f"MLflow tracking server {redact_url(uri)} is unreachable: no connection to {parts.hostname}:{port} "
             f"within {timeout:g} s ({exc.__class__.__name__}: {exc}). Nothing was logged or registered. Start the "
             "server, or point MLFLOW_TRACKING_URI (COBUY_ENV=production) at one that is up.") from exc
 
@@ -89,7 +81,7 @@ def register_challenger(uri: str, name: str, model_uri: str, run_id: str, tags: 
         with tracking(uri):  # MLflow resolves "models:/m-..." sources through the process-wide URI
             version = str(client.create_model_version(name, model_uri, run_id=run_id, tags=tags or {}).version)
     except Exception as exc:
-        raise RegistrationError(f"registering {name} (run {run_id}) at {redact_uri(uri)} failed while {step}: "
+        raise RegistrationError(f"registering {name} (run {run_id}) at {redact_url(uri)} failed while {step}: "
                                 f"{exc.__class__.__name__}: {exc}; MLflow returned no version") from exc
     try:
         step = f"waiting for version {version} to be READY"
@@ -100,7 +92,7 @@ def register_challenger(uri: str, name: str, model_uri: str, run_id: str, tags: 
         rollback = _delete_version(client, name, version)
         if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: rolled back, then passed on
             raise
-        raise RegistrationError(f"registering {name} (run {run_id}) at {redact_uri(uri)} failed while {step}: "
+        raise RegistrationError(f"registering {name} (run {run_id}) at {redact_url(uri)} failed while {step}: "
                                 f"{exc.__class__.__name__}: {exc}; {rollback}") from exc
     return version
 

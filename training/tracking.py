@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +20,12 @@ import numpy as np
 import pandas as pd
 
 from training.data import InteractionData
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the password of its user part (``postgresql://cobuy:***@host/db``), for messages and
+    records: MLflow tracking URIs and Optuna storage URLs alike."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def git_commit(cwd: str | Path | None = None) -> str:

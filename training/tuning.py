@@ -30,6 +30,7 @@ import scipy.sparse as sp
 
 from training.data import InteractionData
 from training.metrics import evaluate_scores
+from training.tracking import redact_url
 
 
 @dataclass
@@ -122,7 +123,7 @@ def tune(
     study = open_study(cfg)
     run_trials(study, objective, cfg, first_params=first_params)
     result = TuningResult(dict(study.best_params), float(study.best_value), finished_trials(study), cfg.study_name,
-                          _redact(cfg.storage), seconds=time.perf_counter() - t0)
+                          redact_url(cfg.storage), seconds=time.perf_counter() - t0)
     result.files = write_study_files(study, Path(cfg.output_dir) / cfg.study_name, result)
     return result
 
@@ -150,7 +151,7 @@ def open_study(cfg: TuningConfig) -> Any:
         except Exception as e:  # noqa: BLE001 - retried, then raised with the storage named
             last_error = e
             time.sleep(0.5 * (attempt + 1))
-    raise RuntimeError(f"cannot open Optuna study {cfg.study_name!r} in {_redact(cfg.storage)}: {last_error}") \
+    raise RuntimeError(f"cannot open Optuna study {cfg.study_name!r} in {redact_url(cfg.storage)}: {last_error}") \
         from last_error
 
 
@@ -159,13 +160,6 @@ def finished_trials(study: Any) -> int:
     from optuna.trial import TrialState
 
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-
-
-def _redact(url: str) -> str:
-    """The storage URL without its password, for messages."""
-    import re
-
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 class _ClaimLock:

@@ -13,6 +13,7 @@ SMALL = {"ops": {"raw_tables": {"config": {"kind": "synthetic", "synthetic_users
                  "ease_model": {"config": {"l2": 50.0}},
                  "graph_filter_model": {"config": {"n_factors": 32, "tune_trials": 3}},
                  "chebycf_model": {"config": {"n_factors": 32, "tune_trials": 3}},
+                 "blend_model": {"config": {"tune_trials": 3}},
                  "ials_model": {"config": {"dim": 16, "max_epochs": 8, "patience": 2}},
                  "mf_model": {"config": {"dim": 16, "lr": 0.01, "batch_size": 1024, "max_epochs": 15,
                                          "patience": 3}},

@@ -18,7 +18,7 @@ from training.blend_tuning import tune_blend
 from training.chebycf_tuning import tune_chebycf
 from training.graph_filter_tuning import tune_graph_filter
 from training.search_spaces import SEARCH_SPACES
-from training.tuning import TuningConfig, tune
+from training.tuning import TuningConfig, TuningResult, tune
 
 GROUP = "models"
 
@@ -128,12 +128,7 @@ def tune_family(context: dg.AssetExecutionContext, family: str, config: TunableC
     with (defaults overridden by the best trial) and metadata for the UI."""
     if config.tune_trials <= 0:
         return params, {}
-    folder = artifacts.run_dir(context.run.run_id, "tuning")
-    cfg = TuningConfig(n_trials=config.tune_trials, timeout_seconds=config.tune_timeout_seconds, storage=optuna.url,
-                       # the root run's id: re-executing a failed run resumes its study instead of starting over
-                       study_name=f"{family}-{(context.run.root_run_id or context.run.run_id)[:8]}", seed=config.seed,
-                       metric=config.tune_metric,
-                       max_eval_users=config.tune_max_eval_users, output_dir=str(folder))
+    cfg = tuning_config(context, family, config, optuna, artifacts)
     if family == "gf_cf":  # recombines cached terms instead of refitting per trial
         result = tune_graph_filter(matrices.fit, matrices.validation, cfg,
                                    max_factors=min(768, max(matrices.fit.n_items // 4, 2)))
@@ -145,6 +140,21 @@ def tune_family(context: dg.AssetExecutionContext, family: str, config: TunableC
                               targets=params["targets"])
     else:
         result = tune(build, SEARCH_SPACES[family], matrices.fit, matrices.validation, cfg)
+    return {**params, **result.best_params}, tuning_metadata(config, result)
+
+
+def tuning_config(context: dg.AssetExecutionContext, family: str, config: TunableConfig, optuna: OptunaStorage,
+                  artifacts: ArtifactStore) -> TuningConfig:
+    """The family's Optuna study settings for this run (files under the run's ``tuning`` folder)."""
+    return TuningConfig(n_trials=config.tune_trials, timeout_seconds=config.tune_timeout_seconds, storage=optuna.url,
+                        # the root run's id: re-executing a failed run resumes its study instead of starting over
+                        study_name=f"{family}-{(context.run.root_run_id or context.run.run_id)[:8]}",
+                        seed=config.seed, metric=config.tune_metric, max_eval_users=config.tune_max_eval_users,
+                        output_dir=str(artifacts.run_dir(context.run.run_id, "tuning")))
+
+
+def tuning_metadata(config: TunableConfig, result: TuningResult) -> dict[str, Any]:
+    """What the UI shows of a study: trials, best validation value, time, files and its plots."""
     metadata: dict[str, Any] = {
         "tuning_trials": result.n_trials, f"validation_{config.tune_metric}": result.best_value,
         "tuning_seconds": result.seconds, "optuna_study": result.study_name,
@@ -152,7 +162,7 @@ def tune_family(context: dg.AssetExecutionContext, family: str, config: TunableC
     for name in ("optimization_history", "param_importances"):
         if name in result.files:
             metadata[name] = _image_md(result.files[name], name)
-    return {**params, **result.best_params}, metadata
+    return metadata
 
 
 def fit_family(context: dg.AssetExecutionContext, family: str, config: TunableConfig, params: dict[str, Any],
@@ -319,15 +329,8 @@ def blend_model(context: dg.AssetExecutionContext, config: BlendConfig, interact
     m, weight, md = interaction_matrices, config.itemknn_weight, {}
     if config.tune_trials > 0:
         components = [("chebycf", dict(chebycf_model.training_params)), ("itemknn", dict(itemknn_model.training_params))]
-        folder = artifacts.run_dir(context.run.run_id, "tuning")
-        cfg = TuningConfig(n_trials=config.tune_trials, timeout_seconds=config.tune_timeout_seconds, storage=optuna.url,
-                           study_name=f"blend-{(context.run.root_run_id or context.run.run_id)[:8]}", seed=config.seed,
-                           metric=config.tune_metric, max_eval_users=config.tune_max_eval_users, output_dir=str(folder))
-        result = tune_blend(m.fit, m.validation, cfg, components)
-        weight = result.best_params["weights"][1]
-        md = {"tuning_trials": result.n_trials, f"validation_{config.tune_metric}": result.best_value,
-              "tuning_seconds": result.seconds, "optuna_study": result.study_name,
-              "tuning_files": dg.MetadataValue.json(result.files)}
+        result = tune_blend(m.fit, m.validation, tuning_config(context, "blend", config, optuna, artifacts), components)
+        weight, md = result.best_params["weights"][1], tuning_metadata(config, result)
     model = LinearBlend.from_fitted([chebycf_model, itemknn_model], m.train, weights=[1.0, weight], seed=config.seed)
     params = {"components": [list(c) for c in model.components], "weights": model.weights}
     remember_training(model, params, md)

@@ -169,16 +169,21 @@ class TableIOManager(dg.ConfigurableIOManager):
 class ArtifactStore(dg.ConfigurableResource):
     """Run artifacts (Great Expectations Data Docs, plots, Optuna files, fine-tuned encoders), one
     folder per run so concurrent runs never overwrite each other's files. When a run creates its folder,
-    temporary files left by killed writers anywhere under ``runs/`` are swept (``sweep_stale_temps``:
-    only those whose writer is gone), e.g. a SIGKILLed run's half-written scoring table once its
-    re-execution starts."""
+    temporary files left by killed writers in the folders of the run it re-executes (its parent and root
+    run) are swept (``sweep_stale_temps``: only those whose writer is gone), e.g. a SIGKILLed run's
+    half-written scoring table once its re-execution starts. The sweep reads those few folders only, so its
+    cost does not grow with the run history."""
 
     base_dir: str
 
-    def run_dir(self, run_id: str, *parts: str) -> Path:
+    def run_dir(self, run: "dg.DagsterRun | str", *parts: str) -> Path:
+        """``runs/<run id>/<parts...>``, created; ``run``: the Dagster run (``context.run``) or its id."""
+        run_id = run if isinstance(run, str) else run.run_id
         root = Path(self.base_dir, "runs").resolve()
         if not (root / run_id).exists():
-            sweep_stale_temps(root, recursive=True)
+            related = [] if isinstance(run, str) else [run.parent_run_id, run.root_run_id]
+            for other in dict.fromkeys(r for r in related if r):
+                sweep_stale_temps(root / other, recursive=True)
         path = Path(root, run_id, *parts)
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -235,6 +240,11 @@ class MLflowRegistry(dg.ConfigurableResource):
         """Raise ``RegistryUnavailableError`` (naming the URI) when the tracking server is unreachable."""
         registry.probe_tracking_uri(self.tracking_uri, self.probe_timeout_s)
 
+    def _uri(self) -> str:
+        """The tracking URI, once the server answered: every MLflow call below takes its URI from here."""
+        self.check_reachable()
+        return self.tracking_uri
+
     def run_url(self, experiment_id: str, run_id: str) -> str:
         """The run's page in the MLflow UI."""
         return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
@@ -248,39 +258,33 @@ class MLflowRegistry(dg.ConfigurableResource):
 
     def log_run(self, run: TrainingRun) -> LoggedRun:
         """Log one training run (params, metrics, artifacts, Optuna trials, ONNX model)."""
-        self.check_reachable()
-        return log_training_run(self.tracking_uri, self.experiment, run, self.artifact_location)
+        return log_training_run(self._uri(), self.experiment, run, self.artifact_location)
 
     def register_challenger(self, family: str, logged: LoggedRun, tags: Optional[dict[str, str]] = None) -> str:
         """Register the run's ONNX model as a new version with alias ``challenger``; returns the version."""
         if logged.model_uri is None:
             raise ValueError(f"run {logged.run_id} logged no ONNX model; nothing to register for {family}")
-        self.check_reachable()
-        return registry.register_challenger(self.tracking_uri, self.model_name(family), logged.model_uri,
+        return registry.register_challenger(self._uri(), self.model_name(family), logged.model_uri,
                                             logged.run_id, tags)
 
     def version_for(self, family: str, alias: str) -> Optional[str]:
         """The version ``alias`` (``champion``/``challenger``) names, or None."""
-        self.check_reachable()
-        return registry.alias_version(self.tracking_uri, self.model_name(family), alias)
+        return registry.alias_version(self._uri(), self.model_name(family), alias)
 
     def download(self, family: str, version: str, dst: str | Path) -> Path:
         """A registered version's ``model.onnx`` downloaded into ``dst``."""
-        self.check_reachable()
-        return registry.download_version(self.tracking_uri, self.model_name(family), version, dst)
+        return registry.download_version(self._uri(), self.model_name(family), version, dst)
 
     def download_run_artifact(self, family: str, alias: str, artifact_path: str, dst: str | Path
                               ) -> Optional[Path]:
         """An artifact (e.g. ``reference_profile.json``) of the run behind ``@alias`` downloaded into ``dst``;
         None when the alias or the artifact does not exist."""
-        self.check_reachable()
-        return registry.download_run_artifact(self.tracking_uri, self.model_name(family), alias, artifact_path, dst)
+        return registry.download_run_artifact(self._uri(), self.model_name(family), alias, artifact_path, dst)
 
     def run_gate(self, family: str, evaluate: Callable[[dict[str, Path]], dict[str, dict]], metric: str,
                  margin: float, decided_by: str, workdir: str | Path) -> registry.GateDecision:
         """Challenger vs champion on the same held-out data; moves ``champion`` only when better by ``margin``."""
-        self.check_reachable()
-        return registry.run_gate(self.tracking_uri, self.model_name(family), evaluate, metric, margin, decided_by,
+        return registry.run_gate(self._uri(), self.model_name(family), evaluate, metric, margin, decided_by,
                                  workdir)
 
 

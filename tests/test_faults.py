@@ -293,3 +293,26 @@ def test_leftovers_of_dead_writers_are_swept_live_ones_kept(tmp_path):
     left = {p.name for p in folder.iterdir()}
     assert left == {names["live"], names["new_foreign"], names["output"], "r7.parquet"}
     assert sweep_stale_temps(folder) == []
+
+
+def test_a_new_run_folder_sweeps_the_runs_it_reexecutes_and_no_others(tmp_path):
+    """``ArtifactStore.run_dir`` of a re-execution sweeps its parent's and root's folders only: its cost does not
+    grow with the run history, and a plain id (no lineage) sweeps nothing."""
+    from types import SimpleNamespace
+
+    from orchestration.resources import ArtifactStore
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    runs = tmp_path / "runs"
+    torn = {}
+    for run_id in ("root", "parent", "unrelated"):
+        (runs / run_id / "scoring").mkdir(parents=True)
+        torn[run_id] = runs / run_id / "scoring" / f".t.parquet.{HOST}.{int(dead.stdout)}.x_1.tmp"
+        torn[run_id].write_bytes(b"PAR1 half")
+    store = ArtifactStore(base_dir=str(tmp_path))
+    store.run_dir("plain", "scoring")
+    assert all(p.exists() for p in torn.values())
+    again = SimpleNamespace(run_id="again", parent_run_id="parent", root_run_id="root")
+    assert store.run_dir(again, "scoring") == (runs / "again" / "scoring").resolve()
+    assert not torn["parent"].exists() and not torn["root"].exists()
+    assert torn["unrelated"].exists()

@@ -178,3 +178,19 @@ def test_item_knn_scores_heavy_histories_to_float32_precision():
     assert exact.max() > 100  # heavy users: large sums, where float32 rounding accumulates
     ulps = np.abs(native - exact) / np.spacing(np.abs(exact).astype(np.float32))
     assert ulps.max() <= 1.0
+
+
+def test_item_knn_float64_copy_follows_the_fitted_matrix_and_is_not_pickled(shop_data):
+    """The float64 similarity used for scoring is made once per fit: a refit on other data must not score with the
+    old copy, and a pickled model carries only the float32 matrix."""
+    import pickle
+
+    import scipy.sparse as sp
+
+    model = MODELS["itemknn"](k=20).fit(shop_data)
+    users = np.arange(min(5, shop_data.n_users))
+    first = model.score_users(users)
+    assert "_sim64" not in pickle.loads(pickle.dumps(model)).__dict__
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).score_users(users), first)
+    model.similarity = sp.csr_matrix(model.similarity.shape, dtype=np.float32)  # as if refitted to nothing
+    assert not model.score_users(users).any()

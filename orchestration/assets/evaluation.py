@@ -32,7 +32,7 @@ def model_metrics(context: dg.AssetExecutionContext, interaction_matrices: Split
     best = at20.sort_values("ndcg", ascending=False).iloc[0]
     context.log.info(f"best at K=20: {best['model']} recall={best['recall']:.4f} ndcg={best['ndcg']:.4f}")
     png = metrics_vs_k_png(table)
-    plot_path = write_bytes(png, artifacts.run_dir(context.run.run_id) / "metrics_vs_k.png")
+    plot_path = write_bytes(png, artifacts.run_dir(context.run) / "metrics_vs_k.png")
     return dg.Output(table, metadata={
         "metrics_vs_k": dg.MetadataValue.md(f"![metrics vs K](data:image/png;base64,{base64.b64encode(png).decode()})"),
         "plot_path": dg.MetadataValue.path(str(plot_path)),

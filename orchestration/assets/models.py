@@ -150,7 +150,7 @@ def tuning_config(context: dg.AssetExecutionContext, family: str, config: Tunabl
                         # the root run's id: re-executing a failed run resumes its study instead of starting over
                         study_name=f"{family}-{(context.run.root_run_id or context.run.run_id)[:8]}",
                         seed=config.seed, metric=config.tune_metric, max_eval_users=config.tune_max_eval_users,
-                        output_dir=str(artifacts.run_dir(context.run.run_id, "tuning")))
+                        output_dir=str(artifacts.run_dir(context.run, "tuning")))
 
 
 def tuning_metadata(config: TunableConfig, result: TuningResult) -> dict[str, Any]:

@@ -73,7 +73,7 @@ def model_exports(context: dg.AssetExecutionContext, config: ExportConfig, inter
         raise ValueError(f"config families {config.families}: choose from {list(FAMILIES)} (unknown: {unknown})")
     models = _families(popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model,
                        chebycf_model, mf_model, ials_model, lightgcn_model)
-    data, folder = interaction_matrices.train, artifacts.run_dir(context.run.run_id, "onnx")
+    data, folder = interaction_matrices.train, artifacts.run_dir(context.run, "onnx")
     reports = []
     for family in [f for f in FAMILIES if f in config.families]:
         path = folder / f"{family}.onnx"
@@ -125,7 +125,7 @@ def model_versions(context: dg.AssetExecutionContext, model_exports: pd.DataFram
         family = export["family"]
         model = models[family]
         run = build_training_run(family, model.name, getattr(model, "training_params", {}), model_metrics,
-                                 artifacts.run_dir(run_id, "mlflow", family), tags, summary, profile, export,
+                                 artifacts.run_dir(context.run, "mlflow", family), tags, summary, profile, export,
                                  getattr(model, "tuning_files", {}))
         logged = mlflow.log_run(run)
         version = mlflow.register_challenger(family, logged, tags={"dagster_run_id": run_id,
@@ -167,7 +167,7 @@ def champion_decisions(context: dg.AssetExecutionContext, config: GateConfig, mo
             context.log.warning(f"{family}: @challenger is v{current}, not v{registered['version']} registered by "
                                 "model_versions (moved since); judging the alias")
         d = mlflow.run_gate(family, evaluate, config.metric, config.margin, decided_by,
-                            artifacts.run_dir(run_id, "gate", family))
+                            artifacts.run_dir(context.run, "gate", family))
         rows.append({"family": family, "registered_model": d.model, "challenger_version": d.challenger_version,
                      "champion_version_before": d.champion_version,
                      "champion_version_after": mlflow.version_for(family, "champion"), "metric": d.metric,

@@ -61,7 +61,7 @@ def load_champion(context: dg.AssetExecutionContext, family: str, mlflow: MLflow
         raise dg.Failure(f"registered model {name!r} has no '{CHAMPION}' version at {mlflow.tracking_uri}: run the "
                          f"retrain/promote job (champion_decisions) or set the alias in the MLflow UI",
                          metadata={"registered_model": name})
-    folder = artifacts.run_dir(context.run.run_id, "champions", f"{family}-v{version}")
+    folder = artifacts.run_dir(context.run, "champions", f"{family}-v{version}")
     model = onnx_runtime.recommender(mlflow.download(family, version, folder))
     context.log.info(f"scoring {name} version {version} ({model.info.kind}) on {model.active_provider}")
     return Champion(family, name, version, model)
@@ -88,7 +88,7 @@ def user_recommendations(context: dg.AssetExecutionContext, config: UserRecommen
     to Parquet (user_id, rank, item_id, score) in this run's folder."""
     t0 = time.perf_counter()
     champion = load_champion(context, config.family, mlflow, onnx_runtime, artifacts)
-    path = artifacts.run_dir(context.run.run_id, "scoring") / "user_recommendations.parquet"
+    path = artifacts.run_dir(context.run, "scoring") / "user_recommendations.parquet"
     facts, preview = score_users_to_parquet(champion.model, interaction_matrices.train, path,
                                             chunk_size=config.chunk_size)
     table = ScoredTable(str(path), facts["rows"], champion.name, champion.version, facts["provider"])
@@ -148,7 +148,7 @@ def cold_item_neighbours(context: dg.AssetExecutionContext, config: ColdItemNeig
     t0 = time.perf_counter()
     data = interaction_matrices.train
     cold, _ = cold_and_warm_items(data)
-    export = export_text_encoder(text_encoder.path, artifacts.run_dir(context.run.run_id, "text_onnx"),
+    export = export_text_encoder(text_encoder.path, artifacts.run_dir(context.run, "text_onnx"),
                                  quantize=config.precision == "int8", max_length=text_encoder.max_length)
     encoder = OnnxTextEncoder(export.int8 if config.precision == "int8" else export.fp32, export.tokenizer_dir,
                               provider=onnx_runtime.provider, max_length=text_encoder.max_length,

@@ -61,11 +61,11 @@ def text_encoder(context: dg.AssetExecutionContext, config: TextEncoderSettings,
     train = interaction_matrices.train
     pairs, counts = mine_pairs(train.baskets, train.user_items, config.min_pair_count, config.user_weight)
     if config.steps > 0 and len(pairs) >= 2 * config.batch_size:
-        encoder.fit(texts, pairs, counts, checkpoint_dir=str(artifacts.run_dir(context.run.run_id, "checkpoints")))
+        encoder.fit(texts, pairs, counts, checkpoint_dir=str(artifacts.run_dir(context.run, "checkpoints")))
         encoder.fit_popularity_head(texts, np.bincount(train.baskets.indices, minlength=train.n_items))
     else:
         context.log.warning(f"not fine-tuning: steps={config.steps}, {len(pairs)} co-purchase pairs")
-    folder = encoder.save(artifacts.run_dir(context.run.run_id, "text_encoder"))
+    folder = encoder.save(artifacts.run_dir(context.run, "text_encoder"))
     art = TextEncoderArtifact(str(folder), encoder.model_name, cfg.temperature, cfg.max_length,
                               {**encoder.history, "fit_seconds": encoder.fit_seconds})
     torch_state = encoder.module.bias.state_dict()

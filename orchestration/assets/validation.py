@@ -75,7 +75,7 @@ def validated_tables(context: dg.AssetExecutionContext, config: CleaningConfig, 
         check_name="quarantine_rate_within_policy", asset_key="validated_interactions",
         passed=rate <= policy.max_quarantine_rate,
         metadata={"quarantine_rate": float(rate), "max_quarantine_rate": policy.max_quarantine_rate})
-    docs = artifacts.run_dir(context.run.run_id, "data_docs")
+    docs = artifacts.run_dir(context.run, "data_docs")
     report = validate_tables(result.interactions, result.items, docs_dir=docs, max_quantity=config.max_quantity,
                              max_price=config.max_price, min_timestamp=config.min_timestamp)
     yield dg.AssetCheckResult(

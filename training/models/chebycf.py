@@ -41,7 +41,7 @@ def plateau_response(t: np.ndarray, flatness: float) -> np.ndarray:
     return 0.5 - 0.5 * np.sign(t) * np.abs(t) ** flatness
 
 
-def chebyshev_coefficients(order: int, flatness: float, targets: str = "nodes") -> np.ndarray:
+def chebyshev_coefficients(order: int, flatness: float, targets: str = "extrema") -> np.ndarray:
     """(order + 1,) coefficients c_k of sum_k c_k T_k(t), from the discrete Chebyshev transform over the
     order + 1 Chebyshev nodes of the first kind t_j.
 

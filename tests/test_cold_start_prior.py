@@ -2,7 +2,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-from training.cold_start import ColdStartTask, choose_prior_weight, prior_mix_scorer
+from training.cold_start import ColdStartTask, choose_prior_weight, embedding_scorer, observed_log_prior, prior_mix_scorer
 
 
 def _task(truth_rows: list[list[int]], queries: list[int], n: int) -> ColdStartTask:
@@ -28,17 +28,33 @@ def _setup():
 
 def test_prior_mix_scorer_formula():
     emb, prior, _ = _setup()
-    s = prior_mix_scorer(emb, prior, 0.5, temperature=0.05)(np.array([1]))
+    s = prior_mix_scorer(lambda items: emb[items] @ emb.T / 0.05, prior, 0.5)(np.array([1]))
     np.testing.assert_allclose(s[0], emb[1] @ emb.T / 0.05 + 0.5 * prior, rtol=1e-5)
 
 
 def test_weight_follows_what_validation_rewards():
     emb, prior, n = _setup()
     text_right = _task([[2], [3]], [0, 1], n)  # the twins are the right answers: text alone wins
-    w, values = choose_prior_weight(text_right, emb, prior)
+    w, values = choose_prior_weight(text_right, embedding_scorer(emb), prior)
     assert w == 0.0 and values[0.0] > values[1e3]
     popular_right = _task([[4, 5], [4, 5]], [0, 1], n)  # the best-sellers are: the prior must dominate
-    w, values = choose_prior_weight(popular_right, emb, prior)
+    w, values = choose_prior_weight(popular_right, embedding_scorer(emb), prior)
     assert w > 0.0 and values[w] == values[1e3] > values[0.0]
-    top = np.argsort(-prior_mix_scorer(emb, prior, w)(np.array([0, 1])), axis=1)[:, :2]
+    top = np.argsort(-prior_mix_scorer(embedding_scorer(emb), prior, w)(np.array([0, 1])), axis=1)[:, :2]
     assert all(set(row) == {4, 5} for row in top)
+
+
+def test_observed_prior_uses_sales_and_falls_back_to_text_for_unsold_candidates():
+    counts = np.array([0, 9, 99])
+    text = np.array([1.5, 7.0, 7.0], np.float32)
+    np.testing.assert_allclose(observed_log_prior(counts, text), [1.5, np.log(10), np.log(100)], rtol=1e-6)
+    np.testing.assert_allclose(observed_log_prior(counts), [0.0, np.log(10), np.log(100)], rtol=1e-6)
+
+
+def test_a_small_prior_breaks_text_ties_toward_the_best_seller():
+    """Two candidates equally similar to the query: the one that sold more ranks first once the prior has any
+    weight, and a weight too small to outweigh a real similarity gap keeps text order."""
+    emb = np.array([[1.0, 0.0], [0.8, 0.6], [0.8, 0.6], [0.6, 0.8]], np.float32)
+    prior = observed_log_prior(np.array([0, 5, 50, 500]))
+    s = prior_mix_scorer(embedding_scorer(emb), prior, 0.01)(np.array([0]))[0]
+    assert s[2] > s[1] > s[3]

@@ -198,43 +198,59 @@ def tune_model(dataset: str, model_name: str, params: dict, fit, validation, tri
 
 def run_cold_start(dataset: str, steps: int) -> dict:
     """Cold-start items of the temporal split, ranked by text alone: fine-tuned encoder vs the same
-    encoder untuned, TF-IDF on titles and popularity; for both definitions of the right answers."""
+    encoder untuned, TF-IDF on titles and popularity; for both definitions of the right answers.
+
+    Each text method also runs with the candidates' log popularity at the cut added
+    (``training.cold_start.prior_mix_scorer``), its weight chosen per method on the items first sold inside
+    the validation window. The encoder is fine-tuned on pairs from before that window only, so those
+    validation items are as new to it as the test's cold items are."""
     from training.cold_start import (build_task, choose_prior_weight, embedding_scorer, evaluate_cold,
-                                     popularity_scorer, prior_mix_scorer, tfidf_scorer)
+                                     observed_log_prior, popularity_scorer, prior_mix_scorer, tfidf_scorer)
+    from training.data import build_interaction_data
     from training.text_encoder import TextEncoder, TextEncoderConfig, item_texts, mine_pairs
 
     cleaned, split, train, _ = load_dataset(dataset)
+    fit = build_interaction_data(split.fit, cleaned.items["item_id"])
     texts = item_texts(cleaned.items)
-    counts = np.bincount(train.baskets.indices, minlength=train.n_items)
+    fit_counts = np.bincount(fit.baskets.indices, minlength=fit.n_items)
+    train_counts = np.bincount(train.baskets.indices, minlength=train.n_items)
     cfg = TextEncoderConfig(steps=steps)
     untuned = TextEncoder(cfg)
-    pairs, pair_counts = mine_pairs(train.baskets, train.user_items, cfg.min_pair_count, cfg.user_weight)
+    pairs, pair_counts = mine_pairs(fit.baskets, fit.user_items, cfg.min_pair_count, cfg.user_weight)
     tuned = TextEncoder(cfg)
     tuned.fit(texts, pairs, pair_counts)
-    tuned.fit_popularity_head(texts, counts)
+    tuned.fit_popularity_head(texts, fit_counts)
     saved = tuned.save(ROOT / "data" / "text_encoder" / dataset)  # for the hybrid benchmark (--encoder)
-    methods = {"fine_tuned_encoder": tuned.scorer(texts), "untuned_encoder": embedding_scorer(untuned.embed(texts)),
-               "tfidf_titles": tfidf_scorer(texts), "popularity": popularity_scorer(counts)}
-    rows_all = pd.concat([split.train, split.after_cutoff], ignore_index=True)
-    # the fine-tuned encoder's similarity plus its popularity-from-text head with a weight chosen on
-    # warm items of the validation split (sold before and after its start), never on the cold items.
-    # Caveat: the encoder was fine-tuned on pairs from all of train, validation window included.
     z_tuned, b_tuned = tuned.encode(texts)
+    z_untuned = untuned.embed(texts)
+    similarity = {"fine_tuned_encoder": lambda items: z_tuned[items] @ z_tuned.T / np.float32(cfg.temperature),
+                  "untuned_encoder": embedding_scorer(z_untuned), "tfidf_titles": tfidf_scorer(texts)}
+    methods = {"fine_tuned_encoder": tuned.scorer(texts), "untuned_encoder": similarity["untuned_encoder"],
+               "tfidf_titles": similarity["tfidf_titles"], "popularity": popularity_scorer(train_counts)}
+    # candidates never sold before the cut: the fine-tuned encoder's popularity-from-text head; the others 0
+    priors = {name: {"validation": observed_log_prior(fit_counts, b_tuned if name == "fine_tuned_encoder" else None),
+                     "test": observed_log_prior(train_counts, b_tuned if name == "fine_tuned_encoder" else None)}
+              for name in similarity}
+    rows_all = pd.concat([split.train, split.after_cutoff], ignore_index=True)
     val_cut = split.validation["timestamp"].min()
     tables = {}
     for basis in ("basket_or_customer", "basket"):
         task = build_task(rows_all, train.item_ids, split.cutoff, basis)
-        val_task = build_task(split.train, train.item_ids, val_cut, basis, items="warm")
-        lam, lam_values = choose_prior_weight(val_task, z_tuned, b_tuned, cfg.temperature)
-        scorers = {**methods, "fine_tuned_encoder+prior": prior_mix_scorer(z_tuned, b_tuned, lam, cfg.temperature)}
-        tables[basis] = {"cold_items": int(len(task.cold)),
+        val_task = build_task(split.train, train.item_ids, val_cut, basis, items="cold")
+        scorers, weights = dict(methods), {}
+        for name, sim in similarity.items():
+            lam, values = choose_prior_weight(val_task, sim, priors[name]["validation"])
+            weights[name] = {"weight": lam, "validation_recall_plus_ndcg": {str(k): v for k, v in values.items()}}
+            scorers[f"{name}+prior"] = prior_mix_scorer(sim, priors[name]["test"], lam)
+        tables[basis] = {"cold_items": int(len(task.cold)), "validation_cold_items": int(len(val_task.cold)),
                          "median_right_answers": float(np.median(np.diff(task.truth.indptr))),
-                         "prior_weight": lam, "prior_weight_validation": {str(k): v for k, v in lam_values.items()},
+                         "prior_weights": weights,
                          "methods": {name: {k: v for k, v in evaluate_cold(task, fn).items() if k != "scoring_seconds"}
                                      for name, fn in scorers.items()}}
-    return {"dataset": dataset, "model": "text_encoder", "cutoff": str(split.cutoff), "config": cfg.__dict__,
-            "fit_seconds": tuned.fit_seconds, "history": tuned.history, "base_model": tuned.model_name,
-            "cold_start": tables, "saved_to": str(saved), "machine": machine()}
+    return {"dataset": dataset, "model": "text_encoder", "cutoff": str(split.cutoff),
+            "validation_start": str(val_cut), "fine_tuned_on": "pairs before the validation window",
+            "config": cfg.__dict__, "fit_seconds": tuned.fit_seconds, "history": tuned.history,
+            "base_model": tuned.model_name, "cold_start": tables, "saved_to": str(saved), "machine": machine()}
 
 
 def run_hybrid(dataset: str, trials: int, encoder_path: str | None) -> dict:

@@ -83,30 +83,41 @@ def popularity_scorer(counts: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     return lambda items: np.broadcast_to(c, (len(items), len(c))).copy()
 
 
-def prior_mix_scorer(emb: np.ndarray, prior: np.ndarray, weight: float,
-                     temperature: float = 1.0) -> Callable[[np.ndarray], np.ndarray]:
-    """score(c, j) = <z_c, z_j> / temperature + weight * prior_j.
+def observed_log_prior(counts: np.ndarray, text_prior: np.ndarray | None = None) -> np.ndarray:
+    """(n_items,) log(1 + purchases) of each candidate before the cut; a candidate never sold takes
+    ``text_prior`` (the encoder's popularity-from-text head, same scale), or 0 without one. Only the query
+    item is cold: its candidates are catalog items whose sales are known at the cut."""
+    prior = np.log1p(np.asarray(counts, dtype=np.float64)).astype(np.float32)
+    if text_prior is not None:
+        unsold = np.asarray(counts) <= 0
+        prior[unsold] = np.asarray(text_prior, dtype=np.float32)[unsold]
+    return prior
 
-    ``emb``: (n_items, dim) L2-normalised text embeddings; ``prior``: (n_items,) log popularity of
-    each candidate (observed, or predicted from text for items never sold). An encoder trained with
-    the logQ correction (Yi et al., RecSys 2019) learns similarity with the candidates' log sampling
-    probability taken out; adding the log prior back is the score that sampled softmax estimates.
-    ``weight`` 0 is text similarity alone; a large weight tends to popularity order."""
-    e = np.asarray(emb, dtype=np.float32)
+
+def prior_mix_scorer(similarity: Callable[[np.ndarray], np.ndarray], prior: np.ndarray,
+                     weight: float) -> Callable[[np.ndarray], np.ndarray]:
+    """score(c, j) = similarity(c, j) + weight * prior_j.
+
+    ``similarity``: (query positions) -> (n, n_items) text similarity (an encoder's <z_c, z_j> / temperature,
+    or TF-IDF cosine); ``prior``: (n_items,) log popularity of each candidate (``observed_log_prior``).
+    An encoder trained with the logQ correction (Yi et al., RecSys 2019) learns similarity with the
+    candidates' log sampling probability taken out; adding the log prior back is the score that sampled
+    softmax estimates. ``weight`` 0 is text similarity alone; a large weight tends to popularity order."""
     p = np.asarray(prior, dtype=np.float32)[None, :]
-    return lambda items: e[items] @ e.T / temperature + weight * p
+    return lambda items: similarity(items) + np.float32(weight) * p
 
 
-PRIOR_WEIGHTS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 1e3)
+# 0, then log-spaced from 1e-3 to 100 (the scale of the similarity differs by method), then popularity order
+PRIOR_WEIGHTS = (0.0, *(float(w) for w in np.round(np.geomspace(1e-3, 100.0, 16), 6)), 1e3)
 
 
-def choose_prior_weight(task: ColdStartTask, emb: np.ndarray, prior: np.ndarray, temperature: float = 1.0,
+def choose_prior_weight(task: ColdStartTask, similarity: Callable[[np.ndarray], np.ndarray], prior: np.ndarray,
                         weights: tuple[float, ...] = PRIOR_WEIGHTS) -> tuple[float, dict[float, float]]:
     """The ``weights`` value maximising Recall@20 + NDCG@20 of ``prior_mix_scorer`` on ``task``, which
-    must be a validation task (warm items before a cut inside train), never the cold test items.
+    must be a validation task (items before a cut inside train), never the cold test items.
     Returns (best weight, {weight: validation value})."""
     values = {}
     for w in weights:
-        r = evaluate_cold(task, prior_mix_scorer(emb, prior, w, temperature), ks=(20,))
+        r = evaluate_cold(task, prior_mix_scorer(similarity, prior, w), ks=(20,))
         values[w] = r["recall@20"] + r["ndcg@20"]
     return max(values, key=values.get), values

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 
 from training.data import build_interaction_data
 from training.hybrid_benchmark import tune_weights, weight_trials
-from training.models.hybrid import SIGNALS, Hybrid, recency_weights, zscore_rows
+from training.models.hybrid import SIGNALS, Hybrid, recency_weights, trend_scores, zscore_rows
 
 
 def test_zscore_rows_ignores_history_items():
@@ -39,17 +39,36 @@ def test_recency_weights_known_answer():
         recency_weights(rows.drop(columns="timestamp"), data, 30.0)
 
 
+def test_trend_scores_known_answer():
+    """Item a sold 10 times evenly over 100 days, 1 of them in the last 10; item b 3 times, all in the last 10."""
+    now = pd.Timestamp("2024-04-10")
+    days_a = np.linspace(0, 99, 10)
+    rows = pd.DataFrame({"user_id": "u", "item_id": ["a"] * 10 + ["b"] * 3 + ["zz"],
+                         "timestamp": [now - pd.Timedelta(days=float(d)) for d in days_a] + [now] * 3 + [now],
+                         "basket_id": [str(i) for i in range(14)]})
+    data = build_interaction_data(rows[rows["item_id"] != "zz"], ["a", "b", "c"])
+    span = 99.0  # first sale to now
+    t = trend_scores(rows, data, window_days=10.0)
+    np.testing.assert_allclose(t, [np.log1p(1) - np.log1p(10 * 10 / span), np.log1p(3) - np.log1p(3 * 10 / span),
+                                   0.0], rtol=1e-5)
+    assert t[1] > 0 > t[0]  # b is rising, a is not
+    with pytest.raises(ValueError, match="window_days"):
+        trend_scores(rows, data, window_days=0.0)
+
+
 def test_weight_search_never_loses_to_a_single_signal():
-    assert weight_trials(SIGNALS)[:3] == [{"collaborative": 1.0, "association": 0.0, "text": 0.0},
-                                          {"collaborative": 0.0, "association": 1.0, "text": 0.0},
-                                          {"collaborative": 0.0, "association": 0.0, "text": 1.0}]
+    assert weight_trials(SIGNALS)[:4] == [{"collaborative": 1.0, "association": 0.0, "text": 0.0, "trend": 0.0},
+                                          {"collaborative": 0.0, "association": 1.0, "text": 0.0, "trend": 0.0},
+                                          {"collaborative": 0.0, "association": 0.0, "text": 1.0, "trend": 0.0},
+                                          {"collaborative": 0.0, "association": 0.0, "text": 0.0, "trend": 1.0}]
 
     def evaluate(w):  # best at "association alone", a point the sampler would hardly hit by chance
-        return 1.0 if w["association"] > 0 and w["collaborative"] == 0 and w["text"] == 0 else 0.5 - 0.01 * w["text"]
+        alone = w["association"] > 0 and w["collaborative"] == w["text"] == w["trend"] == 0
+        return 1.0 if alone else 0.5 - 0.01 * w["text"]
 
     best, info = tune_weights(evaluate, SIGNALS, trials=6)
-    assert info["best_value"] == 1.0 and best == {"collaborative": 0.0, "association": 1.0, "text": 0.0}
-    assert info["single_signal_values"] == {"collaborative": 0.5, "association": 1.0, "text": 0.49}
+    assert info["best_value"] == 1.0 and best == {"collaborative": 0.0, "association": 1.0, "text": 0.0, "trend": 0.0}
+    assert info["single_signal_values"] == {"collaborative": 0.5, "association": 1.0, "text": 0.49, "trend": 0.5}
 
 
 def test_recency_weighted_hybrid_on_the_shop(shop_data, shop_split):
@@ -60,6 +79,15 @@ def test_recency_weighted_hybrid_on_the_shop(shop_data, shop_split):
     text = np.eye(shop_data.n_items, 8, dtype=np.float32)
     with pytest.raises(ValueError, match="history_weights"):
         Hybrid(collab, assoc, text).fit(shop_data, sp.csr_matrix((2, 2)))
+    with pytest.raises(ValueError, match="trend"):
+        Hybrid(collab, assoc, text).fit(shop_data, trend=np.zeros(3))
+    rising = np.zeros(shop_data.n_items, np.float32)
+    rising[[5, 7]] = 1.0  # trend alone ranks the rising items first for everyone who has not bought them
+    trend_only = Hybrid(collab, assoc, text, {"trend": 1.0}).fit(shop_data, trend=rising)
+    top = np.argsort(-trend_only.score_users(np.arange(10)), axis=1)[:, :2]
+    seen = shop_data.user_items[np.arange(10)].toarray() > 0
+    for row, s_row in zip(top, seen):
+        assert {i for i in (5, 7) if not s_row[i]} <= set(row)
     hw = recency_weights(shop_split.train, shop_data, 30.0)
     assert hw.shape == shop_data.user_items.shape
     assert set(zip(*hw.nonzero())) == set(zip(*shop_data.user_items.nonzero()))

@@ -34,6 +34,13 @@ def test_known_answers():
     assert res["precision@2"] == pytest.approx((1 / 2 + 1 / 2) / 2)
     assert res["hit_rate@1"] == pytest.approx(0.5)
     assert res["coverage@1"] == pytest.approx(2 / 6)  # items 1 and 0
+    assert "ndcg@3_se" not in res
+    with_se = evaluate_scores(lambda u: np.tile(base, (len(u), 1)), train, test, ks=(1, 2, 3), standard_errors=True,
+                              chunk_size=1)
+    # two users: the standard error of their mean is |a - b| / 2
+    assert with_se["recall@1_se"] == pytest.approx(abs(1 / 2 - 0) / 2)
+    assert with_se["ndcg@3_se"] == pytest.approx(abs(ndcg3_u0 - ndcg3_u1) / 2)
+    assert with_se["ndcg@3"] == res["ndcg@3"]
 
 
 def test_perfect_scorer_and_chunking_agree():

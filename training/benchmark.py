@@ -123,7 +123,8 @@ def run_model(dataset: str, model_name: str, repeats: int, tune_trials: int = 0,
         fit_times.append(model.fit_seconds + facts.get("probe_seconds", 0.0))
         if _ == 0:
             tune_and_fit_wall = time.perf_counter() - wall0
-        metrics = evaluate_scores(model.score_users, train.user_items, test, progress=sys.stderr.isatty())
+        metrics = evaluate_scores(model.score_users, train.user_items, test, progress=sys.stderr.isatty(),
+                                  standard_errors=True)
         score_times.append(metrics.pop("scoring_seconds"))
     result = {
         "dataset": dataset, "model": model_name, "params": params,

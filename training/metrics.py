@@ -25,13 +25,16 @@ def evaluate_scores(
     ks: Sequence[int] = DEFAULT_KS,
     chunk_size: int = 1024,
     progress: bool = False,
+    standard_errors: bool = False,
 ) -> dict[str, float]:
     """Evaluate a scorer on all users with test items.
 
     ``score_fn(users)`` returns (len(users), n_items) scores for user positions ``users``.
     ``train`` and ``test``: (n_users, n_items) CSR; train items are excluded from the ranking.
     Returns ``recall@K``, ``ndcg@K``, ``precision@K``, ``hit_rate@K``, ``coverage@K`` for each K,
-    plus ``n_users`` and ``scoring_seconds``.
+    plus ``n_users`` and ``scoring_seconds``. With ``standard_errors``, also ``recall@K_se`` and ``ndcg@K_se``:
+    the standard error of each mean over users (sample standard deviation / sqrt(n_users)), the scale of
+    sampling noise against which a difference between two models on the same users is to be read.
     """
     test = test.tocsr()
     n_test = np.diff(test.indptr)
@@ -40,6 +43,7 @@ def evaluate_scores(
     discounts = 1.0 / np.log2(np.arange(2, kmax + 2))
     cum_disc = np.concatenate([[0.0], np.cumsum(discounts)])
     sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg", "precision", "hit_rate")}
+    squares = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg")}
     recommended = {k: np.zeros(train.shape[1], bool) for k in ks}
     t0 = time.perf_counter()
     chunks = range(0, len(users), chunk_size)
@@ -56,18 +60,26 @@ def evaluate_scores(
         for k in ks:
             h = hits[:, :k]
             nh = h.sum(axis=1)
-            sums[f"recall@{k}"] += float((nh / nt).sum())
+            recall = nh / nt
+            sums[f"recall@{k}"] += float(recall.sum())
+            squares[f"recall@{k}"] += float((recall ** 2).sum())
             sums[f"precision@{k}"] += float(nh.sum() / k)
             sums[f"hit_rate@{k}"] += float((nh > 0).sum())
             dcg = (h * discounts[:h.shape[1]]).sum(axis=1)
             idcg = cum_disc[np.minimum(nt, k)]
-            sums[f"ndcg@{k}"] += float((dcg / idcg).sum())
+            ndcg = dcg / idcg
+            sums[f"ndcg@{k}"] += float(ndcg.sum())
+            squares[f"ndcg@{k}"] += float((ndcg ** 2).sum())
             recommended[k][idx[:, :k].ravel()] = True
     elapsed = time.perf_counter() - t0
     n = max(len(users), 1)
     out = {key: val / n for key, val in sums.items()}
     for k in ks:
         out[f"coverage@{k}"] = float(recommended[k].mean())
+    if standard_errors:
+        for key, sq in squares.items():
+            var = max(sq - n * out[key] ** 2, 0.0) / max(n - 1, 1)
+            out[f"{key}_se"] = float(np.sqrt(var / n))
     out["n_users"] = int(len(users))
     out["scoring_seconds"] = elapsed
     return out

@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from training.data import build_interaction_data
-from training.hybrid_benchmark import tune_weights, weight_trials
+from training.hybrid_tuning import tune_weights, weight_trials
 from training.models.hybrid import SIGNALS, Hybrid, recency_weights, trend_scores, zscore_rows
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from orchestration.assets import evaluation, ingestion, models, registry, scoring, splits, text, validation
+from orchestration.assets import evaluation, hybrid, ingestion, models, registry, scoring, splits, text, validation
 from orchestration.resources import (ArtifactStore, MLflowRegistry, OnnxRuntimeResource, OptunaStorage, TableIOManager,
                                      Pseudonymizer, ValidationPolicy, default_data_dir)
 from orchestration.sensors import DriftPolicy, drift_sensor
 
-ASSET_MODULES = [ingestion, validation, splits, models, text, evaluation, scoring, registry]
+ASSET_MODULES = [ingestion, validation, splits, models, hybrid, text, evaluation, scoring, registry]
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PSEUDONYM_KEY_ENV = "COBUY_PSEUDONYM_KEY"
 ASSET_BASE_ENV = "COBUY_ASSET_BASE"  # production: where asset outputs go (s3://bucket/prefix or a folder)

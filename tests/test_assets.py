@@ -1,5 +1,6 @@
 """``materialize()`` of the asset graph on a small synthetic shop."""
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,6 +15,7 @@ SMALL = {"ops": {"raw_tables": {"config": {"kind": "synthetic", "synthetic_users
                  "graph_filter_model": {"config": {"n_factors": 32, "tune_trials": 3}},
                  "chebycf_model": {"config": {"n_factors": 32, "tune_trials": 3}},
                  "blend_model": {"config": {"tune_trials": 3}},
+                 "hybrid_model": {"config": {"tune_trials": 6}},
                  "ials_model": {"config": {"dim": 16, "max_epochs": 8, "patience": 2}},
                  "mf_model": {"config": {"dim": 16, "lr": 0.01, "batch_size": 1024, "max_epochs": 15,
                                          "patience": 3}},
@@ -61,7 +63,7 @@ def test_outputs_hold_the_known_answers(run):
     metrics = result.output_for_node("model_metrics")
     at20 = metrics[metrics["k"] == 20].set_index("model")
     assert set(at20.index) == {"popularity", "association_rules", "itemknn", "ease", "gf_cf", "chebycf", "mf_bpr",
-                               "mf_ials", "lightgcn", "blend"}
+                               "mf_ials", "lightgcn", "blend", "hybrid"}
     assert at20.loc["itemknn", "recall"] > at20.loc["popularity", "recall"]
     # the blend is ChebyCF plus weighted item-kNN: its scores differ from ChebyCF's, so its metrics can too,
     # and with a weight of 0.3 it stays in the range of its two parts
@@ -95,6 +97,25 @@ def test_unreadable_source_stops_with_file_row_field(tmp_path):
         failure.event_specific_data.error.message
     assert str(bad) in message and "row 1" in message and "';'" in message
     assert not list((tmp_path / "d").rglob("*.parquet")), "nothing half-written"
+
+
+def test_hybrid_model_is_tuned_on_validation_and_finds_the_planted_pairs(run):
+    from training.models.hybrid import SIGNALS
+
+    result, _ = run
+    shop = generate_shop(SyntheticShopConfig(n_users=150))
+    model = result.output_for_node("hybrid_model")
+    assert set(model.weights) == set(model.related_weights) == set(SIGNALS)
+    assert model.trend.shape == (model.n_items,) and np.isfinite(model.trend).all()
+    mat = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+           if e.event_specific_data.materialization.asset_key.to_user_string() == "hybrid_model"][0]
+    assert mat.metadata["tuning_trials"].value == 6
+    table = mat.metadata["validation_user_recommendations"].value
+    assert "tuned" in table and "collaborative only" in table
+    items = result.output_for_node("interaction_matrices").train.item_ids
+    pos = {str(i): p for p, i in enumerate(items)}
+    idx, _ = model.related_items(np.array([pos[a] for a, _ in shop.planted_pairs]), 1)
+    assert [str(items[i]) for i in idx[:, 0]] == [b for _, b in shop.planted_pairs]
 
 
 def test_tuning_leaves_its_files_and_metadata(run):

@@ -7,7 +7,7 @@ EXPECTED_ASSETS = {"raw_interactions", "raw_items", "validated_interactions", "v
                    "training_split", "interaction_matrices", "popularity_model", "association_rules",
                    "itemknn_model", "model_metrics", "related_items", "ease_model", "graph_filter_model", "mf_model",
                    "lightgcn_model", "chebycf_model", "ials_model", "text_encoder", "item_text_embeddings", "cold_start_metrics",
-                   "blend_model"}
+                   "blend_model", "hybrid_model"}
 
 
 def test_every_job_resolves():

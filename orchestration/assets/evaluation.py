@@ -12,6 +12,7 @@ from serving.storage import write_bytes
 from training.evaluation import metrics_frame
 from training.models import (EASE, AssociationRules, ChebyCF, GraphFilter, IALSMatrixFactorization, ItemKNN, LightGCN,
                              LinearBlend, MatrixFactorization, Popularity)
+from training.models.hybrid import Hybrid
 from training.plots import metrics_vs_k_png
 
 GROUP = "evaluation"
@@ -22,11 +23,11 @@ def model_metrics(context: dg.AssetExecutionContext, interaction_matrices: Split
                   popularity_model: Popularity, association_rules: AssociationRules,
                   itemknn_model: ItemKNN, ease_model: EASE, graph_filter_model: GraphFilter,
                   mf_model: MatrixFactorization, lightgcn_model: LightGCN, chebycf_model: ChebyCF,
-                  ials_model: IALSMatrixFactorization, blend_model: LinearBlend,
+                  ials_model: IALSMatrixFactorization, blend_model: LinearBlend, hybrid_model: Hybrid,
                   artifacts: ArtifactStore) -> dg.Output[pd.DataFrame]:
     """Recall, NDCG, precision, hit rate and coverage at K in {10, 20, 50} on the test split."""
     models = [popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model, chebycf_model,
-              mf_model, ials_model, lightgcn_model, blend_model]
+              mf_model, ials_model, lightgcn_model, blend_model, hybrid_model]
     table = metrics_frame(models, interaction_matrices.train, interaction_matrices.test)
     at20 = table[table["k"] == 20].drop(columns=["k"])
     best = at20.sort_values("ndcg", ascending=False).iloc[0]

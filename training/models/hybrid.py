@@ -110,11 +110,14 @@ class Hybrid(Recommender):
     name = "hybrid"
 
     def __init__(self, collaborative: Recommender, association: AssociationRules, text_embeddings: np.ndarray,
-                 weights: dict[str, float] | None = None) -> None:
+                 weights: dict[str, float] | None = None, related_weights: dict[str, float] | None = None) -> None:
+        """``weights``: per signal, for user recommendations (default: all 1); ``related_weights``: for
+        ``related_items`` (default: ``weights``), since what completes a basket is not what a user buys next."""
         super().__init__()
         self.collaborative, self.association = collaborative, association
         self.text = np.asarray(text_embeddings, dtype=np.float32)  # (n_items, dim), L2-normalised
         self.weights = {s: 1.0 for s in SIGNALS} if weights is None else dict(weights)
+        self.related_weights = None if related_weights is None else dict(related_weights)
 
     def fit(self, data: InteractionData, history_weights: sp.csr_matrix | None = None,
             trend: np.ndarray | None = None) -> "Hybrid":
@@ -159,10 +162,12 @@ class Hybrid(Recommender):
         return self.signals(self.user_items[users], self.collaborative.score_users(users),
                             None if hw is None else hw[users])
 
-    def blend(self, signals: dict[str, np.ndarray]) -> np.ndarray:
+    def blend(self, signals: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
+        """Weighted sum of z-scored ``signals`` with ``weights`` (default ``self.weights``)."""
+        weights = self.weights if weights is None else weights
         out = np.zeros_like(next(iter(signals.values())))
         for name, s in signals.items():
-            w = self.weights.get(name, 0.0)
+            w = weights.get(name, 0.0)
             if w:
                 out += w * s
         return out
@@ -181,6 +186,6 @@ class Hybrid(Recommender):
         valid = idx_c >= 0
         rows = np.repeat(np.arange(len(items)), idx_c.shape[1]).reshape(idx_c.shape)
         collab[rows[valid], idx_c[valid]] = s_c[valid]
-        scores = self.blend(self.signals(onehot, collab))
+        scores = self.blend(self.signals(onehot, collab), self.related_weights)
         scores[np.arange(len(items)), items] = -np.inf
         return top_k(scores, k)

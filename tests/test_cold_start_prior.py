@@ -1,8 +1,9 @@
-"""Text similarity plus a log-popularity prior, its weight chosen on a validation task."""
+"""Cold-start scorers built on text similarity: a log-popularity prior, textual twins' partners."""
 import numpy as np
 import scipy.sparse as sp
 
-from training.cold_start import ColdStartTask, choose_prior_weight, embedding_scorer, observed_log_prior, prior_mix_scorer
+from training.cold_start import (ColdStartTask, choose_prior_weight, embedding_scorer, observed_log_prior, partner_shares,
+                                 prior_mix_scorer, twin_partners_scorer)
 
 
 def _task(truth_rows: list[list[int]], queries: list[int], n: int) -> ColdStartTask:
@@ -58,3 +59,21 @@ def test_a_small_prior_breaks_text_ties_toward_the_best_seller():
     prior = observed_log_prior(np.array([0, 5, 50, 500]))
     s = prior_mix_scorer(embedding_scorer(emb), prior, 0.01)(np.array([0]))[0]
     assert s[2] > s[1] > s[3]
+
+
+def test_a_cold_item_gets_the_partners_of_its_textual_twin():
+    """Item 0 is new and reads like item 1; 1 was bought with 2 (twice) and 3 (once); 4 and 5, bought together more
+    often, read like nothing here. The cold item's ranking is 2, 3, then the rest."""
+    baskets = sp.csr_matrix(np.array([[0, 1, 1, 0, 0, 0], [0, 1, 1, 0, 0, 0], [0, 1, 0, 1, 0, 0],
+                                      [0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 1, 1]], np.float32))
+    shares, counts = partner_shares(baskets)
+    np.testing.assert_allclose(shares[1].toarray()[0], [0, 0, 2 / 3, 1 / 3, 0, 0], rtol=1e-6)
+    assert counts.tolist() == [0, 3, 2, 1, 3, 3]
+    emb = np.eye(6, dtype=np.float32)
+    emb[0] = emb[1]
+    score = twin_partners_scorer(embedding_scorer(emb), shares, counts, n_twins=2, temperature=0.01)(np.array([0]))[0]
+    assert list(np.argsort(-score)[:2]) == [2, 3]
+    assert score[2] > score[3] > max(score[4], score[5])
+    # with a flat softmax the other twin's partners come in too (its text is equally far from everything else)
+    flat = twin_partners_scorer(embedding_scorer(emb), shares, counts, n_twins=5, temperature=100.0)(np.array([0]))[0]
+    assert flat[5] > 0 and flat[2] > flat[3]

@@ -57,20 +57,20 @@ def test_benchmark_tunes_the_blend_weights(tmp_path, monkeypatch):
 
 
 def test_cold_start_benchmark_chooses_prior_weights_on_validation_items_only(tmp_path, monkeypatch):
-    """Each text method gets a '+prior' row whose weight was chosen on the items first sold inside the validation
-    window (before the cut), never on the test's cold items."""
+    """Each text method gets '+prior' and '+partners' rows whose settings were chosen on the items first sold inside
+    the validation window (before the cut), never on the test's cold items."""
     from training import benchmark, cold_start
 
     monkeypatch.setattr(benchmark, "RESULTS", tmp_path)
     monkeypatch.setattr(benchmark, "ROOT", tmp_path)  # the fine-tuned encoder is saved under ROOT/data
     seen_tasks = []
-    choose = cold_start.choose_prior_weight
+    choose = cold_start.choose_on_validation  # every setting (prior weight, twins) is chosen through it
 
     def recording(task, *args, **kwargs):
         seen_tasks.append(task)
         return choose(task, *args, **kwargs)
 
-    monkeypatch.setattr(cold_start, "choose_prior_weight", recording)
+    monkeypatch.setattr(cold_start, "choose_on_validation", recording)
     benchmark.main(["--dataset", "synthetic", "--model", "text_encoder", "--steps", "2"])
     out = json.loads((tmp_path / "synthetic-text_encoder.json").read_text())
     _, split, train, _ = benchmark.load_dataset("synthetic")
@@ -79,6 +79,9 @@ def test_cold_start_benchmark_chooses_prior_weights_on_validation_items_only(tmp
     assert seen_tasks and all(len(t.cold) and not set(t.cold) & test_cold for t in seen_tasks)
     for table in out["cold_start"].values():
         texts = {"fine_tuned_encoder", "untuned_encoder", "tfidf_titles"}
-        assert set(table["methods"]) == {"popularity"} | texts | {f"{m}+prior" for m in texts}
+        assert set(table["methods"]) == {"popularity"} | texts | {f"{m}+{x}" for m in texts for x in ("prior",
+                                                                                                        "partners")}
         assert all(w["weight"] in cold_start.PRIOR_WEIGHTS for w in table["prior_weights"].values())
+        assert all((s["n_twins"], s["temperature"]) in cold_start.TWIN_SETTINGS
+                   for s in table["partner_settings"].values())
         assert table["validation_cold_items"] > 0

@@ -201,20 +201,22 @@ def run_cold_start(dataset: str, steps: int) -> dict:
     """Cold-start items of the temporal split, ranked by text alone: fine-tuned encoder vs the same
     encoder untuned, TF-IDF on titles and popularity; for both definitions of the right answers.
 
-    Each text method also runs with the candidates' log popularity at the cut added
-    (``training.cold_start.prior_mix_scorer``), its weight chosen per method on the items first sold inside
-    the validation window. The encoder is fine-tuned on pairs from before that window only, so those
-    validation items are as new to it as the test's cold items are."""
-    from training.cold_start import (build_task, choose_prior_weight, embedding_scorer, evaluate_cold,
-                                     observed_log_prior, popularity_scorer, prior_mix_scorer, tfidf_scorer)
+    Each text method also runs in two more forms, their settings chosen per method on the items first sold
+    inside the validation window: ``+prior``, the candidates' log popularity at the cut added to the similarity
+    (``training.cold_start.prior_mix_scorer``), and ``+partners``, what the item's nearest textual twins among
+    sold items were bought with (``twin_partners_scorer``). The encoder is fine-tuned on pairs from before that
+    window only, so those validation items are as new to it as the test's cold items are."""
+    from training.cold_start import (TWIN_SETTINGS, build_task, choose_on_validation, choose_prior_weight,
+                                     embedding_scorer, evaluate_cold, observed_log_prior, partner_shares,
+                                     popularity_scorer, prior_mix_scorer, tfidf_scorer, twin_partners_scorer)
     from training.data import build_interaction_data
     from training.text_encoder import TextEncoder, TextEncoderConfig, item_texts, mine_pairs
 
     cleaned, split, train, _ = load_dataset(dataset)
     fit = build_interaction_data(split.fit, cleaned.items["item_id"])
     texts = item_texts(cleaned.items)
-    fit_counts = np.bincount(fit.baskets.indices, minlength=fit.n_items)
-    train_counts = np.bincount(train.baskets.indices, minlength=train.n_items)
+    shares = {"validation": partner_shares(fit.baskets), "test": partner_shares(train.baskets)}
+    fit_counts, train_counts = shares["validation"][1], shares["test"][1]
     cfg = TextEncoderConfig(steps=steps)
     untuned = TextEncoder(cfg)
     pairs, pair_counts = mine_pairs(fit.baskets, fit.user_items, cfg.min_pair_count, cfg.user_weight)
@@ -224,8 +226,8 @@ def run_cold_start(dataset: str, steps: int) -> dict:
     saved = tuned.save(ROOT / "data" / "text_encoder" / dataset)  # for the hybrid benchmark (--encoder)
     z_tuned, b_tuned = tuned.encode(texts)
     z_untuned = untuned.embed(texts)
-    similarity = {"fine_tuned_encoder": lambda items: z_tuned[items] @ z_tuned.T / np.float32(cfg.temperature),
-                  "untuned_encoder": embedding_scorer(z_untuned), "tfidf_titles": tfidf_scorer(texts)}
+    similarity = {"fine_tuned_encoder": embedding_scorer(z_tuned), "untuned_encoder": embedding_scorer(z_untuned),
+                  "tfidf_titles": tfidf_scorer(texts)}  # cosine similarities
     methods = {"fine_tuned_encoder": tuned.scorer(texts), "untuned_encoder": similarity["untuned_encoder"],
                "tfidf_titles": similarity["tfidf_titles"], "popularity": popularity_scorer(train_counts)}
     # candidates never sold before the cut: the fine-tuned encoder's popularity-from-text head; the others 0
@@ -238,14 +240,19 @@ def run_cold_start(dataset: str, steps: int) -> dict:
     for basis in ("basket_or_customer", "basket"):
         task = build_task(rows_all, train.item_ids, split.cutoff, basis)
         val_task = build_task(split.train, train.item_ids, val_cut, basis, items="cold")
-        scorers, weights = dict(methods), {}
+        scorers, weights, twins = dict(methods), {}, {}
         for name, sim in similarity.items():
             lam, values = choose_prior_weight(val_task, sim, priors[name]["validation"])
             weights[name] = {"weight": lam, "validation_recall_plus_ndcg": {str(k): v for k, v in values.items()}}
             scorers[f"{name}+prior"] = prior_mix_scorer(sim, priors[name]["test"], lam)
+            (m, t), values = choose_on_validation(
+                val_task, lambda mt, sim=sim: twin_partners_scorer(sim, *shares["validation"], *mt), TWIN_SETTINGS)
+            twins[name] = {"n_twins": m, "temperature": t,
+                           "validation_recall_plus_ndcg": {f"{k[0]}/{k[1]}": v for k, v in values.items()}}
+            scorers[f"{name}+partners"] = twin_partners_scorer(sim, *shares["test"], m, t)
         tables[basis] = {"cold_items": int(len(task.cold)), "validation_cold_items": int(len(val_task.cold)),
                          "median_right_answers": float(np.median(np.diff(task.truth.indptr))),
-                         "prior_weights": weights,
+                         "prior_weights": weights, "partner_settings": twins,
                          "methods": {name: {k: v for k, v in evaluate_cold(task, fn).items() if k != "scoring_seconds"}
                                      for name, fn in scorers.items()}}
     return {"dataset": dataset, "model": "text_encoder", "cutoff": str(split.cutoff),

@@ -7,7 +7,7 @@ of :mod:`training.metrics` with cold items in the role of users.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -111,13 +111,62 @@ def prior_mix_scorer(similarity: Callable[[np.ndarray], np.ndarray], prior: np.n
 PRIOR_WEIGHTS = (0.0, *(float(w) for w in np.round(np.geomspace(1e-3, 100.0, 16), 6)), 1e3)
 
 
+def choose_on_validation(task: ColdStartTask, make_scorer: Callable[[Any], Callable[[np.ndarray], np.ndarray]],
+                         grid: Iterable[Any]) -> tuple[Any, dict[Any, float]]:
+    """The ``grid`` value whose ``make_scorer(value)`` maximises Recall@20 + NDCG@20 on ``task``, which must be a
+    validation task (items before a cut inside train), never the cold test items.
+    Returns (best value, {value: validation value})."""
+    values = {}
+    for v in grid:
+        r = evaluate_cold(task, make_scorer(v), ks=(20,))
+        values[v] = r["recall@20"] + r["ndcg@20"]
+    return max(values, key=values.get), values
+
+
 def choose_prior_weight(task: ColdStartTask, similarity: Callable[[np.ndarray], np.ndarray], prior: np.ndarray,
                         weights: tuple[float, ...] = PRIOR_WEIGHTS) -> tuple[float, dict[float, float]]:
-    """The ``weights`` value maximising Recall@20 + NDCG@20 of ``prior_mix_scorer`` on ``task``, which
-    must be a validation task (items before a cut inside train), never the cold test items.
-    Returns (best weight, {weight: validation value})."""
-    values = {}
-    for w in weights:
-        r = evaluate_cold(task, prior_mix_scorer(similarity, prior, w), ks=(20,))
-        values[w] = r["recall@20"] + r["ndcg@20"]
-    return max(values, key=values.get), values
+    """The ``weights`` value maximising Recall@20 + NDCG@20 of ``prior_mix_scorer`` on the validation ``task``."""
+    return choose_on_validation(task, lambda w: prior_mix_scorer(similarity, prior, w), weights)
+
+
+def partner_shares(baskets: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
+    """From (n_baskets, n_items) baskets: (n_items, n_items) CSR P[k, j], the share of item k's baskets that also
+    hold j (0 on the diagonal), and (n_items,) the number of baskets of each item."""
+    b = baskets.tocsr().copy()
+    b.data[:] = 1.0
+    co = (b.T @ b).tocsr().astype(np.float32)
+    counts = co.diagonal().copy()
+    co.setdiag(0)
+    co.eliminate_zeros()
+    return (sp.diags(1.0 / np.maximum(counts, 1.0)) @ co).tocsr().astype(np.float32), counts
+
+
+def twin_partners_scorer(similarity: Callable[[np.ndarray], np.ndarray], shares: sp.csr_matrix, counts: np.ndarray,
+                         n_twins: int = 20, temperature: float = 0.05) -> Callable[[np.ndarray], np.ndarray]:
+    """score(c, j) = sum over the ``n_twins`` items k closest to c in text, among items sold before the cut, of
+    softmax_k(similarity(c, k) / ``temperature``) * shares[k, j]: what the new item's textual twins were bought
+    with. Popularity, log(1 + counts) x 1e-6, breaks ties among items no twin was bought with.
+
+    ``similarity``: (query positions) -> (n, n_items) cosine similarities; ``shares``, ``counts``: see
+    ``partner_shares``. The query item's own sales are never used."""
+    sold = np.asarray(counts) > 0
+    tie_break = (1e-6 * np.log1p(np.asarray(counts, np.float64))).astype(np.float32)[None, :]
+
+    def score(items: np.ndarray) -> np.ndarray:
+        s = np.asarray(similarity(items), dtype=np.float32).copy()
+        s[:, ~sold] = -np.inf
+        s[np.arange(len(items)), items] = -np.inf
+        m = int(min(n_twins, max(sold.sum() - 1, 1)))
+        twins = np.argpartition(-s, m - 1, axis=1)[:, :m]
+        v = np.take_along_axis(s, twins, axis=1)
+        w = np.exp((v - v.max(axis=1, keepdims=True)) / temperature)
+        w /= w.sum(axis=1, keepdims=True)
+        mix = sp.csr_matrix((w.ravel(), (np.repeat(np.arange(len(items)), m), twins.ravel())),
+                            shape=(len(items), shares.shape[0]))
+        return np.asarray((mix @ shares).todense(), dtype=np.float32) + tie_break
+
+    return score
+
+
+# (number of twins, softmax temperature) tried on validation
+TWIN_SETTINGS = tuple((m, t) for m in (5, 20, 50) for t in (0.02, 0.05, 0.1))

@@ -24,6 +24,7 @@ from serving.onnx_export import ExportInfo, factor_graph, read_ids, read_info
 from serving.onnx_scoring import OnnxRecommender, write_user_recommendations
 from serving.related import RELATED_COLUMNS, assemble_related
 from serving.storage import atomic_path
+from training.cold_start import partner_shares, partners_from_twins
 from training.data import InteractionData
 from training.models.base import FactorForm
 from training.ranking import top_k
@@ -220,3 +221,39 @@ def cold_item_neighbours_table(embeddings: np.ndarray, data: InteractionData, ca
         "neighbour_item_id": pd.array(b_ids, dtype="string"), "score": scores.ravel().astype(np.float64),
         "item_title": titles.reindex(a_ids).astype("string").values,
         "neighbour_title": titles.reindex(b_ids).astype("string").values})[NEIGHBOUR_COLUMNS]
+
+
+PARTNER_COLUMNS = ["item_id", "rank", "partner_item_id", "score", "item_title", "partner_title"]
+
+
+def cold_item_partners_table(neighbours: pd.DataFrame, data: InteractionData, catalog: pd.DataFrame, k: int = 20,
+                             n_twins: int = 20, temperature: float = 0.1) -> pd.DataFrame:
+    """For every cold item of ``neighbours`` (``cold_item_neighbours_table``: its warm text neighbours by rank,
+    with cosine ``score``), the ``k`` items its ``n_twins`` nearest twins were bought with in ``data``'s baskets,
+    each twin weighted by softmax(cosine / ``temperature``) (``training.cold_start.partners_from_twins``).
+    ``score`` is the expected share of the twins' baskets holding the partner."""
+    if neighbours.empty:
+        return pd.DataFrame(columns=PARTNER_COLUMNS)
+    near = neighbours[neighbours["rank"] <= n_twins].sort_values(["item_id", "rank"])
+    items = pd.Index(data.item_ids.astype(str))
+    cold_ids = pd.unique(near["item_id"].astype(str))
+    m = int(near.groupby("item_id").size().max())
+    twins = np.full((len(cold_ids), m), -1, np.int64)
+    sims = np.zeros((len(cold_ids), m), np.float32)
+    row = pd.Index(cold_ids).get_indexer(near["item_id"].astype(str))
+    col = near["rank"].to_numpy() - 1
+    twins[row, col] = items.get_indexer(near["neighbour_item_id"].astype(str))
+    sims[row, col] = near["score"].to_numpy(np.float32)
+    shares, counts = partner_shares(data.baskets)
+    scores = partners_from_twins(twins, sims, shares, counts, temperature)
+    scores[np.arange(len(cold_ids)), items.get_indexer(cold_ids)] = -np.inf  # never the item itself
+    idx, best = top_k(scores, k)
+    k = idx.shape[1]
+    a, b = np.repeat(cold_ids, k), data.item_ids[idx.ravel()].astype(str)
+    titles = catalog.set_index(catalog["item_id"].astype(str))["title"] if "title" in catalog else \
+        pd.Series(dtype="string")
+    return pd.DataFrame({
+        "item_id": pd.array(a, dtype="string"), "rank": np.tile(np.arange(1, k + 1), len(cold_ids)),
+        "partner_item_id": pd.array(b, dtype="string"), "score": best.ravel().astype(np.float64),
+        "item_title": titles.reindex(a).astype("string").values,
+        "partner_title": titles.reindex(b).astype("string").values})[PARTNER_COLUMNS]

@@ -13,7 +13,8 @@ from serving.registry import CHAMPION
 
 CONFIG = {"user_recommendations": {"config": {"family": "itemknn", "chunk_size": 64}},
           "related_items": {"config": {"family": "itemknn", "k": 10, "chunk_size": 64}},
-          "cold_item_neighbours": {"config": {"k": 5}}}
+          "cold_item_neighbours": {"config": {"k": 5}},
+          "cold_item_partners": {"config": {"k": 5, "n_twins": 3}}}
 SCORING = dg.load_assets_from_modules([scoring])
 K = 10
 
@@ -169,6 +170,23 @@ def test_cold_items_get_warm_text_neighbours(shop_run, shop):
         assert anchor in set(table.loc[table["item_id"] == twin, "neighbour_item_id"].head(3)), twin
 
 
+def test_cold_items_get_the_partners_of_their_textual_twins(shop_run, shop):
+    """Known answer: each new "Deluxe" twin is bought in place of its anchor, so it belongs with the anchor's planted
+    partner; the partner must come first among what the twin's text neighbours were bought with."""
+    from serving.batch_scoring import cold_and_warm_items
+
+    data = shop_run["matrices"].train
+    result = shop_run["score"](["cold_item_neighbours", "cold_item_partners"])
+    table = result.output_for_node("cold_item_partners")
+    cold, _ = cold_and_warm_items(data)
+    assert set(table["item_id"]) == set(data.item_ids[cold]) and table.groupby("item_id").size().eq(5).all()
+    assert not (table["item_id"] == table["partner_item_id"]).any()
+    assert (table.groupby("item_id")["score"].diff().dropna() <= 1e-7).all()
+    for twin, anchor, partner in shop.twins:
+        assert table.loc[table["item_id"] == twin].sort_values("rank")["partner_item_id"].iloc[0] == partner, twin
+    assert _metadata(result, "cold_item_partners")["cold_items"] == len(cold)
+
+
 def test_factor_export_with_its_own_item_order(tmp_path, shop_data):
     """A factor export whose items are in another order than today's data: users are scored by id, and
     the derived cosine graph gives the factors' related items."""
@@ -258,7 +276,7 @@ def test_score_job_and_nightly_schedule_are_defined():
 
     job = defs.resolve_job_def("score")
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
-        "user_recommendations", "related_items", "cold_item_neighbours"}
+        "user_recommendations", "related_items", "cold_item_neighbours", "cold_item_partners"}
     schedule = defs.resolve_schedule_def("nightly_score")
     assert schedule.job_name == "score" and schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     graph = defs.resolve_asset_graph()

@@ -141,16 +141,33 @@ def partner_shares(baskets: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
     return (sp.diags(1.0 / np.maximum(counts, 1.0)) @ co).tocsr().astype(np.float32), counts
 
 
+def partners_from_twins(twins: np.ndarray, twin_similarity: np.ndarray, shares: sp.csr_matrix, counts: np.ndarray,
+                        temperature: float = 0.05) -> np.ndarray:
+    """(n, n_items) sum over each row's twins k of softmax_k(twin_similarity / ``temperature``) * shares[k, j], plus
+    log(1 + counts_j) x 1e-6 to break ties among items no twin was bought with.
+
+    ``twins``: (n, m) item positions (-1 pads a row with fewer); ``twin_similarity``: (n, m) their cosine
+    similarities to the query; ``shares``, ``counts``: see ``partner_shares``."""
+    twins = np.asarray(twins)
+    v = np.where(twins >= 0, np.asarray(twin_similarity, np.float64), -np.inf)
+    top = v.max(axis=1, keepdims=True)
+    w = np.where(np.isfinite(v), np.exp((v - np.where(np.isfinite(top), top, 0.0)) / temperature), 0.0)
+    w /= np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
+    rows = np.repeat(np.arange(len(twins)), twins.shape[1])
+    keep = twins.ravel() >= 0
+    mix = sp.csr_matrix((w.ravel()[keep].astype(np.float32), (rows[keep], twins.ravel()[keep])),
+                        shape=(len(twins), shares.shape[0]))
+    tie_break = (1e-6 * np.log1p(np.asarray(counts, np.float64))).astype(np.float32)[None, :]
+    return np.asarray((mix @ shares).todense(), dtype=np.float32) + tie_break
+
+
 def twin_partners_scorer(similarity: Callable[[np.ndarray], np.ndarray], shares: sp.csr_matrix, counts: np.ndarray,
                          n_twins: int = 20, temperature: float = 0.05) -> Callable[[np.ndarray], np.ndarray]:
     """score(c, j) = sum over the ``n_twins`` items k closest to c in text, among items sold before the cut, of
     softmax_k(similarity(c, k) / ``temperature``) * shares[k, j]: what the new item's textual twins were bought
-    with. Popularity, log(1 + counts) x 1e-6, breaks ties among items no twin was bought with.
-
-    ``similarity``: (query positions) -> (n, n_items) cosine similarities; ``shares``, ``counts``: see
-    ``partner_shares``. The query item's own sales are never used."""
+    with (``partners_from_twins``). ``similarity``: (query positions) -> (n, n_items) cosine similarities;
+    ``shares``, ``counts``: see ``partner_shares``. The query item's own sales are never used."""
     sold = np.asarray(counts) > 0
-    tie_break = (1e-6 * np.log1p(np.asarray(counts, np.float64))).astype(np.float32)[None, :]
 
     def score(items: np.ndarray) -> np.ndarray:
         s = np.asarray(similarity(items), dtype=np.float32).copy()
@@ -158,12 +175,7 @@ def twin_partners_scorer(similarity: Callable[[np.ndarray], np.ndarray], shares:
         s[np.arange(len(items)), items] = -np.inf
         m = int(min(n_twins, max(sold.sum() - 1, 1)))
         twins = np.argpartition(-s, m - 1, axis=1)[:, :m]
-        v = np.take_along_axis(s, twins, axis=1)
-        w = np.exp((v - v.max(axis=1, keepdims=True)) / temperature)
-        w /= w.sum(axis=1, keepdims=True)
-        mix = sp.csr_matrix((w.ravel(), (np.repeat(np.arange(len(items)), m), twins.ravel())),
-                            shape=(len(items), shares.shape[0]))
-        return np.asarray((mix @ shares).todense(), dtype=np.float32) + tie_break
+        return partners_from_twins(twins, np.take_along_axis(s, twins, axis=1), shares, counts, temperature)
 
     return score
 

@@ -136,5 +136,6 @@ def test_text_assets(run):
     emb = result.output_for_node("item_text_embeddings")
     assert len(emb) == len(shop.tables.items) and len(emb["embedding"].iloc[0]) == 384
     cold = result.output_for_node("cold_start_metrics")
-    assert set(cold["method"]) == {"fine_tuned_encoder", "untuned_encoder", "tfidf_titles", "popularity"}
+    assert set(cold["method"]) == {"fine_tuned_encoder", "untuned_encoder", "tfidf_titles", "popularity",
+                                   "fine_tuned_encoder+partners", "untuned_encoder+partners"}
     assert (cold["n_items"] > 0).all()  # the twins (and late items) are cold in the temporal split

@@ -9,7 +9,8 @@ import pandas as pd
 from orchestration.assets.splits import SplitMatrices
 from orchestration.metadata import markdown_table
 from orchestration.resources import ArtifactStore
-from training.cold_start import build_task, embedding_scorer, evaluate_cold, popularity_scorer, tfidf_scorer
+from training.cold_start import (build_task, embedding_scorer, evaluate_cold, partner_shares, popularity_scorer,
+                                 tfidf_scorer, twin_partners_scorer)
 from training.splits import Split
 from training.text_encoder import TextEncoder, TextEncoderConfig, item_texts, mine_pairs
 
@@ -96,7 +97,12 @@ def item_text_embeddings(text_encoder: TextEncoderArtifact, validated_items: pd.
 
 
 class ColdStartConfig(dg.Config):
+    """``n_twins`` / ``twin_temperature``: the '+partners' rows (what a new item's textual twins were bought with),
+    as ``cold_item_partners`` serves them."""
+
     ks: list[int] = [10, 20, 50]
+    n_twins: int = 20
+    twin_temperature: float = 0.1
 
 
 @dg.asset(group_name="evaluation")
@@ -105,7 +111,8 @@ def cold_start_metrics(context: dg.AssetExecutionContext, config: ColdStartConfi
                        text_encoder: TextEncoderArtifact, item_text_embeddings: pd.DataFrame
                        ) -> dg.Output[pd.DataFrame]:
     """Items first sold after the cut, ranked by text alone against what was bought with them:
-    fine-tuned encoder vs the same encoder untuned, TF-IDF on titles, and popularity."""
+    fine-tuned encoder vs the same encoder untuned, TF-IDF on titles, and popularity; and both encoders' textual
+    twins' partners (what ``cold_item_partners`` serves)."""
     if training_split.cutoff is None:
         context.log.warning("cold-start evaluation needs a temporal split; skipped")
         return dg.Output(pd.DataFrame(columns=["method", "k", "recall", "ndcg", "n_items"]),
@@ -118,11 +125,17 @@ def cold_start_metrics(context: dg.AssetExecutionContext, config: ColdStartConfi
     emb = np.stack(item_text_embeddings["embedding"].to_numpy()) if len(item_text_embeddings) else None
     bias = item_text_embeddings["bias"].to_numpy(np.float32)
     untuned = TextEncoder(TextEncoderConfig(model_name=text_encoder.base_model, max_length=text_encoder.max_length))
+    untuned_similarity = embedding_scorer(untuned.embed(texts))
+    shares, counts = partner_shares(train.baskets)
     methods = {
         "fine_tuned_encoder": lambda items: emb[items] @ emb.T / text_encoder.temperature + bias[None, :],
-        "untuned_encoder": embedding_scorer(untuned.embed(texts)),
+        "untuned_encoder": untuned_similarity,
         "tfidf_titles": tfidf_scorer(texts),
-        "popularity": popularity_scorer(np.bincount(train.baskets.indices, minlength=train.n_items)),
+        "popularity": popularity_scorer(counts),
+        "fine_tuned_encoder+partners": twin_partners_scorer(embedding_scorer(emb), shares, counts, config.n_twins,
+                                                            config.twin_temperature),
+        "untuned_encoder+partners": twin_partners_scorer(untuned_similarity, shares, counts, config.n_twins,
+                                                         config.twin_temperature),
     }
     rows = []
     for name, fn in methods.items():

@@ -95,6 +95,8 @@ class LightGCNConfig(TunableConfig):
     patience: int = 10
     devices: int = 1  # > 1: data-parallel training (DDP; gloo on CPU); batch_size stays the global batch
     strategy: str = "auto"
+    loss: Literal["bpr", "ssm"] = "bpr"  # ssm: sampled softmax over the batch, cosine / temperature
+    temperature: float = 0.1
 
 
 class MFConfig(TunableConfig):
@@ -311,7 +313,7 @@ def lightgcn_model(context: dg.AssetExecutionContext, config: LightGCNConfig, in
     that model (fitted on train minus validation) is the one kept: graph training is the costly part."""
     m = interaction_matrices
     params = {**_params(config, ["dim", "n_layers", "lr", "l2", "batch_size", "init", "max_epochs", "max_minutes",
-                                 "patience", "devices", "strategy"]), "seed": config.seed}
+                                 "patience", "devices", "strategy", "loss", "temperature"]), "seed": config.seed}
     model, facts = fit_final("lightgcn", params, m.train, m.fit, m.validation)
     remember_training(model, params, {})
     curve = pd.DataFrame(facts.pop("curve"))

@@ -50,9 +50,13 @@ def triplet_batches(user_items: sp.csr_matrix, batch_size: int, seed: int) -> Tr
     return TripletBatches(TripletDataset(user_items.copy(), seed), batch_size, seed)
 
 
+LOSSES = ("bpr", "ssm")
+
+
 class LightGCNModule(L.LightningModule):
     def __init__(self, n_users: int, n_items: int, dim: int = 64, n_layers: int = 3, lr: float = 1e-3,
-                 l2: float = 1e-4, eval_k: int = 20, init_weights: np.ndarray | None = None) -> None:
+                 l2: float = 1e-4, eval_k: int = 20, init_weights: np.ndarray | None = None, loss: str = "bpr",
+                 temperature: float = 0.1) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["init_weights"])
         self.embedding = torch.nn.Embedding(n_users + n_items, dim)
@@ -80,10 +84,18 @@ class LightGCNModule(L.LightningModule):
         n_u = self.hparams.n_users
         final = self.propagate()
         eu, ei, ej = final[u], final[n_u + i], final[n_u + j]
-        diff = (eu * ei).sum(-1) - (eu * ej).sum(-1)
         e0 = self.embedding.weight
         reg = (e0[u].pow(2).sum() + e0[n_u + i].pow(2).sum() + e0[n_u + j].pow(2).sum()) / (2 * len(u))
-        loss = -torch.nn.functional.logsigmoid(diff).mean() + self.hparams.l2 * reg
+        if self.hparams.loss == "ssm":
+            # sampled softmax (Wu et al., TOIS 2023): each user's positive against every other positive in the
+            # batch and every sampled negative, on cosine similarity / temperature
+            zu = torch.nn.functional.normalize(eu, dim=-1)
+            candidates = torch.nn.functional.normalize(torch.cat([ei, ej]), dim=-1)
+            logits = zu @ candidates.T / self.hparams.temperature  # (B, 2B); column b is user b's positive
+            fit = torch.nn.functional.cross_entropy(logits, torch.arange(len(u), device=logits.device))
+        else:
+            fit = -torch.nn.functional.logsigmoid((eu * ei).sum(-1) - (eu * ej).sum(-1)).mean()
+        loss = fit + self.hparams.l2 * reg
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(u))
         return loss
 
@@ -92,7 +104,11 @@ class LightGCNModule(L.LightningModule):
 
     @torch.no_grad()
     def factors(self) -> tuple[np.ndarray, np.ndarray]:
-        final = self.propagate().cpu().numpy()
+        """(n_users, dim), (n_items, dim) final embeddings; unit rows under the ``ssm`` loss, which scores cosines."""
+        final = self.propagate()
+        if self.hparams.loss == "ssm":
+            final = torch.nn.functional.normalize(final, dim=-1)
+        final = final.cpu().numpy()
         n_u = self.hparams.n_users
         return final[:n_u], final[n_u:]
 
@@ -121,10 +137,15 @@ class LightGCN(FactorScoring, Recommender):
                  init: str = "normal", eval_k: int = 20, seed: int = 0, accelerator: str = "auto",
                  progress: bool = False, fast_dev_run: bool = False, check_val_every_n_epoch: int = 1,
                  checkpoint_dir: str | None = None, early_stopping_data: sp.csr_matrix | None = None,
-                 curve_path: str | None = None, devices: int = 1, strategy: str = "auto") -> None:
+                 curve_path: str | None = None, devices: int = 1, strategy: str = "auto", loss: str = "bpr",
+                 temperature: float = 0.1) -> None:
         """``devices`` > 1 trains data-parallel (DDP; gloo on CPU) with ``batch_size`` as the global batch:
-        the same result as one process within floating-point noise (see ``RankShards``)."""
+        the same result as one process within floating-point noise (see ``RankShards``). ``loss``: ``bpr`` (the
+        paper's) or ``ssm``, sampled softmax over the batch's positives and negatives at ``temperature``."""
         super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        self.loss, self.temperature = loss, temperature
         self.devices, self.strategy = devices, strategy
         self.dim, self.n_layers, self.lr, self.l2, self.batch_size = dim, n_layers, lr, l2, batch_size
         self.max_epochs, self.patience, self.max_minutes, self.init = max_epochs, patience, max_minutes, init
@@ -150,7 +171,7 @@ class LightGCN(FactorScoring, Recommender):
         self.user_items = data.user_items
         init = self._svd_init(data) if self.init == "svd" else None
         module = LightGCNModule(data.n_users, data.n_items, self.dim, self.n_layers, self.lr, self.l2, self.eval_k,
-                                init)
+                                init, self.loss, self.temperature)
         module.adj = normalised_adjacency(data.user_items)
         module.train_matrix, module.val_matrix = data.user_items, validation
         batches = RankShards(partial(triplet_batches, data.user_items, self.batch_size, self.seed))

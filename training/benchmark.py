@@ -311,7 +311,8 @@ def readme_table() -> str:
     """Markdown tables of every result JSON."""
     acc = ["| dataset | model | Recall@20 | NDCG@20 | published R@20 / N@20 | tuning + fit wall s | scoring s |",
            "|---|---|---|---|---|---|---|"]
-    cold = ["| right answers | cold items | method | Recall@20 | NDCG@20 |", "|---|---|---|---|---|"]
+    cold = ["| right answers | cold items | fine-tuning steps | method | Recall@20 | NDCG@20 |",
+            "|---|---|---|---|---|---|"]
     hybrid = []
     speed = ["| dataset | min_support | rules | identical to mlxtend | ours s | mlxtend s | speedup |",
              "|---|---|---|---|---|---|---|"]
@@ -334,7 +335,8 @@ def readme_table() -> str:
         if "cold_start" in r:
             for basis, t in r["cold_start"].items():
                 for name, mm in t["methods"].items():
-                    cold.append(f"| {basis} | {t['cold_items']} | {name} | {mm['recall@20']:.4f} | {mm['ndcg@20']:.4f} |")
+                    cold.append(f"| {basis} | {t['cold_items']} | {r['config']['steps']} | {name} | "
+                                f"{mm['recall@20']:.4f} | {mm['ndcg@20']:.4f} |")
             continue
         if "metrics" not in r:  # other benchmarks' files (serving, privacy, drift) have their own sections
             continue

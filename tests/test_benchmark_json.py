@@ -12,3 +12,18 @@ def test_result_json_names_paths_relative_to_the_project_root(tmp_path):
     assert written == {"storage": "sqlite:///data/optuna.db", "files": ["benchmarks/results/x.png"],
                        "recall@20": 0.18, "elsewhere": "/srv/datasets/gowalla"}
     assert str(PROJECT_ROOT) not in (tmp_path / "out.json").read_text()
+
+
+def test_lightgcn_curves_are_plotted_from_every_gowalla_result(tmp_path, monkeypatch):
+    from training import benchmark
+
+    monkeypatch.setattr(benchmark, "RESULTS", tmp_path)
+    assert benchmark.lightgcn_curves_png() is None  # nothing to plot yet
+    curve = [{"epoch": e, "seconds": 60.0 * (e + 1), "recall@20": 0.1 + 0.01 * e, "ndcg@20": 0.05 + 0.005 * e}
+             for e in range(3)]
+    for name, loss in (("gowalla-lightgcn", None), ("gowalla-lightgcn-ssm", "ssm")):
+        params = {"dim": 64} if loss is None else {"dim": 64, "loss": loss}
+        (tmp_path / f"{name}.json").write_text(json.dumps({"params": params, "fit_facts": {"curve": curve}}))
+    (tmp_path / "gowalla-lightgcn-nocurve.json").write_text(json.dumps({"params": {}, "fit_facts": {}}))
+    png = benchmark.lightgcn_curves_png()
+    assert png == tmp_path / "gowalla-lightgcn-curve.png" and png.read_bytes()[:4] == b"\x89PNG"

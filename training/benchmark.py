@@ -356,6 +356,23 @@ def readme_table() -> str:
             + "\n".join(hybrid))
 
 
+def lightgcn_curves_png() -> Path | None:
+    """``gowalla-lightgcn-curve.png``: the validation curves of every Gowalla LightGCN result against wall time."""
+    from serving.storage import write_bytes
+    from training.plots import curves_vs_time_png
+
+    curves = {}
+    for path in sorted(RESULTS.glob("gowalla-lightgcn*.json")):
+        r = json.loads(path.read_text())
+        if r.get("fit_facts", {}).get("curve"):
+            curves[f"{path.stem.removeprefix('gowalla-')} (loss {r['params'].get('loss', 'bpr')})"] = \
+                r["fit_facts"]["curve"]
+    if not curves:
+        return None
+    return write_bytes(curves_vs_time_png(curves, title="LightGCN on Gowalla, validation"),
+                       RESULTS / "gowalla-lightgcn-curve.png")
+
+
 def update_readme() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
@@ -383,6 +400,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.readme:
         update_readme()
+        lightgcn_curves_png()
         print(readme_table())
         return
     if not args.dataset or not args.model:
@@ -400,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
     out = RESULTS / f"{args.dataset}-{args.model}{'-' + args.tag if args.tag else ''}.json"
     write_result_json(result, out)
     print(f"wrote {out}")
+    if args.model == "lightgcn" and args.dataset == "gowalla":
+        print(f"wrote {lightgcn_curves_png()}")
 
 
 if __name__ == "__main__":

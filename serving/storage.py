@@ -15,6 +15,7 @@ import pickle
 import re
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -131,10 +132,13 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 def write_result_json(result: dict, path: str | Path, indent: int = 2) -> Path:
     """Write a benchmark result atomically, naming files relative to the project root (committed JSON must
-    not carry one machine's absolute paths; ``sqlite:////abs/x.db`` becomes ``sqlite:///x.db``)."""
+    not carry one machine's absolute paths; ``sqlite:////abs/x.db`` becomes ``sqlite:///x.db``). Files of the
+    running Python environment (e.g. the packaged text encoder) are named relative to the folder holding it,
+    which is another checkout's when a benchmark runs from a git worktree."""
     text = json.dumps(result, indent=indent, default=float) + "\n"
-    root = str(PROJECT_ROOT) + "/"
-    return write_text(text.replace("sqlite:///" + root, "sqlite:///").replace(root, ""), path)
+    for root in dict.fromkeys([str(PROJECT_ROOT) + "/", str(Path(sys.prefix).parent) + "/"]):
+        text = text.replace("sqlite:///" + root, "sqlite:///").replace(root, "")
+    return write_text(text, path)
 
 
 def write_bytes(data: bytes, path: str | Path) -> Path:

@@ -27,3 +27,13 @@ def test_lightgcn_curves_are_plotted_from_every_gowalla_result(tmp_path, monkeyp
     (tmp_path / "gowalla-lightgcn-nocurve.json").write_text(json.dumps({"params": {}, "fit_facts": {}}))
     png = benchmark.lightgcn_curves_png()
     assert png == tmp_path / "gowalla-lightgcn-curve.png" and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_result_json_names_the_environment_relative_to_its_folder(tmp_path, monkeypatch):
+    """A benchmark run from a git worktree with another checkout's venv: the venv's files lose that checkout's path."""
+    import sys
+
+    monkeypatch.setattr(sys, "prefix", "/elsewhere/checkout/.venv")
+    result = {"text_encoder": "/elsewhere/checkout/.venv/lib/site-packages/model"}
+    written = json.loads(write_result_json(result, tmp_path / "out.json").read_text())
+    assert written == {"text_encoder": ".venv/lib/site-packages/model"}

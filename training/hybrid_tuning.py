@@ -21,7 +21,7 @@ from training.cold_start import ColdStartTask, build_task, evaluate_cold
 from training.data import InteractionData
 from training.metrics import evaluate_scores
 from training.models.association import AssociationRules
-from training.models.base import Recommender
+from training.models.base import Recommender, one_item_histories
 from training.models.hybrid import SIGNALS, Hybrid, recency_weights, trend_scores
 
 # exp(-age / 30 days) on the histories fed to the association and text signals; picked among 7, 30,
@@ -123,6 +123,4 @@ def tune_hybrid(hybrid: Hybrid, fit: InteractionData, validation: sp.csr_matrix,
 
 def related_scores(model: Recommender, items: np.ndarray) -> np.ndarray:
     """(len(items), n_items) scores of one-item histories."""
-    onehot = sp.csr_matrix((np.ones(len(items), np.float32), (np.arange(len(items)), items)),
-                           shape=(len(items), model.n_items))
-    return model.score_history(onehot)
+    return model.score_history(one_item_histories(items, model.n_items))

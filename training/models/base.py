@@ -12,7 +12,14 @@ from training.data import InteractionData
 from training.ranking import mask_seen, top_k
 
 
+def one_item_histories(items: np.ndarray, n_items: int) -> sp.csr_matrix:
+    """(len(items), n_items) CSR: row r is a history holding only item ``items[r]``."""
+    return sp.csr_matrix((np.ones(len(items), np.float32), (np.arange(len(items)), items)),
+                         shape=(len(items), n_items))
+
+
 @dataclass
+
 class FactorForm:
     """A model whose scores are ``user_factors[u] @ item_factors.T``: (n_users, d) and (n_items, d)."""
 
@@ -91,9 +98,7 @@ class LinearHistoryModel(Recommender):
 
     def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The scores of a history holding only the item; non-positive scores are padding."""
-        onehot = sp.csr_matrix((np.ones(len(items), np.float32), (np.arange(len(items)), items)),
-                               shape=(len(items), self.n_items))
-        scores = self.score_history(onehot)
+        scores = self.score_history(one_item_histories(items, self.n_items))
         scores[np.arange(len(items)), items] = -np.inf
         idx, vals = top_k(scores, k)
         vals = vals.astype(np.float32)

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from training.data import InteractionData
 from training.models.association import AssociationRules
-from training.models.base import Recommender
+from training.models.base import Recommender, one_item_histories
 from training.ranking import top_k
 
 SIGNALS = ("collaborative", "association", "text", "trend")
@@ -179,8 +179,7 @@ class Hybrid(Recommender):
         return self.blend(self.signals(rows, self.collaborative.score_history(rows)))
 
     def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        onehot = sp.csr_matrix((np.ones(len(items), np.float32), (np.arange(len(items)), items)),
-                               shape=(len(items), self.n_items))
+        onehot = one_item_histories(items, self.n_items)
         idx_c, s_c = self.collaborative.related_items(items, min(self.n_items - 1, 200))
         collab = np.zeros((len(items), self.n_items), np.float32)
         valid = idx_c >= 0

@@ -1,5 +1,6 @@
 """fast_dev_run of every Lightning module, and a short real fit with validation and early stopping."""
 import numpy as np
+import pytest
 
 from training.models import MatrixFactorization
 
@@ -83,15 +84,19 @@ def test_ials_sweeps_lower_the_loss_and_learn(shop_clean, shop_split, tmp_path):
 
 
 def test_lightgcn_sampled_softmax_learns_the_planted_pairs(shop_data, shop):
-    """The ``ssm`` loss (in-batch sampled softmax on cosines) finds every planted pair, scores with unit factors,
-    and trains a different model than BPR from the same start."""
+    """The ``ssm`` loss (in-batch sampled softmax on cosines) finds every planted pair, scores unit embeddings
+    plus the popularity term, and trains a different model than BPR from the same start."""
     import pytest
 
     from training.models import LightGCN
 
     params = {"dim": 32, "max_epochs": 30, "lr": 0.01, "batch_size": 1024, "init": "svd", "accelerator": "cpu"}
-    ssm = LightGCN(loss="ssm", temperature=0.1, **params).fit(shop_data)
-    np.testing.assert_allclose(np.linalg.norm(ssm.item_factors, axis=1), 1.0, rtol=1e-4)
+    ssm = LightGCN(loss="ssm", temperature=0.1, pop_weight=0.05, **params).fit(shop_data)
+    # unit embeddings plus one popularity column: 1 for users, 0.05 * log(1 + popularity) for items
+    np.testing.assert_allclose(np.linalg.norm(ssm.item_factors[:, :-1], axis=1), 1.0, rtol=1e-4)
+    np.testing.assert_allclose(ssm.user_factors[:, -1], 1.0)
+    pop = np.asarray((shop_data.user_items > 0).sum(axis=0)).ravel()
+    np.testing.assert_allclose(ssm.item_factors[:, -1], 0.05 * np.log1p(pop), rtol=1e-5)
     index = {i: n for n, i in enumerate(shop_data.item_ids)}
     anchors = np.array([index[a] for a, _ in shop.planted_pairs])
     idx, _ = ssm.related_items(anchors, 1)
@@ -100,3 +105,44 @@ def test_lightgcn_sampled_softmax_learns_the_planted_pairs(shop_data, shop):
     assert not np.allclose(np.linalg.norm(bpr.item_factors, axis=1), 1.0, atol=1e-3)
     with pytest.raises(ValueError, match="loss"):
         LightGCN(loss="hinge")
+
+
+def test_lightgcn_sampled_softmax_logq_keeps_popularity(shop_data):
+    """In-batch negatives are drawn in proportion to popularity, so without the logQ correction the softmax
+    learns popularity out of the scores. Corrected, the model recommends more popular items than uncorrected
+    from the same start; the candidate distribution it subtracts is a probability distribution."""
+    from training.models import LightGCN
+    from training.models.lightgcn import candidate_log_q
+
+    q = np.exp(candidate_log_q(shop_data.user_items).numpy().astype(np.float64))
+    assert q.shape == (shop_data.n_items,) and q.sum() == pytest.approx(1.0, rel=1e-5)
+    pop = np.asarray((shop_data.user_items > 0).sum(axis=0)).ravel()
+    assert q[np.argmax(pop)] > q[np.argmin(pop)]
+
+    params = {"dim": 32, "max_epochs": 10, "lr": 0.01, "batch_size": 1024, "init": "svd", "accelerator": "cpu",
+              "loss": "ssm", "temperature": 0.1, "pop_weight": 0.0}
+    users = np.arange(shop_data.n_users)
+    mean_pop = {}
+    for corrected in (True, False):
+        m = LightGCN(logq_correction=corrected, **params).fit(shop_data)
+        idx, _ = m.recommend(users, 10, exclude=shop_data.user_items)
+        mean_pop[corrected] = pop[idx].mean()
+    assert mean_pop[True] > 1.2 * mean_pop[False]
+
+
+def test_lightgcn_sampled_softmax_chooses_the_popularity_weight_on_validation(shop_clean, shop_split, tmp_path):
+    """With validation data and no fixed weight, every validation epoch tries each weight of the grid; the
+    best checkpoint's weight is the one served, and it is the weight recorded with the best epoch."""
+    from training.data import build_interaction_data
+    from training.models import LightGCN
+    from training.models.lightgcn import POP_WEIGHT_GRID
+
+    fit = build_interaction_data(shop_split.fit, shop_clean.items["item_id"])
+    val = fit.matrix_for(shop_split.validation)
+    m = LightGCN(dim=16, lr=0.01, batch_size=1024, max_epochs=4, patience=4, init="svd", loss="ssm",
+                 accelerator="cpu", checkpoint_dir=str(tmp_path)).fit(fit, val)
+    assert len(m.curve) == 4 and all(c["pop_weight"] in POP_WEIGHT_GRID for c in m.curve)
+    best = max(m.curve, key=lambda c: c["ndcg@20"])
+    assert m.chosen_pop_weight == pytest.approx(best["pop_weight"])
+    pop = np.asarray((fit.user_items > 0).sum(axis=0)).ravel()
+    np.testing.assert_allclose(m.item_factors[:, -1], best["pop_weight"] * np.log1p(pop), rtol=1e-5, atol=1e-7)

@@ -68,3 +68,36 @@ def test_fit_part_shares_the_train_user_positions():
     assert build_interaction_data(fit, ["x", "y", "z"]).user_items.shape[0] == 2
     with pytest.raises(ValueError):
         build_interaction_data(train, ["x", "y", "z"], user_ids=["a", "c"])
+
+
+def test_held_out_popularity_tells_a_random_holdout_from_a_popular_one():
+    """A random holdout of a long-tailed matrix has the training pairs' popularity (ratio near 1); pairs held
+    out in proportion to item popularity fall on more popular items (ratio well above 1)."""
+    import scipy.sparse as sp
+
+    from training.split_diagnostics import held_out_popularity
+
+    rng = np.random.default_rng(0)
+    n_users, n_items = 2000, 300
+    item_p = 1.0 / np.arange(1, n_items + 1)  # Zipf-like item popularity
+    item_p /= item_p.sum()
+    rows = np.repeat(np.arange(n_users), 30)
+    cols = rng.choice(n_items, len(rows), p=item_p)
+    full = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_users, n_items))
+    full.data[:] = 1.0
+    coo = full.tocoo()
+
+    def carve(keep_prob: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        out = rng.random(coo.nnz) < keep_prob
+        make = lambda m: sp.csr_matrix((coo.data[m], (coo.row[m], coo.col[m])), shape=full.shape)
+        return make(~out), make(out)
+
+    random_train, random_held = carve(np.full(coo.nnz, 0.2))
+    assert held_out_popularity(random_train, random_held)["ratio"] == pytest.approx(1.0, abs=0.05)
+    pop = np.asarray(full.sum(axis=0)).ravel()
+    p = pop[coo.col] / pop.max()
+    skew_train, skew_held = carve(0.4 * p)
+    skew = held_out_popularity(skew_train, skew_held)
+    assert skew["ratio"] > 1.3 and skew["log_ratio"] > 0.2
+    with pytest.raises(ValueError, match="items"):
+        held_out_popularity(random_train, random_held[:, :10])

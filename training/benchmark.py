@@ -104,6 +104,7 @@ def run_model(dataset: str, model_name: str, repeats: int, tune_trials: int = 0,
     from training.data import build_interaction_data
     from training.fitting import fit_final
     from training.metrics import evaluate_scores
+    from training.split_diagnostics import held_out_popularity
 
     t0 = time.perf_counter()
     load_at_start = [round(x, 2) for x in os.getloadavg()]
@@ -135,7 +136,10 @@ def run_model(dataset: str, model_name: str, repeats: int, tune_trials: int = 0,
         "tune_and_fit_wall_seconds": tune_and_fit_wall,
         "load_average_at_start_1_5_15min": load_at_start,  # the machine is shared: see also machine()
         "data": {"users": train.n_users, "items": train.n_items, "train_pairs": int(train.user_items.nnz),
-                 "test_pairs": int(test.nnz), "split": split.summary()},
+                 "test_pairs": int(test.nnz), "split": split.summary(),
+                 # does validation mirror test? (see training/split_diagnostics.py)
+                 "popularity_skew": {"validation": held_out_popularity(fit.user_items, validation),
+                                     "test": held_out_popularity(train.user_items, test)}},
         "machine": machine(),
     }
     if (dataset, model_name) in PUBLISHED:

@@ -21,8 +21,11 @@ def fit_final(family: str, params: dict[str, Any], train: InteractionData, fit: 
         from training.tuning import sample_users
 
         model = MODELS[family](**params).fit(fit, sample_users(validation, 10_000, 0))
-        return model, {"epochs": model.epochs_trained, "validation_best_ndcg@20": getattr(model, "best_score", None),
-                       "trained_on": "fit (train minus validation)", "curve": model.curve}
+        facts = {"epochs": model.epochs_trained, "validation_best_ndcg@20": getattr(model, "best_score", None),
+                 "trained_on": "fit (train minus validation)", "curve": model.curve}
+        if getattr(model, "chosen_pop_weight", None) is not None:
+            facts["pop_weight"] = model.chosen_pop_weight
+        return model, facts
     if family in ("mf_bpr", "mf_ials") and fit is not None and validation is not None:
         from training.tuning import sample_users
 

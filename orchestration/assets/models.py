@@ -97,6 +97,9 @@ class LightGCNConfig(TunableConfig):
     strategy: str = "auto"
     loss: Literal["bpr", "ssm"] = "bpr"  # ssm: sampled softmax over the batch, cosine / temperature
     temperature: float = 0.1
+    logq_correction: bool = True  # ssm: subtract log sampling probability from the logits (keeps popularity)
+    # ssm: weight of log(1 + item popularity) added to the cosine score; None: chosen on validation each epoch
+    pop_weight: Optional[float] = None
 
 
 class MFConfig(TunableConfig):
@@ -313,7 +316,8 @@ def lightgcn_model(context: dg.AssetExecutionContext, config: LightGCNConfig, in
     that model (fitted on train minus validation) is the one kept: graph training is the costly part."""
     m = interaction_matrices
     params = {**_params(config, ["dim", "n_layers", "lr", "l2", "batch_size", "init", "max_epochs", "max_minutes",
-                                 "patience", "devices", "strategy", "loss", "temperature"]), "seed": config.seed}
+                                 "patience", "devices", "strategy", "loss", "temperature", "logq_correction",
+                                 "pop_weight"]), "seed": config.seed}
     model, facts = fit_final("lightgcn", params, m.train, m.fit, m.validation)
     remember_training(model, params, {})
     curve = pd.DataFrame(facts.pop("curve"))

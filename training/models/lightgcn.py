@@ -51,12 +51,27 @@ def triplet_batches(user_items: sp.csr_matrix, batch_size: int, seed: int) -> Tr
 
 
 LOSSES = ("bpr", "ssm")
+# Weights of log(1 + item popularity) added to the ssm model's cosine scores, tried on the validation users at
+# every validation epoch (see LightGCNModule.on_validation_epoch_end)
+POP_WEIGHT_GRID = (0.0, 0.025, 0.05, 0.075, 0.1, 0.15)
+
+
+def candidate_log_q(user_items: sp.csr_matrix) -> torch.Tensor:
+    """(n_items,) log probability that one candidate column of the ``ssm`` loss holds each item.
+
+    Half the columns are the batch's positives, drawn in proportion to item popularity (every training pair
+    once per epoch); half are negatives drawn uniformly. Subtracting this from the logits is the logQ
+    correction of Yi et al. (RecSys 2019): without it in-batch softmax learns log p(i|u) - log q(i), which
+    strips popularity out of the scores."""
+    pop = np.asarray(user_items.sum(axis=0), dtype=np.float64).ravel()
+    q = 0.5 * pop / max(pop.sum(), 1.0) + 0.5 / user_items.shape[1]
+    return torch.from_numpy(np.log(q).astype(np.float32))
 
 
 class LightGCNModule(L.LightningModule):
     def __init__(self, n_users: int, n_items: int, dim: int = 64, n_layers: int = 3, lr: float = 1e-3,
                  l2: float = 1e-4, eval_k: int = 20, init_weights: np.ndarray | None = None, loss: str = "bpr",
-                 temperature: float = 0.1) -> None:
+                 temperature: float = 0.1, logq_correction: bool = True) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["init_weights"])
         self.embedding = torch.nn.Embedding(n_users + n_items, dim)
@@ -65,6 +80,12 @@ class LightGCNModule(L.LightningModule):
         else:
             torch.nn.init.normal_(self.embedding.weight, std=0.1)
         self.adj: torch.Tensor | None = None
+        self.log_q: torch.Tensor | None = None  # (n_items,), set with the graph when the ssm loss is corrected
+        # ssm scores are cos(u, i) + pop_weight * log(1 + popularity of i); a buffer, so the best checkpoint
+        # restores the weight chosen with it
+        self.register_buffer("pop_weight", torch.zeros(()))
+        self.log_pop: np.ndarray | None = None  # (n_items,) log(1 + training users per item)
+        self.pop_grid: tuple[float, ...] = (0.0,)
         self.train_matrix: sp.csr_matrix | None = None
         self.val_matrix: sp.csr_matrix | None = None
         self.curve: list[dict] = []
@@ -92,6 +113,14 @@ class LightGCNModule(L.LightningModule):
             zu = torch.nn.functional.normalize(eu, dim=-1)
             candidates = torch.nn.functional.normalize(torch.cat([ei, ej]), dim=-1)
             logits = zu @ candidates.T / self.hparams.temperature  # (B, 2B); column b is user b's positive
+            cand_items = torch.cat([i, j])
+            if self.hparams.logq_correction and self.log_q is not None:
+                logits = logits - self.log_q.to(logits.device)[cand_items][None, :]
+            # accidental hits: another column holding user b's own positive item is not a negative
+            own = torch.arange(len(u), device=logits.device)
+            hits = cand_items[None, :] == i[:, None]
+            hits[own, own] = False
+            logits = logits.masked_fill(hits, float("-inf"))
             fit = torch.nn.functional.cross_entropy(logits, torch.arange(len(u), device=logits.device))
         else:
             fit = -torch.nn.functional.logsigmoid((eu * ei).sum(-1) - (eu * ej).sum(-1)).mean()
@@ -103,7 +132,7 @@ class LightGCNModule(L.LightningModule):
         return None
 
     @torch.no_grad()
-    def factors(self) -> tuple[np.ndarray, np.ndarray]:
+    def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         """(n_users, dim), (n_items, dim) final embeddings; unit rows under the ``ssm`` loss, which scores cosines."""
         final = self.propagate()
         if self.hparams.loss == "ssm":
@@ -112,16 +141,35 @@ class LightGCNModule(L.LightningModule):
         n_u = self.hparams.n_users
         return final[:n_u], final[n_u:]
 
+    def factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """User and item factors whose dot product is the served score: the embeddings under ``bpr``;
+        under ``ssm`` one more column, 1 for users and pop_weight * log(1 + popularity) for items, so
+        (n_users, dim + 1), (n_items, dim + 1)."""
+        users, items = self.embeddings()
+        if self.hparams.loss != "ssm":
+            return users, items
+        bias = float(self.pop_weight) * (self.log_pop if self.log_pop is not None else np.zeros(len(items)))
+        return (np.hstack([users, np.ones((len(users), 1), users.dtype)]),
+                np.hstack([items, bias[:, None].astype(items.dtype)]))
+
     def on_validation_epoch_end(self) -> None:
         if self.val_matrix is None:
             return
-        users, items = self.factors()
+        users, items = self.embeddings()
         k = self.hparams.eval_k
-        res = evaluate_scores(lambda u: users[u] @ items.T, self.train_matrix, self.val_matrix, ks=(k,))
-        self.log(f"val_ndcg@{k}", res[f"ndcg@{k}"], prog_bar=True)
-        self.log(f"val_recall@{k}", res[f"recall@{k}"], prog_bar=True)
+        grid = self.pop_grid if self.hparams.loss == "ssm" and self.log_pop is not None else (float(self.pop_weight),)
+        best, best_w = None, 0.0
+        for w in grid:  # the popularity weight is chosen on the same validation users as the epoch
+            bias = (w * self.log_pop).astype(np.float32) if w else 0.0
+            res = evaluate_scores(lambda u: users[u] @ items.T + bias, self.train_matrix, self.val_matrix, ks=(k,))
+            if best is None or res[f"ndcg@{k}"] > best[f"ndcg@{k}"]:
+                best, best_w = res, w
+        self.pop_weight.fill_(best_w)
+        self.log(f"val_ndcg@{k}", best[f"ndcg@{k}"], prog_bar=True)
+        self.log(f"val_recall@{k}", best[f"recall@{k}"], prog_bar=True)
         self.curve.append({"epoch": int(self.current_epoch), "seconds": time.perf_counter() - self._t0,
-                           f"recall@{k}": res[f"recall@{k}"], f"ndcg@{k}": res[f"ndcg@{k}"]})
+                           f"recall@{k}": best[f"recall@{k}"], f"ndcg@{k}": best[f"ndcg@{k}"],
+                           **({"pop_weight": best_w} if self.hparams.loss == "ssm" else {})})
         if self.curve_file and self.global_rank == 0:
             Path(self.curve_file).write_text(json.dumps(self.curve))
 
@@ -138,14 +186,18 @@ class LightGCN(FactorScoring, Recommender):
                  progress: bool = False, fast_dev_run: bool = False, check_val_every_n_epoch: int = 1,
                  checkpoint_dir: str | None = None, early_stopping_data: sp.csr_matrix | None = None,
                  curve_path: str | None = None, devices: int = 1, strategy: str = "auto", loss: str = "bpr",
-                 temperature: float = 0.1) -> None:
+                 temperature: float = 0.1, logq_correction: bool = True, pop_weight: float | None = None) -> None:
         """``devices`` > 1 trains data-parallel (DDP; gloo on CPU) with ``batch_size`` as the global batch:
         the same result as one process within floating-point noise (see ``RankShards``). ``loss``: ``bpr`` (the
-        paper's) or ``ssm``, sampled softmax over the batch's positives and negatives at ``temperature``."""
+        paper's) or ``ssm``, sampled softmax over the batch's positives and negatives at ``temperature``, with
+        the logQ popularity correction unless ``logq_correction`` is off (see :func:`candidate_log_q`). An ``ssm``
+        model scores cos(u, i) + pop_weight * log(1 + popularity of i): ``pop_weight`` None chooses it from
+        ``POP_WEIGHT_GRID`` on the validation users at every validation epoch (0 without validation data)."""
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-        self.loss, self.temperature = loss, temperature
+        self.loss, self.temperature, self.logq_correction = loss, temperature, logq_correction
+        self.pop_weight = pop_weight
         self.devices, self.strategy = devices, strategy
         self.dim, self.n_layers, self.lr, self.l2, self.batch_size = dim, n_layers, lr, l2, batch_size
         self.max_epochs, self.patience, self.max_minutes, self.init = max_epochs, patience, max_minutes, init
@@ -171,8 +223,17 @@ class LightGCN(FactorScoring, Recommender):
         self.user_items = data.user_items
         init = self._svd_init(data) if self.init == "svd" else None
         module = LightGCNModule(data.n_users, data.n_items, self.dim, self.n_layers, self.lr, self.l2, self.eval_k,
-                                init, self.loss, self.temperature)
+                                init, self.loss, self.temperature, self.logq_correction)
         module.adj = normalised_adjacency(data.user_items)
+        if self.loss == "ssm" and self.logq_correction:
+            module.log_q = candidate_log_q(data.user_items)
+        if self.loss == "ssm":
+            module.log_pop = np.log1p(np.asarray((data.user_items > 0).sum(axis=0), dtype=np.float64).ravel())
+            if self.pop_weight is None:
+                module.pop_grid = POP_WEIGHT_GRID
+            else:
+                module.pop_grid = (float(self.pop_weight),)
+                module.pop_weight.fill_(float(self.pop_weight))
         module.train_matrix, module.val_matrix = data.user_items, validation
         batches = RankShards(partial(triplet_batches, data.user_items, self.batch_size, self.seed))
         monitor = f"val_ndcg@{self.eval_k}"
@@ -202,6 +263,7 @@ class LightGCN(FactorScoring, Recommender):
         self.epochs_trained = trainer.current_epoch or (self.curve[-1]["epoch"] + 1 if self.curve else 0)
         users, items = module.factors()
         self.user_factors, self.item_factors = users.astype(np.float32), items.astype(np.float32)
+        self.chosen_pop_weight = round(float(module.pop_weight), 6) if self.loss == "ssm" else None
         self.fit_seconds = time.perf_counter() - t0
         if self.curve_path:
             Path(self.curve_path).write_text(json.dumps(self.curve, indent=1))

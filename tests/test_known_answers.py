@@ -85,3 +85,13 @@ def test_cold_start_benchmark_chooses_prior_weights_on_validation_items_only(tmp
         assert all((s["n_twins"], s["temperature"]) in cold_start.TWIN_SETTINGS
                    for s in table["partner_settings"].values())
         assert table["validation_cold_items"] > 0
+        # every fine-tuned form against every other method, with a bootstrap interval around the mean difference
+        others = set(table["methods"]) - set(cold_start.FINE_TUNED_FORMS)
+        assert set(table["differences"]) == {f"{f} - {o}" for f in cold_start.FINE_TUNED_FORMS for o in others}
+        for name, diff in table["differences"].items():
+            mine, other = name.split(" - ")
+            for key in ("recall@20", "ndcg@20"):
+                d = diff[key]
+                assert d["mean_difference"] == pytest.approx(
+                    table["methods"][mine][key] - table["methods"][other][key], abs=1e-9)
+                assert d["ci_low"] <= d["mean_difference"] <= d["ci_high"]

@@ -74,3 +74,33 @@ def test_top_k_breaks_ties_towards_lower_index_at_the_boundary():
     np.testing.assert_array_equal(idx[0], [40, 45, 0, 1, 2])
     np.testing.assert_array_equal(idx[1], [30, 31, 32, 33, 34])
     np.testing.assert_array_equal(vals[1], np.ones(5))
+
+
+def test_per_user_values_average_to_the_reported_means():
+    n_items = 6
+    train = csr([[0], [1], [2], [5]], n_items)
+    test = csr([[1, 2], [3], [], [0, 4]], n_items)
+    base = np.array([6, 5, 3, 4, 2, 1], np.float32)
+    res = evaluate_scores(lambda u: np.tile(base, (len(u), 1)), train, test, ks=(1, 3), chunk_size=1,
+                          per_user=True)
+    per = res["per_user"]
+    np.testing.assert_array_equal(per["users"], [0, 1, 3])  # user 2 has no test items
+    # user 0: ranking 1,3,2 -> hits at 1 and 3; user 1: 0,3,2 -> hit at 2; user 3: 0,1,3 -> hit at 1
+    np.testing.assert_allclose(per["recall@3"], [1.0, 1.0, 0.5])
+    np.testing.assert_allclose(per["recall@1"], [0.5, 0.0, 0.5])
+    for key in ("recall@1", "recall@3", "ndcg@1", "ndcg@3"):
+        assert per[key].mean() == pytest.approx(res[key])
+
+
+def test_paired_bootstrap_separates_a_real_difference_from_noise():
+    from training.metrics import paired_bootstrap
+
+    rng = np.random.default_rng(1)
+    b = rng.random(400)
+    better = paired_bootstrap(b + 0.05 + rng.normal(0, 0.02, 400), b)
+    assert better["ci_low"] > 0.04 and better["ci_high"] < 0.06 and better["share_ahead"] == 1.0
+    noise = paired_bootstrap(b + rng.normal(0, 0.2, 400), b)
+    assert noise["ci_low"] < 0 < noise["ci_high"]
+    assert paired_bootstrap(b, b)["mean_difference"] == 0.0
+    with pytest.raises(ValueError, match="equal"):
+        paired_bootstrap(b, b[:10])

@@ -7,7 +7,7 @@ min(|test items|, K) positions; metrics averaged over users with at least one te
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,7 +26,8 @@ def evaluate_scores(
     chunk_size: int = 1024,
     progress: bool = False,
     standard_errors: bool = False,
-) -> dict[str, float]:
+    per_user: bool = False,
+) -> dict[str, Any]:
     """Evaluate a scorer on all users with test items.
 
     ``score_fn(users)`` returns (len(users), n_items) scores for user positions ``users``.
@@ -34,7 +35,9 @@ def evaluate_scores(
     Returns ``recall@K``, ``ndcg@K``, ``precision@K``, ``hit_rate@K``, ``coverage@K`` for each K,
     plus ``n_users`` and ``scoring_seconds``. With ``standard_errors``, also ``recall@K_se`` and ``ndcg@K_se``:
     the standard error of each mean over users (sample standard deviation / sqrt(n_users)), the scale of
-    sampling noise against which a difference between two models on the same users is to be read.
+    sampling noise against which a difference between two models on the same users is to be read. With
+    ``per_user``, also ``per_user``: {"users": (n,) user positions, "recall@K" / "ndcg@K": (n,) values}, for
+    paired comparisons (:func:`paired_bootstrap`).
     """
     test = test.tocsr()
     n_test = np.diff(test.indptr)
@@ -45,6 +48,7 @@ def evaluate_scores(
     sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg", "precision", "hit_rate")}
     squares = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg")}
     recommended = {k: np.zeros(train.shape[1], bool) for k in ks}
+    values: dict[str, list[np.ndarray]] = {key: [] for key in squares}
     t0 = time.perf_counter()
     chunks = range(0, len(users), chunk_size)
     for start in tqdm(chunks, desc="evaluating", disable=not progress, unit="chunk"):
@@ -62,6 +66,7 @@ def evaluate_scores(
             nh = h.sum(axis=1)
             recall = nh / nt
             sums[f"recall@{k}"] += float(recall.sum())
+            values[f"recall@{k}"].append(recall)
             squares[f"recall@{k}"] += float((recall ** 2).sum())
             sums[f"precision@{k}"] += float(nh.sum() / k)
             sums[f"hit_rate@{k}"] += float((nh > 0).sum())
@@ -69,6 +74,7 @@ def evaluate_scores(
             idcg = cum_disc[np.minimum(nt, k)]
             ndcg = dcg / idcg
             sums[f"ndcg@{k}"] += float(ndcg.sum())
+            values[f"ndcg@{k}"].append(ndcg)
             squares[f"ndcg@{k}"] += float((ndcg ** 2).sum())
             recommended[k][idx[:, :k].ravel()] = True
     elapsed = time.perf_counter() - t0
@@ -82,4 +88,25 @@ def evaluate_scores(
             out[f"{key}_se"] = float(np.sqrt(var / n))
     out["n_users"] = int(len(users))
     out["scoring_seconds"] = elapsed
+    if per_user:
+        out["per_user"] = {"users": users, **{key: np.concatenate(v) if v else np.zeros(0)
+                                              for key, v in values.items()}}
     return out
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 10_000, seed: int = 0,
+                     level: float = 0.95) -> dict[str, float]:
+    """Mean of ``a - b`` over paired units (users, cold items: (n,) each, same order) with a percentile
+    bootstrap confidence interval at ``level`` over resampled units, and the share of resamples in which
+    ``a`` is ahead. A difference whose interval straddles 0 is not told apart from noise."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"paired_bootstrap needs two equal, non-empty 1-d arrays, got {a.shape} and {b.shape}")
+    d = a - b
+    rng = np.random.default_rng(seed)
+    batch = max(1, 2_000_000 // len(d))  # resamples drawn a batch at a time: bounded memory for many users
+    means = np.concatenate([d[rng.integers(0, len(d), (min(batch, n_boot - s), len(d)))].mean(axis=1)
+                            for s in range(0, n_boot, batch)])
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return {"mean_difference": float(d.mean()), "ci_low": float(lo), "ci_high": float(hi),
+            "share_ahead": float((means > 0).mean()), "n": int(len(d)), "level": level}

@@ -139,3 +139,20 @@ def test_text_assets(run):
     assert set(cold["method"]) == {"fine_tuned_encoder", "untuned_encoder", "tfidf_titles", "popularity",
                                    "fine_tuned_encoder+partners", "untuned_encoder+partners"}
     assert (cold["n_items"] > 0).all()  # the twins (and late items) are cold in the temporal split
+
+
+def test_text_rows_follow_the_matrices_item_order_not_the_catalogs():
+    """The cold-start evaluation and the hybrid index items by the matrices' positions: embeddings, biases and
+    catalog rows are aligned by id, whatever order the catalog and the embedding table come in."""
+    from orchestration.assets.text import catalog_in_order, text_matrix
+
+    catalog = pd.DataFrame({"item_id": ["c", "a", "b"], "title": ["cup", "apple", "bowl"]})
+    table = pd.DataFrame({"item_id": ["b", "c"], "embedding": [np.array([0.0, 1.0]), np.array([1.0, 0.0])],
+                          "bias": [0.5, -0.5]})
+    order = np.array(["a", "b", "c"], dtype=object)
+    assert catalog_in_order(catalog, order)["title"].tolist() == ["apple", "bowl", "cup"]
+    emb, bias = text_matrix(table, order)
+    np.testing.assert_array_equal(emb, [[0, 0], [0, 1], [1, 0]])  # "a" has no embedding: zeros
+    np.testing.assert_array_equal(bias, [0.0, 0.5, -0.5])
+    with pytest.raises(ValueError, match="lacks 1 item.*'d'"):
+        catalog_in_order(catalog, np.array(["a", "d"], dtype=object))

@@ -8,6 +8,7 @@ import pandas as pd
 
 from orchestration.assets.models import GROUP, remember_training
 from orchestration.assets.splits import SplitMatrices
+from orchestration.assets.text import text_matrix
 from orchestration.metadata import markdown_table
 from training.hybrid_tuning import RECENCY_DAYS, TREND_DAYS, fit_hybrid, tune_hybrid, validation_related_task
 from training.models import EASE, AssociationRules
@@ -30,18 +31,6 @@ class HybridConfig(dg.Config):
     seed: int = 42
 
 
-def text_matrix(item_text_embeddings: pd.DataFrame, item_ids: np.ndarray) -> np.ndarray:
-    """(n_items, dim) embeddings in the order of ``item_ids``; an item without one gets zeros."""
-    table = item_text_embeddings.set_index(item_text_embeddings["item_id"].astype(str))
-    dim = len(table["embedding"].iloc[0]) if len(table) else 1
-    out = np.zeros((len(item_ids), dim), np.float32)
-    pos = table.index.get_indexer(pd.Index(np.asarray(item_ids).astype(str)))
-    known = pos >= 0
-    if known.any():
-        out[known] = np.stack(table["embedding"].to_numpy()[pos[known]])
-    return out
-
-
 @dg.asset(group_name=GROUP)
 def hybrid_model(context: dg.AssetExecutionContext, config: HybridConfig, interaction_matrices: SplitMatrices,
                  training_split: Split, ease_model: EASE, association_rules: AssociationRules,
@@ -49,7 +38,7 @@ def hybrid_model(context: dg.AssetExecutionContext, config: HybridConfig, intera
     """EASE, association lift, text similarity and sales trend, each z-scored over a user's candidate items and
     blended. Warm items get every signal; an item nobody bought yet is reached through its text."""
     m, split = interaction_matrices, training_split
-    emb = text_matrix(item_text_embeddings, m.train.item_ids)
+    emb, _ = text_matrix(item_text_embeddings, m.train.item_ids)
     user_w, related_w, md = dict(config.weights), dict(config.weights), {}
     if config.tune_trials > 0 and m.validation.nnz:
         c_fit = EASE(**ease_model.training_params).fit(m.fit)

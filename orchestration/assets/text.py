@@ -86,6 +86,31 @@ def load_encoder(art: TextEncoderArtifact) -> TextEncoder:
     return enc
 
 
+def text_matrix(item_text_embeddings: pd.DataFrame, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings (n_items, dim) and biases (n_items,) of ``item_text_embeddings`` in the order of ``item_ids``
+    (the matrices' item positions); an item without a row gets zeros."""
+    table = item_text_embeddings.set_index(item_text_embeddings["item_id"].astype(str))
+    dim = len(table["embedding"].iloc[0]) if len(table) else 1
+    emb, bias = np.zeros((len(item_ids), dim), np.float32), np.zeros(len(item_ids), np.float32)
+    pos = table.index.get_indexer(pd.Index(np.asarray(item_ids).astype(str)))
+    known = pos >= 0
+    if known.any():
+        emb[known] = np.stack(table["embedding"].to_numpy()[pos[known]])
+        bias[known] = table["bias"].to_numpy(np.float32)[pos[known]]
+    return emb, bias
+
+
+def catalog_in_order(validated_items: pd.DataFrame, item_ids: np.ndarray) -> pd.DataFrame:
+    """The catalog's rows in the order of ``item_ids``; raises naming the first ids the catalog lacks."""
+    catalog = validated_items.set_index(validated_items["item_id"].astype(str))
+    ids = pd.Index(np.asarray(item_ids).astype(str))
+    missing = ids[~ids.isin(catalog.index)]
+    if len(missing):
+        raise ValueError(f"validated_items lacks {len(missing)} item(s) of the interaction matrices, e.g. "
+                         f"{list(missing[:5])}")
+    return catalog.loc[ids].reset_index(drop=True)
+
+
 @dg.asset(group_name=GROUP)
 def item_text_embeddings(text_encoder: TextEncoderArtifact, validated_items: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """One L2-normalised embedding (and bias) per catalog item, from its text alone: new items too."""
@@ -120,10 +145,10 @@ def cold_start_metrics(context: dg.AssetExecutionContext, config: ColdStartConfi
     # the test split keeps only new pairs of known users; cold items need every row after the cut
     rows_all = pd.concat([training_split.train, training_split.after_cutoff], ignore_index=True)
     task = build_task(rows_all, interaction_matrices.train.item_ids, training_split.cutoff)
-    texts = item_texts(validated_items)
     train = interaction_matrices.train
-    emb = np.stack(item_text_embeddings["embedding"].to_numpy()) if len(item_text_embeddings) else None
-    bias = item_text_embeddings["bias"].to_numpy(np.float32)
+    # every scorer below indexes items by the matrices' positions, as the task does
+    texts = item_texts(catalog_in_order(validated_items, train.item_ids))
+    emb, bias = text_matrix(item_text_embeddings, train.item_ids)
     untuned = TextEncoder(TextEncoderConfig(model_name=text_encoder.base_model, max_length=text_encoder.max_length))
     untuned_similarity = embedding_scorer(untuned.embed(texts))
     shares, counts = partner_shares(train.baskets)

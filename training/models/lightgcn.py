@@ -188,7 +188,8 @@ class LightGCN(FactorScoring, Recommender):
                  curve_path: str | None = None, devices: int = 1, strategy: str = "auto", loss: str = "bpr",
                  temperature: float = 0.1, logq_correction: bool = True, pop_weight: float | None = None) -> None:
         """``devices`` > 1 trains data-parallel (DDP; gloo on CPU) with ``batch_size`` as the global batch:
-        the same result as one process within floating-point noise (see ``RankShards``). ``loss``: ``bpr`` (the
+        the same result as one process within floating-point noise (see ``RankShards``) under ``bpr``; under
+        ``ssm`` each rank's softmax sees only its own shard of the batch as negatives, so it differs. ``loss``: ``bpr`` (the
         paper's) or ``ssm``, sampled softmax over the batch's positives and negatives at ``temperature``, with
         the logQ popularity correction unless ``logq_correction`` is off (see :func:`candidate_log_q`). An ``ssm``
         model scores cos(u, i) + pop_weight * log(1 + popularity of i): ``pop_weight`` None chooses it from

@@ -63,7 +63,7 @@ def candidate_log_q(user_items: sp.csr_matrix) -> torch.Tensor:
     once per epoch); half are negatives drawn uniformly. Subtracting this from the logits is the logQ
     correction of Yi et al. (RecSys 2019): without it in-batch softmax learns log p(i|u) - log q(i), which
     strips popularity out of the scores."""
-    pop = np.asarray(user_items.sum(axis=0), dtype=np.float64).ravel()
+    pop = np.asarray((user_items > 0).sum(axis=0), dtype=np.float64).ravel()  # pairs per item, as positives are drawn
     q = 0.5 * pop / max(pop.sum(), 1.0) + 0.5 / user_items.shape[1]
     return torch.from_numpy(np.log(q).astype(np.float32))
 
@@ -189,11 +189,12 @@ class LightGCN(FactorScoring, Recommender):
                  temperature: float = 0.1, logq_correction: bool = True, pop_weight: float | None = None) -> None:
         """``devices`` > 1 trains data-parallel (DDP; gloo on CPU) with ``batch_size`` as the global batch:
         the same result as one process within floating-point noise (see ``RankShards``) under ``bpr``; under
-        ``ssm`` each rank's softmax sees only its own shard of the batch as negatives, so it differs. ``loss``: ``bpr`` (the
-        paper's) or ``ssm``, sampled softmax over the batch's positives and negatives at ``temperature``, with
-        the logQ popularity correction unless ``logq_correction`` is off (see :func:`candidate_log_q`). An ``ssm``
-        model scores cos(u, i) + pop_weight * log(1 + popularity of i): ``pop_weight`` None chooses it from
-        ``POP_WEIGHT_GRID`` on the validation users at every validation epoch (0 without validation data)."""
+        ``ssm`` each rank's softmax sees only its own shard of the batch as negatives, so it differs.
+        ``loss``: ``bpr`` (the paper's) or ``ssm``, sampled softmax over the batch's positives and negatives at
+        ``temperature``, with the logQ popularity correction unless ``logq_correction`` is off (see
+        :func:`candidate_log_q`). An ``ssm`` model scores cos(u, i) + pop_weight * log(1 + popularity of i):
+        ``pop_weight`` None chooses it from ``POP_WEIGHT_GRID`` on the validation users at every validation epoch
+        (0 without validation data)."""
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")

@@ -83,9 +83,9 @@ def test_ials_sweeps_lower_the_loss_and_learn(shop_clean, shop_split, tmp_path):
     check_learned_best_epoch_and_fold_in(m, untrained, fit, val, min_agree=15)
 
 
-def test_lightgcn_sampled_softmax_learns_the_planted_pairs(shop_data, shop):
+def test_lightgcn_sampled_softmax_learns_the_planted_pairs(shop_data, shop, tmp_path):
     """The ``ssm`` loss (in-batch sampled softmax on cosines) finds every planted pair, scores unit embeddings
-    plus the popularity term, and trains a different model than BPR from the same start."""
+    plus the popularity term (in ONNX too), and trains a different model than BPR from the same start."""
     import pytest
 
     from training.models import LightGCN
@@ -101,6 +101,14 @@ def test_lightgcn_sampled_softmax_learns_the_planted_pairs(shop_data, shop):
     anchors = np.array([index[a] for a, _ in shop.planted_pairs])
     idx, _ = ssm.related_items(anchors, 1)
     assert [shop_data.item_ids[i] for i in idx[:, 0]] == [b for _, b in shop.planted_pairs]
+    # the popularity column travels through ONNX: the exported model scores as the native one
+    from serving.onnx_export import export_recommender
+    from serving.onnx_scoring import OnnxRecommender, check_parity
+
+    export_recommender(ssm, tmp_path / "ssm.onnx", k=20)
+    report = check_parity(ssm, OnnxRecommender(tmp_path / "ssm.onnx", provider="cpu"), shop_data.user_items,
+                          n_users=shop_data.n_users)
+    assert report.passed and report.max_abs_diff <= 1e-4, report
     bpr = LightGCN(dim=32, max_epochs=1, lr=0.01, batch_size=1024, init="svd", accelerator="cpu").fit(shop_data)
     assert not np.allclose(np.linalg.norm(bpr.item_factors, axis=1), 1.0, atol=1e-3)
     with pytest.raises(ValueError, match="loss"):

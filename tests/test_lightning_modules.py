@@ -120,9 +120,10 @@ def test_lightgcn_sampled_softmax_logq_keeps_popularity(shop_data):
     learns popularity out of the scores. Corrected, the model recommends more popular items than uncorrected
     from the same start; the candidate distribution it subtracts is a probability distribution."""
     from training.models import LightGCN
+    from training.data import item_pair_counts
     from training.models.lightgcn import candidate_log_q
 
-    q = np.exp(candidate_log_q(shop_data.user_items).numpy().astype(np.float64))
+    q = np.exp(candidate_log_q(item_pair_counts(shop_data.user_items)).numpy().astype(np.float64))
     assert q.shape == (shop_data.n_items,) and q.sum() == pytest.approx(1.0, rel=1e-5)
     pop = np.asarray((shop_data.user_items > 0).sum(axis=0)).ravel()
     assert q[np.argmax(pop)] > q[np.argmin(pop)]

@@ -78,7 +78,7 @@ def compare_methods(per_item: dict[str, dict[str, np.ndarray]], ks: tuple[int, .
     :func:`evaluate_cold`). With a few dozen cold items most differences are within noise; this says which."""
     out = {}
     for mine in (f for f in FINE_TUNED_FORMS if f in per_item):
-        for other in (o for o in per_item if not o.startswith("fine_tuned_encoder")):
+        for other in (o for o in per_item if o not in FINE_TUNED_FORMS):
             out[f"{mine} - {other}"] = {
                 key: paired_bootstrap(per_item[mine][key], per_item[other][key], seed=seed)
                 for k in ks for key in (f"recall@{k}", f"ndcg@{k}")}

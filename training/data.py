@@ -61,6 +61,11 @@ def binary_matrix(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) 
     return m
 
 
+def item_pair_counts(x: sp.spmatrix) -> np.ndarray:
+    """(n_items,) float64: how many rows of ``x`` (n_rows, n_items) hold each item, whatever the stored weights."""
+    return np.asarray((x > 0).sum(axis=0), dtype=np.float64).ravel()
+
+
 def build_interaction_data(train: pd.DataFrame, item_ids: np.ndarray | pd.Series,
                            user_ids: np.ndarray | None = None) -> InteractionData:
     """Index users and items (the catalog order given). Users are those with an id in ``train``, or

@@ -46,9 +46,9 @@ def evaluate_scores(
     discounts = 1.0 / np.log2(np.arange(2, kmax + 2))
     cum_disc = np.concatenate([[0.0], np.cumsum(discounts)])
     sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg", "precision", "hit_rate")}
-    squares = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg")}
     recommended = {k: np.zeros(train.shape[1], bool) for k in ks}
-    values: dict[str, list[np.ndarray]] = {key: [] for key in squares}
+    # each user's recall and NDCG: their spread gives the standard errors, and ``per_user`` returns them
+    values: dict[str, list[np.ndarray]] = {f"{m}@{k}": [] for k in ks for m in ("recall", "ndcg")}
     t0 = time.perf_counter()
     chunks = range(0, len(users), chunk_size)
     for start in tqdm(chunks, desc="evaluating", disable=not progress, unit="chunk"):
@@ -67,7 +67,6 @@ def evaluate_scores(
             recall = nh / nt
             sums[f"recall@{k}"] += float(recall.sum())
             values[f"recall@{k}"].append(recall)
-            squares[f"recall@{k}"] += float((recall ** 2).sum())
             sums[f"precision@{k}"] += float(nh.sum() / k)
             sums[f"hit_rate@{k}"] += float((nh > 0).sum())
             dcg = (h * discounts[:h.shape[1]]).sum(axis=1)
@@ -75,22 +74,21 @@ def evaluate_scores(
             ndcg = dcg / idcg
             sums[f"ndcg@{k}"] += float(ndcg.sum())
             values[f"ndcg@{k}"].append(ndcg)
-            squares[f"ndcg@{k}"] += float((ndcg ** 2).sum())
             recommended[k][idx[:, :k].ravel()] = True
     elapsed = time.perf_counter() - t0
     n = max(len(users), 1)
     out = {key: val / n for key, val in sums.items()}
     for k in ks:
         out[f"coverage@{k}"] = float(recommended[k].mean())
+    per_key = {key: np.concatenate(v) if v else np.zeros(0) for key, v in values.items()}
     if standard_errors:
-        for key, sq in squares.items():
-            var = max(sq - n * out[key] ** 2, 0.0) / max(n - 1, 1)
+        for key, v in per_key.items():
+            var = float(np.var(v, ddof=1)) if len(v) > 1 else 0.0
             out[f"{key}_se"] = float(np.sqrt(var / n))
     out["n_users"] = int(len(users))
     out["scoring_seconds"] = elapsed
     if per_user:
-        out["per_user"] = {"users": users, **{key: np.concatenate(v) if v else np.zeros(0)
-                                              for key, v in values.items()}}
+        out["per_user"] = {"users": users, **per_key}
     return out
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from training.data import item_pair_counts
+
 
 def held_out_popularity(train: sp.csr_matrix, held_out: sp.csr_matrix) -> dict[str, float]:
     """Popularity of held-out pairs against that of the training pairs, both measured in ``train``.
@@ -22,7 +24,7 @@ def held_out_popularity(train: sp.csr_matrix, held_out: sp.csr_matrix) -> dict[s
     """
     if train.shape[1] != held_out.shape[1]:
         raise ValueError(f"train has {train.shape[1]} items, held_out {held_out.shape[1]}")
-    pop = np.asarray((train > 0).sum(axis=0), dtype=np.float64).ravel()
+    pop = item_pair_counts(train)
     on_train = pop[train.tocoo().col]
     on_held = pop[held_out.tocoo().col]
     if len(on_train) == 0 or len(on_held) == 0:

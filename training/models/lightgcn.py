@@ -24,7 +24,7 @@ import scipy.sparse as sp
 import torch
 from torch.utils.data import DataLoader
 
-from training.data import InteractionData
+from training.data import InteractionData, item_pair_counts
 from training.metrics import evaluate_scores
 from training.models.base import Recommender
 from training.models.lightning_utils import (FactorScoring, RankShards, best_epoch_callbacks, restore_best,
@@ -56,15 +56,15 @@ LOSSES = ("bpr", "ssm")
 POP_WEIGHT_GRID = (0.0, 0.025, 0.05, 0.075, 0.1, 0.15)
 
 
-def candidate_log_q(user_items: sp.csr_matrix) -> torch.Tensor:
-    """(n_items,) log probability that one candidate column of the ``ssm`` loss holds each item.
+def candidate_log_q(pair_counts: np.ndarray) -> torch.Tensor:
+    """(n_items,) log probability that one candidate column of the ``ssm`` loss holds each item, from the
+    training pairs per item ``pair_counts`` (n_items,) (:func:`training.data.item_pair_counts`).
 
     Half the columns are the batch's positives, drawn in proportion to item popularity (every training pair
     once per epoch); half are negatives drawn uniformly. Subtracting this from the logits is the logQ
     correction of Yi et al. (RecSys 2019): without it in-batch softmax learns log p(i|u) - log q(i), which
     strips popularity out of the scores."""
-    pop = np.asarray((user_items > 0).sum(axis=0), dtype=np.float64).ravel()  # pairs per item, as positives are drawn
-    q = 0.5 * pop / max(pop.sum(), 1.0) + 0.5 / user_items.shape[1]
+    q = 0.5 * pair_counts / max(pair_counts.sum(), 1.0) + 0.5 / len(pair_counts)
     return torch.from_numpy(np.log(q).astype(np.float32))
 
 
@@ -157,9 +157,8 @@ class LightGCNModule(L.LightningModule):
             return
         users, items = self.embeddings()
         k = self.hparams.eval_k
-        grid = self.pop_grid if self.hparams.loss == "ssm" and self.log_pop is not None else (float(self.pop_weight),)
         best, best_w = None, 0.0
-        for w in grid:  # the popularity weight is chosen on the same validation users as the epoch
+        for w in self.pop_grid:  # the popularity weight is chosen on the same validation users as the epoch
             bias = (w * self.log_pop).astype(np.float32) if w else 0.0
             res = evaluate_scores(lambda u: users[u] @ items.T + bias, self.train_matrix, self.val_matrix, ks=(k,))
             if best is None or res[f"ndcg@{k}"] > best[f"ndcg@{k}"]:
@@ -227,10 +226,11 @@ class LightGCN(FactorScoring, Recommender):
         module = LightGCNModule(data.n_users, data.n_items, self.dim, self.n_layers, self.lr, self.l2, self.eval_k,
                                 init, self.loss, self.temperature, self.logq_correction)
         module.adj = normalised_adjacency(data.user_items)
-        if self.loss == "ssm" and self.logq_correction:
-            module.log_q = candidate_log_q(data.user_items)
         if self.loss == "ssm":
-            module.log_pop = np.log1p(np.asarray((data.user_items > 0).sum(axis=0), dtype=np.float64).ravel())
+            counts = item_pair_counts(data.user_items)  # positives are drawn once per training pair
+            module.log_pop = np.log1p(counts)
+            if self.logq_correction:
+                module.log_q = candidate_log_q(counts)
             if self.pop_weight is None:
                 module.pop_grid = POP_WEIGHT_GRID
             else:

@@ -155,3 +155,72 @@ def test_lightgcn_sampled_softmax_chooses_the_popularity_weight_on_validation(sh
     assert m.chosen_pop_weight == pytest.approx(best["pop_weight"])
     pop = np.asarray((fit.user_items > 0).sum(axis=0)).ravel()
     np.testing.assert_allclose(m.item_factors[:, -1], best["pop_weight"] * np.log1p(pop), rtol=1e-5, atol=1e-7)
+
+
+def test_lightgcn_learns_folds_in_and_refreshes_over_a_larger_graph(shop_clean, shop_split, shop, tmp_path):
+    """BPR LightGCN with early stopping: learns, keeps the best epoch, and its fold-in (new users join the graph
+    with zero layer-0 vectors) agrees with the trained users' rankings. ``refresh`` over the same graph serves
+    the same factors; over a graph with one more pair per user (a planted anchor), each such user's score for
+    the anchor's partner rises, with no gradient step."""
+    import dataclasses
+
+    import scipy.sparse as sp
+
+    from training.data import build_interaction_data
+    from training.models import LightGCN
+
+    fit = build_interaction_data(shop_split.fit, shop_clean.items["item_id"])
+    val = fit.matrix_for(shop_split.validation)
+    m = LightGCN(dim=16, lr=0.01, batch_size=1024, max_epochs=12, patience=3, init="svd", accelerator="cpu",
+                 checkpoint_dir=str(tmp_path)).fit(fit, val)
+    untrained = LightGCN(dim=16, fast_dev_run=True, accelerator="cpu").fit(fit)
+    check_learned_best_epoch_and_fold_in(m, untrained, fit, val, min_agree=10)
+
+    before_u, before_i = m.user_factors.copy(), m.item_factors.copy()
+    m.refresh(fit)
+    np.testing.assert_allclose(m.user_factors, before_u, atol=1e-5)
+    np.testing.assert_allclose(m.item_factors, before_i, atol=1e-5)
+
+    index = {i: n for n, i in enumerate(fit.item_ids)}
+    anchor, partner = (index[x] for x in shop.planted_pairs[0])
+    x = fit.user_items.tolil()
+    users = [u for u in range(fit.n_users) if x[u, anchor] == 0 and x[u, partner] == 0][:20]
+    for u in users:
+        x[u, anchor] = 1.0
+    before = m.score_users(np.array(users))[:, partner] - m.score_users(np.array(users)).mean(axis=1)
+    m.refresh(dataclasses.replace(fit, user_items=sp.csr_matrix(x, dtype=np.float32)))
+    after = m.score_users(np.array(users))[:, partner] - m.score_users(np.array(users)).mean(axis=1)
+    assert (after > before).all(), (before, after)
+    with pytest.raises(ValueError, match="same|fitted"):
+        m.refresh(build_interaction_data(shop_split.fit.iloc[:50], shop_clean.items["item_id"]))
+
+
+def test_lightgcn_budget_linear_learning_rate(shop_data):
+    """``budget_linear`` sets the rate to lr * (1 - elapsed / budget) before each batch, 0 past the budget;
+    ``constant`` leaves it; the schedule needs a time budget."""
+    import time
+    from types import SimpleNamespace
+
+    import torch
+
+    from training.models import LightGCN
+    from training.models.lightgcn import LightGCNModule
+
+    def lr_after(elapsed: float, budget: float | None) -> float:
+        module = LightGCNModule(shop_data.n_users, shop_data.n_items, dim=4, lr=0.01, lr_budget_seconds=budget)
+        opt = torch.optim.Adam(module.parameters(), lr=0.01)
+        module._trainer = SimpleNamespace(optimizers=[opt])
+        module._t0 = time.perf_counter() - elapsed
+        module.on_train_batch_start(None, 0)
+        return opt.param_groups[0]["lr"]
+
+    assert lr_after(30.0, 60.0) == pytest.approx(0.005, rel=1e-3)
+    assert lr_after(90.0, 60.0) == 0.0
+    assert lr_after(30.0, None) == 0.01
+    with pytest.raises(ValueError, match="max_minutes"):
+        LightGCN(lr_schedule="budget_linear")
+    with pytest.raises(ValueError, match="lr_schedule"):
+        LightGCN(lr_schedule="cosine", max_minutes=1.0)
+    m = LightGCN(dim=8, max_epochs=2, max_minutes=5.0, lr_schedule="budget_linear", batch_size=1024,
+                 accelerator="cpu").fit(shop_data)
+    assert np.isfinite(m.user_factors).all()

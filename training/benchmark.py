@@ -235,9 +235,9 @@ def run_cold_start(dataset: str, steps: int) -> dict:
     methods = {"fine_tuned_encoder": tuned.scorer(texts), "untuned_encoder": similarity["untuned_encoder"],
                "tfidf_titles": similarity["tfidf_titles"], "popularity": popularity_scorer(train_counts)}
     # candidates never sold before the cut: the fine-tuned encoder's popularity-from-text head; the others 0
-    priors = {name: {"validation": observed_log_prior(fit_counts, b_tuned if name == "fine_tuned_encoder" else None),
-                     "test": observed_log_prior(train_counts, b_tuned if name == "fine_tuned_encoder" else None)}
-              for name in similarity}
+    def prior(name: str, counts: np.ndarray) -> np.ndarray:
+        return observed_log_prior(counts, b_tuned if name == "fine_tuned_encoder" else None)
+
     rows_all = pd.concat([split.train, split.after_cutoff], ignore_index=True)
     val_cut = split.validation["timestamp"].min()
     tables = {}
@@ -246,9 +246,9 @@ def run_cold_start(dataset: str, steps: int) -> dict:
         val_task = build_task(split.train, train.item_ids, val_cut, basis, items="cold")
         scorers, weights, twins = dict(methods), {}, {}
         for name, sim in similarity.items():
-            lam, values = choose_prior_weight(val_task, sim, priors[name]["validation"])
+            lam, values = choose_prior_weight(val_task, sim, prior(name, fit_counts))
             weights[name] = {"weight": lam, "validation_recall_plus_ndcg": {str(k): v for k, v in values.items()}}
-            scorers[f"{name}+prior"] = prior_mix_scorer(sim, priors[name]["test"], lam)
+            scorers[f"{name}+prior"] = prior_mix_scorer(sim, prior(name, train_counts), lam)
             (m, t), values = choose_on_validation(
                 val_task, lambda mt, sim=sim: twin_partners_scorer(sim, *shares["validation"], *mt), TWIN_SETTINGS)
             twins[name] = {"n_twins": m, "temperature": t,

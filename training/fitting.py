@@ -23,6 +23,9 @@ def fit_final(family: str, params: dict[str, Any], train: InteractionData, fit: 
         model = MODELS[family](**params).fit(fit, sample_users(validation, 10_000, 0))
         facts = {"epochs": model.epochs_trained, "validation_best_ndcg@20": getattr(model, "best_score", None),
                  "trained_on": "fit (train minus validation)", "curve": model.curve}
+        # the validation pairs reach the users' vectors through propagation, with no retraining
+        model.refresh(train)
+        facts["served_graph"] = "train (the fit's embeddings propagated over every training pair)"
         if getattr(model, "chosen_pop_weight", None) is not None:
             facts["pop_weight"] = model.chosen_pop_weight
         return model, facts

@@ -36,8 +36,8 @@ def evaluate_scores(
     plus ``n_users`` and ``scoring_seconds``. With ``standard_errors``, also ``recall@K_se`` and ``ndcg@K_se``:
     the standard error of each mean over users (sample standard deviation / sqrt(n_users)), the scale of
     sampling noise against which a difference between two models on the same users is to be read. With
-    ``per_user``, also ``per_user``: {"users": (n,) user positions, "recall@K" / "ndcg@K": (n,) values}, for
-    paired comparisons (:func:`paired_bootstrap`).
+    ``per_user``, also ``per_user``: {"users": (n,) user positions, "recall@K" / "ndcg@K" / "precision@K" /
+    "hit_rate@K": (n,) values}, for paired comparisons (:func:`paired_bootstrap`).
     """
     test = test.tocsr()
     n_test = np.diff(test.indptr)
@@ -45,10 +45,10 @@ def evaluate_scores(
     kmax = max(ks)
     discounts = 1.0 / np.log2(np.arange(2, kmax + 2))
     cum_disc = np.concatenate([[0.0], np.cumsum(discounts)])
-    sums = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg", "precision", "hit_rate")}
     recommended = {k: np.zeros(train.shape[1], bool) for k in ks}
-    # each user's recall and NDCG: their spread gives the standard errors, and ``per_user`` returns them
-    values: dict[str, list[np.ndarray]] = {f"{m}@{k}": [] for k in ks for m in ("recall", "ndcg")}
+    # each user's value of each metric: their mean is the figure, their spread the standard error
+    values: dict[str, list[np.ndarray]] = {f"{m}@{k}": [] for k in ks for m in ("recall", "ndcg", "precision",
+                                                                                  "hit_rate")}
     t0 = time.perf_counter()
     chunks = range(0, len(users), chunk_size)
     for start in tqdm(chunks, desc="evaluating", disable=not progress, unit="chunk"):
@@ -64,25 +64,21 @@ def evaluate_scores(
         for k in ks:
             h = hits[:, :k]
             nh = h.sum(axis=1)
-            recall = nh / nt
-            sums[f"recall@{k}"] += float(recall.sum())
-            values[f"recall@{k}"].append(recall)
-            sums[f"precision@{k}"] += float(nh.sum() / k)
-            sums[f"hit_rate@{k}"] += float((nh > 0).sum())
+            values[f"recall@{k}"].append(nh / nt)
+            values[f"precision@{k}"].append(nh / k)
+            values[f"hit_rate@{k}"].append((nh > 0).astype(np.float64))
             dcg = (h * discounts[:h.shape[1]]).sum(axis=1)
-            idcg = cum_disc[np.minimum(nt, k)]
-            ndcg = dcg / idcg
-            sums[f"ndcg@{k}"] += float(ndcg.sum())
-            values[f"ndcg@{k}"].append(ndcg)
+            values[f"ndcg@{k}"].append(dcg / cum_disc[np.minimum(nt, k)])
             recommended[k][idx[:, :k].ravel()] = True
     elapsed = time.perf_counter() - t0
     n = max(len(users), 1)
-    out = {key: val / n for key, val in sums.items()}
+    per_key = {key: np.concatenate(v) if v else np.zeros(0) for key, v in values.items()}
+    out: dict[str, Any] = {key: float(v.sum()) / n for key, v in per_key.items()}
     for k in ks:
         out[f"coverage@{k}"] = float(recommended[k].mean())
-    per_key = {key: np.concatenate(v) if v else np.zeros(0) for key, v in values.items()}
     if standard_errors:
-        for key, v in per_key.items():
+        for key in (f"{m}@{k}" for k in ks for m in ("recall", "ndcg")):
+            v = per_key[key]
             var = float(np.var(v, ddof=1)) if len(v) > 1 else 0.0
             out[f"{key}_se"] = float(np.sqrt(var / n))
     out["n_users"] = int(len(users))

@@ -100,6 +100,8 @@ class LightGCNConfig(TunableConfig):
     logq_correction: bool = True  # ssm: subtract log sampling probability from the logits (keeps popularity)
     # ssm: weight of log(1 + item popularity) added to the cosine score; None: chosen on validation each epoch
     pop_weight: Optional[float] = None
+    # budget_linear: the learning rate falls linearly to 0 at max_minutes (Li et al., ICLR 2020)
+    lr_schedule: Literal["constant", "budget_linear"] = "constant"
 
 
 class MFConfig(TunableConfig):
@@ -313,11 +315,12 @@ def fit_trained_factors(context: dg.AssetExecutionContext, family: str, cls: typ
 def lightgcn_model(context: dg.AssetExecutionContext, config: LightGCNConfig, interaction_matrices: SplitMatrices
                    ) -> dg.Output[LightGCN]:
     """LightGCN trained with Lightning; early-stopped on the validation split carved from train, and
-    that model (fitted on train minus validation) is the one kept: graph training is the costly part."""
+    that model (fitted on train minus validation) is the one kept, graph training being the costly part; it
+    serves its embeddings propagated over the whole train graph (``LightGCN.refresh``, no gradient step)."""
     m = interaction_matrices
     params = {**_params(config, ["dim", "n_layers", "lr", "l2", "batch_size", "init", "max_epochs", "max_minutes",
                                  "patience", "devices", "strategy", "loss", "temperature", "logq_correction",
-                                 "pop_weight"]), "seed": config.seed}
+                                 "pop_weight", "lr_schedule"]), "seed": config.seed}
     model, facts = fit_final("lightgcn", params, m.train, m.fit, m.validation)
     remember_training(model, params, {})
     curve = pd.DataFrame(facts.pop("curve"))

@@ -15,7 +15,7 @@ import dagster as dg
 import pandas as pd
 
 from orchestration.assets.splits import SplitMatrices
-from orchestration.assets.text import TextEncoderArtifact
+from orchestration.assets.text import TextEncoderArtifact, catalog_in_order
 from orchestration.metadata import frame_preview
 from orchestration.resources import ArtifactStore, MLflowRegistry, OnnxRuntimeResource
 from serving.batch_scoring import (cold_and_warm_items, cold_item_neighbours_table, cold_item_partners_table,
@@ -153,8 +153,7 @@ def cold_item_neighbours(context: dg.AssetExecutionContext, config: ColdItemNeig
     encoder = OnnxTextEncoder(export.int8 if config.precision == "int8" else export.fp32, export.tokenizer_dir,
                               provider=onnx_runtime.provider, max_length=text_encoder.max_length,
                               threads=config.threads or onnx_runtime.threads)
-    catalog = validated_items.set_index(validated_items["item_id"].astype(str)).reindex(data.item_ids).reset_index(
-        drop=True).assign(item_id=data.item_ids)
+    catalog = catalog_in_order(validated_items, data.item_ids)
     embeddings = encoder.embed(item_texts(catalog), batch_size=config.batch_size)
     table = cold_item_neighbours_table(embeddings, data, validated_items, config.k)
     return dg.Output(table, metadata={

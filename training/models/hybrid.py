@@ -62,6 +62,12 @@ def zscore_rows(x: np.ndarray, exclude: sp.csr_matrix | None = None) -> np.ndarr
     return out.astype(np.float32)
 
 
+def _require_columns(interactions: pd.DataFrame, columns: tuple[str, ...], purpose: str) -> None:
+    missing = [c for c in columns if c not in interactions.columns]
+    if missing:
+        raise ValueError(f"interactions: missing column {missing[0]!r} for {purpose}")
+
+
 def recency_weights(interactions: pd.DataFrame, data: InteractionData, recency_days: float,
                     now: pd.Timestamp | None = None) -> sp.csr_matrix:
     """(n_users, n_items) CSR: exp(-age / ``recency_days``) for each (user, item) of ``interactions``
@@ -70,9 +76,7 @@ def recency_weights(interactions: pd.DataFrame, data: InteractionData, recency_d
     items are ignored; the sparsity pattern is that of ``data.user_items`` where they agree."""
     if recency_days <= 0:
         raise ValueError(f"recency_days must be positive, got {recency_days}")
-    for col in ("user_id", "item_id", "timestamp"):
-        if col not in interactions.columns:
-            raise ValueError(f"interactions: missing column {col!r} for recency weights")
+    _require_columns(interactions, ("user_id", "item_id", "timestamp"), "recency weights")
     u = data.user_index(interactions["user_id"])
     i = data.item_index(interactions["item_id"])
     ts = pd.to_datetime(interactions["timestamp"])
@@ -92,9 +96,7 @@ def trend_scores(interactions: pd.DataFrame, data: InteractionData, window_days:
     are ignored."""
     if window_days <= 0:
         raise ValueError(f"window_days must be positive, got {window_days}")
-    for col in ("item_id", "timestamp"):
-        if col not in interactions.columns:
-            raise ValueError(f"interactions: missing column {col!r} for trend scores")
+    _require_columns(interactions, ("item_id", "timestamp"), "trend scores")
     ts = pd.to_datetime(interactions["timestamp"])
     now = ts.max() if now is None else pd.Timestamp(now)
     idx = data.item_index(interactions["item_id"])

@@ -45,12 +45,38 @@ def normalised_adjacency(x: sp.csr_matrix) -> torch.Tensor:
     return torch.sparse_coo_tensor(idx, torch.from_numpy(a.data), (n_u + n_i, n_u + n_i)).coalesce()
 
 
+def propagated(base: torch.Tensor, adj: torch.Tensor, n_layers: int) -> torch.Tensor:
+    """(n_users + n_items, dim) LightGCN output: the mean of A^k E for k = 0..n_layers, with ``base`` E the
+    (n_users + n_items, dim) layer-0 embeddings and ``adj`` A from :func:`normalised_adjacency`."""
+    e, out = base, base
+    for _ in range(n_layers):
+        e = torch.sparse.mm(adj, e)
+        out = out + e
+    return out / (n_layers + 1)
+
+
+def serving_factors(final: np.ndarray, n_users: int, loss: str, pop_weight: float,
+                    log_pop: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """User and item factors whose dot product is the served score, from the propagated embeddings ``final``
+    (n_users + n_items, dim): those under ``bpr``; under ``ssm`` unit rows plus one more column, 1 for users and
+    pop_weight * log(1 + popularity) for items, so (n_users, dim + 1), (n_items, dim + 1)."""
+    users, items = final[:n_users], final[n_users:]
+    if loss != "ssm":
+        return users, items
+    users = users / np.maximum(np.linalg.norm(users, axis=1, keepdims=True), 1e-12)
+    items = items / np.maximum(np.linalg.norm(items, axis=1, keepdims=True), 1e-12)
+    bias = pop_weight * (log_pop if log_pop is not None else np.zeros(len(items)))
+    return (np.hstack([users, np.ones((len(users), 1), users.dtype)]),
+            np.hstack([items, bias[:, None].astype(items.dtype)]))
+
+
 def triplet_batches(user_items: sp.csr_matrix, batch_size: int, seed: int) -> TripletBatches:
     """BPR triplet batches over a private copy of ``user_items`` (for :class:`RankShards`)."""
     return TripletBatches(TripletDataset(user_items.copy(), seed), batch_size, seed)
 
 
 LOSSES = ("bpr", "ssm")
+LR_SCHEDULES = ("constant", "budget_linear")
 # Weights of log(1 + item popularity) added to the ssm model's cosine scores, tried on the validation users at
 # every validation epoch (see LightGCNModule.on_validation_epoch_end)
 POP_WEIGHT_GRID = (0.0, 0.025, 0.05, 0.075, 0.1, 0.15)
@@ -71,7 +97,8 @@ def candidate_log_q(pair_counts: np.ndarray) -> torch.Tensor:
 class LightGCNModule(L.LightningModule):
     def __init__(self, n_users: int, n_items: int, dim: int = 64, n_layers: int = 3, lr: float = 1e-3,
                  l2: float = 1e-4, eval_k: int = 20, init_weights: np.ndarray | None = None, loss: str = "bpr",
-                 temperature: float = 0.1, logq_correction: bool = True) -> None:
+                 temperature: float = 0.1, logq_correction: bool = True, lr_budget_seconds: float | None = None
+                 ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["init_weights"])
         self.embedding = torch.nn.Embedding(n_users + n_items, dim)
@@ -93,12 +120,7 @@ class LightGCNModule(L.LightningModule):
         self._t0 = time.perf_counter()
 
     def propagate(self) -> torch.Tensor:
-        e = self.embedding.weight
-        out = e
-        for _ in range(self.hparams.n_layers):
-            e = torch.sparse.mm(self.adj, e)
-            out = out + e
-        return out / (self.hparams.n_layers + 1)
+        return propagated(self.embedding.weight, self.adj, self.hparams.n_layers)
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         u, i, j = batch
@@ -142,15 +164,10 @@ class LightGCNModule(L.LightningModule):
         return final[:n_u], final[n_u:]
 
     def factors(self) -> tuple[np.ndarray, np.ndarray]:
-        """User and item factors whose dot product is the served score: the embeddings under ``bpr``;
-        under ``ssm`` one more column, 1 for users and pop_weight * log(1 + popularity) for items, so
-        (n_users, dim + 1), (n_items, dim + 1)."""
-        users, items = self.embeddings()
-        if self.hparams.loss != "ssm":
-            return users, items
-        bias = float(self.pop_weight) * (self.log_pop if self.log_pop is not None else np.zeros(len(items)))
-        return (np.hstack([users, np.ones((len(users), 1), users.dtype)]),
-                np.hstack([items, bias[:, None].astype(items.dtype)]))
+        """The served factors (see :func:`serving_factors`)."""
+        with torch.no_grad():
+            final = self.propagate().cpu().numpy()
+        return serving_factors(final, self.hparams.n_users, self.hparams.loss, float(self.pop_weight), self.log_pop)
 
     def on_validation_epoch_end(self) -> None:
         if self.val_matrix is None:
@@ -175,6 +192,17 @@ class LightGCNModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """With ``lr_budget_seconds``, the learning rate falls linearly from ``lr`` to 0 over that much wall time
+        from the start of training (the budget-aware linear schedule of Li et al., ICLR 2020: under a fixed time
+        budget, decaying to zero at the budget beats a constant rate)."""
+        budget = self.hparams.lr_budget_seconds
+        if not budget:
+            return
+        lr = self.hparams.lr * max(0.0, 1.0 - (time.perf_counter() - self._t0) / budget)
+        for group in self.trainer.optimizers[0].param_groups:
+            group["lr"] = lr
+
 
 class LightGCN(FactorScoring, Recommender):
     name = "lightgcn"
@@ -185,7 +213,8 @@ class LightGCN(FactorScoring, Recommender):
                  progress: bool = False, fast_dev_run: bool = False, check_val_every_n_epoch: int = 1,
                  checkpoint_dir: str | None = None, early_stopping_data: sp.csr_matrix | None = None,
                  curve_path: str | None = None, devices: int = 1, strategy: str = "auto", loss: str = "bpr",
-                 temperature: float = 0.1, logq_correction: bool = True, pop_weight: float | None = None) -> None:
+                 temperature: float = 0.1, logq_correction: bool = True, pop_weight: float | None = None,
+                 lr_schedule: str = "constant") -> None:
         """``devices`` > 1 trains data-parallel (DDP; gloo on CPU) with ``batch_size`` as the global batch:
         the same result as one process within floating-point noise (see ``RankShards``) under ``bpr``; under
         ``ssm`` each rank's softmax sees only its own shard of the batch as negatives, so it differs.
@@ -193,10 +222,17 @@ class LightGCN(FactorScoring, Recommender):
         ``temperature``, with the logQ popularity correction unless ``logq_correction`` is off (see
         :func:`candidate_log_q`). An ``ssm`` model scores cos(u, i) + pop_weight * log(1 + popularity of i):
         ``pop_weight`` None chooses it from ``POP_WEIGHT_GRID`` on the validation users at every validation epoch
-        (0 without validation data)."""
+        (0 without validation data).
+        ``lr_schedule``: ``constant``, or ``budget_linear``, which decays the learning rate linearly to 0 at
+        ``max_minutes`` of training (required then)."""
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+        if lr_schedule == "budget_linear" and not max_minutes:
+            raise ValueError("lr_schedule='budget_linear' decays over max_minutes: set max_minutes")
+        self.lr_schedule = lr_schedule
         self.loss, self.temperature, self.logq_correction = loss, temperature, logq_correction
         self.pop_weight = pop_weight
         self.devices, self.strategy = devices, strategy
@@ -224,7 +260,8 @@ class LightGCN(FactorScoring, Recommender):
         self.user_items = data.user_items
         init = self._svd_init(data) if self.init == "svd" else None
         module = LightGCNModule(data.n_users, data.n_items, self.dim, self.n_layers, self.lr, self.l2, self.eval_k,
-                                init, self.loss, self.temperature, self.logq_correction)
+                                init, self.loss, self.temperature, self.logq_correction,
+                                60.0 * self.max_minutes if self.lr_schedule == "budget_linear" else None)
         module.adj = normalised_adjacency(data.user_items)
         if self.loss == "ssm":
             counts = item_pair_counts(data.user_items)  # positives are drawn once per training pair
@@ -263,11 +300,47 @@ class LightGCN(FactorScoring, Recommender):
         if self.best_score is None and ckpt is not None and self.curve:
             self.best_score = max(c[monitor.removeprefix("val_")] for c in self.curve)
         self.epochs_trained = trainer.current_epoch or (self.curve[-1]["epoch"] + 1 if self.curve else 0)
+        self.chosen_pop_weight = round(float(module.pop_weight), 6) if self.loss == "ssm" else None
+        # what propagation needs to serve another graph over the same embeddings (refresh, fold-in)
+        self.base_embeddings = module.embedding.weight.detach().cpu().numpy().astype(np.float32)
+        self.n_users = data.n_users
         users, items = module.factors()
         self.user_factors, self.item_factors = users.astype(np.float32), items.astype(np.float32)
-        self.chosen_pop_weight = round(float(module.pop_weight), 6) if self.loss == "ssm" else None
         self.fit_seconds = time.perf_counter() - t0
         if self.curve_path:
             Path(self.curve_path).write_text(json.dumps(self.curve, indent=1))
         return self
 
+
+    def _factors_over(self, user_items: sp.csr_matrix, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Served factors from layer-0 embeddings ``base`` ((n_users + n_items, dim), users first) propagated
+        over the graph of ``user_items`` (n_users, n_items)."""
+        with torch.no_grad():
+            final = propagated(torch.from_numpy(base), normalised_adjacency(user_items), self.n_layers).numpy()
+        log_pop = np.log1p(item_pair_counts(user_items)) if self.loss == "ssm" else None
+        users, items = serving_factors(final, user_items.shape[0], self.loss, self.chosen_pop_weight or 0.0, log_pop)
+        return users.astype(np.float32), items.astype(np.float32)
+
+    def refresh(self, data: InteractionData) -> "LightGCN":
+        """Serve the learned layer-0 embeddings propagated over ``data``'s graph: the same users and items as the
+        fit, more interactions (the full train after early stopping on train minus validation). No gradient step:
+        each user's new pairs reach their vector through propagation, the popularity column is recounted, and
+        the popularity weight stays as chosen on validation. Returns ``self``."""
+        if data.user_items.shape != self.user_items.shape:
+            raise ValueError(f"refresh needs the fitted users and items {self.user_items.shape}, "
+                             f"got {data.user_items.shape}")
+        self.user_factors, self.item_factors = self._factors_over(data.user_items, self.base_embeddings)
+        self.user_items = data.user_items
+        return self
+
+    def score_history(self, rows: sp.csr_matrix) -> np.ndarray:
+        """Fold-in (approximate): (n, n_items) scores for histories ``rows`` (n, n_items) CSR. The new users join
+        the training graph with zero layer-0 embeddings, so their vectors are what propagation brings from their
+        items (layers 1..K; a trained user also has its own layer 0); the items' vectors shift by the new edges
+        as they would in the graph. One propagation over the whole graph per call."""
+        n_new = rows.shape[0]
+        base = np.vstack([self.base_embeddings[:self.n_users], np.zeros((n_new, self.base_embeddings.shape[1]),
+                          np.float32), self.base_embeddings[self.n_users:]])
+        graph = sp.vstack([self.user_items, sp.csr_matrix(rows, dtype=np.float32)]).tocsr()
+        users, items = self._factors_over(graph, base)
+        return users[self.n_users:] @ items.T

@@ -311,7 +311,6 @@ class LightGCN(FactorScoring, Recommender):
             Path(self.curve_path).write_text(json.dumps(self.curve, indent=1))
         return self
 
-
     def _factors_over(self, user_items: sp.csr_matrix, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Served factors from layer-0 embeddings ``base`` ((n_users + n_items, dim), users first) propagated
         over the graph of ``user_items`` (n_users, n_items)."""

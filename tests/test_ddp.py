@@ -1,8 +1,8 @@
 """Data-parallel training (Lightning DDP, gloo) with 2 CPU processes gives the one-process result.
 
 Why the tolerance is tight for LightGCN: both ranks draw the same shuffled batches and negatives (same
-seeds) and each keeps half of every batch (``RankShards``), so DDP's average of the two half-batch
-gradients is the whole-batch gradient; only the order of floating-point sums differs (factors agree to
+seeds) and each keeps half of every batch (``RankShards``; an odd row goes to one rank, whose loss weighs by
+its share), so DDP's average of the two half-batch gradients is the whole-batch gradient; only the order of floating-point sums differs (factors agree to
 ~1e-7). Metrics may differ only where that noise flips a tie in someone's top 20: 1e-3 in Recall/NDCG@20.
 
 The text encoder gathers the global batch on every rank (all in-batch negatives kept), so its loss is
@@ -26,14 +26,18 @@ def fit_validation(shop_clean, shop_split):
     return fit, fit.matrix_for(shop_split.validation)
 
 
-def test_lightgcn_on_two_cpu_processes_matches_one(fit_validation, tmp_path):
+@pytest.mark.parametrize("loss", ["bpr", "ssm"])
+def test_lightgcn_on_two_cpu_processes_matches_one(fit_validation, tmp_path, loss):
+    """Under ssm too: each rank's softmax sees the whole global batch (candidates gathered with gradients). Its
+    odd batch size splits every batch into shards one row apart, so the padding of the smaller one is exercised."""
     from training.models import LightGCN
 
     fit, validation = fit_validation
     runs = {}
     for devices in (1, 2):
-        model = LightGCN(dim=16, lr=0.01, batch_size=1024, max_epochs=4, patience=2, accelerator="cpu",
-                         devices=devices, seed=0, checkpoint_dir=str(tmp_path / f"ckpt{devices}")).fit(fit, validation)
+        model = LightGCN(dim=16, lr=0.01, batch_size=1343 if loss == "ssm" else 1024, max_epochs=4, patience=2,
+                         accelerator="cpu", devices=devices, seed=0, loss=loss, pop_weight=0.05,
+                         checkpoint_dir=str(tmp_path / f"ckpt{devices}")).fit(fit, validation)
         runs[devices] = (model, evaluate_scores(model.score_users, fit.user_items, validation, ks=(20,)))
     (one, m1), (two, m2) = runs[1], runs[2]
     assert two.strategy == "auto" and two.devices == 2

@@ -27,8 +27,8 @@ from torch.utils.data import DataLoader
 from training.data import InteractionData, item_pair_counts
 from training.metrics import evaluate_scores
 from training.models.base import Recommender
-from training.models.lightning_utils import (FactorScoring, RankShards, best_epoch_callbacks, restore_best,
-                                             trainer_parallelism)
+from training.models.lightning_utils import (FactorScoring, RankShards, best_epoch_callbacks, distributed_rank,
+                                             restore_best, trainer_parallelism)
 from training.models.graph_filter import normalised_matrix, top_singular
 from training.models.mf import TripletBatches, TripletDataset, _one_batch_loader
 
@@ -129,26 +129,50 @@ class LightGCNModule(L.LightningModule):
         eu, ei, ej = final[u], final[n_u + i], final[n_u + j]
         e0 = self.embedding.weight
         reg = (e0[u].pow(2).sum() + e0[n_u + i].pow(2).sum() + e0[n_u + j].pow(2).sum()) / (2 * len(u))
+        sizes = self._shard_sizes(len(u))
         if self.hparams.loss == "ssm":
             # sampled softmax (Wu et al., TOIS 2023): each user's positive against every other positive in the
             # batch and every sampled negative, on cosine similarity / temperature
             zu = torch.nn.functional.normalize(eu, dim=-1)
-            candidates = torch.nn.functional.normalize(torch.cat([ei, ej]), dim=-1)
-            logits = zu @ candidates.T / self.hparams.temperature  # (B, 2B); column b is user b's positive
-            cand_items = torch.cat([i, j])
+            candidates, cand_items, offset = self._global_candidates(
+                torch.nn.functional.normalize(torch.cat([ei, ej]), dim=-1), torch.cat([i, j]), 2 * int(sizes.max()))
+            logits = zu @ candidates.T / self.hparams.temperature  # (B, C); column offset + b is user b's positive
             if self.hparams.logq_correction and self.log_q is not None:
-                logits = logits - self.log_q.to(logits.device)[cand_items][None, :]
-            # accidental hits: another column holding user b's own positive item is not a negative
-            own = torch.arange(len(u), device=logits.device)
-            hits = cand_items[None, :] == i[:, None]
-            hits[own, own] = False
+                logits = logits - self.log_q.to(logits.device)[cand_items.clamp(min=0)][None, :]
+            # accidental hits: another column holding user b's own positive item is not a negative; nor is padding
+            rows = torch.arange(len(u), device=logits.device)
+            hits = (cand_items[None, :] == i[:, None]) | (cand_items < 0)[None, :]
+            hits[rows, offset + rows] = False
             logits = logits.masked_fill(hits, float("-inf"))
-            fit = torch.nn.functional.cross_entropy(logits, torch.arange(len(u), device=logits.device))
+            fit = torch.nn.functional.cross_entropy(logits, offset + rows)
         else:
             fit = -torch.nn.functional.logsigmoid((eu * ei).sum(-1) - (eu * ej).sum(-1)).mean()
         loss = fit + self.hparams.l2 * reg
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(u))
-        return loss
+        # DDP averages the ranks' gradients: weighting each rank's mean by its share of the batch makes that average
+        # the gradient of the mean over the whole batch, as in one process (shards differ by up to one row)
+        return loss * (len(sizes) * len(u) / float(sizes.sum()))
+
+    def _shard_sizes(self, n: int) -> torch.Tensor:
+        """(W,) rows of the current batch on each of the W ranks; (1,) holding ``n`` in one process."""
+        if distributed_rank()[1] == 1:
+            return torch.tensor([n])
+        return self.all_gather(torch.tensor(n, device=self.device)).reshape(-1).cpu()
+
+    def _global_candidates(self, candidates: torch.Tensor, items: torch.Tensor, size: int
+                           ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The ssm softmax's candidates: this rank's (c, dim) rows and (c,) items in one process; under DDP every
+        rank's, gathered with gradients that flow back to the rank that owns them, so each rank's users see the
+        whole global batch as negatives and DDP's average gradient is the one-process gradient. Shards differ by
+        at most one row: each block is padded to ``size`` rows (the largest rank's), padding marked by item -1.
+        Returns the candidates (C, dim), their items (C,) and the column of this rank's first candidate."""
+        if distributed_rank()[1] == 1:
+            return candidates, items, 0
+        pad = size - len(items)
+        candidates = torch.nn.functional.pad(candidates, (0, 0, 0, pad))
+        items = torch.nn.functional.pad(items, (0, pad), value=-1)
+        gathered = self.all_gather(candidates, sync_grads=True).flatten(0, 1)
+        return gathered, self.all_gather(items).flatten(0, 1), self.global_rank * size
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         return None
@@ -216,8 +240,8 @@ class LightGCN(FactorScoring, Recommender):
                  temperature: float = 0.1, logq_correction: bool = True, pop_weight: float | None = None,
                  lr_schedule: str = "constant") -> None:
         """``devices`` > 1 trains data-parallel (DDP; gloo on CPU) with ``batch_size`` as the global batch:
-        the same result as one process within floating-point noise (see ``RankShards``) under ``bpr``; under
-        ``ssm`` each rank's softmax sees only its own shard of the batch as negatives, so it differs.
+        the same result as one process within floating-point noise (see ``RankShards``; under ``ssm`` every
+        rank's softmax sees the whole global batch, see ``LightGCNModule._global_candidates``).
         ``loss``: ``bpr`` (the paper's) or ``ssm``, sampled softmax over the batch's positives and negatives at
         ``temperature``, with the logQ popularity correction unless ``logq_correction`` is off (see
         :func:`candidate_log_q`). An ``ssm`` model scores cos(u, i) + pop_weight * log(1 + popularity of i):

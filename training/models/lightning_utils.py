@@ -64,7 +64,8 @@ class RankShards(torch.utils.data.IterableDataset):
     """Each rank's share of every batch from an iterable of whole batches (tuples of tensors, first
     dimension = batch), built by ``make()`` in the process that iterates it.
 
-    Every DDP rank builds the same batches (same seeds) and keeps the r-th of W near-equal slices, so the
+    Every DDP rank builds the same batches (same seeds) and keeps the r-th of W near-equal slices (up to one
+    row apart); with each rank's mean loss weighted by its share of the batch (as ``LightGCNModule`` does), the
     gradients DDP averages over ranks are those of the whole batch in one process: the batch size a model
     is configured with stays the global one, and W ranks give the single-process result within
     floating-point noise. One process: the batches unchanged. The source is rebuilt after pickling (a

@@ -55,16 +55,22 @@ def propagated(base: torch.Tensor, adj: torch.Tensor, n_layers: int) -> torch.Te
     return out / (n_layers + 1)
 
 
+def split_embeddings(final: np.ndarray, n_users: int, loss: str) -> tuple[np.ndarray, np.ndarray]:
+    """(n_users, dim), (n_items, dim) from the propagated embeddings ``final`` (n_users + n_items, dim), users
+    first; unit rows under the ``ssm`` loss, which scores cosines."""
+    if loss == "ssm":
+        final = final / np.maximum(np.linalg.norm(final, axis=1, keepdims=True), 1e-12)
+    return final[:n_users], final[n_users:]
+
+
 def serving_factors(final: np.ndarray, n_users: int, loss: str, pop_weight: float,
                     log_pop: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """User and item factors whose dot product is the served score, from the propagated embeddings ``final``
-    (n_users + n_items, dim): those under ``bpr``; under ``ssm`` unit rows plus one more column, 1 for users and
+    (n_users + n_items, dim): :func:`split_embeddings`, and under ``ssm`` one more column, 1 for users and
     pop_weight * log(1 + popularity) for items, so (n_users, dim + 1), (n_items, dim + 1)."""
-    users, items = final[:n_users], final[n_users:]
+    users, items = split_embeddings(final, n_users, loss)
     if loss != "ssm":
         return users, items
-    users = users / np.maximum(np.linalg.norm(users, axis=1, keepdims=True), 1e-12)
-    items = items / np.maximum(np.linalg.norm(items, axis=1, keepdims=True), 1e-12)
     bias = pop_weight * (log_pop if log_pop is not None else np.zeros(len(items)))
     return (np.hstack([users, np.ones((len(users), 1), users.dtype)]),
             np.hstack([items, bias[:, None].astype(items.dtype)]))
@@ -179,13 +185,8 @@ class LightGCNModule(L.LightningModule):
 
     @torch.no_grad()
     def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
-        """(n_users, dim), (n_items, dim) final embeddings; unit rows under the ``ssm`` loss, which scores cosines."""
-        final = self.propagate()
-        if self.hparams.loss == "ssm":
-            final = torch.nn.functional.normalize(final, dim=-1)
-        final = final.cpu().numpy()
-        n_u = self.hparams.n_users
-        return final[:n_u], final[n_u:]
+        """The final embeddings (see :func:`split_embeddings`)."""
+        return split_embeddings(self.propagate().cpu().numpy(), self.hparams.n_users, self.hparams.loss)
 
     def factors(self) -> tuple[np.ndarray, np.ndarray]:
         """The served factors (see :func:`serving_factors`)."""

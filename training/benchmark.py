@@ -201,71 +201,12 @@ def tune_model(dataset: str, model_name: str, params: dict, fit, validation, tri
             "trials": res.n_trials, "seconds": res.seconds, "files": str(stable)}  # made relative by write_result_json
 
 
-def run_cold_start(dataset: str, steps: int) -> dict:
-    """Cold-start items of the temporal split, ranked by text alone: fine-tuned encoder vs the same
-    encoder untuned, TF-IDF on titles and popularity; for both definitions of the right answers.
+def run_cold_start(dataset: str, steps: int, folds: int = 1) -> dict:
+    """Cold-start items of the temporal split ranked by text alone, and with ``folds`` > 1 a rolling-origin
+    evaluation pooling the cold items of earlier cuts; see ``training.cold_start_benchmark``."""
+    from training.cold_start_benchmark import run_cold_start as run
 
-    Each text method also runs in two more forms, their settings chosen per method on the items first sold
-    inside the validation window: ``+prior``, the candidates' log popularity at the cut added to the similarity
-    (``training.cold_start.prior_mix_scorer``), and ``+partners``, what the item's nearest textual twins among
-    sold items were bought with (``twin_partners_scorer``). The encoder is fine-tuned on pairs from before that
-    window only, so those validation items are as new to it as the test's cold items are."""
-    from training.cold_start import (TWIN_SETTINGS, build_task, choose_on_validation, choose_prior_weight,
-                                     compare_methods, embedding_scorer, evaluate_cold, observed_log_prior, partner_shares,
-                                     popularity_scorer, prior_mix_scorer, tfidf_scorer, twin_partners_scorer)
-    from training.data import build_interaction_data
-    from training.text_encoder import TextEncoder, TextEncoderConfig, item_texts, mine_pairs
-
-    cleaned, split, train, _ = load_dataset(dataset)
-    fit = build_interaction_data(split.fit, cleaned.items["item_id"])
-    texts = item_texts(cleaned.items)
-    shares = {"validation": partner_shares(fit.baskets), "test": partner_shares(train.baskets)}
-    fit_counts, train_counts = shares["validation"][1], shares["test"][1]
-    cfg = TextEncoderConfig(steps=steps)
-    untuned = TextEncoder(cfg)
-    pairs, pair_counts = mine_pairs(fit.baskets, fit.user_items, cfg.min_pair_count, cfg.user_weight)
-    tuned = TextEncoder(cfg)
-    tuned.fit(texts, pairs, pair_counts)
-    tuned.fit_popularity_head(texts, fit_counts)
-    saved = tuned.save(ROOT / "data" / "text_encoder" / dataset)  # for the hybrid benchmark (--encoder)
-    z_tuned, b_tuned = tuned.encode(texts)
-    z_untuned = untuned.embed(texts)
-    similarity = {"fine_tuned_encoder": embedding_scorer(z_tuned), "untuned_encoder": embedding_scorer(z_untuned),
-                  "tfidf_titles": tfidf_scorer(texts)}  # cosine similarities
-    methods = {"fine_tuned_encoder": tuned.scorer(texts), "untuned_encoder": similarity["untuned_encoder"],
-               "tfidf_titles": similarity["tfidf_titles"], "popularity": popularity_scorer(train_counts)}
-    # candidates never sold before the cut: the fine-tuned encoder's popularity-from-text head; the others 0
-    def prior(name: str, counts: np.ndarray) -> np.ndarray:
-        return observed_log_prior(counts, b_tuned if name == "fine_tuned_encoder" else None)
-
-    rows_all = pd.concat([split.train, split.after_cutoff], ignore_index=True)
-    val_cut = split.validation["timestamp"].min()
-    tables = {}
-    for basis in ("basket_or_customer", "basket"):
-        task = build_task(rows_all, train.item_ids, split.cutoff, basis)
-        val_task = build_task(split.train, train.item_ids, val_cut, basis, items="cold")
-        scorers, weights, twins = dict(methods), {}, {}
-        for name, sim in similarity.items():
-            lam, values = choose_prior_weight(val_task, sim, prior(name, fit_counts))
-            weights[name] = {"weight": lam, "validation_recall_plus_ndcg": {str(k): v for k, v in values.items()}}
-            scorers[f"{name}+prior"] = prior_mix_scorer(sim, prior(name, train_counts), lam)
-            (m, t), values = choose_on_validation(
-                val_task, lambda mt, sim=sim: twin_partners_scorer(sim, *shares["validation"], *mt), TWIN_SETTINGS)
-            twins[name] = {"n_twins": m, "temperature": t,
-                           "validation_recall_plus_ndcg": {f"{k[0]}/{k[1]}": v for k, v in values.items()}}
-            scorers[f"{name}+partners"] = twin_partners_scorer(sim, *shares["test"], m, t)
-        evaluated = {name: evaluate_cold(task, fn, per_user=True) for name, fn in scorers.items()}
-        tables[basis] = {"cold_items": int(len(task.cold)), "validation_cold_items": int(len(val_task.cold)),
-                         "median_right_answers": float(np.median(np.diff(task.truth.indptr))),
-                         "prior_weights": weights, "partner_settings": twins,
-                         "methods": {name: {k: v for k, v in res.items() if k not in ("scoring_seconds", "per_user")}
-                                     for name, res in evaluated.items()},
-                         # paired bootstrap over the cold items: which differences are more than noise
-                         "differences": compare_methods({n: r["per_user"] for n, r in evaluated.items()})}
-    return {"dataset": dataset, "model": "text_encoder", "cutoff": str(split.cutoff),
-            "validation_start": str(val_cut), "fine_tuned_on": "pairs before the validation window",
-            "config": cfg.__dict__, "fit_seconds": tuned.fit_seconds, "history": tuned.history,
-            "base_model": tuned.model_name, "cold_start": tables, "saved_to": str(saved), "machine": machine()}
+    return run(dataset, steps, folds, checkpoints=ROOT / "data" / "cold_start_folds")
 
 
 def run_hybrid(dataset: str, trials: int, encoder_path: str | None) -> dict:
@@ -293,6 +234,15 @@ def print_table(result: dict) -> None:
             for name, m in t["methods"].items():
                 print(f"{name:>20} {m['recall@20']:>10.4f} {m['ndcg@20']:>8.4f}")
         print(f"fine-tuning {result['fit_seconds']:.0f} s, {result['history']}")
+        for basis, t in result.get("rolling", {}).get("pooled", {}).items():
+            print(f"\nrolling origin, {len(t['cold_items_per_fold'])} folds pooled ({basis}): {t['cold_items']} cold items "
+                  f"{t['cold_items_per_fold']}")
+            print(f"{'method':>28} {'recall@20':>10} {'ndcg@20':>8}")
+            for name, m in t["methods"].items():
+                print(f"{name:>28} {m['recall@20']:>10.4f} {m['ndcg@20']:>8.4f}")
+            for name, d in t["differences"].items():
+                print(f"{name:>50} " + "  ".join(f"{k} {d[k]['mean_difference']:+.4f} [{d[k]['ci_low']:+.4f}, "
+                                                  f"{d[k]['ci_high']:+.4f}]" for k in ("recall@20", "ndcg@20")))
         return
     if "speed_vs_mlxtend" in result:
         print(f"\n{result['dataset']}: {result['baskets']:,} baskets x {result['items']:,} items")
@@ -315,6 +265,45 @@ def print_table(result: dict) -> None:
 
 
 COLD_BASELINES = ("untuned_encoder", "tfidf_titles", "popularity")
+ROLLING_METHODS = ("fine_tuned_encoder", "fine_tuned_encoder+partners", "untuned_encoder+partners", "popularity")
+
+
+def readme_cold_difference(name: str) -> bool:
+    """The README keeps the issue's comparisons: each fine-tuned form against the three baselines and the untuned
+    encoder's same form; the JSON has every pair."""
+    mine, other = name.split(" - ")
+    return other in COLD_BASELINES or other == mine.replace("fine_tuned_encoder", "untuned_encoder")
+
+
+def difference_cells(d: dict) -> str:
+    return " | ".join(f"{d[k]['mean_difference']:+.4f} [{d[k]['ci_low']:+.4f}, {d[k]['ci_high']:+.4f}]"
+                      for k in ("recall@20", "ndcg@20"))
+
+
+def rolling_tables(r: dict) -> str:
+    """Markdown for a cold-start result's rolling-origin folds: each fold's figures, the pooled figures and the
+    pooled paired differences (wider right answers)."""
+    roll, steps = r["rolling"], r["config"]["steps"]
+    folds = ["| fold | test window | cold items | median right answers | "
+             + " | ".join(f"{m} R@20 / N@20" for m in ROLLING_METHODS) + " |", "|---|---|---|---|" + "---|" * len(ROLLING_METHODS)]
+    for f in roll["folds"]:
+        t, w = f["cold_start"]["basket_or_customer"], f["windows"]
+        folds.append(f"| {w['fold']} | {w['cut'][:10]} to {w['end'][:10]} | {t['cold_items']} | "
+                     f"{t['median_right_answers']:.0f} | " + " | ".join(
+                         f"{t['methods'][m]['recall@20']:.4f} / {t['methods'][m]['ndcg@20']:.4f}" for m in ROLLING_METHODS) + " |")
+    pooled = ["| right answers | cold items | method | Recall@20 | NDCG@20 |", "|---|---|---|---|---|"]
+    diffs = ["| right answers | cold items | difference | Recall@20 [95% interval] | NDCG@20 [95% interval] |",
+             "|---|---|---|---|---|"]
+    for basis, t in roll["pooled"].items():
+        pooled += [f"| {basis} | {t['cold_items']} | {n} | {m['recall@20']:.4f} | {m['ndcg@20']:.4f} |"
+                   for n, m in t["methods"].items()]
+        diffs += [f"| {basis} | {t['cold_items']} | {n} | {difference_cells(d)} |"
+                  for n, d in t["differences"].items() if basis == "basket_or_customer" and readme_cold_difference(n)]
+    return (f"\n\nCold start, rolling origin ({len(roll['folds'])} folds, each with its own encoder fine-tuned "
+            f"{steps} steps on the pairs before its validation window; wider right answers):\n\n" + "\n".join(folds)
+            + "\n\nPooled over the folds' cold items (each item weighs the same):\n\n" + "\n".join(pooled)
+            + "\n\nPooled paired differences (mean, bootstrap 95% interval over the pooled cold items):\n\n"
+            + "\n".join(diffs) + f"\n\n![Pooled cold-start differences](benchmarks/results/{COLD_PLOT})")
 COLD_DIFF_HEADER = ("\n\nCold start, paired differences over the same cold items (mean, bootstrap 95% interval; an "
                     "interval containing 0 is not told apart from noise; every other pair, and the same-basket "
                     "answers, are in the JSON):\n\n")
@@ -326,7 +315,7 @@ def readme_table() -> str:
            "|---|---|---|---|---|---|---|"]
     cold = ["| right answers | cold items | fine-tuning steps | method | Recall@20 | NDCG@20 |",
             "|---|---|---|---|---|---|"]
-    hybrid = []
+    hybrid, rolling = [], []
     cold_diff = ["| right answers | fine-tuning steps | difference | Recall@20 [95% interval] "
                  "| NDCG@20 [95% interval] |",
                  "|---|---|---|---|---|"]
@@ -353,16 +342,11 @@ def readme_table() -> str:
                 for name, mm in t["methods"].items():
                     cold.append(f"| {basis} | {t['cold_items']} | {r['config']['steps']} | {name} | "
                                 f"{mm['recall@20']:.4f} | {mm['ndcg@20']:.4f} |")
-                for name, d in t.get("differences", {}).items():
-                    mine, other = name.split(" - ")
-                    # the README keeps the issue's comparisons: each fine-tuned form against the three baselines
-                    # and the untuned encoder's same form, on the wider right answers; the JSON has every pair
-                    same_form = other == mine.replace("fine_tuned_encoder", "untuned_encoder")
-                    if basis != "basket_or_customer" or not (other in COLD_BASELINES or same_form):
-                        continue
-                    cold_diff.append(f"| {basis} | {r['config']['steps']} | {name} | "
-                                     + " | ".join(f"{d[k]['mean_difference']:+.4f} [{d[k]['ci_low']:+.4f}, "
-                                                  f"{d[k]['ci_high']:+.4f}]" for k in ("recall@20", "ndcg@20")) + " |")
+                cold_diff += [f"| {basis} | {r['config']['steps']} | {name} | {difference_cells(d)} |"
+                              for name, d in t.get("differences", {}).items()
+                              if basis == "basket_or_customer" and readme_cold_difference(name)]
+            if "rolling" in r:
+                rolling.append(rolling_tables(r))
             continue
         if "metrics" not in r:  # other benchmarks' files (serving, privacy, drift) have their own sections
             continue
@@ -379,6 +363,7 @@ def readme_table() -> str:
             + "\n\nCold start on Online Retail (items first sold after the temporal cut, ranked by text alone):\n\n"
             + "\n".join(cold)
             + (COLD_DIFF_HEADER + "\n".join(cold_diff) if len(cold_diff) > 2 else "")
+            + "".join(rolling)
             + "\n\nHybrid on Online Retail's temporal split (weights tuned on validation; ablation on test):\n"
             + "\n".join(hybrid))
 
@@ -400,6 +385,22 @@ def lightgcn_curves_png() -> Path | None:
                        RESULTS / "gowalla-lightgcn-curve.png")
 
 
+COLD_PLOT = "online_retail-text_encoder-differences.png"  # in RESULTS
+
+
+def cold_differences_png() -> Path | None:
+    """``COLD_PLOT``: a forest plot of the pooled rolling-origin differences the README lists."""
+    from serving.storage import write_bytes
+    from training.plots import differences_png
+
+    path = RESULTS / "online_retail-text_encoder.json"
+    if not path.exists() or "rolling" not in (r := json.loads(path.read_text())):
+        return None
+    t = r["rolling"]["pooled"]["basket_or_customer"]
+    shown = {n: d for n, d in t["differences"].items() if readme_cold_difference(n)}
+    return write_bytes(differences_png(shown, title=f"{t['cold_items']} cold items,"), RESULTS / COLD_PLOT)
+
+
 def update_readme() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
@@ -417,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", choices=["popularity", "itemknn", "association_rules", "ease", "gf_cf", "chebycf", "mf_bpr", "mf_ials", "lightgcn", "blend", "text_encoder", "hybrid"])
     ap.add_argument("--encoder", default=None, help="hybrid: a fine-tuned text encoder folder (default: untuned)")
     ap.add_argument("--steps", type=int, default=250, help="text encoder fine-tuning steps")
+    ap.add_argument("--folds", type=int, default=1,
+                    help="text encoder: rolling-origin folds (1: the split's cut only), each fine-tuned on its own")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tune", type=int, default=0, help="Optuna trials on the validation split before fitting")
     ap.add_argument("--tune-timeout", type=float, default=None, help="Optuna budget in seconds")
@@ -428,12 +431,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.readme:
         update_readme()
         lightgcn_curves_png()
+        cold_differences_png()
         print(readme_table())
         return
     if not args.dataset or not args.model:
         ap.error("--dataset and --model are required")
     if args.model == "text_encoder":
-        result = run_cold_start(args.dataset, args.steps)
+        result = run_cold_start(args.dataset, args.steps, args.folds)
     elif args.model == "hybrid":
         result = run_hybrid(args.dataset, args.tune or 30, args.encoder)
     elif args.model == "association_rules" and args.dataset == "online_retail":
@@ -445,6 +449,8 @@ def main(argv: list[str] | None = None) -> None:
     out = RESULTS / f"{args.dataset}-{args.model}{'-' + args.tag if args.tag else ''}.json"
     write_result_json(result, out)
     print(f"wrote {out}")
+    if args.model == "text_encoder" and "rolling" in result:
+        print(f"wrote {cold_differences_png()}")
     if args.model == "lightgcn" and args.dataset == "gowalla":
         print(f"wrote {lightgcn_curves_png()}")
 

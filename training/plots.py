@@ -17,11 +17,12 @@ def _panels(n: int, width: float, height: float):
     return fig, axes[0]
 
 
-def _png(fig, axes) -> bytes:
-    """The figure as PNG bytes, the legend on its first panel; the figure is closed."""
+def _png(fig, axes, legend: bool = True) -> bytes:
+    """The figure as PNG bytes, with ``legend`` the legend on its first panel; the figure is closed."""
     import matplotlib.pyplot as plt
 
-    axes[0].legend(fontsize=8)
+    if legend:
+        axes[0].legend(fontsize=8)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
@@ -54,3 +55,26 @@ def curves_vs_time_png(curves: dict[str, list[dict]], metrics: tuple[str, ...] =
         ax.set_xlabel("wall minutes")
         ax.grid(alpha=0.3)
     return _png(fig, axes)
+
+
+def differences_png(differences: dict[str, dict[str, dict[str, float]]],
+                    metrics: tuple[str, ...] = ("recall@20", "ndcg@20"), title: str = "") -> bytes:
+    """A forest plot: one panel per metric, one row per compared pair, the mean difference as a dot and its
+    bootstrap interval as a bar, a line at 0. ``differences``: pair label -> metric -> ``paired_bootstrap`` dict
+    (``mean_difference``, ``ci_low``, ``ci_high``). A bar clear of 0 is a difference told apart from noise."""
+    labels = list(differences)
+    fig, axes = _panels(len(metrics), 4.5, 0.5 + 0.32 * len(labels))
+    for ax, metric in zip(axes, metrics):
+        for y, label in enumerate(labels):
+            d = differences[label][metric]
+            clear = d["ci_low"] > 0 or d["ci_high"] < 0
+            colour = "tab:green" if d["ci_low"] > 0 else "tab:red" if d["ci_high"] < 0 else "tab:gray"
+            ax.plot([d["ci_low"], d["ci_high"]], [y, y], color=colour, lw=2.5 if clear else 1.5)
+            ax.plot([d["mean_difference"]], [y], "o", color=colour, ms=4)
+        ax.axvline(0.0, color="black", lw=0.8)
+        ax.set_yticks(range(len(labels)))
+        ax.set_yticklabels(labels if ax is axes[0] else [""] * len(labels), fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(f"{title} {metric} difference".strip(), fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    return _png(fig, axes, legend=False)

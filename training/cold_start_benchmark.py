@@ -1,0 +1,208 @@
+"""Cold-start benchmark on a temporal split (called by ``python -m training.benchmark --model text_encoder``).
+
+One fold is the split's own: the items first sold after the temporal cut are ranked against the catalog by text
+alone, for both definitions of the right answers, by the fine-tuned encoder, the same encoder untuned, TF-IDF on
+titles and popularity. Each text method also runs in two more forms, their settings chosen per method on the items
+first sold inside the validation window: ``+prior`` (the candidates' log popularity at the cut added to the
+similarity) and ``+partners`` (what the item's nearest textual twins among sold items were bought with). The
+encoder is fine-tuned on pairs from before that window only, so those validation items are as new to it as the
+test's cold items are.
+
+A single cut holds a few dozen new items, too few to tell the methods apart. ``folds`` > 1 adds a rolling-origin
+evaluation (Tashman, Int. J. Forecasting 2000): fold k moves the cut back by k validation-window lengths, so its
+test window is the window just before fold k-1's cut and its validation window the one before that; each fold
+fine-tunes its own encoder on the pairs before its validation window and chooses its own settings there. Every
+item is cold in exactly one fold's test window, so the folds' cold items are disjoint and their per-item values
+are pooled for the paired bootstrap.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class FoldWindows:
+    """Fold ``fold``: encoder fine-tuned on rows before ``validation_start``; settings chosen on the items first
+    sold in [``validation_start``, ``cut``); evaluated on the items first sold in [``cut``, ``end``)."""
+
+    fold: int
+    validation_start: pd.Timestamp
+    cut: pd.Timestamp
+    end: pd.Timestamp
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"fold": self.fold, "validation_start": str(self.validation_start), "cut": str(self.cut),
+                "end": str(self.end)}
+
+
+def fold_windows(cut: pd.Timestamp, validation_start: pd.Timestamp, end: pd.Timestamp,
+                 folds: int) -> list[FoldWindows]:
+    """Fold 0 is the split itself (test window [cut, end)); fold k > 0 moves every boundary back by k lengths of
+    the validation window, so fold k's test window is fold k-1's validation window."""
+    cut, validation_start, end = pd.Timestamp(cut), pd.Timestamp(validation_start), pd.Timestamp(end)
+    if not validation_start < cut < end:
+        raise ValueError(f"need validation_start < cut < end, got {validation_start}, {cut}, {end}")
+    if folds < 1:
+        raise ValueError(f"folds must be at least 1, got {folds}")
+    step = cut - validation_start
+    out = [FoldWindows(0, validation_start, cut, end)]
+    for k in range(1, folds):
+        c = cut - k * step
+        out.append(FoldWindows(k, c - step, c, c + step))
+    return out
+
+
+def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_all: pd.DataFrame, steps: int,
+             fit_rows: pd.DataFrame | None = None, save_to: Path | None = None) -> dict[str, Any]:
+    """Fine-tune on the rows before ``windows.validation_start`` (``fit_rows`` when given: the split's own), choose
+    every setting on that fold's validation items, evaluate every method on its test items.
+
+    ``rows_all``: every interaction row (before and after the cut). Returns the fold's tables, each method with
+    ``per_item`` values (for pooling; dropped from the result file)."""
+    from training.cold_start import (TWIN_SETTINGS, build_task, choose_on_validation, choose_prior_weight,
+                                     compare_methods, embedding_scorer, evaluate_cold, observed_log_prior,
+                                     partner_shares, popularity_scorer, prior_mix_scorer, tfidf_scorer,
+                                     twin_partners_scorer)
+    from training.data import build_interaction_data
+    from training.text_encoder import TextEncoder, TextEncoderConfig, mine_pairs
+
+    ts = rows_all["timestamp"]
+    if fit_rows is None:
+        fit_rows = rows_all[ts < windows.validation_start]
+    train_rows = rows_all[ts < windows.cut]
+    window_rows = rows_all[ts < windows.end]
+    fit = build_interaction_data(fit_rows, item_ids)
+    train = build_interaction_data(train_rows, item_ids)
+    shares = {"validation": partner_shares(fit.baskets), "test": partner_shares(train.baskets)}
+    fit_counts, train_counts = shares["validation"][1], shares["test"][1]
+    cfg = TextEncoderConfig(steps=steps)
+    untuned = TextEncoder(cfg)
+    pairs, pair_counts = mine_pairs(fit.baskets, fit.user_items, cfg.min_pair_count, cfg.user_weight)
+    tuned = TextEncoder(cfg)
+    tuned.fit(texts, pairs, pair_counts)
+    tuned.fit_popularity_head(texts, fit_counts)
+    saved = tuned.save(save_to) if save_to is not None else None
+    z_tuned, b_tuned = tuned.encode(texts)
+    z_untuned = untuned.embed(texts)
+    similarity = {"fine_tuned_encoder": embedding_scorer(z_tuned), "untuned_encoder": embedding_scorer(z_untuned),
+                  "tfidf_titles": tfidf_scorer(texts)}  # cosine similarities
+    methods = {"fine_tuned_encoder": tuned.scorer(texts), "untuned_encoder": similarity["untuned_encoder"],
+               "tfidf_titles": similarity["tfidf_titles"], "popularity": popularity_scorer(train_counts)}
+
+    # candidates never sold before the cut: the fine-tuned encoder's popularity-from-text head; the others 0
+    def prior(name: str, counts: np.ndarray) -> np.ndarray:
+        return observed_log_prior(counts, b_tuned if name == "fine_tuned_encoder" else None)
+
+    tables = {}
+    for basis in ("basket_or_customer", "basket"):
+        task = build_task(window_rows, train.item_ids, windows.cut, basis)
+        val_task = build_task(train_rows, train.item_ids, windows.validation_start, basis, items="cold")
+        scorers, weights, twins = dict(methods), {}, {}
+        for name, sim in similarity.items():
+            lam, values = choose_prior_weight(val_task, sim, prior(name, fit_counts))
+            weights[name] = {"weight": lam, "validation_recall_plus_ndcg": {str(k): v for k, v in values.items()}}
+            scorers[f"{name}+prior"] = prior_mix_scorer(sim, prior(name, train_counts), lam)
+            (m, t), values = choose_on_validation(
+                val_task, lambda mt, sim=sim: twin_partners_scorer(sim, *shares["validation"], *mt), TWIN_SETTINGS)
+            twins[name] = {"n_twins": m, "temperature": t,
+                           "validation_recall_plus_ndcg": {f"{k[0]}/{k[1]}": v for k, v in values.items()}}
+            scorers[f"{name}+partners"] = twin_partners_scorer(sim, *shares["test"], m, t)
+        evaluated = {name: evaluate_cold(task, fn, per_user=True) for name, fn in scorers.items()}
+        tables[basis] = {"cold_items": int(len(task.cold)), "validation_cold_items": int(len(val_task.cold)),
+                         "scored_cold_items": int(len(next(iter(evaluated.values()))["per_user"]["users"])),
+                         "median_right_answers": float(np.median(np.diff(task.truth.indptr))),
+                         "prior_weights": weights, "partner_settings": twins,
+                         "methods": {name: {k: v for k, v in res.items() if k not in ("scoring_seconds", "per_user")}
+                                     for name, res in evaluated.items()},
+                         # paired bootstrap over the cold items: which differences are more than noise
+                         "differences": compare_methods({n: r["per_user"] for n, r in evaluated.items()}),
+                         "per_item": {n: {k: np.asarray(v).tolist() for k, v in r["per_user"].items()
+                                          if k in ("recall@20", "ndcg@20")} for n, r in evaluated.items()}}
+    return {"windows": windows.as_dict(), "config": cfg.__dict__, "fit_seconds": tuned.fit_seconds,
+            "history": tuned.history, "base_model": tuned.model_name, "cold_start": tables,
+            "saved_to": str(saved) if saved is not None else None}
+
+
+def pool_folds(fold_results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per basis: every method's Recall@20 / NDCG@20 averaged over the cold items of all folds (each item weighs the
+    same), and the paired bootstrap differences over those pooled items."""
+    from training.cold_start import compare_methods
+
+    pooled = {}
+    for basis in fold_results[0]["cold_start"]:
+        per_item: dict[str, dict[str, np.ndarray]] = {}
+        for r in fold_results:
+            for name, values in r["cold_start"][basis]["per_item"].items():
+                slot = per_item.setdefault(name, {})
+                for key, v in values.items():
+                    slot[key] = np.concatenate([slot.get(key, np.zeros(0)), np.asarray(v, np.float64)])
+        pooled[basis] = {
+            "cold_items": int(len(next(iter(per_item.values()))["ndcg@20"])),
+            "cold_items_per_fold": [r["cold_start"][basis]["scored_cold_items"] for r in fold_results],
+            "methods": {n: {k: float(v.mean()) for k, v in values.items()} for n, values in per_item.items()},
+            "differences": compare_methods(per_item)}
+    return pooled
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The result file's body from the folds' results (``run_fold``; fold 0 first): fold 0's tables as
+    ``cold_start`` (the split's own cut), and with more folds ``rolling``: each fold's figures and their pooling.
+    Per-item values are left out."""
+    first = results[0]
+    out = {"validation_start": first["windows"]["validation_start"],
+           "fine_tuned_on": "pairs before the validation window", "config": first["config"],
+           "fit_seconds": first["fit_seconds"], "history": first["history"], "base_model": first["base_model"],
+           "cold_start": {b: {k: v for k, v in t.items() if k != "per_item"} for b, t in first["cold_start"].items()},
+           "saved_to": first["saved_to"]}
+    if len(results) > 1:
+        kept = ("cold_items", "validation_cold_items", "median_right_answers", "methods", "prior_weights",
+                "partner_settings")
+        out["rolling"] = {"folds": [{"windows": r["windows"], "fit_seconds": r["fit_seconds"],
+                                     "cold_start": {b: {k: t[k] for k in kept} for b, t in r["cold_start"].items()}}
+                                    for r in results],
+                          "pooled": pool_folds(results)}
+    return out
+
+
+def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path | None = None) -> dict[str, Any]:
+    """The fold of the split (``cold_start``, as before), and with ``folds`` > 1 the rolling-origin folds and their
+    pooled comparison (``rolling``). ``checkpoints``: a folder where each finished fold is kept as JSON and reused
+    by a later run with the same windows and config (a long run killed part-way loses at most one fold)."""
+    from training.benchmark import ROOT, load_dataset, machine
+    from training.text_encoder import item_texts
+
+    t_start = time.perf_counter()
+    cleaned, split, _, _ = load_dataset(dataset)
+    texts = item_texts(cleaned.items)
+    item_ids = cleaned.items["item_id"]
+    rows_all = pd.concat([split.train, split.after_cutoff], ignore_index=True)
+    end = rows_all["timestamp"].max() + pd.Timedelta(seconds=1)
+    windows = fold_windows(split.cutoff, split.validation["timestamp"].min(), end, folds)
+    results = []
+    for w in windows:
+        path = checkpoints / f"{dataset}-steps{steps}-fold{w.fold}.json" if checkpoints else None
+        if path is not None and path.exists():
+            kept = json.loads(path.read_text())
+            if kept["windows"] == w.as_dict() and kept["config"]["steps"] == steps:
+                print(f"fold {w.fold}: reusing {path}")
+                results.append(kept)
+                continue
+        print(f"fold {w.fold}: fine-tune before {w.validation_start}, validate to {w.cut}, test to {w.end}")
+        r = run_fold(w, texts, item_ids, rows_all, steps, fit_rows=split.fit if w.fold == 0 else None,
+                     save_to=ROOT / "data" / "text_encoder" / dataset if w.fold == 0 else None)
+        if path is not None:
+            from serving.storage import write_text
+
+            write_text(json.dumps(r, default=str), path)
+        results.append(r)
+    out = {"dataset": dataset, "model": "text_encoder", "cutoff": str(split.cutoff), **summarise(results)}
+    out["wall_seconds"] = time.perf_counter() - t_start
+    out["machine"] = machine()
+    return out

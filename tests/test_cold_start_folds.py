@@ -118,3 +118,33 @@ def test_a_rolling_result_reaches_the_readme_and_its_forest_plot(tmp_path, monke
     assert png == tmp_path / benchmark.COLD_PLOT and png.read_bytes()[:4] == b"\x89PNG"
     # a single fold has nothing to pool
     assert "rolling" not in summarise([_full_fold(0, 30, 0.05, 0)])
+
+
+def test_resume_reuses_only_the_folds_a_run_finished(tmp_path, monkeypatch):
+    from training import benchmark, cold_start_benchmark as csb
+
+    calls = []
+
+    def fake_fold(windows, texts, item_ids, rows_all, steps, fit_rows=None, save_to=None):
+        calls.append(windows.fold)
+        assert (fit_rows is not None) == (windows.fold == 0)  # fold 0 fine-tunes on the split's own fit rows
+        r = _full_fold(0, 5, 0.01, windows.fold)
+        return {**r, "windows": windows.as_dict(), "config": {"steps": steps}}
+
+    monkeypatch.setattr(csb, "run_fold", fake_fold)
+    loaded = benchmark.load_dataset("synthetic")
+    monkeypatch.setattr(benchmark, "load_dataset", lambda name: loaded)  # read, cleaned and split once
+    first = csb.run_cold_start("synthetic", 2, folds=2, checkpoints=tmp_path)
+    assert calls == [0, 1] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "synthetic-steps2-fold0.json", "synthetic-steps2-fold1.json"]
+    (tmp_path / "synthetic-steps2-fold1.json").unlink()  # as if killed during fold 1
+    calls.clear()
+    again = csb.run_cold_start("synthetic", 2, folds=2, checkpoints=tmp_path, resume=True)
+    assert calls == [1]
+    assert again["rolling"]["pooled"] == first["rolling"]["pooled"]
+    calls.clear()
+    csb.run_cold_start("synthetic", 3, folds=2, checkpoints=tmp_path, resume=True)  # other steps: nothing reused
+    assert calls == [0, 1]
+    calls.clear()
+    csb.run_cold_start("synthetic", 2, folds=2, checkpoints=tmp_path)  # without resume: every fold runs
+    assert calls == [0, 1]

@@ -171,10 +171,12 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path | None = None) -> dict[str, Any]:
+def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path | None = None,
+                   resume: bool = False) -> dict[str, Any]:
     """The fold of the split (``cold_start``, as before), and with ``folds`` > 1 the rolling-origin folds and their
-    pooled comparison (``rolling``). ``checkpoints``: a folder where each finished fold is kept as JSON and reused
-    by a later run with the same windows and config (a long run killed part-way loses at most one fold)."""
+    pooled comparison (``rolling``). ``checkpoints``: a folder where each finished fold is kept as JSON; with
+    ``resume`` a fold kept there with the same windows and steps is reused instead of run again (a long run killed
+    part-way loses at most one fold; the code is not compared, so resume only runs of the same code)."""
     from training.benchmark import ROOT, load_dataset, machine
     from training.text_encoder import item_texts
 
@@ -188,7 +190,7 @@ def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path |
     results = []
     for w in windows:
         path = checkpoints / f"{dataset}-steps{steps}-fold{w.fold}.json" if checkpoints else None
-        if path is not None and path.exists():
+        if resume and path is not None and path.exists():
             kept = json.loads(path.read_text())
             if kept["windows"] == w.as_dict() and kept["config"]["steps"] == steps:
                 print(f"fold {w.fold}: reusing {path}")

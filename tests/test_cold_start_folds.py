@@ -125,7 +125,7 @@ def test_resume_reuses_only_the_folds_a_run_finished(tmp_path, monkeypatch):
 
     calls = []
 
-    def fake_fold(windows, texts, item_ids, rows_all, steps, fit_rows=None, save_to=None):
+    def fake_fold(windows, texts, item_ids, rows_all, steps, fit_rows=None, save_to=None, embeddings_to=None):
         calls.append(windows.fold)
         assert (fit_rows is not None) == (windows.fold == 0)  # fold 0 fine-tunes on the split's own fit rows
         r = _full_fold(0, 5, 0.01, windows.fold)

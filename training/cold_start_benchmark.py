@@ -60,9 +60,13 @@ def fold_windows(cut: pd.Timestamp, validation_start: pd.Timestamp, end: pd.Time
 
 
 def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_all: pd.DataFrame, steps: int,
-             fit_rows: pd.DataFrame | None = None, save_to: Path | None = None) -> dict[str, Any]:
+             fit_rows: pd.DataFrame | None = None, save_to: Path | None = None,
+             embeddings_to: Path | None = None) -> dict[str, Any]:
     """Fine-tune on the rows before ``windows.validation_start`` (``fit_rows`` when given: the split's own), choose
-    every setting on that fold's validation items, evaluate every method on its test items.
+    every setting on that fold's validation items, evaluate every method on its test items. ``save_to``: a folder
+    for the fine-tuned encoder; ``embeddings_to``: an ``.npz`` for the fold's item embeddings (``tuned``, (n_items,
+    dim), ``popularity_head``, (n_items,), ``untuned``, (n_items, dim)), so that another scorer can be tried on the
+    same folds without fine-tuning again.
 
     ``rows_all``: every interaction row (before and after the cut). Returns the fold's tables, each method with
     ``per_item`` values (for pooling; dropped from the result file)."""
@@ -91,6 +95,14 @@ def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_a
     saved = tuned.save(save_to) if save_to is not None else None
     z_tuned, b_tuned = tuned.encode(texts)
     z_untuned = untuned.embed(texts)
+    if embeddings_to is not None:
+        import io
+
+        from serving.storage import write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, tuned=z_tuned, popularity_head=b_tuned, untuned=z_untuned, item_ids=np.asarray(item_ids, str))
+        write_bytes(buf.getvalue(), embeddings_to)
     similarity = {"fine_tuned_encoder": embedding_scorer(z_tuned), "untuned_encoder": embedding_scorer(z_untuned),
                   "tfidf_titles": tfidf_scorer(texts)}  # cosine similarities
     methods = {"fine_tuned_encoder": tuned.scorer(texts), "untuned_encoder": similarity["untuned_encoder"],
@@ -198,7 +210,8 @@ def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path |
                 continue
         print(f"fold {w.fold}: fine-tune before {w.validation_start}, validate to {w.cut}, test to {w.end}")
         r = run_fold(w, texts, item_ids, rows_all, steps, fit_rows=split.fit if w.fold == 0 else None,
-                     save_to=ROOT / "data" / "text_encoder" / dataset if w.fold == 0 else None)
+                     save_to=ROOT / "data" / "text_encoder" / dataset if w.fold == 0 else None,
+                     embeddings_to=path.with_suffix(".npz") if path is not None else None)
         if path is not None:
             from serving.storage import write_text
 

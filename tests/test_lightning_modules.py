@@ -193,6 +193,12 @@ def test_lightgcn_learns_folds_in_and_refreshes_over_a_larger_graph(shop_clean, 
     assert (after > before).all(), (before, after)
     with pytest.raises(ValueError, match="same|fitted"):
         m.refresh(build_interaction_data(shop_split.fit.iloc[:50], shop_clean.items["item_id"]))
+    # a model pickled before the layer-0 embeddings were kept: scores still, refresh and fold-in say why not
+    del m.base_embeddings
+    assert m.score_users(np.array(users)).shape == (len(users), fit.n_items)
+    for call in (lambda: m.refresh(fit), lambda: m.score_history(fit.user_items[:2])):
+        with pytest.raises(RuntimeError, match="layer-0 embeddings.*refit"):
+            call()
 
 
 def test_lightgcn_budget_linear_learning_rate(shop_data):

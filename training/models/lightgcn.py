@@ -345,6 +345,16 @@ class LightGCN(FactorScoring, Recommender):
         users, items = serving_factors(final, user_items.shape[0], self.loss, self.chosen_pop_weight or 0.0, log_pop)
         return users.astype(np.float32), items.astype(np.float32)
 
+    def _layer0(self) -> np.ndarray:
+        """The learned layer-0 embeddings, (n_users + n_items, dim); a model pickled before they were kept cannot
+        be served over another graph."""
+        base = getattr(self, "base_embeddings", None)
+        if base is None:
+            raise RuntimeError("this LightGCN was fitted by a version that did not keep its layer-0 embeddings, so it "
+                               "cannot be refreshed or fold users in; its scores and ONNX export still work; refit "
+                               "it to get both")
+        return base
+
     def refresh(self, data: InteractionData) -> "LightGCN":
         """Serve the learned layer-0 embeddings propagated over ``data``'s graph: the same users and items as the
         fit, more interactions (the full train after early stopping on train minus validation). No gradient step:
@@ -353,7 +363,7 @@ class LightGCN(FactorScoring, Recommender):
         if data.user_items.shape != self.user_items.shape:
             raise ValueError(f"refresh needs the fitted users and items {self.user_items.shape}, "
                              f"got {data.user_items.shape}")
-        self.user_factors, self.item_factors = self._factors_over(data.user_items, self.base_embeddings)
+        self.user_factors, self.item_factors = self._factors_over(data.user_items, self._layer0())
         self.user_items = data.user_items
         return self
 
@@ -362,9 +372,9 @@ class LightGCN(FactorScoring, Recommender):
         the training graph with zero layer-0 embeddings, so their vectors are what propagation brings from their
         items (layers 1..K; a trained user also has its own layer 0); the items' vectors shift by the new edges
         as they would in the graph. One propagation over the whole graph per call."""
-        n_new = rows.shape[0]
-        base = np.vstack([self.base_embeddings[:self.n_users], np.zeros((n_new, self.base_embeddings.shape[1]),
-                          np.float32), self.base_embeddings[self.n_users:]])
+        n_new, layer0 = rows.shape[0], self._layer0()
+        base = np.vstack([layer0[:self.n_users], np.zeros((n_new, layer0.shape[1]), np.float32),
+                          layer0[self.n_users:]])
         graph = sp.vstack([self.user_items, sp.csr_matrix(rows, dtype=np.float32)]).tocsr()
         users, items = self._factors_over(graph, base)
         return users[self.n_users:] @ items.T

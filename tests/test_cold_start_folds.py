@@ -140,7 +140,7 @@ def test_resume_reuses_only_the_folds_a_run_finished(tmp_path, monkeypatch):
     (tmp_path / "synthetic-steps2-fold1.json").unlink()  # as if killed during fold 1
     calls.clear()
     again = csb.run_cold_start("synthetic", 2, folds=2, checkpoints=tmp_path, resume=True)
-    assert calls == [1]
+    assert calls == [1] and again["reused_folds"] == [0] and first["reused_folds"] == []
     assert again["rolling"]["pooled"] == first["rolling"]["pooled"]
     calls.clear()
     csb.run_cold_start("synthetic", 3, folds=2, checkpoints=tmp_path, resume=True)  # other steps: nothing reused

@@ -284,11 +284,11 @@ def rolling_tables(r: dict) -> str:
     """Markdown for a cold-start result's rolling-origin folds: each fold's figures, the pooled figures and the
     pooled paired differences (wider right answers)."""
     roll, steps = r["rolling"], r["config"]["steps"]
-    folds = ["| fold | test window | cold items | median right answers | "
+    folds = ["| fold | test window | cold items (with right answers) | median right answers | "
              + " | ".join(f"{m} R@20 / N@20" for m in ROLLING_METHODS) + " |", "|---|---|---|---|" + "---|" * len(ROLLING_METHODS)]
     for f in roll["folds"]:
         t, w = f["cold_start"]["basket_or_customer"], f["windows"]
-        folds.append(f"| {w['fold']} | {w['cut'][:10]} to {w['end'][:10]} | {t['cold_items']} | "
+        folds.append(f"| {w['fold']} | {w['cut'][:10]} to {w['end'][:10]} | {t['scored_cold_items']} | "
                      f"{t['median_right_answers']:.0f} | " + " | ".join(
                          f"{t['methods'][m]['recall@20']:.4f} / {t['methods'][m]['ndcg@20']:.4f}" for m in ROLLING_METHODS) + " |")
     pooled = ["| right answers | cold items | method | Recall@20 | NDCG@20 |", "|---|---|---|---|---|"]

@@ -174,8 +174,8 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
            "cold_start": {b: {k: v for k, v in t.items() if k != "per_item"} for b, t in first["cold_start"].items()},
            "saved_to": first["saved_to"]}
     if len(results) > 1:
-        kept = ("cold_items", "validation_cold_items", "median_right_answers", "methods", "prior_weights",
-                "partner_settings")
+        kept = ("cold_items", "scored_cold_items", "validation_cold_items", "median_right_answers", "methods",
+                "prior_weights", "partner_settings")
         out["rolling"] = {"folds": [{"windows": r["windows"], "fit_seconds": r["fit_seconds"],
                                      "cold_start": {b: {k: t[k] for k in kept} for b, t in r["cold_start"].items()}}
                                     for r in results],
@@ -199,7 +199,7 @@ def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path |
     rows_all = pd.concat([split.train, split.after_cutoff], ignore_index=True)
     end = rows_all["timestamp"].max() + pd.Timedelta(seconds=1)
     windows = fold_windows(split.cutoff, split.validation["timestamp"].min(), end, folds)
-    results = []
+    results, reused = [], []
     for w in windows:
         path = checkpoints / f"{dataset}-steps{steps}-fold{w.fold}.json" if checkpoints else None
         if resume and path is not None and path.exists():
@@ -207,6 +207,7 @@ def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path |
             if kept["windows"] == w.as_dict() and kept["config"]["steps"] == steps:
                 print(f"fold {w.fold}: reusing {path}")
                 results.append(kept)
+                reused.append(w.fold)
                 continue
         print(f"fold {w.fold}: fine-tune before {w.validation_start}, validate to {w.cut}, test to {w.end}")
         r = run_fold(w, texts, item_ids, rows_all, steps, fit_rows=split.fit if w.fold == 0 else None,
@@ -218,6 +219,7 @@ def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path |
             write_text(json.dumps(r, default=str), path)
         results.append(r)
     out = {"dataset": dataset, "model": "text_encoder", "cutoff": str(split.cutoff), **summarise(results)}
-    out["wall_seconds"] = time.perf_counter() - t_start
+    out["wall_seconds"] = time.perf_counter() - t_start  # of this run: folds reused from checkpoints not counted
+    out["reused_folds"] = reused
     out["machine"] = machine()
     return out

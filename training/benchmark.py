@@ -235,8 +235,8 @@ def print_table(result: dict) -> None:
                 print(f"{name:>20} {m['recall@20']:>10.4f} {m['ndcg@20']:>8.4f}")
         print(f"fine-tuning {result['fit_seconds']:.0f} s, {result['history']}")
         for basis, t in result.get("rolling", {}).get("pooled", {}).items():
-            print(f"\nrolling origin, {len(t['cold_items_per_fold'])} folds pooled ({basis}): {t['cold_items']} cold items "
-                  f"{t['cold_items_per_fold']}")
+            print(f"\nrolling origin, {len(t['cold_items_per_fold'])} folds pooled ({basis}): {t['cold_items']} "
+                  f"cold items {t['cold_items_per_fold']}")
             print(f"{'method':>28} {'recall@20':>10} {'ndcg@20':>8}")
             for name, m in t["methods"].items():
                 print(f"{name:>28} {m['recall@20']:>10.4f} {m['ndcg@20']:>8.4f}")
@@ -285,12 +285,14 @@ def rolling_tables(r: dict) -> str:
     pooled paired differences (wider right answers)."""
     roll, steps = r["rolling"], r["config"]["steps"]
     folds = ["| fold | test window | cold items (with right answers) | median right answers | "
-             + " | ".join(f"{m} R@20 / N@20" for m in ROLLING_METHODS) + " |", "|---|---|---|---|" + "---|" * len(ROLLING_METHODS)]
+             + " | ".join(f"{m} R@20 / N@20" for m in ROLLING_METHODS) + " |",
+             "|---|---|---|---|" + "---|" * len(ROLLING_METHODS)]
     for f in roll["folds"]:
         t, w = f["cold_start"]["basket_or_customer"], f["windows"]
+        cells = " | ".join(f"{t['methods'][m]['recall@20']:.4f} / {t['methods'][m]['ndcg@20']:.4f}"
+                           for m in ROLLING_METHODS)
         folds.append(f"| {w['fold']} | {w['cut'][:10]} to {w['end'][:10]} | {t['scored_cold_items']} | "
-                     f"{t['median_right_answers']:.0f} | " + " | ".join(
-                         f"{t['methods'][m]['recall@20']:.4f} / {t['methods'][m]['ndcg@20']:.4f}" for m in ROLLING_METHODS) + " |")
+                     f"{t['median_right_answers']:.0f} | {cells} |")
     pooled = ["| right answers | cold items | method | Recall@20 | NDCG@20 |", "|---|---|---|---|---|"]
     diffs = ["| right answers | cold items | difference | Recall@20 [95% interval] | NDCG@20 [95% interval] |",
              "|---|---|---|---|---|"]
@@ -304,6 +306,8 @@ def rolling_tables(r: dict) -> str:
             + "\n\nPooled over the folds' cold items (each item weighs the same):\n\n" + "\n".join(pooled)
             + "\n\nPooled paired differences (mean, bootstrap 95% interval over the pooled cold items):\n\n"
             + "\n".join(diffs) + f"\n\n![Pooled cold-start differences](benchmarks/results/{COLD_PLOT})")
+
+
 COLD_DIFF_HEADER = ("\n\nCold start, paired differences over the same cold items (mean, bootstrap 95% interval; an "
                     "interval containing 0 is not told apart from noise; every other pair, and the same-basket "
                     "answers, are in the JSON):\n\n")

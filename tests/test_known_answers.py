@@ -58,7 +58,8 @@ def test_benchmark_tunes_the_blend_weights(tmp_path, monkeypatch):
 
 def test_cold_start_benchmark_chooses_prior_weights_on_validation_items_only(tmp_path, monkeypatch):
     """Each text method gets '+prior' and '+partners' rows whose settings were chosen on the items first sold inside
-    the validation window (before the cut), never on the test's cold items."""
+    the validation window (before the cut), never on the test's cold items; in the rolling-origin fold too, on its
+    own validation items, never on its own test's."""
     from training import benchmark, cold_start
 
     monkeypatch.setattr(benchmark, "RESULTS", tmp_path)
@@ -71,12 +72,17 @@ def test_cold_start_benchmark_chooses_prior_weights_on_validation_items_only(tmp
         return choose(task, *args, **kwargs)
 
     monkeypatch.setattr(cold_start, "choose_on_validation", recording)
-    benchmark.main(["--dataset", "synthetic", "--model", "text_encoder", "--steps", "2"])
+    benchmark.main(["--dataset", "synthetic", "--model", "text_encoder", "--steps", "2", "--folds", "2"])
     out = json.loads((tmp_path / "synthetic-text_encoder.json").read_text())
     _, split, train, _ = benchmark.load_dataset("synthetic")
-    test_cold = set(cold_start.build_task(
-        benchmark.pd.concat([split.train, split.after_cutoff]), train.item_ids, split.cutoff).cold)
-    assert seen_tasks and all(len(t.cold) and not set(t.cold) & test_cold for t in seen_tasks)
+    rows_all = benchmark.pd.concat([split.train, split.after_cutoff])
+    per_fold = len(seen_tasks) // 2  # fold 0 runs first, then fold 1, each choosing the same settings
+    for w, tasks in zip(out["rolling"]["folds"], (seen_tasks[:per_fold], seen_tasks[per_fold:])):
+        cut, end = benchmark.pd.Timestamp(w["windows"]["cut"]), benchmark.pd.Timestamp(w["windows"]["end"])
+        test_cold = set(cold_start.build_task(rows_all[rows_all["timestamp"] < end], train.item_ids, cut).cold)
+        assert test_cold and tasks and all(len(t.cold) and not set(t.cold) & test_cold for t in tasks)
+    assert out["rolling"]["pooled"]["basket"]["cold_items"] == sum(out["rolling"]["pooled"]["basket"][
+        "cold_items_per_fold"])
     for table in out["cold_start"].values():
         texts = {"fine_tuned_encoder", "untuned_encoder", "tfidf_titles"}
         assert set(table["methods"]) == {"popularity"} | texts | {f"{m}+{x}" for m in texts for x in ("prior",

@@ -81,8 +81,8 @@ def _full_fold(fold: int, n: int, lead: float, seed: int) -> dict:
     popularity's by ``lead``."""
     rng = np.random.default_rng(seed)
     per_item = {}
-    for name in ("fine_tuned_encoder", "fine_tuned_encoder+partners", "untuned_encoder", "untuned_encoder+partners",
-                 "tfidf_titles", "popularity"):
+    for name in ("fine_tuned_encoder", "fine_tuned_encoder+partners", "fine_tuned_encoder+partners+prior",
+                 "untuned_encoder", "untuned_encoder+partners+prior", "tfidf_titles", "popularity"):
         base = rng.uniform(0.4, 0.6, n)
         per_item[name] = {"recall@20": (base / 20).tolist(), "ndcg@20": base.tolist()}
     per_item["fine_tuned_encoder"]["ndcg@20"] = (np.asarray(per_item["popularity"]["ndcg@20"]) + lead).tolist()
@@ -123,10 +123,12 @@ def test_a_rolling_result_reaches_the_readme_and_its_forest_plot(tmp_path, monke
 def test_resume_reuses_only_the_folds_a_run_finished(tmp_path, monkeypatch):
     from training import benchmark, cold_start_benchmark as csb
 
-    calls = []
+    calls, froms = [], []
 
-    def fake_fold(windows, texts, item_ids, rows_all, steps, fit_rows=None, save_to=None, embeddings_to=None):
+    def fake_fold(windows, texts, item_ids, rows_all, steps, fit_rows=None, save_to=None, embeddings_to=None,
+                  embeddings_from=None):
         calls.append(windows.fold)
+        froms.append(embeddings_from)
         assert (fit_rows is not None) == (windows.fold == 0)  # fold 0 fine-tunes on the split's own fit rows
         r = _full_fold(0, 5, 0.01, windows.fold)
         return {**r, "windows": windows.as_dict(), "config": {"steps": steps}}
@@ -148,3 +150,9 @@ def test_resume_reuses_only_the_folds_a_run_finished(tmp_path, monkeypatch):
     calls.clear()
     csb.run_cold_start("synthetic", 2, folds=2, checkpoints=tmp_path)  # without resume: every fold runs
     assert calls == [0, 1]
+    # reusing embeddings: a fold whose embeddings were kept is evaluated again from them, the others fine-tune
+    (tmp_path / "synthetic-steps2-fold1.npz").write_bytes(b"kept")
+    calls.clear(), froms.clear()
+    out = csb.run_cold_start("synthetic", 2, folds=2, checkpoints=tmp_path, reuse_embeddings=True)
+    assert calls == [0, 1] and froms == [None, tmp_path / "synthetic-steps2-fold1.npz"]
+    assert out["folds_evaluated_from_kept_embeddings"] == [1] and out["reused_folds"] == []

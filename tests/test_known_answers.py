@@ -83,10 +83,16 @@ def test_cold_start_benchmark_chooses_prior_weights_on_validation_items_only(tmp
         assert test_cold and tasks and all(len(t.cold) and not set(t.cold) & test_cold for t in tasks)
     assert out["rolling"]["pooled"]["basket"]["cold_items"] == sum(out["rolling"]["pooled"]["basket"][
         "cold_items_per_fold"])
+    # evaluated again from the folds' kept embeddings, without fine-tuning: the same figures
+    benchmark.main(["--dataset", "synthetic", "--model", "text_encoder", "--steps", "2", "--folds", "2",
+                    "--reuse-embeddings"])
+    again = json.loads((tmp_path / "synthetic-text_encoder.json").read_text())
+    assert again["folds_evaluated_from_kept_embeddings"] == [0, 1]
+    assert again["rolling"]["pooled"] == out["rolling"]["pooled"] and again["cold_start"] == out["cold_start"]
     for table in out["cold_start"].values():
         texts = {"fine_tuned_encoder", "untuned_encoder", "tfidf_titles"}
-        assert set(table["methods"]) == {"popularity"} | texts | {f"{m}+{x}" for m in texts for x in ("prior",
-                                                                                                        "partners")}
+        assert set(table["methods"]) == {"popularity"} | texts | {f"{m}+{x}" for m in texts
+                                                                  for x in ("prior", "partners", "partners+prior")}
         assert all(w["weight"] in cold_start.PRIOR_WEIGHTS for w in table["prior_weights"].values())
         assert all((s["n_twins"], s["temperature"]) in cold_start.TWIN_SETTINGS
                    for s in table["partner_settings"].values())

@@ -201,12 +201,14 @@ def tune_model(dataset: str, model_name: str, params: dict, fit, validation, tri
             "trials": res.n_trials, "seconds": res.seconds, "files": str(stable)}  # made relative by write_result_json
 
 
-def run_cold_start(dataset: str, steps: int, folds: int = 1, resume: bool = False) -> dict:
+def run_cold_start(dataset: str, steps: int, folds: int = 1, resume: bool = False,
+                   reuse_embeddings: bool = False) -> dict:
     """Cold-start items of the temporal split ranked by text alone, and with ``folds`` > 1 a rolling-origin
     evaluation pooling the cold items of earlier cuts; see ``training.cold_start_benchmark``."""
     from training.cold_start_benchmark import run_cold_start as run
 
-    return run(dataset, steps, folds, checkpoints=ROOT / "data" / "cold_start_folds", resume=resume)
+    return run(dataset, steps, folds, checkpoints=ROOT / "data" / "cold_start_folds", resume=resume,
+               reuse_embeddings=reuse_embeddings)
 
 
 def run_hybrid(dataset: str, trials: int, encoder_path: str | None) -> dict:
@@ -265,7 +267,8 @@ def print_table(result: dict) -> None:
 
 
 COLD_BASELINES = ("untuned_encoder", "tfidf_titles", "popularity")
-ROLLING_METHODS = ("fine_tuned_encoder", "fine_tuned_encoder+partners", "untuned_encoder+partners", "popularity")
+ROLLING_METHODS = ("fine_tuned_encoder", "fine_tuned_encoder+partners", "fine_tuned_encoder+partners+prior",
+                   "untuned_encoder+partners+prior", "popularity")
 
 
 def readme_cold_difference(name: str) -> bool:
@@ -426,6 +429,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="text encoder: rolling-origin folds (1: the split's cut only), each fine-tuned on its own")
     ap.add_argument("--resume", action="store_true",
                     help="text encoder: reuse the folds a killed run of the same code finished (data/cold_start_folds)")
+    ap.add_argument("--reuse-embeddings", action="store_true",
+                    help="text encoder: evaluate the kept folds again from their saved embeddings, no fine-tuning")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tune", type=int, default=0, help="Optuna trials on the validation split before fitting")
     ap.add_argument("--tune-timeout", type=float, default=None, help="Optuna budget in seconds")
@@ -443,7 +448,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.dataset or not args.model:
         ap.error("--dataset and --model are required")
     if args.model == "text_encoder":
-        result = run_cold_start(args.dataset, args.steps, args.folds, args.resume)
+        result = run_cold_start(args.dataset, args.steps, args.folds, args.resume, args.reuse_embeddings)
     elif args.model == "hybrid":
         result = run_hybrid(args.dataset, args.tune or 30, args.encoder)
     elif args.model == "association_rules" and args.dataset == "online_retail":

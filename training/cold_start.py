@@ -68,7 +68,8 @@ def evaluate_cold(task: ColdStartTask, score_fn: Callable[[np.ndarray], np.ndarr
                            per_user=per_user)
 
 
-FINE_TUNED_FORMS = ("fine_tuned_encoder", "fine_tuned_encoder+prior", "fine_tuned_encoder+partners")
+FINE_TUNED_FORMS = ("fine_tuned_encoder", "fine_tuned_encoder+prior", "fine_tuned_encoder+partners",
+                    "fine_tuned_encoder+partners+prior")
 
 
 def compare_methods(per_item: dict[str, dict[str, np.ndarray]], ks: tuple[int, ...] = (20,),

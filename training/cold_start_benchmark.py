@@ -61,19 +61,20 @@ def fold_windows(cut: pd.Timestamp, validation_start: pd.Timestamp, end: pd.Time
 
 def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_all: pd.DataFrame, steps: int,
              fit_rows: pd.DataFrame | None = None, save_to: Path | None = None,
-             embeddings_to: Path | None = None) -> dict[str, Any]:
+             embeddings_to: Path | None = None, embeddings_from: Path | None = None) -> dict[str, Any]:
     """Fine-tune on the rows before ``windows.validation_start`` (``fit_rows`` when given: the split's own), choose
     every setting on that fold's validation items, evaluate every method on its test items. ``save_to``: a folder
     for the fine-tuned encoder; ``embeddings_to``: an ``.npz`` for the fold's item embeddings (``tuned``, (n_items,
     dim), ``popularity_head``, (n_items,), ``untuned``, (n_items, dim)), so that another scorer can be tried on the
-    same folds without fine-tuning again.
+    same folds without fine-tuning again: ``embeddings_from`` such a file (written by a run of this fold) skips the
+    fine-tuning, and the fine-tuning's facts are read from the fold's checkpoint beside it.
 
     ``rows_all``: every interaction row (before and after the cut). Returns the fold's tables, each method with
     ``per_item`` values (for pooling; dropped from the result file)."""
-    from training.cold_start import (TWIN_SETTINGS, build_task, choose_on_validation, choose_prior_weight,
-                                     compare_methods, embedding_scorer, evaluate_cold, observed_log_prior,
-                                     partner_shares, popularity_scorer, prior_mix_scorer, tfidf_scorer,
-                                     twin_partners_scorer)
+    from training.cold_start import (PRIOR_WEIGHTS, TWIN_SETTINGS, build_task, choose_on_validation,
+                                     choose_prior_weight, compare_methods, embedding_scorer, evaluate_cold,
+                                     observed_log_prior, partner_shares, popularity_scorer, prior_mix_scorer,
+                                     tfidf_scorer, twin_partners_scorer)
     from training.data import build_interaction_data
     from training.text_encoder import TextEncoder, TextEncoderConfig, mine_pairs
 
@@ -87,15 +88,25 @@ def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_a
     shares = {"validation": partner_shares(fit.baskets), "test": partner_shares(train.baskets)}
     fit_counts, train_counts = shares["validation"][1], shares["test"][1]
     cfg = TextEncoderConfig(steps=steps)
-    untuned = TextEncoder(cfg)
-    pairs, pair_counts = mine_pairs(fit.baskets, fit.user_items, cfg.min_pair_count, cfg.user_weight)
-    tuned = TextEncoder(cfg)
-    tuned.fit(texts, pairs, pair_counts)
-    tuned.fit_popularity_head(texts, fit_counts)
-    saved = tuned.save(save_to) if save_to is not None else None
-    z_tuned, b_tuned = tuned.encode(texts)
-    z_untuned = untuned.embed(texts)
-    if embeddings_to is not None:
+    saved = None
+    if embeddings_from is not None:
+        kept = np.load(embeddings_from)
+        if list(kept["item_ids"]) != list(np.asarray(item_ids, str)):
+            raise ValueError(f"{embeddings_from} embeds another catalog; run the fold without reusing embeddings")
+        z_tuned, b_tuned, z_untuned = kept["tuned"], kept["popularity_head"], kept["untuned"]
+        facts = json.loads(Path(embeddings_from).with_suffix(".json").read_text())
+        fit_seconds, history, base_model = facts["fit_seconds"], facts["history"], facts["base_model"]
+    else:
+        untuned = TextEncoder(cfg)
+        pairs, pair_counts = mine_pairs(fit.baskets, fit.user_items, cfg.min_pair_count, cfg.user_weight)
+        tuned = TextEncoder(cfg)
+        tuned.fit(texts, pairs, pair_counts)
+        tuned.fit_popularity_head(texts, fit_counts)
+        saved = tuned.save(save_to) if save_to is not None else None
+        z_tuned, b_tuned = tuned.encode(texts)
+        z_untuned = untuned.embed(texts)
+        fit_seconds, history, base_model = tuned.fit_seconds, tuned.history, tuned.model_name
+    if embeddings_to is not None and embeddings_from is None:
         import io
 
         from serving.storage import write_bytes
@@ -105,8 +116,9 @@ def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_a
         write_bytes(buf.getvalue(), embeddings_to)
     similarity = {"fine_tuned_encoder": embedding_scorer(z_tuned), "untuned_encoder": embedding_scorer(z_untuned),
                   "tfidf_titles": tfidf_scorer(texts)}  # cosine similarities
-    methods = {"fine_tuned_encoder": tuned.scorer(texts), "untuned_encoder": similarity["untuned_encoder"],
-               "tfidf_titles": similarity["tfidf_titles"], "popularity": popularity_scorer(train_counts)}
+    methods = {"fine_tuned_encoder": lambda items: z_tuned[items] @ z_tuned.T / cfg.temperature + b_tuned[None, :],
+               "untuned_encoder": similarity["untuned_encoder"], "tfidf_titles": similarity["tfidf_titles"],
+               "popularity": popularity_scorer(train_counts)}  # the fine-tuned one: TextEncoder.scorer's score
 
     # candidates never sold before the cut: the fine-tuned encoder's popularity-from-text head; the others 0
     def prior(name: str, counts: np.ndarray) -> np.ndarray:
@@ -126,6 +138,14 @@ def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_a
             twins[name] = {"n_twins": m, "temperature": t,
                            "validation_recall_plus_ndcg": {f"{k[0]}/{k[1]}": v for k, v in values.items()}}
             scorers[f"{name}+partners"] = twin_partners_scorer(sim, *shares["test"], m, t)
+            # both: the twins' partners (their settings as chosen above) plus the prior, its weight chosen again
+            lam, values = choose_on_validation(
+                val_task, lambda w, sim=sim, name=name, m=m, t=t: prior_mix_scorer(
+                    twin_partners_scorer(sim, *shares["validation"], m, t), prior(name, fit_counts), w), PRIOR_WEIGHTS)
+            weights[f"{name}+partners"] = {"weight": lam,
+                                           "validation_recall_plus_ndcg": {str(k): v for k, v in values.items()}}
+            scorers[f"{name}+partners+prior"] = prior_mix_scorer(twin_partners_scorer(sim, *shares["test"], m, t),
+                                                                 prior(name, train_counts), lam)
         evaluated = {name: evaluate_cold(task, fn, per_user=True) for name, fn in scorers.items()}
         tables[basis] = {"cold_items": int(len(task.cold)), "validation_cold_items": int(len(val_task.cold)),
                          "scored_cold_items": int(len(next(iter(evaluated.values()))["per_user"]["users"])),
@@ -137,9 +157,9 @@ def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_a
                          "differences": compare_methods({n: r["per_user"] for n, r in evaluated.items()}),
                          "per_item": {n: {k: np.asarray(v).tolist() for k, v in r["per_user"].items()
                                           if k in ("recall@20", "ndcg@20")} for n, r in evaluated.items()}}
-    return {"windows": windows.as_dict(), "config": cfg.__dict__, "fit_seconds": tuned.fit_seconds,
-            "history": tuned.history, "base_model": tuned.model_name, "cold_start": tables,
-            "saved_to": str(saved) if saved is not None else None}
+    return {"windows": windows.as_dict(), "config": cfg.__dict__, "fit_seconds": fit_seconds, "history": history,
+            "base_model": base_model, "cold_start": tables, "saved_to": str(saved) if saved is not None else None,
+            "embeddings_reused_from": str(embeddings_from) if embeddings_from is not None else None}
 
 
 def pool_folds(fold_results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -184,11 +204,13 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path | None = None,
-                   resume: bool = False) -> dict[str, Any]:
+                   resume: bool = False, reuse_embeddings: bool = False) -> dict[str, Any]:
     """The fold of the split (``cold_start``, as before), and with ``folds`` > 1 the rolling-origin folds and their
-    pooled comparison (``rolling``). ``checkpoints``: a folder where each finished fold is kept as JSON; with
-    ``resume`` a fold kept there with the same windows and steps is reused instead of run again (a long run killed
-    part-way loses at most one fold; the code is not compared, so resume only runs of the same code)."""
+    pooled comparison (``rolling``). ``checkpoints``: a folder where each finished fold is kept as JSON, with its
+    item embeddings as ``.npz``; with ``resume`` a fold kept there with the same windows and steps is reused instead
+    of run again (a long run killed part-way loses at most one fold; the code is not compared, so resume only runs of
+    the same code); with ``reuse_embeddings`` such a fold is evaluated again, every method and setting, from its
+    kept embeddings without fine-tuning (a new scorer tried on the same encoders)."""
     from training.benchmark import ROOT, load_dataset, machine
     from training.text_encoder import item_texts
 
@@ -199,20 +221,26 @@ def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path |
     rows_all = pd.concat([split.train, split.after_cutoff], ignore_index=True)
     end = rows_all["timestamp"].max() + pd.Timedelta(seconds=1)
     windows = fold_windows(split.cutoff, split.validation["timestamp"].min(), end, folds)
-    results, reused = [], []
+    results, reused, rescored = [], [], []
     for w in windows:
         path = checkpoints / f"{dataset}-steps{steps}-fold{w.fold}.json" if checkpoints else None
-        if resume and path is not None and path.exists():
-            kept = json.loads(path.read_text())
-            if kept["windows"] == w.as_dict() and kept["config"]["steps"] == steps:
-                print(f"fold {w.fold}: reusing {path}")
-                results.append(kept)
-                reused.append(w.fold)
-                continue
-        print(f"fold {w.fold}: fine-tune before {w.validation_start}, validate to {w.cut}, test to {w.end}")
+        kept = json.loads(path.read_text()) if path is not None and path.exists() else None
+        same = kept is not None and kept["windows"] == w.as_dict() and kept["config"]["steps"] == steps
+        if resume and same:
+            print(f"fold {w.fold}: reusing {path}")
+            results.append(kept)
+            reused.append(w.fold)
+            continue
+        embeddings = path.with_suffix(".npz") if path is not None else None
+        from_kept = reuse_embeddings and same and embeddings.exists()
+        if from_kept:
+            print(f"fold {w.fold}: evaluating again from the embeddings in {embeddings}")
+            rescored.append(w.fold)
+        else:
+            print(f"fold {w.fold}: fine-tune before {w.validation_start}, validate to {w.cut}, test to {w.end}")
         r = run_fold(w, texts, item_ids, rows_all, steps, fit_rows=split.fit if w.fold == 0 else None,
-                     save_to=ROOT / "data" / "text_encoder" / dataset if w.fold == 0 else None,
-                     embeddings_to=path.with_suffix(".npz") if path is not None else None)
+                     save_to=ROOT / "data" / "text_encoder" / dataset if w.fold == 0 and not from_kept else None,
+                     embeddings_to=embeddings, embeddings_from=embeddings if from_kept else None)
         if path is not None:
             from serving.storage import write_text
 
@@ -220,6 +248,6 @@ def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path |
         results.append(r)
     out = {"dataset": dataset, "model": "text_encoder", "cutoff": str(split.cutoff), **summarise(results)}
     out["wall_seconds"] = time.perf_counter() - t_start  # of this run: folds reused from checkpoints not counted
-    out["reused_folds"] = reused
+    out["reused_folds"], out["folds_evaluated_from_kept_embeddings"] = reused, rescored
     out["machine"] = machine()
     return out

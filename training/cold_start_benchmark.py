@@ -59,6 +59,42 @@ def fold_windows(cut: pd.Timestamp, validation_start: pd.Timestamp, end: pd.Time
     return out
 
 
+def fold_embeddings(texts: list[str], item_ids: pd.Series, fit: Any, item_counts: np.ndarray, cfg: Any,
+                    save_to: Path | None = None, embeddings_to: Path | None = None,
+                    embeddings_from: Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """A fold's item embeddings: the encoder fine-tuned on ``fit``'s pairs (``training.data.InteractionData``; ``cfg``:
+    ``TextEncoderConfig``) with its popularity head fitted to ``item_counts`` ((n_items,) baskets per item), and the
+    same encoder untuned; or, with ``embeddings_from``,
+    those a run of this fold kept. Returns ((n_items, dim) fine-tuned, (n_items,) popularity head, (n_items, dim)
+    untuned, the fine-tuning's facts: ``fit_seconds``, ``history``, ``base_model``, ``saved_to``)."""
+    from training.text_encoder import TextEncoder, mine_pairs
+
+    if embeddings_from is not None:
+        kept = np.load(embeddings_from)
+        if list(kept["item_ids"]) != list(np.asarray(item_ids, str)):
+            raise ValueError(f"{embeddings_from} embeds another catalog; run the fold without reusing embeddings")
+        facts = json.loads(Path(embeddings_from).with_suffix(".json").read_text())
+        return kept["tuned"], kept["popularity_head"], kept["untuned"], {
+            k: facts[k] for k in ("fit_seconds", "history", "base_model")} | {"saved_to": None}
+    pairs, pair_counts = mine_pairs(fit.baskets, fit.user_items, cfg.min_pair_count, cfg.user_weight)
+    tuned = TextEncoder(cfg)
+    tuned.fit(texts, pairs, pair_counts)
+    tuned.fit_popularity_head(texts, item_counts)
+    saved = tuned.save(save_to) if save_to is not None else None
+    z_tuned, b_tuned = tuned.encode(texts)
+    z_untuned = TextEncoder(cfg).embed(texts)
+    if embeddings_to is not None:
+        import io
+
+        from serving.storage import write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, tuned=z_tuned, popularity_head=b_tuned, untuned=z_untuned, item_ids=np.asarray(item_ids, str))
+        write_bytes(buf.getvalue(), embeddings_to)
+    return z_tuned, b_tuned, z_untuned, {"fit_seconds": tuned.fit_seconds, "history": tuned.history,
+                                         "base_model": tuned.model_name, "saved_to": str(saved) if saved else None}
+
+
 def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_all: pd.DataFrame, steps: int,
              fit_rows: pd.DataFrame | None = None, save_to: Path | None = None,
              embeddings_to: Path | None = None, embeddings_from: Path | None = None) -> dict[str, Any]:
@@ -76,7 +112,7 @@ def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_a
                                      observed_log_prior, partner_shares, popularity_scorer, prior_mix_scorer,
                                      tfidf_scorer, twin_partners_scorer)
     from training.data import build_interaction_data
-    from training.text_encoder import TextEncoder, TextEncoderConfig, mine_pairs
+    from training.text_encoder import TextEncoderConfig
 
     ts = rows_all["timestamp"]
     if fit_rows is None:
@@ -88,32 +124,8 @@ def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_a
     shares = {"validation": partner_shares(fit.baskets), "test": partner_shares(train.baskets)}
     fit_counts, train_counts = shares["validation"][1], shares["test"][1]
     cfg = TextEncoderConfig(steps=steps)
-    saved = None
-    if embeddings_from is not None:
-        kept = np.load(embeddings_from)
-        if list(kept["item_ids"]) != list(np.asarray(item_ids, str)):
-            raise ValueError(f"{embeddings_from} embeds another catalog; run the fold without reusing embeddings")
-        z_tuned, b_tuned, z_untuned = kept["tuned"], kept["popularity_head"], kept["untuned"]
-        facts = json.loads(Path(embeddings_from).with_suffix(".json").read_text())
-        fit_seconds, history, base_model = facts["fit_seconds"], facts["history"], facts["base_model"]
-    else:
-        untuned = TextEncoder(cfg)
-        pairs, pair_counts = mine_pairs(fit.baskets, fit.user_items, cfg.min_pair_count, cfg.user_weight)
-        tuned = TextEncoder(cfg)
-        tuned.fit(texts, pairs, pair_counts)
-        tuned.fit_popularity_head(texts, fit_counts)
-        saved = tuned.save(save_to) if save_to is not None else None
-        z_tuned, b_tuned = tuned.encode(texts)
-        z_untuned = untuned.embed(texts)
-        fit_seconds, history, base_model = tuned.fit_seconds, tuned.history, tuned.model_name
-    if embeddings_to is not None and embeddings_from is None:
-        import io
-
-        from serving.storage import write_bytes
-
-        buf = io.BytesIO()
-        np.savez(buf, tuned=z_tuned, popularity_head=b_tuned, untuned=z_untuned, item_ids=np.asarray(item_ids, str))
-        write_bytes(buf.getvalue(), embeddings_to)
+    z_tuned, b_tuned, z_untuned, facts = fold_embeddings(texts, item_ids, fit, fit_counts, cfg, save_to,
+                                                         embeddings_to, embeddings_from)
     similarity = {"fine_tuned_encoder": embedding_scorer(z_tuned), "untuned_encoder": embedding_scorer(z_untuned),
                   "tfidf_titles": tfidf_scorer(texts)}  # cosine similarities
     methods = {"fine_tuned_encoder": lambda items: z_tuned[items] @ z_tuned.T / cfg.temperature + b_tuned[None, :],
@@ -142,8 +154,8 @@ def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_a
             lam, values = choose_on_validation(
                 val_task, lambda w, sim=sim, name=name, m=m, t=t: prior_mix_scorer(
                     twin_partners_scorer(sim, *shares["validation"], m, t), prior(name, fit_counts), w), PRIOR_WEIGHTS)
-            weights[f"{name}+partners"] = {"weight": lam,
-                                           "validation_recall_plus_ndcg": {str(k): v for k, v in values.items()}}
+            weights[f"{name}+partners+prior"] = {"weight": lam,
+                                                 "validation_recall_plus_ndcg": {str(k): v for k, v in values.items()}}
             scorers[f"{name}+partners+prior"] = prior_mix_scorer(twin_partners_scorer(sim, *shares["test"], m, t),
                                                                  prior(name, train_counts), lam)
         evaluated = {name: evaluate_cold(task, fn, per_user=True) for name, fn in scorers.items()}
@@ -157,8 +169,7 @@ def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_a
                          "differences": compare_methods({n: r["per_user"] for n, r in evaluated.items()}),
                          "per_item": {n: {k: np.asarray(v).tolist() for k, v in r["per_user"].items()
                                           if k in ("recall@20", "ndcg@20")} for n, r in evaluated.items()}}
-    return {"windows": windows.as_dict(), "config": cfg.__dict__, "fit_seconds": fit_seconds, "history": history,
-            "base_model": base_model, "cold_start": tables, "saved_to": str(saved) if saved is not None else None,
+    return {"windows": windows.as_dict(), "config": cfg.__dict__, **facts, "cold_start": tables,
             "embeddings_reused_from": str(embeddings_from) if embeddings_from is not None else None}
 
 

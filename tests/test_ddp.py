@@ -3,7 +3,8 @@
 Why the tolerance is tight for LightGCN: both ranks draw the same shuffled batches and negatives (same
 seeds) and each keeps half of every batch (``RankShards``; an odd row goes to one rank, whose loss weighs by
 its share), so DDP's average of the two half-batch gradients is the whole-batch gradient; only the order of
-floating-point sums differs (factors agree to ~1e-7). Metrics may differ only where that noise flips a tie in someone's top 20: 1e-3 in Recall/NDCG@20.
+floating-point sums differs (factors agree to ~1e-7). Metrics may differ only where that noise flips a tie in
+someone's top 20: 1e-3 in Recall/NDCG@20.
 
 The text encoder gathers the global batch on every rank (all in-batch negatives kept), so its loss is
 the one-process loss too, but dropout draws different masks per rank: its tolerance is wider, and at

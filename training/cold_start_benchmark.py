@@ -64,9 +64,9 @@ def fold_embeddings(texts: list[str], item_ids: pd.Series, fit: Any, item_counts
                     embeddings_from: Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """A fold's item embeddings: the encoder fine-tuned on ``fit``'s pairs (``training.data.InteractionData``; ``cfg``:
     ``TextEncoderConfig``) with its popularity head fitted to ``item_counts`` ((n_items,) baskets per item), and the
-    same encoder untuned; or, with ``embeddings_from``,
-    those a run of this fold kept. Returns ((n_items, dim) fine-tuned, (n_items,) popularity head, (n_items, dim)
-    untuned, the fine-tuning's facts: ``fit_seconds``, ``history``, ``base_model``, ``saved_to``)."""
+    same encoder untuned; or, with ``embeddings_from``, those a run of this fold kept. Returns ((n_items, dim)
+    fine-tuned, (n_items,) popularity head, (n_items, dim) untuned, the fine-tuning's facts: ``fit_seconds``,
+    ``history``, ``base_model``, ``saved_to``)."""
     from training.text_encoder import TextEncoder, mine_pairs
 
     if embeddings_from is not None:
@@ -107,10 +107,10 @@ def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_a
 
     ``rows_all``: every interaction row (before and after the cut). Returns the fold's tables, each method with
     ``per_item`` values (for pooling; dropped from the result file)."""
-    from training.cold_start import (PRIOR_WEIGHTS, TWIN_SETTINGS, build_task, choose_on_validation,
-                                     choose_prior_weight, compare_methods, embedding_scorer, evaluate_cold,
-                                     observed_log_prior, partner_shares, popularity_scorer, prior_mix_scorer,
-                                     tfidf_scorer, twin_partners_scorer)
+    from training.cold_start import (TWIN_SETTINGS, build_task, choose_on_validation, choose_prior_weight,
+                                     compare_methods, embedding_scorer, evaluate_cold, observed_log_prior,
+                                     partner_shares, popularity_scorer, prior_mix_scorer, tfidf_scorer,
+                                     twin_partners_scorer)
     from training.data import build_interaction_data
     from training.text_encoder import TextEncoderConfig
 
@@ -151,13 +151,12 @@ def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_a
                            "validation_recall_plus_ndcg": {f"{k[0]}/{k[1]}": v for k, v in values.items()}}
             scorers[f"{name}+partners"] = twin_partners_scorer(sim, *shares["test"], m, t)
             # both: the twins' partners (their settings as chosen above) plus the prior, its weight chosen again
-            lam, values = choose_on_validation(
-                val_task, lambda w, sim=sim, name=name, m=m, t=t: prior_mix_scorer(
-                    twin_partners_scorer(sim, *shares["validation"], m, t), prior(name, fit_counts), w), PRIOR_WEIGHTS)
+            lam, values = choose_prior_weight(val_task, twin_partners_scorer(sim, *shares["validation"], m, t),
+                                              prior(name, fit_counts))
             weights[f"{name}+partners+prior"] = {"weight": lam,
                                                  "validation_recall_plus_ndcg": {str(k): v for k, v in values.items()}}
-            scorers[f"{name}+partners+prior"] = prior_mix_scorer(twin_partners_scorer(sim, *shares["test"], m, t),
-                                                                 prior(name, train_counts), lam)
+            scorers[f"{name}+partners+prior"] = prior_mix_scorer(scorers[f"{name}+partners"], prior(name, train_counts),
+                                                                 lam)
         evaluated = {name: evaluate_cold(task, fn, per_user=True) for name, fn in scorers.items()}
         tables[basis] = {"cold_items": int(len(task.cold)), "validation_cold_items": int(len(val_task.cold)),
                          "scored_cold_items": int(len(next(iter(evaluated.values()))["per_user"]["users"])),

@@ -227,11 +227,14 @@ PARTNER_COLUMNS = ["item_id", "rank", "partner_item_id", "score", "item_title", 
 
 
 def cold_item_partners_table(neighbours: pd.DataFrame, data: InteractionData, catalog: pd.DataFrame, k: int = 20,
-                             n_twins: int = 20, temperature: float = 0.1) -> pd.DataFrame:
+                             n_twins: int = 20, temperature: float = 0.1, prior: np.ndarray | None = None,
+                             prior_weight: float = 0.0) -> pd.DataFrame:
     """For every cold item of ``neighbours`` (``cold_item_neighbours_table``: its warm text neighbours by rank,
     with cosine ``score``), the ``k`` items its ``n_twins`` nearest twins were bought with in ``data``'s baskets,
     each twin weighted by softmax(cosine / ``temperature``) (``training.cold_start.partners_from_twins``).
-    ``score`` is the expected share of the twins' baskets holding the partner."""
+    ``score`` is the expected share of the twins' baskets holding the partner, plus ``prior_weight`` x ``prior``
+    ((n_items,) in ``data``'s item order: the candidates' log popularity, ``training.cold_start.observed_log_prior``)
+    when a prior is given."""
     if neighbours.empty:
         return pd.DataFrame(columns=PARTNER_COLUMNS)
     near = neighbours[neighbours["rank"] <= n_twins].sort_values(["item_id", "rank"])
@@ -246,6 +249,8 @@ def cold_item_partners_table(neighbours: pd.DataFrame, data: InteractionData, ca
     sims[row, col] = near["score"].to_numpy(np.float32)
     shares, counts = partner_shares(data.baskets)
     scores = partners_from_twins(twins, sims, shares, counts, temperature)
+    if prior is not None and prior_weight:
+        scores += np.float32(prior_weight) * np.asarray(prior, np.float32)[None, :]
     scores[np.arange(len(cold_ids)), items.get_indexer(cold_ids)] = -np.inf  # never the item itself
     idx, best = top_k(scores, k)
     k = idx.shape[1]

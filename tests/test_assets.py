@@ -137,8 +137,12 @@ def test_text_assets(run):
     assert len(emb) == len(shop.tables.items) and len(emb["embedding"].iloc[0]) == 384
     cold = result.output_for_node("cold_start_metrics")
     assert set(cold["method"]) == {"fine_tuned_encoder", "untuned_encoder", "tfidf_titles", "popularity",
-                                   "fine_tuned_encoder+partners", "untuned_encoder+partners"}
+                                   "fine_tuned_encoder+partners", "untuned_encoder+partners",
+                                   "fine_tuned_encoder+partners+prior"}
     assert (cold["n_items"] > 0).all()  # the twins (and late items) are cold in the temporal split
+    mat = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+           if e.event_specific_data.materialization.asset_key.to_user_string() == "cold_start_metrics"][0]
+    assert mat.metadata["prior_weight_from"].value.startswith("validation window")  # chosen there, as served
 
 
 def test_text_rows_follow_the_matrices_item_order_not_the_catalogs():

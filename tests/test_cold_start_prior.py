@@ -1,5 +1,6 @@
 """Cold-start scorers built on text similarity: a log-popularity prior, textual twins' partners."""
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from training.cold_start import (ColdStartTask, choose_prior_weight, embedding_scorer, observed_log_prior, partner_shares,
@@ -77,3 +78,38 @@ def test_a_cold_item_gets_the_partners_of_its_textual_twin():
     # with a flat softmax the other twin's partners come in too (its text is equally far from everything else)
     flat = twin_partners_scorer(embedding_scorer(emb), shares, counts, n_twins=5, temperature=100.0)(np.array([0]))[0]
     assert flat[5] > 0 and flat[2] > flat[3]
+
+
+def _rows(new_item_bought_with: str) -> tuple[pd.DataFrame, np.ndarray, pd.Timestamp]:
+    """Before 1 March: 'twin' is bought with 'partner' (5 baskets), 'hit' alone in 40 baskets, 'other' with 'hit'
+    (3). In March the new item 'new', which reads like 'twin', is bought with ``new_item_bought_with``."""
+    baskets = ([["twin", "partner"]] * 5 + [["hit"]] * 40 + [["other", "hit"]] * 3
+               + [["new", new_item_bought_with]] * 4)
+    t0, start = pd.Timestamp("2024-01-01"), pd.Timestamp("2024-03-01")
+    rows = [{"user_id": f"u{b}", "item_id": item, "basket_id": f"b{b}",
+             "timestamp": (t0 if b < len(baskets) - 4 else start) + pd.Timedelta(days=b % 20)}
+            for b, basket in enumerate(baskets) for item in basket]
+    return pd.DataFrame(rows), np.array(["new", "twin", "partner", "hit", "other"], dtype=object), start
+
+
+def test_partner_prior_weight_follows_what_the_validation_window_rewards():
+    """The new items of the validation window are bought with their twin's partner: no prior (weight 0); bought with
+    the best-seller instead: the prior must carry it (the largest weight tried wins)."""
+    from training.cold_start import PRIOR_WEIGHTS, choose_partner_prior_weight
+    from training.data import build_interaction_data
+
+    emb = np.eye(5, dtype=np.float32)
+    emb[0] = emb[1]  # 'new' reads like 'twin'
+    for bought_with, expect_prior in (("partner", False), ("hit", True)):
+        rows, items, start = _rows(bought_with)
+        fit = build_interaction_data(rows[rows["timestamp"] < start], pd.Series(items))
+        weight, values, n_new = choose_partner_prior_weight(rows, fit.baskets, items, start, emb, n_twins=1)
+        assert n_new == 1 and set(values) == set(PRIOR_WEIGHTS)
+        if expect_prior:
+            assert weight > 0 and values[weight] > values[0.0], values
+        else:
+            assert weight == 0.0 and values[0.0] > values[max(PRIOR_WEIGHTS)], values
+    # no new item in the window: nothing to choose on
+    rows, items, start = _rows("partner")
+    weight, values, n_new = choose_partner_prior_weight(rows, fit.baskets, items, start + pd.Timedelta(days=60), emb)
+    assert weight is None and values == {} and n_new == 0

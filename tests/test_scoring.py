@@ -19,21 +19,20 @@ SCORING = dg.load_assets_from_modules([scoring])
 K = 10
 
 
-def upstream_assets(matrices, items, encoder) -> list:
+def stand_in(name: str, group: str, value) -> dg.AssetsDefinition:
+    """An upstream asset that just returns ``value``."""
+    @dg.asset(name=name, group_name=group)
+    def _asset():
+        return value
+
+    return _asset
+
+
+def upstream_assets(matrices, items, encoder, split, embeddings) -> list:
     """Stand-ins for the upstream assets, holding the session's synthetic shop (built once in conftest)."""
-    @dg.asset(name="interaction_matrices", group_name="splits")
-    def _matrices():
-        return matrices
-
-    @dg.asset(name="validated_items", group_name="validation")
-    def _items():
-        return items
-
-    @dg.asset(name="text_encoder", group_name="text")
-    def _encoder():
-        return encoder
-
-    return [_matrices, _items, _encoder]
+    return [stand_in("interaction_matrices", "splits", matrices), stand_in("validated_items", "validation", items),
+            stand_in("text_encoder", "text", encoder), stand_in("training_split", "splits", split),
+            stand_in("item_text_embeddings", "text", embeddings)]
 
 
 def register_champion(mlflow, family: str, model, data, tmp_path, tag: str) -> str:
@@ -58,16 +57,21 @@ def register_champion(mlflow, family: str, model, data, tmp_path, tag: str) -> s
 def shop_run(tmp_path_factory, shop_data, shop_clean, shop_split):
     """Two item-kNN variants registered as versions of one family; a function that materializes scoring assets."""
     from orchestration.assets.splits import SplitMatrices
-    from orchestration.assets.text import TextEncoderArtifact
+    from orchestration.assets.text import TextEncoderArtifact, catalog_in_order
+    from training.data import build_interaction_data
     from training.models import ItemKNN
-    from training.text_encoder import default_model_path
+    from training.text_encoder import TextEncoder, TextEncoderConfig, default_model_path, item_texts
 
     base = tmp_path_factory.mktemp("scoring")
     resources = build_resources(str(base))
-    test = shop_data.matrix_for(shop_split.test)
-    matrices = SplitMatrices(shop_data, test, shop_data, test)
+    fit = build_interaction_data(shop_split.fit, shop_clean.items["item_id"])
+    matrices = SplitMatrices(shop_data, shop_data.matrix_for(shop_split.test), fit, fit.matrix_for(shop_split.validation))
     encoder = TextEncoderArtifact(default_model_path(), default_model_path(), 0.05, 32, {})
-    upstream = upstream_assets(matrices, shop_clean.items, encoder)
+    catalog = catalog_in_order(shop_clean.items, shop_data.item_ids)  # the untuned encoder's embeddings, no bias
+    embeddings = pd.DataFrame({"item_id": catalog["item_id"].astype("string").values,
+                               "embedding": list(TextEncoder(TextEncoderConfig()).embed(item_texts(catalog))),
+                               "bias": np.zeros(len(catalog), np.float32)})
+    upstream = upstream_assets(matrices, shop_clean.items, encoder, shop_split, embeddings)
     models = {"broad": ItemKNN(k=200).fit(shop_data), "narrow": ItemKNN(k=3, shrink=50.0).fit(shop_data)}
     versions = {tag: register_champion(resources["mlflow"], "itemknn", m, shop_data, base, tag)
                 for tag, m in models.items()}  # "narrow" registered last: it is champion
@@ -172,8 +176,10 @@ def test_cold_items_get_warm_text_neighbours(shop_run, shop):
 
 def test_cold_items_get_the_partners_of_their_textual_twins(shop_run, shop):
     """Known answer: each new "Deluxe" twin is bought in place of its anchor, so it belongs with the anchor's planted
-    partner; the partner must come first among what the twin's text neighbours were bought with."""
-    from serving.batch_scoring import cold_and_warm_items
+    partner; the partner must come first among what the twin's text neighbours were bought with, and stay among the
+    first five once the popularity prior is added."""
+    from serving.batch_scoring import cold_and_warm_items, cold_item_partners_table
+    from training.cold_start import PRIOR_WEIGHTS
 
     data = shop_run["matrices"].train
     result = shop_run["score"](["cold_item_neighbours", "cold_item_partners"])
@@ -182,9 +188,27 @@ def test_cold_items_get_the_partners_of_their_textual_twins(shop_run, shop):
     assert set(table["item_id"]) == set(data.item_ids[cold]) and table.groupby("item_id").size().eq(5).all()
     assert not (table["item_id"] == table["partner_item_id"]).any()
     assert (table.groupby("item_id")["score"].diff().dropna() <= 1e-7).all()
+    meta = _metadata(result, "cold_item_partners")
+    neighbours = result.output_for_node("cold_item_neighbours")
+    # the twins' partners alone (no prior) put the planted partner first; served with the prior at the weight the
+    # validation window chose (it leans to best-sellers on this shop), the partner stays in the top 5
+    alone = cold_item_partners_table(neighbours, data, shop_run["items"], 5, 3, 0.1)
     for twin, anchor, partner in shop.twins:
-        assert table.loc[table["item_id"] == twin].sort_values("rank")["partner_item_id"].iloc[0] == partner, twin
-    assert _metadata(result, "cold_item_partners")["cold_items"] == len(cold)
+        assert alone.loc[alone["item_id"] == twin].sort_values("rank")["partner_item_id"].iloc[0] == partner, twin
+        assert partner in set(table.loc[table["item_id"] == twin, "partner_item_id"]), twin
+    assert meta["cold_items"] == len(cold)
+    # the prior's weight was chosen on the new items of the split's validation window, and what it adds is its
+    # weight times the candidates' log popularity: at an overwhelming weight the ranking is the best-sellers'
+    assert meta["prior_weight_from"].startswith("validation window") and meta["validation_new_items"] > 0
+    assert meta["prior_weight"] in PRIOR_WEIGHTS
+    counts = np.bincount(data.baskets.indices, minlength=data.n_items)
+    prior = np.log1p(counts).astype(np.float32)
+    loud = cold_item_partners_table(neighbours, data, shop_run["items"], 5, 3, 0.1, prior, 1e6)
+    position = pd.Index(data.item_ids.astype(str))
+    tops = loud.sort_values("rank").groupby("item_id")["partner_item_id"].first()
+    assert (counts[position.get_indexer(tops.astype(str))] == counts.max()).all()
+    same = cold_item_partners_table(neighbours, data, shop_run["items"], 5, 3, 0.1, prior, meta["prior_weight"])
+    pd.testing.assert_frame_equal(same.reset_index(drop=True), table.reset_index(drop=True))
 
 
 def test_factor_export_with_its_own_item_order(tmp_path, shop_data):

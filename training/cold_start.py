@@ -202,3 +202,28 @@ def twin_partners_scorer(similarity: Callable[[np.ndarray], np.ndarray], shares:
 
 # (number of twins, softmax temperature) tried on validation
 TWIN_SETTINGS = tuple((m, t) for m in (5, 20, 50) for t in (0.02, 0.05, 0.1))
+
+
+def choose_partner_prior_weight(train_rows: pd.DataFrame, fit_baskets: sp.csr_matrix, item_ids: np.ndarray,
+                                validation_start: pd.Timestamp, embeddings: np.ndarray,
+                                text_prior: np.ndarray | None = None, n_twins: int = 20, temperature: float = 0.1,
+                                basis: str = "basket_or_customer"
+                                ) -> tuple[float | None, dict[float, float], int]:
+    """The weight of the log-popularity prior added to a new item's twins' partners (``+partners+prior``), chosen
+    on the items first sold in the validation window [``validation_start``, end of ``train_rows``): their twins are
+    found by ``embeddings`` ((n_items, dim) unit rows in ``item_ids``' order) among the items sold before the
+    window, whose baskets ``fit_baskets`` ((n_baskets, n_items)) give the partners' shares and the prior
+    (``observed_log_prior``; never-sold candidates take ``text_prior``, (n_items,), when given).
+
+    Returns (weight, {weight: validation Recall@20 + NDCG@20}, number of validation items); the weight is None
+    when the window holds no new item with a right answer."""
+    if not (train_rows["timestamp"] >= validation_start).any():
+        return None, {}, 0
+    task = build_task(train_rows, item_ids, validation_start, basis, items="cold")
+    if not len(task.cold) or task.truth.nnz == 0:
+        return None, {}, int(len(task.cold))
+    shares, counts = partner_shares(fit_baskets)
+    partners = twin_partners_scorer(embedding_scorer(np.asarray(embeddings, np.float32)), shares, counts, n_twins,
+                                    temperature)
+    weight, values = choose_prior_weight(task, partners, observed_log_prior(counts, text_prior))
+    return weight, values, int(len(task.cold))

@@ -1,6 +1,7 @@
 """The text side: a BERT-family encoder fine-tuned on co-purchases, embeddings for every catalog
 item (new ones included), and the cold-start evaluation."""
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import dagster as dg
 import numpy as np
@@ -9,8 +10,9 @@ import pandas as pd
 from orchestration.assets.splits import SplitMatrices
 from orchestration.metadata import markdown_table
 from orchestration.resources import ArtifactStore
-from training.cold_start import (build_task, embedding_scorer, evaluate_cold, partner_shares, popularity_scorer,
-                                 tfidf_scorer, twin_partners_scorer)
+from training.cold_start import (build_task, choose_partner_prior_weight, embedding_scorer, evaluate_cold,
+                                 observed_log_prior, partner_shares, popularity_scorer, prior_mix_scorer, tfidf_scorer,
+                                 twin_partners_scorer)
 from training.splits import Split
 from training.text_encoder import TextEncoder, TextEncoderConfig, item_texts, mine_pairs
 
@@ -111,6 +113,34 @@ def catalog_in_order(validated_items: pd.DataFrame, item_ids: np.ndarray) -> pd.
     return catalog.loc[ids].reset_index(drop=True)
 
 
+def partner_prior_weight(prior_weight: float | None, training_split: Split, matrices: SplitMatrices,
+                         item_text_embeddings: pd.DataFrame, n_twins: int, temperature: float
+                         ) -> tuple[float, np.ndarray, dict]:
+    """The weight of the log-popularity prior added to new items' twins' partners, and that prior ((n_items,) in the
+    matrices' item order, from train's baskets; never-sold items take the encoder's popularity-from-text head).
+    ``prior_weight`` None: chosen on the items first sold in a temporal split's validation window
+    (``training.cold_start.choose_partner_prior_weight``), 0 where there is none (no prior); a number: used as given.
+    The encoder has seen the validation window's pairs, so its twins there are somewhat better than a new item's
+    will be. Returns (weight, prior, facts for metadata)."""
+    train = matrices.train
+    emb, bias = text_matrix(item_text_embeddings, train.item_ids)
+    prior = observed_log_prior(np.bincount(train.baskets.indices, minlength=train.n_items), bias)
+    if prior_weight is not None:
+        return float(prior_weight), prior, {"prior_weight": float(prior_weight), "prior_weight_from": "config"}
+    if training_split.cutoff is None or not len(training_split.validation):
+        return 0.0, prior, {"prior_weight": 0.0, "prior_weight_from": "no temporal validation window: no prior"}
+    start = training_split.validation["timestamp"].min()
+    weight, values, n_items = choose_partner_prior_weight(training_split.train, matrices.fit.baskets, train.item_ids,
+                                                          start, emb, bias, n_twins, temperature)
+    if weight is None:
+        return 0.0, prior, {"prior_weight": 0.0, "prior_weight_from": "no new item in the validation window: no prior",
+                            "validation_new_items": n_items}
+    curve = pd.DataFrame({"weight": list(values), "validation_recall_plus_ndcg_at_20": list(values.values())})
+    return float(weight), prior, {
+        "prior_weight": float(weight), "prior_weight_from": f"validation window from {start}",
+        "validation_new_items": n_items, "prior_weight_curve": dg.MetadataValue.md(markdown_table(curve))}
+
+
 @dg.asset(group_name=GROUP)
 def item_text_embeddings(text_encoder: TextEncoderArtifact, validated_items: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """One L2-normalised embedding (and bias) per catalog item, from its text alone: new items too."""
@@ -122,12 +152,14 @@ def item_text_embeddings(text_encoder: TextEncoderArtifact, validated_items: pd.
 
 
 class ColdStartConfig(dg.Config):
-    """``n_twins`` / ``twin_temperature``: the '+partners' rows (what a new item's textual twins were bought with),
-    as ``cold_item_partners`` serves them."""
+    """``n_twins`` / ``twin_temperature`` / ``prior_weight``: the '+partners' rows (what a new item's textual twins
+    were bought with) and '+partners+prior' (that plus the log-popularity prior), as ``cold_item_partners`` serves
+    them; ``prior_weight`` None chooses it on the validation window as that asset does."""
 
     ks: list[int] = [10, 20, 50]
     n_twins: int = 20
     twin_temperature: float = 0.1
+    prior_weight: Optional[float] = None
 
 
 @dg.asset(group_name="evaluation")
@@ -162,6 +194,10 @@ def cold_start_metrics(context: dg.AssetExecutionContext, config: ColdStartConfi
         "untuned_encoder+partners": twin_partners_scorer(untuned_similarity, shares, counts, config.n_twins,
                                                          config.twin_temperature),
     }
+    weight, prior, weight_facts = partner_prior_weight(config.prior_weight, training_split, interaction_matrices,
+                                                       item_text_embeddings, config.n_twins, config.twin_temperature)
+    methods["fine_tuned_encoder+partners+prior"] = prior_mix_scorer(methods["fine_tuned_encoder+partners"], prior,
+                                                                    weight)
     rows = []
     for name, fn in methods.items():
         res = evaluate_cold(task, fn, tuple(config.ks)) if len(task.cold) else {}
@@ -169,5 +205,5 @@ def cold_start_metrics(context: dg.AssetExecutionContext, config: ColdStartConfi
             rows.append({"method": name, "k": k, "recall": res.get(f"recall@{k}", np.nan),
                          "ndcg": res.get(f"ndcg@{k}", np.nan), "n_items": res.get("n_users", 0)})
     table = pd.DataFrame(rows)
-    return dg.Output(table, metadata={"cold_items": int(len(task.cold)),
+    return dg.Output(table, metadata={"cold_items": int(len(task.cold)), **weight_facts,
                                       "at_k20": dg.MetadataValue.md(markdown_table(table[table["k"] == 20]))})

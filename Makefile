@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 # pip finds the CPU build of torch on machines that ship it in their wheel folder; elsewhere set
 # TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" to keep CUDA packages off a CPU box.
 TORCH_PIP_ARGS ?=
+# test files run on this many processes (pytest-xdist); a file's tests stay on one (shared fixtures)
+TEST_WORKERS ?= 2
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export COBUY_DATA_DIR ?= $(CURDIR)/data
 export GX_ANALYTICS_ENABLED := false
@@ -32,7 +34,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 
 test: install
 	-sh tests/setup_chromium.sh  # Debian's chromium for the UI screenshot test; never fails (the test skips)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/dagster dev -m orchestration.definitions

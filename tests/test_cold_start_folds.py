@@ -156,3 +156,29 @@ def test_resume_reuses_only_the_folds_a_run_finished(tmp_path, monkeypatch):
     out = csb.run_cold_start("synthetic", 2, folds=2, checkpoints=tmp_path, reuse_embeddings=True)
     assert calls == [0, 1] and froms == [None, tmp_path / "synthetic-steps2-fold1.npz"]
     assert out["folds_evaluated_from_kept_embeddings"] == [1] and out["reused_folds"] == []
+
+
+def test_confirmation_folds_are_pooled_alone_and_reach_the_readme(tmp_path, monkeypatch):
+    """Folds set apart by a plan (``confirm_from``) are pooled on their own: folds 0-1 show no lead, folds 2-3 a
+    lead of 0.1, and the confirmation sees exactly the later folds' items and their lead."""
+    from training import benchmark
+    from training.cold_start_benchmark import CONFIRMATION_PLAN, run_cold_start, summarise
+
+    monkeypatch.setattr(benchmark, "RESULTS", tmp_path)
+    folds = [_full_fold(k, 20 + k, 0.1 if k >= 2 else 0.0, k) for k in range(4)]
+    body = summarise(folds, confirm_from=2)
+    conf = body["rolling"]["confirmation"]
+    assert conf["folds"] == [2, 3] and conf["plan"] == CONFIRMATION_PLAN
+    t = conf["basket_or_customer"]
+    assert t["cold_items"] == 22 + 23 and t["cold_items_per_fold"] == [22, 23]
+    assert t["differences"]["fine_tuned_encoder - popularity"]["ndcg@20"]["mean_difference"] == pytest.approx(0.1)
+    assert body["rolling"]["pooled"]["basket_or_customer"]["cold_items"] == 20 + 21 + 22 + 23
+    assert "confirmation" not in summarise(folds)["rolling"]  # only when asked for
+    (tmp_path / "online_retail-text_encoder.json").write_text(json.dumps({"dataset": "online_retail", **body}))
+    table = benchmark.readme_table()
+    assert "Confirmation on folds [2, 3]" in table and CONFIRMATION_PLAN in table
+    d = t["differences"]["fine_tuned_encoder+partners+prior - popularity"]["recall@20"]
+    assert f"| basket_or_customer | 45 | fine_tuned_encoder+partners+prior - popularity | " \
+           f"{d['mean_difference']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]" in table
+    with pytest.raises(ValueError, match="confirm_from"):
+        run_cold_start("synthetic", 2, folds=3, confirm_from=3)

@@ -202,13 +202,13 @@ def tune_model(dataset: str, model_name: str, params: dict, fit, validation, tri
 
 
 def run_cold_start(dataset: str, steps: int, folds: int = 1, resume: bool = False,
-                   reuse_embeddings: bool = False) -> dict:
+                   reuse_embeddings: bool = False, confirm_from: int | None = None) -> dict:
     """Cold-start items of the temporal split ranked by text alone, and with ``folds`` > 1 a rolling-origin
     evaluation pooling the cold items of earlier cuts; see ``training.cold_start_benchmark``."""
     from training.cold_start_benchmark import run_cold_start as run
 
     return run(dataset, steps, folds, checkpoints=ROOT / "data" / "cold_start_folds", resume=resume,
-               reuse_embeddings=reuse_embeddings)
+               reuse_embeddings=reuse_embeddings, confirm_from=confirm_from)
 
 
 def run_hybrid(dataset: str, trials: int, encoder_path: str | None) -> dict:
@@ -236,8 +236,13 @@ def print_table(result: dict) -> None:
             for name, m in t["methods"].items():
                 print(f"{name:>20} {m['recall@20']:>10.4f} {m['ndcg@20']:>8.4f}")
         print(f"fine-tuning {result['fit_seconds']:.0f} s, {result['history']}")
-        for basis, t in result.get("rolling", {}).get("pooled", {}).items():
-            print(f"\nrolling origin, {len(t['cold_items_per_fold'])} folds pooled ({basis}): {t['cold_items']} "
+        roll = result.get("rolling", {})
+        pools = [("", t, basis) for basis, t in roll.get("pooled", {}).items()]
+        if "confirmation" in roll:
+            pools += [(f"confirmation (folds {roll['confirmation']['folds']}), ", roll["confirmation"][b], b)
+                      for b in roll["pooled"]]
+        for label, t, basis in pools:
+            print(f"\n{label}rolling origin, {len(t['cold_items_per_fold'])} folds pooled ({basis}): {t['cold_items']} "
                   f"cold items {t['cold_items_per_fold']}")
             print(f"{'method':>28} {'recall@20':>10} {'ndcg@20':>8}")
             for name, m in t["methods"].items():
@@ -269,6 +274,11 @@ def print_table(result: dict) -> None:
 COLD_BASELINES = ("untuned_encoder", "tfidf_titles", "popularity")
 ROLLING_METHODS = ("fine_tuned_encoder", "fine_tuned_encoder+partners", "fine_tuned_encoder+partners+prior",
                    "untuned_encoder+partners+prior", "popularity")
+
+
+# the comparisons benchmarks/cold_start_confirmation.md names
+CONFIRMED_DIFFERENCES = tuple(f"fine_tuned_encoder+partners+prior - {other}" for other in (
+    "popularity", "untuned_encoder+partners+prior", "tfidf_titles+partners+prior", "untuned_encoder", "tfidf_titles"))
 
 
 def readme_cold_difference(name: str) -> bool:
@@ -308,7 +318,28 @@ def rolling_tables(r: dict) -> str:
             f"{steps} steps on the pairs before its validation window; wider right answers):\n\n" + "\n".join(folds)
             + "\n\nPooled over the folds' cold items (each item weighs the same):\n\n" + "\n".join(pooled)
             + "\n\nPooled paired differences (mean, bootstrap 95% interval over the pooled cold items):\n\n"
-            + "\n".join(diffs) + f"\n\n![Pooled cold-start differences](benchmarks/results/{COLD_PLOT})")
+            + "\n".join(diffs) + f"\n\n![Pooled cold-start differences](benchmarks/results/{COLD_PLOT})"
+            + confirmation_table(roll))
+
+
+def confirmation_table(roll: dict) -> str:
+    """Markdown for the confirmation folds (``rolling.confirmation``), if the run set some apart: the pooled
+    figures and paired differences of those folds alone."""
+    if "confirmation" not in roll:
+        return ""
+    c = roll["confirmation"]
+    rows = ["| right answers | cold items | comparison | Recall@20 [95% interval] | NDCG@20 [95% interval] |",
+            "|---|---|---|---|---|"]
+    for basis in roll["pooled"]:
+        t = c[basis]
+        rows += [f"| {basis} | {t['cold_items']} | {name} | {difference_cells(d)} |"
+                 for name, d in t["differences"].items() if name in CONFIRMED_DIFFERENCES]
+    methods = ["| method | Recall@20 | NDCG@20 |", "|---|---|---|"]
+    methods += [f"| {n} | {m['recall@20']:.4f} | {m['ndcg@20']:.4f} |"
+                for n, m in c["basket_or_customer"]["methods"].items()]
+    return (f"\n\nConfirmation on folds {c['folds']}, set apart before they were run ({c['plan']}), wider right "
+            f"answers, {c['basket_or_customer']['cold_items']} cold items:\n\n" + "\n".join(methods)
+            + "\n\nThe plan's comparisons on those folds alone (mean, bootstrap 95% interval):\n\n" + "\n".join(rows))
 
 
 COLD_DIFF_HEADER = ("\n\nCold start, paired differences over the same cold items (mean, bootstrap 95% interval; an "
@@ -429,6 +460,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="text encoder: rolling-origin folds (1: the split's cut only), each fine-tuned on its own")
     ap.add_argument("--resume", action="store_true",
                     help="text encoder: reuse the folds a killed run of the same code finished (data/cold_start_folds)")
+    ap.add_argument("--confirm-from", type=int, default=None,
+                    help="text encoder: also pool folds K onwards alone, the folds a plan set apart before they ran "
+                         "(benchmarks/cold_start_confirmation.md)")
     ap.add_argument("--reuse-embeddings", action="store_true",
                     help="text encoder: evaluate the kept folds again from their saved embeddings, no fine-tuning")
     ap.add_argument("--repeats", type=int, default=3)
@@ -448,7 +482,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.dataset or not args.model:
         ap.error("--dataset and --model are required")
     if args.model == "text_encoder":
-        result = run_cold_start(args.dataset, args.steps, args.folds, args.resume, args.reuse_embeddings)
+        result = run_cold_start(args.dataset, args.steps, args.folds, args.resume, args.reuse_embeddings,
+                                args.confirm_from)
     elif args.model == "hybrid":
         result = run_hybrid(args.dataset, args.tune or 30, args.encoder)
     elif args.model == "association_rules" and args.dataset == "online_retail":

@@ -193,9 +193,11 @@ def pool_folds(fold_results: list[dict[str, Any]]) -> dict[str, Any]:
     return pooled
 
 
-def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(results: list[dict[str, Any]], confirm_from: int | None = None) -> dict[str, Any]:
     """The result file's body from the folds' results (``run_fold``; fold 0 first): fold 0's tables as
-    ``cold_start`` (the split's own cut), and with more folds ``rolling``: each fold's figures and their pooling.
+    ``cold_start`` (the split's own cut), and with more folds ``rolling``: each fold's figures and their pooling;
+    with ``confirm_from`` K (< the number of folds) also ``rolling.confirmation``, the pooling of folds K onwards
+    alone: folds that a plan written before they were run set apart to confirm what the earlier folds suggested.
     Per-item values are left out."""
     first = results[0]
     out = {"validation_start": first["windows"]["validation_start"],
@@ -210,17 +212,27 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
                                      "cold_start": {b: {k: t[k] for k in kept} for b, t in r["cold_start"].items()}}
                                     for r in results],
                           "pooled": pool_folds(results)}
+        if confirm_from is not None and 0 < confirm_from < len(results):
+            out["rolling"]["confirmation"] = {"folds": [r["windows"]["fold"] for r in results[confirm_from:]],
+                                              "plan": CONFIRMATION_PLAN, **pool_folds(results[confirm_from:])}
     return out
 
 
+CONFIRMATION_PLAN = "benchmarks/cold_start_confirmation.md"
+
+
 def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path | None = None,
-                   resume: bool = False, reuse_embeddings: bool = False) -> dict[str, Any]:
+                   resume: bool = False, reuse_embeddings: bool = False,
+                   confirm_from: int | None = None) -> dict[str, Any]:
     """The fold of the split (``cold_start``, as before), and with ``folds`` > 1 the rolling-origin folds and their
     pooled comparison (``rolling``). ``checkpoints``: a folder where each finished fold is kept as JSON, with its
     item embeddings as ``.npz``; with ``resume`` a fold kept there with the same windows and steps is reused instead
     of run again (a long run killed part-way loses at most one fold; the code is not compared, so resume only runs of
     the same code); with ``reuse_embeddings`` such a fold is evaluated again, every method and setting, from its
-    kept embeddings without fine-tuning (a new scorer tried on the same encoders)."""
+    kept embeddings without fine-tuning (a new scorer tried on the same encoders). ``confirm_from``: see
+    ``summarise``."""
+    if confirm_from is not None and not 0 < confirm_from < folds:
+        raise ValueError(f"confirm_from must name a fold after 0 and before {folds}, got {confirm_from}")
     from training.benchmark import ROOT, load_dataset, machine
     from training.text_encoder import item_texts
 
@@ -256,7 +268,7 @@ def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path |
 
             write_text(json.dumps(r, default=str), path)
         results.append(r)
-    out = {"dataset": dataset, "model": "text_encoder", "cutoff": str(split.cutoff), **summarise(results)}
+    out = {"dataset": dataset, "model": "text_encoder", "cutoff": str(split.cutoff), **summarise(results, confirm_from)}
     out["wall_seconds"] = time.perf_counter() - t_start  # of this run: folds reused from checkpoints not counted
     out["reused_folds"], out["folds_evaluated_from_kept_embeddings"] = reused, rescored
     out["machine"] = machine()

@@ -183,8 +183,9 @@ def cold_item_partners(config: ColdItemPartnersConfig, cold_item_neighbours: pd.
                        item_text_embeddings: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """New items -> the K items they are likely to be bought with: what their nearest textual twins (from
     ``cold_item_neighbours``) were bought with in the training baskets, plus the candidates' log popularity at a
-    weight chosen on the validation window. On Online Retail's new items (372, rolling origin) this beats
-    popularity, TF-IDF and plain text neighbours (README, Cold start from text)."""
+    weight chosen on the validation window. On Online Retail's new items (703 over ten rolling-origin folds) this is
+    far above TF-IDF and plain text neighbours, above the twins' partners alone, and about level with popularity
+    (README, Cold start from text)."""
     t0 = time.perf_counter()
     weight, prior, weight_facts = partner_prior_weight(config.prior_weight, training_split, interaction_matrices,
                                                        item_text_embeddings, config.n_twins, config.temperature)

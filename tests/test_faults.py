@@ -38,17 +38,12 @@ def _instance(home: Path) -> dg.DagsterInstance:
 
 
 def _stand_in_upstream(data_dir: Path, instance: dg.DagsterInstance, shop_data, shop_clean, shop_split):
-    """``interaction_matrices``, ``validated_items`` and ``text_encoder`` materialized from the session's
+    """The scoring job's upstream assets (``tests.test_scoring.upstream_assets``) materialized from the session's
     synthetic shop (a run of their own: the jobs below load them across runs, from the event log)."""
-    from orchestration.assets.splits import SplitMatrices
-    from orchestration.assets.text import TextEncoderArtifact
     from orchestration.definitions import build_resources
     from tests.test_scoring import upstream_assets
-    from training.text_encoder import default_model_path
 
-    test = shop_data.matrix_for(shop_split.test)
-    encoder = TextEncoderArtifact(default_model_path(), default_model_path(), 0.05, 32, {})
-    upstream = upstream_assets(SplitMatrices(shop_data, test, shop_data, test), shop_clean.items, encoder)
+    upstream, _ = upstream_assets(shop_data, shop_clean, shop_split)
     assert dg.materialize(upstream, resources=build_resources(str(data_dir)), instance=instance).success
 
 

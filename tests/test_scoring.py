@@ -28,11 +28,26 @@ def stand_in(name: str, group: str, value) -> dg.AssetsDefinition:
     return _asset
 
 
-def upstream_assets(matrices, items, encoder, split, embeddings) -> list:
-    """Stand-ins for the upstream assets, holding the session's synthetic shop (built once in conftest)."""
-    return [stand_in("interaction_matrices", "splits", matrices), stand_in("validated_items", "validation", items),
-            stand_in("text_encoder", "text", encoder), stand_in("training_split", "splits", split),
-            stand_in("item_text_embeddings", "text", embeddings)]
+def upstream_assets(shop_data, shop_clean, shop_split) -> tuple[list, object]:
+    """Stand-ins for the upstream assets, holding the session's synthetic shop (built once in conftest): the split,
+    its matrices, the catalog, the untuned encoder and its item embeddings (no popularity head: biases 0).
+    Returns (the assets, the matrices)."""
+    from orchestration.assets.splits import SplitMatrices
+    from orchestration.assets.text import TextEncoderArtifact, catalog_in_order
+    from training.data import build_interaction_data
+    from training.text_encoder import TextEncoder, TextEncoderConfig, default_model_path, item_texts
+
+    fit = build_interaction_data(shop_split.fit, shop_clean.items["item_id"])
+    matrices = SplitMatrices(shop_data, shop_data.matrix_for(shop_split.test), fit, fit.matrix_for(shop_split.validation))
+    encoder = TextEncoderArtifact(default_model_path(), default_model_path(), 0.05, 32, {})
+    catalog = catalog_in_order(shop_clean.items, shop_data.item_ids)
+    embeddings = pd.DataFrame({"item_id": catalog["item_id"].astype("string").values,
+                               "embedding": list(TextEncoder(TextEncoderConfig()).embed(item_texts(catalog))),
+                               "bias": np.zeros(len(catalog), np.float32)})
+    return [stand_in("interaction_matrices", "splits", matrices),
+            stand_in("validated_items", "validation", shop_clean.items), stand_in("text_encoder", "text", encoder),
+            stand_in("training_split", "splits", shop_split),
+            stand_in("item_text_embeddings", "text", embeddings)], matrices
 
 
 def register_champion(mlflow, family: str, model, data, tmp_path, tag: str) -> str:
@@ -56,22 +71,11 @@ def register_champion(mlflow, family: str, model, data, tmp_path, tag: str) -> s
 @pytest.fixture(scope="module")
 def shop_run(tmp_path_factory, shop_data, shop_clean, shop_split):
     """Two item-kNN variants registered as versions of one family; a function that materializes scoring assets."""
-    from orchestration.assets.splits import SplitMatrices
-    from orchestration.assets.text import TextEncoderArtifact, catalog_in_order
-    from training.data import build_interaction_data
     from training.models import ItemKNN
-    from training.text_encoder import TextEncoder, TextEncoderConfig, default_model_path, item_texts
 
     base = tmp_path_factory.mktemp("scoring")
     resources = build_resources(str(base))
-    fit = build_interaction_data(shop_split.fit, shop_clean.items["item_id"])
-    matrices = SplitMatrices(shop_data, shop_data.matrix_for(shop_split.test), fit, fit.matrix_for(shop_split.validation))
-    encoder = TextEncoderArtifact(default_model_path(), default_model_path(), 0.05, 32, {})
-    catalog = catalog_in_order(shop_clean.items, shop_data.item_ids)  # the untuned encoder's embeddings, no bias
-    embeddings = pd.DataFrame({"item_id": catalog["item_id"].astype("string").values,
-                               "embedding": list(TextEncoder(TextEncoderConfig()).embed(item_texts(catalog))),
-                               "bias": np.zeros(len(catalog), np.float32)})
-    upstream = upstream_assets(matrices, shop_clean.items, encoder, shop_split, embeddings)
+    upstream, matrices = upstream_assets(shop_data, shop_clean, shop_split)
     models = {"broad": ItemKNN(k=200).fit(shop_data), "narrow": ItemKNN(k=3, shrink=50.0).fit(shop_data)}
     versions = {tag: register_champion(resources["mlflow"], "itemknn", m, shop_data, base, tag)
                 for tag, m in models.items()}  # "narrow" registered last: it is champion

@@ -38,7 +38,8 @@ def upstream_assets(shop_data, shop_clean, shop_split) -> tuple[list, object]:
     from training.text_encoder import TextEncoder, TextEncoderConfig, default_model_path, item_texts
 
     fit = build_interaction_data(shop_split.fit, shop_clean.items["item_id"])
-    matrices = SplitMatrices(shop_data, shop_data.matrix_for(shop_split.test), fit, fit.matrix_for(shop_split.validation))
+    matrices = SplitMatrices(shop_data, shop_data.matrix_for(shop_split.test), fit,
+                             fit.matrix_for(shop_split.validation))
     encoder = TextEncoderArtifact(default_model_path(), default_model_path(), 0.05, 32, {})
     catalog = catalog_in_order(shop_clean.items, shop_data.item_ids)
     embeddings = pd.DataFrame({"item_id": catalog["item_id"].astype("string").values,

@@ -193,6 +193,10 @@ def pool_folds(fold_results: list[dict[str, Any]]) -> dict[str, Any]:
     return pooled
 
 
+# where the plan of the confirmation folds (``--confirm-from``) was written before they ran
+CONFIRMATION_PLAN = "benchmarks/cold_start_confirmation.md"
+
+
 def summarise(results: list[dict[str, Any]], confirm_from: int | None = None) -> dict[str, Any]:
     """The result file's body from the folds' results (``run_fold``; fold 0 first): fold 0's tables as
     ``cold_start`` (the split's own cut), and with more folds ``rolling``: each fold's figures and their pooling;
@@ -216,9 +220,6 @@ def summarise(results: list[dict[str, Any]], confirm_from: int | None = None) ->
             out["rolling"]["confirmation"] = {"folds": [r["windows"]["fold"] for r in results[confirm_from:]],
                                               "plan": CONFIRMATION_PLAN, **pool_folds(results[confirm_from:])}
     return out
-
-
-CONFIRMATION_PLAN = "benchmarks/cold_start_confirmation.md"
 
 
 def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path | None = None,

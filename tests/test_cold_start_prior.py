@@ -111,5 +111,7 @@ def test_partner_prior_weight_follows_what_the_validation_window_rewards():
             assert weight == 0.0 and values[0.0] > values[max(PRIOR_WEIGHTS)], values
     # no new item in the window: nothing to choose on
     rows, items, start = _rows("partner")
-    weight, values, n_new = choose_partner_prior_weight(rows, fit.baskets, items, start + pd.Timedelta(days=60), emb)
+    late = start + pd.Timedelta(days=60)
+    fit = build_interaction_data(rows[rows["timestamp"] < late], pd.Series(items))
+    weight, values, n_new = choose_partner_prior_weight(rows, fit.baskets, items, late, emb)
     assert weight is None and values == {} and n_new == 0

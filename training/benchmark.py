@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -293,6 +293,18 @@ def difference_cells(d: dict) -> str:
                       for k in ("recall@20", "ndcg@20"))
 
 
+def difference_header(column: str) -> list[str]:
+    return [f"| right answers | cold items | {column} | Recall@20 [95% interval] | NDCG@20 [95% interval] |",
+            "|---|---|---|---|---|"]
+
+
+def difference_rows(basis: str, pool: dict, keep: Callable[[str], bool]) -> list[str]:
+    """Markdown rows of a pooling's paired differences (``pool``: one basis of ``pool_folds``) whose name ``keep``
+    accepts."""
+    return [f"| {basis} | {pool['cold_items']} | {n} | {difference_cells(d)} |"
+            for n, d in pool["differences"].items() if keep(n)]
+
+
 def rolling_tables(r: dict) -> str:
     """Markdown for a cold-start result's rolling-origin folds: each fold's figures, the pooled figures and the
     pooled paired differences (wider right answers)."""
@@ -307,13 +319,12 @@ def rolling_tables(r: dict) -> str:
         folds.append(f"| {w['fold']} | {w['cut'][:10]} to {w['end'][:10]} | {t['scored_cold_items']} | "
                      f"{t['median_right_answers']:.0f} | {cells} |")
     pooled = ["| right answers | cold items | method | Recall@20 | NDCG@20 |", "|---|---|---|---|---|"]
-    diffs = ["| right answers | cold items | difference | Recall@20 [95% interval] | NDCG@20 [95% interval] |",
-             "|---|---|---|---|---|"]
+    diffs = difference_header("difference")
     for basis, t in roll["pooled"].items():
         pooled += [f"| {basis} | {t['cold_items']} | {n} | {m['recall@20']:.4f} | {m['ndcg@20']:.4f} |"
                    for n, m in t["methods"].items()]
-        diffs += [f"| {basis} | {t['cold_items']} | {n} | {difference_cells(d)} |"
-                  for n, d in t["differences"].items() if basis == "basket_or_customer" and readme_cold_difference(n)]
+        if basis == "basket_or_customer":
+            diffs += difference_rows(basis, t, readme_cold_difference)
     return (f"\n\nCold start, rolling origin ({len(roll['folds'])} folds, each with its own encoder fine-tuned "
             f"{steps} steps on the pairs before its validation window; wider right answers):\n\n" + "\n".join(folds)
             + "\n\nPooled over the folds' cold items (each item weighs the same):\n\n" + "\n".join(pooled)
@@ -328,12 +339,9 @@ def confirmation_table(roll: dict) -> str:
     if "confirmation" not in roll:
         return ""
     c = roll["confirmation"]
-    rows = ["| right answers | cold items | comparison | Recall@20 [95% interval] | NDCG@20 [95% interval] |",
-            "|---|---|---|---|---|"]
+    rows = difference_header("comparison")
     for basis in roll["pooled"]:
-        t = c[basis]
-        rows += [f"| {basis} | {t['cold_items']} | {name} | {difference_cells(d)} |"
-                 for name, d in t["differences"].items() if name in CONFIRMED_DIFFERENCES]
+        rows += difference_rows(basis, c[basis], lambda name: name in CONFIRMED_DIFFERENCES)
     methods = ["| method | Recall@20 | NDCG@20 |", "|---|---|---|"]
     methods += [f"| {n} | {m['recall@20']:.4f} | {m['ndcg@20']:.4f} |"
                 for n, m in c["basket_or_customer"]["methods"].items()]

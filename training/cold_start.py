@@ -45,7 +45,7 @@ def build_task(interactions: pd.DataFrame, item_ids: np.ndarray, cutoff: pd.Time
     n = len(items)
     col = items.get_indexer(after["item_id"].astype(str).to_numpy(dtype=object))
     b_codes, _ = pd.factorize(basket_keys(after))
-    baskets = binary_matrix(b_codes.astype(np.int64), col, int(b_codes.max()) + 1, n)
+    baskets = binary_matrix(b_codes.astype(np.int64), col, int(b_codes.max()) + 1 if len(b_codes) else 0, n)
     known = after["user_id"].notna().to_numpy()
     u_codes, _ = pd.factorize(after.loc[known, "user_id"])
     users = binary_matrix(u_codes.astype(np.int64), col[known], int(u_codes.max()) + 1 if len(u_codes) else 0, n)
@@ -217,8 +217,6 @@ def choose_partner_prior_weight(train_rows: pd.DataFrame, fit_baskets: sp.csr_ma
 
     Returns (weight, {weight: validation Recall@20 + NDCG@20}, number of validation items); the weight is None
     when the window holds no new item with a right answer."""
-    if not (train_rows["timestamp"] >= validation_start).any():
-        return None, {}, 0
     task = build_task(train_rows, item_ids, validation_start, basis, items="cold")
     if not len(task.cold) or task.truth.nnz == 0:
         return None, {}, int(len(task.cold))

@@ -13,6 +13,7 @@ from orchestration.resources import ArtifactStore
 from training.cold_start import (build_task, choose_partner_prior_weight, embedding_scorer, evaluate_cold,
                                  observed_log_prior, partner_shares, popularity_scorer, prior_mix_scorer, tfidf_scorer,
                                  twin_partners_scorer)
+from training.data import item_pair_counts
 from training.splits import Split
 from training.text_encoder import TextEncoder, TextEncoderConfig, item_texts, mine_pairs
 
@@ -124,7 +125,7 @@ def partner_prior_weight(prior_weight: float | None, training_split: Split, matr
     will be. Returns (weight, prior, facts for metadata)."""
     train = matrices.train
     emb, bias = text_matrix(item_text_embeddings, train.item_ids)
-    prior = observed_log_prior(np.bincount(train.baskets.indices, minlength=train.n_items), bias)
+    prior = observed_log_prior(item_pair_counts(train.baskets), bias)
     if prior_weight is not None:
         return float(prior_weight), prior, {"prior_weight": float(prior_weight), "prior_weight_from": "config"}
     if training_split.cutoff is None or not len(training_split.validation):

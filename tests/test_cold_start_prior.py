@@ -1,6 +1,7 @@
 """Cold-start scorers built on text similarity: a log-popularity prior, textual twins' partners."""
 import numpy as np
 import pandas as pd
+import pytest
 import scipy.sparse as sp
 
 from training.cold_start import (ColdStartTask, choose_prior_weight, embedding_scorer, observed_log_prior, partner_shares,
@@ -115,3 +116,33 @@ def test_partner_prior_weight_follows_what_the_validation_window_rewards():
     fit = build_interaction_data(rows[rows["timestamp"] < late], pd.Series(items))
     weight, values, n_new = choose_partner_prior_weight(rows, fit.baskets, items, late, emb)
     assert weight is None and values == {} and n_new == 0
+
+
+def test_partner_policy_takes_its_weight_from_validation_config_or_nothing():
+    """``fit_partner_policy``: chosen on the window (the best-seller case needs a prior), fixed by config, or none
+    without a window; its scorer is the twins' partners plus that weight times the prior, and a policy refuses
+    matrices in another item order."""
+    from training.cold_start import fit_partner_policy, partner_shares, twin_partners_scorer
+    from training.data import build_interaction_data
+
+    emb = np.eye(5, dtype=np.float32)
+    emb[0] = emb[1]
+    rows, items, start = _rows("hit")
+    fit = build_interaction_data(rows[rows["timestamp"] < start], pd.Series(items))
+    train = build_interaction_data(rows, pd.Series(items))
+    chosen = fit_partner_policy(rows, start, fit.baskets, train.baskets, items, emb, n_twins=1)
+    assert chosen.prior_weight > 0 and chosen.chosen_from.startswith("validation window")
+    assert chosen.validation_new_items == 1 and chosen.curve[chosen.prior_weight] == max(chosen.curve.values())
+    np.testing.assert_allclose(chosen.prior, np.log1p(np.asarray((train.baskets > 0).sum(axis=0)).ravel()))
+    fixed = fit_partner_policy(rows, start, fit.baskets, train.baskets, items, emb, n_twins=1, prior_weight=0.5)
+    assert (fixed.prior_weight, fixed.chosen_from, fixed.curve) == (0.5, "config", None)
+    none = fit_partner_policy(rows, None, fit.baskets, train.baskets, items, emb, n_twins=1)
+    assert none.prior_weight == 0.0 and none.chosen_from.startswith("no temporal validation window")
+    shares, counts = partner_shares(train.baskets)
+    query = np.array([0])
+    partners = twin_partners_scorer(embedding_scorer(emb), shares, counts, 1, 0.1)(query)
+    np.testing.assert_allclose(fixed.scorer(embedding_scorer(emb), shares, counts)(query),
+                               partners + 0.5 * fixed.prior[None, :], rtol=1e-6)
+    fixed.aligned_to(items)
+    with pytest.raises(ValueError, match="another item order"):
+        fixed.aligned_to(list(reversed(items)))

@@ -7,7 +7,7 @@ EXPECTED_ASSETS = {"raw_interactions", "raw_items", "validated_interactions", "v
                    "training_split", "interaction_matrices", "popularity_model", "association_rules",
                    "itemknn_model", "model_metrics", "related_items", "ease_model", "graph_filter_model", "mf_model",
                    "lightgcn_model", "chebycf_model", "ials_model", "text_encoder", "item_text_embeddings", "cold_start_metrics",
-                   "blend_model", "hybrid_model"}
+                   "cold_partner_policy", "blend_model", "hybrid_model"}
 
 
 def test_every_job_resolves():
@@ -28,6 +28,9 @@ def test_asset_graph_and_checks():
     assert {("validated_interactions", "quarantine_rate_within_policy"),
             ("validated_interactions", "expectation_suites_pass"), ("quarantine", "rows_add_up")} <= checks
     assert graph.get(dg.AssetKey("training_split")).parent_keys == {dg.AssetKey("validated_interactions")}
+    # one partner policy: the cold-start evaluation scores what cold_item_partners serves
+    for child in ("cold_start_metrics", "cold_item_partners"):
+        assert dg.AssetKey("cold_partner_policy") in graph.get(dg.AssetKey(child)).parent_keys, child
     assert {"model_exports", "model_versions", "champion_decisions"} <= keys
     parity = {name for key, name in checks if key == "model_exports"}
     assert parity == {f"{f}_onnx_parity" for f in ("popularity", "association_rules", "itemknn", "ease", "gf_cf",

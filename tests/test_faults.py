@@ -41,10 +41,11 @@ def _stand_in_upstream(data_dir: Path, instance: dg.DagsterInstance, shop_data, 
     """The scoring job's upstream assets (``tests.test_scoring.upstream_assets``) materialized from the session's
     synthetic shop (a run of their own: the jobs below load them across runs, from the event log)."""
     from orchestration.definitions import build_resources
-    from tests.test_scoring import upstream_assets
+    from tests.test_scoring import UPSTREAM_CONFIG, upstream_assets
 
     upstream, _ = upstream_assets(shop_data, shop_clean, shop_split)
-    assert dg.materialize(upstream, resources=build_resources(str(data_dir)), instance=instance).success
+    assert dg.materialize(upstream, resources=build_resources(str(data_dir)), instance=instance,
+                          run_config=UPSTREAM_CONFIG).success
 
 
 def _child_env(home: Path, data_dir: Path) -> dict[str, str]:

@@ -14,7 +14,9 @@ from serving.registry import CHAMPION
 CONFIG = {"user_recommendations": {"config": {"family": "itemknn", "chunk_size": 64}},
           "related_items": {"config": {"family": "itemknn", "k": 10, "chunk_size": 64}},
           "cold_item_neighbours": {"config": {"k": 5}},
-          "cold_item_partners": {"config": {"k": 5, "n_twins": 3}}}
+          "cold_item_partners": {"config": {"k": 5}}}
+# the upstream partner policy: three twins, as many as the neighbours above hold and fewer than the shop's items
+UPSTREAM_CONFIG = {"ops": {"cold_partner_policy": {"config": {"n_twins": 3}}}}
 SCORING = dg.load_assets_from_modules([scoring])
 K = 10
 
@@ -30,10 +32,11 @@ def stand_in(name: str, group: str, value) -> dg.AssetsDefinition:
 
 def upstream_assets(shop_data, shop_clean, shop_split) -> tuple[list, object]:
     """Stand-ins for the upstream assets, holding the session's synthetic shop (built once in conftest): the split,
-    its matrices, the catalog, the untuned encoder and its item embeddings (no popularity head: biases 0).
+    its matrices, the catalog, the untuned encoder and its item embeddings (no popularity head: biases 0); and the
+    real ``cold_partner_policy`` fitted on them (materialize with ``UPSTREAM_CONFIG``).
     Returns (the assets, the matrices)."""
     from orchestration.assets.splits import SplitMatrices
-    from orchestration.assets.text import TextEncoderArtifact, catalog_in_order
+    from orchestration.assets.text import TextEncoderArtifact, catalog_in_order, cold_partner_policy
     from training.data import build_interaction_data
     from training.text_encoder import TextEncoder, TextEncoderConfig, default_model_path, item_texts
 
@@ -48,7 +51,7 @@ def upstream_assets(shop_data, shop_clean, shop_split) -> tuple[list, object]:
     return [stand_in("interaction_matrices", "splits", matrices),
             stand_in("validated_items", "validation", shop_clean.items), stand_in("text_encoder", "text", encoder),
             stand_in("training_split", "splits", shop_split),
-            stand_in("item_text_embeddings", "text", embeddings)], matrices
+            stand_in("item_text_embeddings", "text", embeddings), cold_partner_policy], matrices
 
 
 def register_champion(mlflow, family: str, model, data, tmp_path, tag: str) -> str:
@@ -81,7 +84,7 @@ def shop_run(tmp_path_factory, shop_data, shop_clean, shop_split):
     versions = {tag: register_champion(resources["mlflow"], "itemknn", m, shop_data, base, tag)
                 for tag, m in models.items()}  # "narrow" registered last: it is champion
     with dg.instance_for_test() as instance:
-        dg.materialize(upstream, resources=resources, instance=instance)  # stored by the IO manager
+        stored = dg.materialize(upstream, resources=resources, instance=instance, run_config=UPSTREAM_CONFIG)
 
         def score(selection, config=None):
             return dg.materialize([*upstream, *SCORING], selection=selection, resources=resources,
@@ -89,7 +92,8 @@ def shop_run(tmp_path_factory, shop_data, shop_clean, shop_split):
                                   instance=instance, raise_on_error=config is None)
 
         yield {"resources": resources, "matrices": matrices, "models": models, "versions": versions,
-               "score": score, "items": shop_clean.items}
+               "score": score, "items": shop_clean.items, "policy": stored.output_for_node("cold_partner_policy"),
+               "policy_metadata": _metadata(stored, "cold_partner_policy")}
 
 
 def _metadata(result, key: str) -> dict:
@@ -204,8 +208,12 @@ def test_cold_items_get_the_partners_of_their_textual_twins(shop_run, shop):
     assert meta["cold_items"] == len(cold)
     # the prior's weight was chosen on the new items of the split's validation window, and what it adds is its
     # weight times the candidates' log popularity: at an overwhelming weight the ranking is the best-sellers'
-    assert meta["prior_weight_from"].startswith("validation window") and meta["validation_new_items"] > 0
-    assert meta["prior_weight"] in PRIOR_WEIGHTS
+    policy, chosen = shop_run["policy"], shop_run["policy_metadata"]
+    assert chosen["prior_weight_from"].startswith("validation window") and chosen["validation_new_items"] > 0
+    assert chosen["prior_weight"] in PRIOR_WEIGHTS and "prior_weight_curve" in chosen
+    # served as the policy says: its weight, its three twins
+    assert (meta["prior_weight"], meta["prior_weight_from"], meta["twins_served"]) == (
+        policy.prior_weight, policy.chosen_from, 3)
     counts = np.bincount(data.baskets.indices, minlength=data.n_items)
     prior = np.log1p(counts).astype(np.float32)
     loud = cold_item_partners_table(neighbours, data, shop_run["items"], 5, 3, 0.1, prior, 1e6)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from training.data import basket_keys, binary_matrix
+from training.data import basket_keys, binary_matrix, item_pair_counts
 from training.metrics import evaluate_scores, paired_bootstrap
 
 
@@ -225,3 +225,61 @@ def choose_partner_prior_weight(train_rows: pd.DataFrame, fit_baskets: sp.csr_ma
                                     temperature)
     weight, values = choose_prior_weight(task, partners, observed_log_prior(counts, text_prior))
     return weight, values, int(len(task.cold))
+
+
+@dataclass
+class PartnerPolicy:
+    """How a new item's partners are scored, fitted once and shared by the cold-start evaluation and the served
+    ``cold_item_partners``: its ``n_twins`` nearest textual twins among sold items, weighted by softmax(cosine /
+    ``temperature``), lend what they were bought with (``partners_from_twins``), plus ``prior_weight`` x ``prior``.
+
+    ``prior``: (n_items,) the candidates' log popularity in ``item_ids``' order (``observed_log_prior``);
+    ``chosen_from``: where ``prior_weight`` came from; ``validation_new_items`` and ``curve`` ({weight: validation
+    Recall@20 + NDCG@20}) when it was chosen on a validation window."""
+
+    n_twins: int
+    temperature: float
+    prior_weight: float
+    prior: np.ndarray
+    item_ids: np.ndarray
+    chosen_from: str
+    validation_new_items: int | None = None
+    curve: dict[float, float] | None = None
+
+    def scorer(self, similarity: Callable[[np.ndarray], np.ndarray], shares: sp.csr_matrix,
+               counts: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """``twin_partners_scorer`` over ``similarity`` with this policy's twins, temperature and prior."""
+        partners = twin_partners_scorer(similarity, shares, counts, self.n_twins, self.temperature)
+        return prior_mix_scorer(partners, self.prior, self.prior_weight)
+
+    def aligned_to(self, item_ids: np.ndarray) -> None:
+        """Raises unless the policy's prior is in the order of ``item_ids`` (the caller's matrices)."""
+        if list(np.asarray(self.item_ids).astype(str)) != list(np.asarray(item_ids).astype(str)):
+            raise ValueError(f"the partner policy was fitted on another item order ({len(self.item_ids)} items) than "
+                             f"these matrices ({len(item_ids)} items); materialize cold_partner_policy again")
+
+
+def fit_partner_policy(train_rows: pd.DataFrame, validation_start: pd.Timestamp | None, fit_baskets: sp.csr_matrix,
+                       train_baskets: sp.csr_matrix, item_ids: np.ndarray, embeddings: np.ndarray,
+                       text_prior: np.ndarray | None = None, n_twins: int = 20, temperature: float = 0.1,
+                       prior_weight: float | None = None) -> PartnerPolicy:
+    """The ``PartnerPolicy`` for serving after ``train_rows``. Its prior is the log popularity in ``train_baskets``
+    ((n_baskets, n_items); never-sold candidates take ``text_prior``, (n_items,), the encoder's popularity-from-text
+    head). ``prior_weight`` None chooses the weight on the items first sold in [``validation_start``, end of
+    ``train_rows``) (``choose_partner_prior_weight``, twins and shares from ``fit_baskets``, the baskets before that
+    window); no window (``validation_start`` None) or no new item with a right answer in it gives weight 0 (no
+    prior). A number is used as given. ``embeddings``: (n_items, dim) unit rows in ``item_ids``' order."""
+    prior = observed_log_prior(item_pair_counts(train_baskets), text_prior)
+    common = {"n_twins": int(n_twins), "temperature": float(temperature), "prior": prior,
+              "item_ids": np.asarray(item_ids, dtype=object)}
+    if prior_weight is not None:
+        return PartnerPolicy(prior_weight=float(prior_weight), chosen_from="config", **common)
+    if validation_start is None:
+        return PartnerPolicy(prior_weight=0.0, chosen_from="no temporal validation window: no prior", **common)
+    weight, values, n_new = choose_partner_prior_weight(train_rows, fit_baskets, item_ids, validation_start,
+                                                        embeddings, text_prior, n_twins, temperature)
+    if weight is None:
+        return PartnerPolicy(prior_weight=0.0, chosen_from="no new item in the validation window: no prior",
+                             validation_new_items=n_new, **common)
+    return PartnerPolicy(prior_weight=float(weight), chosen_from=f"validation window from {validation_start}",
+                         validation_new_items=n_new, curve=values, **common)

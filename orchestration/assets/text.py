@@ -10,10 +10,8 @@ import pandas as pd
 from orchestration.assets.splits import SplitMatrices
 from orchestration.metadata import markdown_table
 from orchestration.resources import ArtifactStore
-from training.cold_start import (build_task, choose_partner_prior_weight, embedding_scorer, evaluate_cold,
-                                 observed_log_prior, partner_shares, popularity_scorer, prior_mix_scorer, tfidf_scorer,
-                                 twin_partners_scorer)
-from training.data import item_pair_counts
+from training.cold_start import (PartnerPolicy, build_task, embedding_scorer, evaluate_cold, fit_partner_policy,
+                                 partner_shares, popularity_scorer, tfidf_scorer, twin_partners_scorer)
 from training.splits import Split
 from training.text_encoder import TextEncoder, TextEncoderConfig, item_texts, mine_pairs
 
@@ -114,32 +112,41 @@ def catalog_in_order(validated_items: pd.DataFrame, item_ids: np.ndarray) -> pd.
     return catalog.loc[ids].reset_index(drop=True)
 
 
-def partner_prior_weight(prior_weight: float | None, training_split: Split, matrices: SplitMatrices,
-                         item_text_embeddings: pd.DataFrame, n_twins: int, temperature: float
-                         ) -> tuple[float, np.ndarray, dict]:
-    """The weight of the log-popularity prior added to new items' twins' partners, and that prior ((n_items,) in the
-    matrices' item order, from train's baskets; never-sold items take the encoder's popularity-from-text head).
-    ``prior_weight`` None: chosen on the items first sold in a temporal split's validation window
-    (``training.cold_start.choose_partner_prior_weight``), 0 where there is none (no prior); a number: used as given.
-    The encoder has seen the validation window's pairs, so its twins there are somewhat better than a new item's
-    will be. Returns (weight, prior, facts for metadata)."""
-    train = matrices.train
+class PartnerPolicyConfig(dg.Config):
+    """``n_twins`` nearest text neighbours among sold items (at most ``cold_item_neighbours``' k when served),
+    weighted by softmax(cosine / ``temperature``): on Online Retail's validation windows (items new to the encoder)
+    20-50 twins at 0.1 ranked new items' partners best (benchmarks/results/online_retail-text_encoder.json,
+    ``partner_settings``). ``prior_weight``: the weight of the candidates' log popularity added to the twins'
+    partners; None chooses it on the new items of the split's validation window (0, no prior, without one)."""
+
+    n_twins: int = 20
+    temperature: float = 0.1
+    prior_weight: Optional[float] = None
+
+
+@dg.asset(group_name=GROUP)
+def cold_partner_policy(config: PartnerPolicyConfig, training_split: Split, interaction_matrices: SplitMatrices,
+                        item_text_embeddings: pd.DataFrame) -> dg.Output[PartnerPolicy]:
+    """How new items' partners are scored: their textual twins' partners plus the candidates' log popularity, at a
+    weight chosen once on the items first sold in the validation window. ``cold_start_metrics`` evaluates this
+    policy and ``cold_item_partners`` serves it, so both use the same settings and weight. The encoder has seen the
+    validation window's pairs, so its twins there are somewhat better than a new item's will be."""
+    train = interaction_matrices.train
     emb, bias = text_matrix(item_text_embeddings, train.item_ids)
-    prior = observed_log_prior(item_pair_counts(train.baskets), bias)
-    if prior_weight is not None:
-        return float(prior_weight), prior, {"prior_weight": float(prior_weight), "prior_weight_from": "config"}
-    if training_split.cutoff is None or not len(training_split.validation):
-        return 0.0, prior, {"prior_weight": 0.0, "prior_weight_from": "no temporal validation window: no prior"}
-    start = training_split.validation["timestamp"].min()
-    weight, values, n_items = choose_partner_prior_weight(training_split.train, matrices.fit.baskets, train.item_ids,
-                                                          start, emb, bias, n_twins, temperature)
-    if weight is None:
-        return 0.0, prior, {"prior_weight": 0.0, "prior_weight_from": "no new item in the validation window: no prior",
-                            "validation_new_items": n_items}
-    curve = pd.DataFrame({"weight": list(values), "validation_recall_plus_ndcg_at_20": list(values.values())})
-    return float(weight), prior, {
-        "prior_weight": float(weight), "prior_weight_from": f"validation window from {start}",
-        "validation_new_items": n_items, "prior_weight_curve": dg.MetadataValue.md(markdown_table(curve))}
+    temporal = training_split.cutoff is not None and len(training_split.validation) > 0
+    policy = fit_partner_policy(training_split.train,
+                                training_split.validation["timestamp"].min() if temporal else None,
+                                interaction_matrices.fit.baskets, train.baskets, train.item_ids, emb, bias,
+                                config.n_twins, config.temperature, config.prior_weight)
+    meta = {"prior_weight": policy.prior_weight, "prior_weight_from": policy.chosen_from, "n_twins": policy.n_twins,
+            "temperature": policy.temperature}
+    if policy.validation_new_items is not None:
+        meta["validation_new_items"] = policy.validation_new_items
+    if policy.curve:
+        curve = pd.DataFrame({"weight": list(policy.curve),
+                              "validation_recall_plus_ndcg_at_20": list(policy.curve.values())})
+        meta["prior_weight_curve"] = dg.MetadataValue.md(markdown_table(curve))
+    return dg.Output(policy, metadata=meta)
 
 
 @dg.asset(group_name=GROUP)
@@ -153,21 +160,17 @@ def item_text_embeddings(text_encoder: TextEncoderArtifact, validated_items: pd.
 
 
 class ColdStartConfig(dg.Config):
-    """``n_twins`` / ``twin_temperature`` / ``prior_weight``: the '+partners' rows (what a new item's textual twins
-    were bought with) and '+partners+prior' (that plus the log-popularity prior), as ``cold_item_partners`` serves
-    them; ``prior_weight`` None chooses it on the validation window as that asset does."""
+    """``ks``: the cut-offs reported. The '+partners' rows use ``cold_partner_policy``'s twins and temperature, and
+    '+partners+prior' is that policy as ``cold_item_partners`` serves it."""
 
     ks: list[int] = [10, 20, 50]
-    n_twins: int = 20
-    twin_temperature: float = 0.1
-    prior_weight: Optional[float] = None
 
 
 @dg.asset(group_name="evaluation")
 def cold_start_metrics(context: dg.AssetExecutionContext, config: ColdStartConfig, training_split: Split,
                        validated_items: pd.DataFrame, interaction_matrices: SplitMatrices,
-                       text_encoder: TextEncoderArtifact, item_text_embeddings: pd.DataFrame
-                       ) -> dg.Output[pd.DataFrame]:
+                       text_encoder: TextEncoderArtifact, item_text_embeddings: pd.DataFrame,
+                       cold_partner_policy: PartnerPolicy) -> dg.Output[pd.DataFrame]:
     """Items first sold after the cut, ranked by text alone against what was bought with them:
     fine-tuned encoder vs the same encoder untuned, TF-IDF on titles, and popularity; and both encoders' textual
     twins' partners (what ``cold_item_partners`` serves)."""
@@ -179,6 +182,8 @@ def cold_start_metrics(context: dg.AssetExecutionContext, config: ColdStartConfi
     rows_all = pd.concat([training_split.train, training_split.after_cutoff], ignore_index=True)
     task = build_task(rows_all, interaction_matrices.train.item_ids, training_split.cutoff)
     train = interaction_matrices.train
+    policy = cold_partner_policy
+    policy.aligned_to(train.item_ids)
     # every scorer below indexes items by the matrices' positions, as the task does
     texts = item_texts(catalog_in_order(validated_items, train.item_ids))
     emb, bias = text_matrix(item_text_embeddings, train.item_ids)
@@ -190,15 +195,12 @@ def cold_start_metrics(context: dg.AssetExecutionContext, config: ColdStartConfi
         "untuned_encoder": untuned_similarity,
         "tfidf_titles": tfidf_scorer(texts),
         "popularity": popularity_scorer(counts),
-        "fine_tuned_encoder+partners": twin_partners_scorer(embedding_scorer(emb), shares, counts, config.n_twins,
-                                                            config.twin_temperature),
-        "untuned_encoder+partners": twin_partners_scorer(untuned_similarity, shares, counts, config.n_twins,
-                                                         config.twin_temperature),
+        "fine_tuned_encoder+partners": twin_partners_scorer(embedding_scorer(emb), shares, counts, policy.n_twins,
+                                                            policy.temperature),
+        "untuned_encoder+partners": twin_partners_scorer(untuned_similarity, shares, counts, policy.n_twins,
+                                                         policy.temperature),
+        "fine_tuned_encoder+partners+prior": policy.scorer(embedding_scorer(emb), shares, counts),
     }
-    weight, prior, weight_facts = partner_prior_weight(config.prior_weight, training_split, interaction_matrices,
-                                                       item_text_embeddings, config.n_twins, config.twin_temperature)
-    methods["fine_tuned_encoder+partners+prior"] = prior_mix_scorer(methods["fine_tuned_encoder+partners"], prior,
-                                                                    weight)
     rows = []
     for name, fn in methods.items():
         res = evaluate_cold(task, fn, tuple(config.ks)) if len(task.cold) else {}
@@ -206,5 +208,6 @@ def cold_start_metrics(context: dg.AssetExecutionContext, config: ColdStartConfi
             rows.append({"method": name, "k": k, "recall": res.get(f"recall@{k}", np.nan),
                          "ndcg": res.get(f"ndcg@{k}", np.nan), "n_items": res.get("n_users", 0)})
     table = pd.DataFrame(rows)
-    return dg.Output(table, metadata={"cold_items": int(len(task.cold)), **weight_facts,
+    return dg.Output(table, metadata={"cold_items": int(len(task.cold)), "prior_weight": policy.prior_weight,
+                                      "prior_weight_from": policy.chosen_from,
                                       "at_k20": dg.MetadataValue.md(markdown_table(table[table["k"] == 20]))})

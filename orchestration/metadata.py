@@ -1,8 +1,15 @@
 """Helpers that turn results into Dagster metadata shown in the UI."""
 from __future__ import annotations
 
+import base64
+
 import dagster as dg
 import pandas as pd
+
+
+def png_md(png: bytes, title: str) -> dg.MetadataValue:
+    """A PNG shown inline in the UI (markdown with a data URL)."""
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
 def frame_preview(df: pd.DataFrame, n: int = 10) -> dg.MetadataValue:

@@ -211,6 +211,7 @@ def test_cold_items_get_the_partners_of_their_textual_twins(shop_run, shop):
     policy, chosen = shop_run["policy"], shop_run["policy_metadata"]
     assert chosen["prior_weight_from"].startswith("validation window") and chosen["validation_new_items"] > 0
     assert chosen["prior_weight"] in PRIOR_WEIGHTS and "prior_weight_curve" in chosen
+    assert chosen["prior_weight_plot"].startswith("![prior weight](data:image/png;base64,iVBOR")  # a PNG, inline
     # served as the policy says: its weight, its three twins
     assert (meta["prior_weight"], meta["prior_weight_from"], meta["twins_served"]) == (
         policy.prior_weight, policy.chosen_from, 3)

@@ -78,3 +78,20 @@ def differences_png(differences: dict[str, dict[str, dict[str, float]]],
         ax.set_title(f"{title} {metric} difference".strip(), fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     return _png(fig, axes, legend=False)
+
+
+def prior_weight_curve_png(curve: dict[float, float], chosen: float) -> bytes:
+    """The validation value (Recall@20 + NDCG@20) against each prior weight tried, on a symmetric-log x axis (0 is
+    no prior), the chosen weight marked. ``curve``: weight -> validation value."""
+    weights = sorted(curve)
+    fig, axes = _panels(1, 5, 3.2)
+    ax = axes[0]
+    ax.plot(weights, [curve[w] for w in weights], marker="o", label="validation Recall@20 + NDCG@20")
+    ax.axvline(chosen, color="tab:red", lw=1, ls="--", label=f"chosen: {chosen:g}")
+    linthresh = min((w for w in weights if w > 0), default=1e-3)
+    ax.set_xscale("symlog", linthresh=linthresh)
+    ax.set_xlim(-linthresh / 2, max(weights[-1], linthresh) * 2)
+    ax.set_xlabel("weight of log popularity (0 = twins' partners alone)")
+    ax.set_title("new items' partners: prior weight on the validation window", fontsize=9)
+    ax.grid(alpha=0.3)
+    return _png(fig, axes)

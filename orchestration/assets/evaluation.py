@@ -1,12 +1,10 @@
 """Held-out evaluation of every fitted model with the full-ranking harness."""
 
-import base64
-
 import dagster as dg
 import pandas as pd
 
 from orchestration.assets.splits import SplitMatrices
-from orchestration.metadata import markdown_table
+from orchestration.metadata import markdown_table, png_md
 from orchestration.resources import ArtifactStore
 from serving.storage import write_bytes
 from training.evaluation import metrics_frame
@@ -35,7 +33,7 @@ def model_metrics(context: dg.AssetExecutionContext, interaction_matrices: Split
     png = metrics_vs_k_png(table)
     plot_path = write_bytes(png, artifacts.run_dir(context.run) / "metrics_vs_k.png")
     return dg.Output(table, metadata={
-        "metrics_vs_k": dg.MetadataValue.md(f"![metrics vs K](data:image/png;base64,{base64.b64encode(png).decode()})"),
+        "metrics_vs_k": png_md(png, "metrics vs K"),
         "plot_path": dg.MetadataValue.path(str(plot_path)),
         "at_k20": dg.MetadataValue.md(markdown_table(at20)),
         "best_model": str(best["model"]), "best_recall@20": float(best["recall"]),

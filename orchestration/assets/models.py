@@ -1,6 +1,5 @@
 """Fitted models, one asset per family. Each tunes (optionally, with Optuna on the validation split
 carved from train), then fits on the whole train split; the test split is left to evaluation."""
-import base64
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
@@ -8,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from orchestration.assets.splits import SplitMatrices
-from orchestration.metadata import markdown_table
+from orchestration.metadata import markdown_table, png_md
 from orchestration.resources import OptunaStorage, ArtifactStore
 from training.models import (EASE, AssociationRules, ChebyCF, GraphFilter, IALSMatrixFactorization, ItemKNN, LightGCN,
                              LinearBlend, MatrixFactorization, Popularity)
@@ -124,8 +123,7 @@ class IALSConfig(TunableConfig):
 
 
 def _image_md(path: str, title: str) -> dg.MetadataValue:
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{data})")
+    return png_md(Path(path).read_bytes(), title)
 
 
 def tune_family(context: dg.AssetExecutionContext, family: str, config: TunableConfig, params: dict[str, Any],

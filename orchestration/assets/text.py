@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 
 from orchestration.assets.splits import SplitMatrices
-from orchestration.metadata import markdown_table
+from orchestration.metadata import markdown_table, png_md
 from orchestration.resources import ArtifactStore
 from training.cold_start import (PartnerPolicy, build_task, embedding_scorer, evaluate_cold, fit_partner_policy,
                                  partner_shares, popularity_scorer, tfidf_scorer, twin_partners_scorer)
+from training.plots import prior_weight_curve_png
 from training.splits import Split
 from training.text_encoder import TextEncoder, TextEncoderConfig, item_texts, mine_pairs
 
@@ -146,6 +147,7 @@ def cold_partner_policy(config: PartnerPolicyConfig, training_split: Split, inte
         curve = pd.DataFrame({"weight": list(policy.curve),
                               "validation_recall_plus_ndcg_at_20": list(policy.curve.values())})
         meta["prior_weight_curve"] = dg.MetadataValue.md(markdown_table(curve))
+        meta["prior_weight_plot"] = png_md(prior_weight_curve_png(policy.curve, policy.prior_weight), "prior weight")
     return dg.Output(policy, metadata=meta)
 
 

@@ -146,3 +146,6 @@ def test_partner_policy_takes_its_weight_from_validation_config_or_nothing():
     fixed.aligned_to(items)
     with pytest.raises(ValueError, match="another item order"):
         fixed.aligned_to(list(reversed(items)))
+    for bad in ({"n_twins": 0}, {"temperature": 0.0}, {"prior_weight": -1.0}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))}="):
+            fit_partner_policy(rows, start, fit.baskets, train.baskets, items, emb, **bad)

@@ -269,6 +269,9 @@ def fit_partner_policy(train_rows: pd.DataFrame, validation_start: pd.Timestamp 
     ``train_rows``) (``choose_partner_prior_weight``, twins and shares from ``fit_baskets``, the baskets before that
     window); no window (``validation_start`` None) or no new item with a right answer in it gives weight 0 (no
     prior). A number is used as given. ``embeddings``: (n_items, dim) unit rows in ``item_ids``' order."""
+    if n_twins < 1 or not temperature > 0 or (prior_weight is not None and not prior_weight >= 0):
+        raise ValueError(f"partner policy: need n_twins >= 1, temperature > 0 and prior_weight >= 0 (or None to choose "
+                         f"it), got n_twins={n_twins}, temperature={temperature}, prior_weight={prior_weight}")
     prior = observed_log_prior(item_pair_counts(train_baskets), text_prior)
     common = {"n_twins": int(n_twins), "temperature": float(temperature), "prior": prior,
               "item_ids": np.asarray(item_ids, dtype=object)}

@@ -26,6 +26,7 @@ from serving.storage import write_result_json
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+COLD_START_FOLDS = ROOT / "data" / "cold_start_folds"  # each rolling fold's result and embeddings
 DATASETS = Path(os.environ.get("COBUY_DATASETS", ROOT.parent / "shared" / "datasets"))
 
 # Defaults per dataset; item-kNN's were picked on Gowalla's validation split (carved from train).
@@ -207,7 +208,7 @@ def run_cold_start(dataset: str, steps: int, folds: int = 1, resume: bool = Fals
     evaluation pooling the cold items of earlier cuts; see ``training.cold_start_benchmark``."""
     from training.cold_start_benchmark import run_cold_start as run
 
-    return run(dataset, steps, folds, checkpoints=ROOT / "data" / "cold_start_folds", resume=resume,
+    return run(dataset, steps, folds, checkpoints=COLD_START_FOLDS, resume=resume,
                reuse_embeddings=reuse_embeddings, confirm_from=confirm_from)
 
 

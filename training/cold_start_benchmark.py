@@ -95,6 +95,23 @@ def fold_embeddings(texts: list[str], item_ids: pd.Series, fit: Any, item_counts
                                          "base_model": tuned.model_name, "saved_to": str(saved) if saved else None}
 
 
+def fold_checkpoint(checkpoints: Path, dataset: str, steps: int, fold: int) -> Path:
+    """Where a run of ``fold`` (``steps`` fine-tuning steps) keeps its result (``.json``); its item embeddings sit
+    beside it as ``.npz``."""
+    return Path(checkpoints) / f"{dataset}-steps{steps}-fold{fold}.json"
+
+
+def rolling_folds(dataset: str, folds: int) -> tuple[Any, Any, pd.DataFrame, list[FoldWindows]]:
+    """The dataset's cleaned tables and temporal split (``training.benchmark.load_dataset``), every interaction row
+    (before and after the cut) and the ``folds`` rolling-origin windows over them."""
+    from training.benchmark import load_dataset
+
+    cleaned, split, _, _ = load_dataset(dataset)
+    rows_all = pd.concat([split.train, split.after_cutoff], ignore_index=True)
+    end = rows_all["timestamp"].max() + pd.Timedelta(seconds=1)
+    return cleaned, split, rows_all, fold_windows(split.cutoff, split.validation["timestamp"].min(), end, folds)
+
+
 def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_all: pd.DataFrame, steps: int,
              fit_rows: pd.DataFrame | None = None, save_to: Path | None = None,
              embeddings_to: Path | None = None, embeddings_from: Path | None = None) -> dict[str, Any]:
@@ -234,19 +251,16 @@ def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path |
     ``summarise``."""
     if confirm_from is not None and not 0 < confirm_from < folds:
         raise ValueError(f"confirm_from must name a fold after 0 and before {folds}, got {confirm_from}")
-    from training.benchmark import ROOT, load_dataset, machine
+    from training.benchmark import ROOT, machine
     from training.text_encoder import item_texts
 
     t_start = time.perf_counter()
-    cleaned, split, _, _ = load_dataset(dataset)
+    cleaned, split, rows_all, windows = rolling_folds(dataset, folds)
     texts = item_texts(cleaned.items)
     item_ids = cleaned.items["item_id"]
-    rows_all = pd.concat([split.train, split.after_cutoff], ignore_index=True)
-    end = rows_all["timestamp"].max() + pd.Timedelta(seconds=1)
-    windows = fold_windows(split.cutoff, split.validation["timestamp"].min(), end, folds)
     results, reused, rescored = [], [], []
     for w in windows:
-        path = checkpoints / f"{dataset}-steps{steps}-fold{w.fold}.json" if checkpoints else None
+        path = fold_checkpoint(checkpoints, dataset, steps, w.fold) if checkpoints else None
         kept = json.loads(path.read_text()) if path is not None and path.exists() else None
         same = kept is not None and kept["windows"] == w.as_dict() and kept["config"]["steps"] == steps
         if resume and same:

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from training.cold_start import ColdStartTask, build_task
 from training.metrics import paired_bootstrap
@@ -83,32 +82,29 @@ def unsold_hit_rates(task: ColdStartTask, embeddings: np.ndarray, counts: np.nda
     return np.nanmean(near_hits, axis=0), np.mean(pop_hits, axis=0), len(near_hits)
 
 
-def run(folds: int, n_near: int = 3, seed: int = 0) -> dict[str, Any]:
+def run(folds: int, steps: int = 250, n_near: int = 3, seed: int = 0) -> dict[str, Any]:
     """Both diagnostics over the rolling-origin folds 0..``folds``-1 of Online Retail, from the fine-tuned embeddings
-    the cold-start benchmark kept for each (raises naming the first one missing)."""
-    from training.benchmark import ROOT, load_dataset, machine
-    from training.cold_start import partner_shares
-    from training.cold_start_benchmark import fold_windows
-    from training.data import build_interaction_data
+    the cold-start benchmark (``steps`` fine-tuning steps) kept for each (raises naming the first one missing)."""
+    from training.benchmark import COLD_START_FOLDS, machine
+    from training.cold_start_benchmark import fold_checkpoint, rolling_folds
+    from training.data import build_interaction_data, item_pair_counts
 
-    cleaned, split, _, _ = load_dataset("online_retail")
+    cleaned, _, rows_all, windows = rolling_folds("online_retail", folds)
     item_ids = cleaned.items["item_id"]
-    rows_all = pd.concat([split.train, split.after_cutoff], ignore_index=True)
-    end = rows_all["timestamp"].max() + pd.Timedelta(seconds=1)
     ts = rows_all["timestamp"]
     overlap: dict[str, list[np.ndarray]] = {"near": [], "random": [], "far": []}
     near_rates, pop_rates, weights, per_fold = [], [], [], []
-    for w in fold_windows(split.cutoff, split.validation["timestamp"].min(), end, folds):
-        kept = ROOT / "data" / "cold_start_folds" / f"online_retail-steps250-fold{w.fold}.npz"
+    for w in windows:
+        kept = fold_checkpoint(COLD_START_FOLDS, "online_retail", steps, w.fold).with_suffix(".npz")
         if not kept.exists():
-            raise FileNotFoundError(f"{kept}: run the cold-start benchmark with --folds {folds} first")
+            raise FileNotFoundError(f"{kept}: run the cold-start benchmark with --folds {folds} --steps {steps} first")
         z = np.load(kept)["tuned"]
         train = build_interaction_data(rows_all[ts < w.cut], item_ids)
         task = build_task(rows_all[ts < w.end], train.item_ids, w.cut, "basket_or_customer")
         o = truth_overlap(task, z, n_near, seed + w.fold)
         for k in overlap:
             overlap[k].append(o[k])
-        near, pop, n = unsold_hit_rates(task, z, partner_shares(train.baskets)[1])
+        near, pop, n = unsold_hit_rates(task, z, item_pair_counts(train.baskets))
         if n:
             near_rates.append(near)
             pop_rates.append(pop)
@@ -116,7 +112,8 @@ def run(folds: int, n_near: int = 3, seed: int = 0) -> dict[str, Any]:
         per_fold.append({"fold": w.fold, "cold_items": int(len(task.cold)), "overlap_items": int(len(o["near"])),
                          **{f"jaccard_{k}": float(v.mean()) if len(v) else None for k, v in o.items()}})
     pooled = {k: np.concatenate(v) for k, v in overlap.items()}
-    return {"dataset": "online_retail", "model": "cold_start_diagnostics", "folds": folds, "n_near": n_near,
+    return {"dataset": "online_retail", "model": "cold_start_diagnostics", "folds": folds, "steps": steps,
+            "n_near": n_near,
             "right_answers": "basket_or_customer",
             "twin_overlap": {"items": int(len(pooled["near"])),
                              **{f"jaccard_{k}": float(v.mean()) for k, v in pooled.items()},
@@ -131,12 +128,13 @@ def run(folds: int, n_near: int = 3, seed: int = 0) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--folds", type=int, default=10, help="rolling-origin folds whose kept embeddings to read")
+    ap.add_argument("--steps", type=int, default=250, help="fine-tuning steps of the benchmark run whose folds to read")
     ap.add_argument("--n-near", type=int, default=3, help="nearest / random / farthest new items compared")
     args = ap.parse_args(argv)
     from serving.storage import write_result_json
     from training.benchmark import RESULTS
 
-    result = run(args.folds, args.n_near)
+    result = run(args.folds, args.steps, args.n_near)
     path = write_result_json(result, Path(RESULTS) / "online_retail-cold_start-diagnostics.json")
     o, u = result["twin_overlap"], result["unsold_hit_rates"]
     d = o["near_minus_random"]

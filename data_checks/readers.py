@@ -207,9 +207,10 @@ def read_events(src: EventsSource) -> RawTables:
 # ---------------------------------------------------------------- Instacart Market Basket
 @dataclass
 class InstacartSource:
-    """The Instacart Market Basket folder: ``order_products__*.csv``, ``products.csv``, ``aisles.csv``,
-    ``departments.csv`` and, when present, ``orders.csv`` (which gives users and relative days; the
-    dataset has no calendar dates, so timestamps count days from ``start_date``)."""
+    """The Instacart Market Basket folder: ``order_products__*``, ``products``, ``aisles``, ``departments`` and,
+    when present, ``orders`` (which gives users and relative days; the dataset has no calendar dates, so
+    timestamps count days from ``start_date``). Each table may be ``.csv``, ``.csv.gz`` or ``.parquet`` (it is
+    published in either form)."""
 
     folder: str
     start_date: str = "2017-01-01"
@@ -226,11 +227,27 @@ def _bounded(df: pd.DataFrame, column: str, low: float, high: float) -> tuple[pd
     return values.where(~bad), (f"{column} " + raw.str.slice(0, 40)).where(bad)
 
 
+INSTACART_SUFFIXES = (".parquet", ".csv.gz", ".csv")
+
+
+def _instacart_table(folder: Path, stem: str) -> Path | None:
+    """The file holding one Instacart table (``stem`` + one of :data:`INSTACART_SUFFIXES`), or None."""
+    for suffix in INSTACART_SUFFIXES:
+        if (folder / f"{stem}{suffix}").exists():
+            return folder / f"{stem}{suffix}"
+    return None
+
+
 def read_instacart(src: InstacartSource) -> RawTables:
     folder = Path(src.folder)
-    files = sorted(folder.glob("order_products__*.csv"))
+    if not folder.is_dir():
+        raise InputFileError(folder, "not a folder: point path at the folder holding the Instacart tables")
+    stems = sorted({p.name.split(".")[0] for p in folder.glob("order_products__*")
+                    if p.name.endswith(INSTACART_SUFFIXES)})
+    files = [_instacart_table(folder, stem) for stem in stems]
     if not files:
-        raise InputFileError(folder / "order_products__*.csv", "no order_products__*.csv file in the folder")
+        raise InputFileError(folder / "order_products__*", "no order_products__* table (.csv, .csv.gz or .parquet) "
+                             "in the folder")
     parts = []
     for f in files:
         op = read_table(f, ["order_id", "product_id"])
@@ -238,8 +255,8 @@ def read_instacart(src: InstacartSource) -> RawTables:
                                    "source_row": _rows(op, f), "source_file": str(f)}))
     inter = pd.concat(parts, ignore_index=True)
     inter["quantity"] = 1.0
-    orders_path = folder / "orders.csv"
-    if orders_path.exists():
+    orders_path = _instacart_table(folder, "orders")
+    if orders_path is not None:
         orders = read_table(orders_path, ["order_id", "user_id", "order_number"])
         o = pd.DataFrame({"basket_id": id_strings(orders["order_id"]), "user_id": id_strings(orders["user_id"]),
                           "order_number": numbers(orders["order_number"]), "row": _rows(orders, orders_path)})
@@ -265,15 +282,19 @@ def read_instacart(src: InstacartSource) -> RawTables:
                           + pd.to_timedelta(o["hour"].fillna(0.0), unit="h")).where(~broken)
         o["unparsed_timestamp"] = by_user["why"].ffill().where(broken).astype("string")
         inter = inter.merge(o[["basket_id", "user_id", "timestamp", "unparsed_timestamp"]], on="basket_id", how="left")
-    products = read_table(folder / "products.csv", ["product_id", "product_name"])
+    products_path = _instacart_table(folder, "products")
+    if products_path is None:
+        raise InputFileError(folder / "products.csv", "file not found (products.csv, products.csv.gz or "
+                             "products.parquet): the catalog is required")
+    products = read_table(products_path, ["product_id", "product_name"])
     items = pd.DataFrame({"item_id": id_strings(products["product_id"]),
                           "title": products["product_name"].astype("string").str.strip(),
-                          "source_row": _rows(products, folder / "products.csv"),
-                          "source_file": str(folder / "products.csv")})
+                          "source_row": _rows(products, products_path),
+                          "source_file": str(products_path)})
     category = pd.Series(pd.NA, index=products.index, dtype="string")
-    for name, id_col, name_col in (("departments.csv", "department_id", "department"), ("aisles.csv", "aisle_id", "aisle")):
-        p = folder / name
-        if p.exists() and id_col in products.columns:
+    for stem, id_col, name_col in (("departments", "department_id", "department"), ("aisles", "aisle_id", "aisle")):
+        p = _instacart_table(folder, stem)
+        if p is not None and id_col in products.columns:
             lookup = read_table(p, [id_col, name_col])
             mapping = dict(zip(id_strings(lookup[id_col]), lookup[name_col].astype(str).str.strip()))
             names = id_strings(products[id_col]).map(mapping).astype("string")

@@ -13,7 +13,8 @@ import pandas as pd
 
 from training.data import basket_keys
 
-Strategy = Literal["fixed", "temporal", "leave_last_basket"]
+Strategy = Literal["fixed", "temporal", "leave_last_basket", "customer_holdout", "basket_completion"]
+BASKET_USER_PREFIX = "basket:"  # basket completion: a held-out basket stands in for a customer under this id
 
 
 @dataclass
@@ -23,6 +24,7 @@ class SplitConfig:
     test_fraction: float = 0.2
     validation_fraction: float = 0.1
     seed: int = 42
+    hidden_fraction: float = 0.5  # basket completion: share of a held-out basket's items hidden (>= 1, < all)
 
 
 @dataclass
@@ -39,11 +41,13 @@ class Split:
     test: pd.DataFrame
     cutoff: pd.Timestamp | None = None
     after_cutoff: pd.DataFrame | None = None  # temporal: every row at or after the cut (cold-start needs them)
+    protocol: str = ""  # one sentence: what is held out and what is given (shown in the UI)
 
     def summary(self) -> dict:
         def users(df: pd.DataFrame) -> int:
             return int(df["user_id"].nunique())
-        return {"strategy": self.strategy, "cutoff": str(self.cutoff) if self.cutoff is not None else None,
+        return {"strategy": self.strategy, "protocol": self.protocol,
+                "cutoff": str(self.cutoff) if self.cutoff is not None else None,
                 **{f"{n}_rows": int(len(getattr(self, n))) for n in ("train", "fit", "validation", "test")},
                 **{f"{n}_users": users(getattr(self, n)) for n in ("train", "validation", "test")}}
 
@@ -95,9 +99,91 @@ def _last_basket(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return train, _holdout_target(train, df[is_last])
 
 
+def _basket_completion(df: pd.DataFrame, fraction: float, hidden: float, seed: int,
+                       exclude: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out ``fraction`` of the baskets holding two or more distinct items (seeded; baskets whose key is in
+    ``exclude`` are never drawn) and, in each, hide ``hidden`` of its distinct items (at least one, never all).
+    Returns (rows kept: every other row plus the held-out baskets' visible items, the hidden rows).
+    ``df``'s ``user_id`` must already be the basket's stand-in id (see :func:`baskets_as_users`)."""
+    rng = np.random.default_rng(seed)
+    pair = df[["user_id", "item_id"]].astype(str)
+    first = ~pair.duplicated()
+    distinct = pair[first]
+    sizes = distinct.groupby("user_id").size()
+    eligible = sizes[sizes >= 2].index.to_numpy()
+    if exclude is not None and len(exclude):
+        eligible = eligible[~np.isin(eligible, exclude)]
+    n_out = int(round(len(eligible) * fraction))
+    chosen = eligible[rng.permutation(len(eligible))[:n_out]] if n_out else eligible[:0]
+    d = distinct[distinct["user_id"].isin(chosen)]
+    # a random rank of each distinct item inside its basket; the first n_hide ranks are hidden
+    order = np.lexsort((rng.random(len(d)), d["user_id"].to_numpy()))
+    u = d["user_id"].to_numpy()[order]
+    _, start, counts = np.unique(u, return_index=True, return_counts=True)
+    rank = np.arange(len(d)) - np.repeat(start, counts)
+    n_hide = np.clip(np.round(counts * hidden), 1, counts - 1).astype(np.int64)
+    hide = rank < np.repeat(n_hide, counts)
+    hidden_pairs = pd.MultiIndex.from_frame(d.iloc[order[hide]])
+    is_hidden = pd.MultiIndex.from_frame(pair).isin(hidden_pairs)
+    target = df[is_hidden].drop_duplicates(["user_id", "item_id"]).reset_index(drop=True)
+    return df[~is_hidden].reset_index(drop=True), target
+
+
+def baskets_as_users(df: pd.DataFrame) -> pd.DataFrame:
+    """Every row's ``user_id`` replaced by its basket's stand-in id (``basket:<key>``), so that families that
+    need users treat each basket as one (a customer's id, where there is one, is not used)."""
+    return df.assign(user_id=(BASKET_USER_PREFIX + basket_keys(df).astype(str)).astype("string"))
+
+
+def choose_strategy(df: pd.DataFrame) -> tuple[str, str]:
+    """The split for data of this shape, and why: the source's own split when it ships one; a temporal cut
+    where every row has a time; a per-customer holdout where there are customers but no time; basket
+    completion where there are only baskets."""
+    if "fixed_split" in df.columns and df["fixed_split"].notna().any():
+        return "fixed", "the source ships its own train/test split"
+    if len(df) and df["timestamp"].notna().all():
+        return "temporal", "every row has a time: a global cut, the future held out"
+    if df["user_id"].notna().any():
+        return "customer_holdout", "customers but no time on every row: a seeded share of each customer's items"
+    return "basket_completion", "no customers and no time: held-out baskets with part of their items hidden"
+
+
+def _protocol(cfg: SplitConfig) -> str:
+    if cfg.strategy == "basket_completion":
+        return (f"basket completion: {cfg.test_fraction:.0%} of the baskets with two or more items held out "
+                f"(seed {cfg.seed}); in each, {cfg.hidden_fraction:.0%} of its items hidden (at least one, never "
+                f"all) and ranked against the catalog with the rest given as the history; every basket stands in "
+                f"for a customer; validation is carved the same way from the other baskets")
+    if cfg.strategy == "customer_holdout":
+        return (f"per-customer holdout: {cfg.test_fraction:.0%} of each customer's items held out at random "
+                f"(seed {cfg.seed}, at least one for customers with two or more); validation carved the same way")
+    if cfg.strategy == "temporal":
+        return "temporal: rows from the cut on are held out; test users are those known before it"
+    if cfg.strategy == "leave_last_basket":
+        return "leave last basket: each customer's last basket (by time) is held out"
+    return "fixed: the source's own train/test split"
+
+
 def make_split(df: pd.DataFrame, cfg: SplitConfig) -> Split:
     """Split the validated interactions according to ``cfg``."""
     cutoff = None
+    if cfg.strategy == "basket_completion":
+        df = baskets_as_users(df)
+        train, test = _basket_completion(df, cfg.test_fraction, cfg.hidden_fraction, cfg.seed)
+        fit, validation = _basket_completion(train, cfg.validation_fraction / max(1.0 - cfg.test_fraction, 1e-9),
+                                             cfg.hidden_fraction, cfg.seed + 1,
+                                             exclude=test["user_id"].astype(str).unique())
+        return Split(cfg.strategy, train, fit, validation, test, protocol=_protocol(cfg))
+    if cfg.strategy == "customer_holdout":
+        if df["user_id"].isna().all():
+            raise ValueError("strategy 'customer_holdout' needs customer ids; this source has none: use "
+                             "'basket_completion' (or 'auto')")
+        train, test = _random_holdout(df[df["user_id"].notna()], cfg.test_fraction, cfg.seed)
+        anonymous = df[df["user_id"].isna()]  # anonymous baskets: learned from (rules), never held out
+        train = pd.concat([train, anonymous], ignore_index=True)
+        fit, validation = _random_holdout(train[train["user_id"].notna()], cfg.validation_fraction, cfg.seed + 1)
+        fit = pd.concat([fit, anonymous], ignore_index=True)
+        return Split(cfg.strategy, train, fit, validation, test, protocol=_protocol(cfg))
     if cfg.strategy == "fixed":
         if "fixed_split" not in df.columns or df["fixed_split"].isna().all():
             raise ValueError("strategy 'fixed' needs a source that ships its own split (column fixed_split)")
@@ -105,7 +191,8 @@ def make_split(df: pd.DataFrame, cfg: SplitConfig) -> Split:
         test = _holdout_target(train, df[df["fixed_split"] == "test"])
     elif cfg.strategy == "temporal":
         if df["timestamp"].isna().all():
-            raise ValueError("strategy 'temporal' needs timestamps; this source has none")
+            raise ValueError("strategy 'temporal' needs timestamps; this source has none: use 'basket_completion' "
+                         "or 'customer_holdout' (or 'auto', which chooses by the data's shape)")
         cutoff = pd.Timestamp(cfg.cutoff) if cfg.cutoff else df["timestamp"].quantile(1 - cfg.test_fraction)
         train, test = _temporal(df, cutoff)
     elif cfg.strategy == "leave_last_basket":
@@ -123,4 +210,4 @@ def make_split(df: pd.DataFrame, cfg: SplitConfig) -> Split:
     else:
         fit, validation = _random_holdout(train[train["user_id"].notna()], cfg.validation_fraction, cfg.seed)
     after = df[df["timestamp"] >= cutoff].reset_index(drop=True) if cutoff is not None else None
-    return Split(cfg.strategy, train, fit, validation, test, cutoff, after)
+    return Split(cfg.strategy, train, fit, validation, test, cutoff, after, protocol=_protocol(cfg))

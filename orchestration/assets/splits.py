@@ -9,19 +9,24 @@ import pandas as pd
 import scipy.sparse as sp
 
 from training.data import InteractionData, build_interaction_data
-from training.splits import Split, SplitConfig as PlainSplitConfig, make_split
+from training.splits import Split, SplitConfig as PlainSplitConfig, choose_strategy, make_split
 
 GROUP = "splits"
 
 
 class SplitConfig(dg.Config):
-    """``auto``: the source's fixed split when it ships one, else a global temporal cut."""
+    """``auto`` chooses by the data's shape (``training.splits.choose_strategy``): the source's fixed split when it
+    ships one, a global temporal cut where every row has a time, a per-customer holdout where there are customers
+    but no time, basket completion (``hidden_fraction`` of each held-out basket's items hidden) where there are
+    only baskets."""
 
-    strategy: Literal["auto", "fixed", "temporal", "leave_last_basket"] = "auto"
+    strategy: Literal["auto", "fixed", "temporal", "leave_last_basket", "customer_holdout",
+                      "basket_completion"] = "auto"
     cutoff: Optional[str] = None
     test_fraction: float = 0.2
     validation_fraction: float = 0.1
     seed: int = 42
+    hidden_fraction: float = 0.5
 
 
 @dataclass
@@ -38,14 +43,13 @@ class SplitMatrices:
 @dg.asset(group_name=GROUP)
 def training_split(config: SplitConfig, validated_interactions: pd.DataFrame) -> dg.Output[Split]:
     """Train / validation / test rows; validation is always carved from train."""
-    strategy = config.strategy
+    strategy, why = config.strategy, "set in config"
     if strategy == "auto":
-        has_fixed = "fixed_split" in validated_interactions and validated_interactions["fixed_split"].notna().any()
-        strategy = "fixed" if has_fixed else "temporal"
+        strategy, why = choose_strategy(validated_interactions)
     split = make_split(validated_interactions, PlainSplitConfig(
         strategy=strategy, cutoff=config.cutoff, test_fraction=config.test_fraction,
-        validation_fraction=config.validation_fraction, seed=config.seed))
-    return dg.Output(split, metadata=split.summary())
+        validation_fraction=config.validation_fraction, seed=config.seed, hidden_fraction=config.hidden_fraction))
+    return dg.Output(split, metadata={**split.summary(), "chosen_because": why})
 
 
 @dg.asset(group_name=GROUP)

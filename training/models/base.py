@@ -37,6 +37,21 @@ class ItemItemForm:
 ServingForm = Union[FactorForm, ItemItemForm]
 
 
+@dataclass
+class SkippedFamily:
+    """What a model asset returns for a family the run did not train: which family and why, in words that name
+    the setting to change (``families`` config, a threshold, the catalogue size against memory). Downstream
+    assets leave it out and show the reason; nothing treats it as a model."""
+
+    family: str
+    reason: str
+
+
+def trained(*models: object) -> list:
+    """The models among ``models`` that were trained (every :class:`SkippedFamily` left out), in order."""
+    return [m for m in models if not isinstance(m, SkippedFamily)]
+
+
 class Recommender(ABC):
     """fit -> score users -> related items.
 

@@ -33,13 +33,15 @@ class SourceSpec:
     timestamp_format: str | None = None
     synthetic_seed: int = 7
     synthetic_users: int = 600
+    synthetic_baskets_only: bool = False  # the synthetic shop's baskets without customers or time
 
 
 def read_source(spec: SourceSpec) -> RawTables:
     if spec.kind == "synthetic":
         from data_checks.synthetic_shop import SyntheticShopConfig, generate_shop
 
-        return generate_shop(SyntheticShopConfig(seed=spec.synthetic_seed, n_users=spec.synthetic_users)).tables
+        return generate_shop(SyntheticShopConfig(seed=spec.synthetic_seed, n_users=spec.synthetic_users,
+                                                 baskets_only=spec.synthetic_baskets_only)).tables
     if not spec.path:
         raise ValueError(f"source kind {spec.kind!r} needs a path")
     if spec.kind == "online_retail":

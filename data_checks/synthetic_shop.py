@@ -11,7 +11,8 @@ It has what real shop data has, with right answers known by construction:
 * cold items with twin titles: in the last month a "Deluxe" twin of some anchors appears (never sold
   before) and is bought with the anchor's partner, so text alone should lead from the twin to it;
 * a small share of dirty rows of the kinds real data has (duplicates, returns, zero prices, missing
-  item codes), so quarantine has work to do.
+  item codes), so quarantine has work to do;
+* ``baskets_only``: the same baskets with no customer and no time (the arules "Groceries" form).
 """
 from __future__ import annotations
 
@@ -67,6 +68,8 @@ class SyntheticShopConfig:
     new_seasonal_items: int = 12  # enter the range at shift_month
     n_twins: int = 4  # "Deluxe" twins of the first anchors, sold only in the last month
     dirty_fraction: float = 0.01
+    # the Groceries form: baskets only, no customer ids and no timestamps (tastes and planted pairs unchanged)
+    baskets_only: bool = False
 
 
 @dataclass
@@ -157,6 +160,8 @@ def generate_shop(cfg: SyntheticShopConfig | None = None) -> SyntheticShop:
                     recs.append((user, item_ids[i], ts, f"B{basket_no:06d}", float(rng.integers(1, 4)), prices[i]))
     inter = pd.DataFrame(recs, columns=["user_id", "item_id", "timestamp", "basket_id", "quantity", "price"])
     inter = _add_dirt(inter, cfg.dirty_fraction, rng)
+    if cfg.baskets_only:
+        inter["user_id"], inter["timestamp"] = None, pd.NaT
     inter["source_row"] = np.arange(len(inter), dtype=np.int64) + 1
     inter["source_file"] = "synthetic_shop"
     tables = RawTables(conform(inter, INTERACTION_COLUMNS, OPTIONAL_INTERACTION_COLUMNS),

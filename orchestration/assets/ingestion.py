@@ -30,6 +30,7 @@ class SourceConfig(dg.Config):
     timestamp_format: Optional[str] = None
     synthetic_seed: int = 7
     synthetic_users: int = 600
+    synthetic_baskets_only: bool = False  # the synthetic shop without customers or time (basket-only data)
     landed_files: list[str] = []
     landed_layout: LandedLayout = "canonical"
     landed_columns: dict[str, str] = {}

@@ -6,6 +6,8 @@ file or column, wrong delimiter, undecodable bytes, empty file) raise :class:`In
 """
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +23,9 @@ from data_checks.schema import (
     conform,
     empty_frame,
 )
-from data_checks.tables import first_data_row, id_strings, numbers, read_table, timestamps, unparsed
+from data_checks.tables import first_data_row, id_strings, numbers, prices, read_table, timestamps, unparsed
+from data_checks.text_files import WHITESPACE, decode, peek_text, read_bytes, resolve_delimiter, split_fields
+from data_checks.times import TimeSettingError, implausible_reason, parse_times
 
 
 @dataclass
@@ -52,7 +56,7 @@ class OnlineRetailSource:
     """UCI Online Retail in its original eight columns (xlsx, csv, csv.gz or parquet)."""
 
     path: str
-    delimiter: str = ","
+    delimiter: str | None = ","  # None: by suffix, else sniffed (data_checks.text_files)
     encoding: str = "utf-8"
 
 
@@ -144,15 +148,106 @@ def read_lightgcn(src: LightGCNSource) -> RawTables:
                      conform(items, ITEM_COLUMNS, OPTIONAL_ITEM_COLUMNS), "lightgcn")
 
 
+# ---------------------------------------------------------------- catalogs and times (events, baskets)
+@dataclass
+class CatalogFile:
+    """A catalog file (delimited text, Parquet, xlsx or JSON lines) and how to read it. ``columns`` maps
+    canonical item names to the file's (``item_id`` required; ``title``, ``category``, ``brand``, ``price``
+    optional). ``delimiter``/``header``/``names`` as for the events file."""
+
+    path: str
+    columns: dict[str, str] = field(default_factory=lambda: {"item_id": "item_id", "title": "title"})
+    delimiter: str | None = None
+    encoding: str = "utf-8"
+    header: bool = True
+    names: list[str] | None = None
+
+
+CATEGORY_SEPARATOR = " > "
+
+
+def _category_path(value: object) -> list[str] | None:
+    """A category as a path of levels, broad to fine: a JSON list (``["Grocery", "Snacks"]``), a list of such
+    lists (Amazon 2014 ``categories``: the first), the text of one (``"['a', 'b']"``), or text whose levels
+    are joined by `` > ``; None when missing or blank."""
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            import ast
+            import json
+
+            for parse in (json.loads, ast.literal_eval):
+                try:
+                    return _category_path(parse(text))
+                except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                    continue
+        levels = [v.strip() for v in text.split(CATEGORY_SEPARATOR.strip())] if CATEGORY_SEPARATOR in text else [text]
+    elif isinstance(value, (list, tuple, np.ndarray)):
+        items = list(value)
+        if items and all(isinstance(v, (list, tuple, np.ndarray)) for v in items):
+            return _category_path(items[0])
+        levels = [str(v).strip() for v in items if v is not None and not isinstance(v, (list, dict))]
+    else:
+        levels = [str(value).strip()]
+    levels = [v for v in levels if v]
+    return levels or None
+
+
+def _text_column(values: pd.Series) -> pd.Series:
+    """Text fields as strings: JSON lists of strings joined with ", " (e.g. a list-valued brand)."""
+    if values.dtype == object:
+        values = values.map(lambda v: ", ".join(str(x) for x in v) if isinstance(v, (list, tuple)) else v)
+    return values.astype("string").str.strip()
+
+
+def read_catalog(cat: CatalogFile) -> pd.DataFrame:
+    """The catalog in the canonical item columns; a mapped category also gives ``category_path`` (its levels)
+    and ``category`` (the levels joined with `` > ``). Prices may carry a currency and thousands separators."""
+    cpath = Path(cat.path)
+    ccols = dict(cat.columns)
+    if "item_id" not in ccols:
+        raise InputFileError(cpath, "the catalog column mapping must name the item column", field="item_id")
+    df = read_table(cpath, list(dict.fromkeys(ccols.values())), cat.delimiter, cat.encoding, cat.header, cat.names)
+    items = pd.DataFrame({
+        "item_id": id_strings(df[ccols["item_id"]]),
+        **{c: _text_column(df[ccols[c]]) for c in ("title", "brand") if c in ccols},
+        "price": prices(df[ccols["price"]]) if "price" in ccols else np.nan,
+        "source_row": _rows(df, cpath),
+        "source_file": str(cpath),
+    })
+    if "category" in ccols:
+        paths = df[ccols["category"]].map(_category_path)
+        items["category_path"] = paths.values
+        items["category"] = pd.array([CATEGORY_SEPARATOR.join(p) if p else None for p in paths], dtype="string")
+    return conform(items, ITEM_COLUMNS, OPTIONAL_ITEM_COLUMNS)
+
+
+def _times(df: pd.DataFrame, column: str, path: Path, fmt: str | None, unit: str | None) -> pd.Series:
+    """One timestamp column by the rule in :mod:`data_checks.times`; stops when none of the times can be right
+    (:func:`data_checks.times.implausible_reason`) or the time settings are unusable."""
+    try:
+        parsed = parse_times(df[column], fmt, unit)
+    except TimeSettingError as exc:
+        raise InputFileError(path, str(exc), field=column) from exc
+    why = implausible_reason(parsed, df[column])
+    if why:
+        raise InputFileError(path, why, field=column)
+    return parsed.values
+
+
 # ---------------------------------------------------------------- generic events + catalog
 @dataclass
 class EventsSource:
-    """A generic events file (CSV or Parquet) and an optional catalog file.
+    """A generic events file and an optional catalog file.
 
-    ``columns`` maps canonical interaction names to the file's names (``item_id`` is required; any of
-    ``user_id``, ``timestamp``, ``basket_id``, ``quantity``, ``price`` may be mapped);
-    ``catalog_columns`` does the same for the catalog (``item_id`` required; ``title``, ``category``,
-    ``brand``, ``price`` optional).
+    The events file may be delimited text of any suffix (``delimiter``: see :mod:`data_checks.text_files`;
+    ``header=False`` with ``names`` for a file without a header line), Parquet, xlsx or JSON lines. ``columns``
+    maps canonical interaction names to the file's names (``item_id`` is required; any of ``user_id``,
+    ``timestamp``, ``basket_id``, ``quantity``, ``price`` may be mapped); ``catalog_columns`` does the same for
+    the catalog (``item_id`` required; ``title``, ``category``, ``brand``, ``price`` optional). Timestamps:
+    :mod:`data_checks.times` (``timestamp_format``, ``timestamp_unit``).
     """
 
     path: str
@@ -160,9 +255,22 @@ class EventsSource:
                                                               "timestamp": "timestamp"})
     catalog_path: str | None = None
     catalog_columns: dict[str, str] = field(default_factory=lambda: {"item_id": "item_id", "title": "title"})
-    delimiter: str = ","
+    delimiter: str | None = None
     encoding: str = "utf-8"
     timestamp_format: str | None = None
+    timestamp_unit: str | None = None
+    header: bool = True
+    names: list[str] | None = None
+    catalog_delimiter: str | None = None
+    catalog_header: bool = True
+    catalog_names: list[str] | None = None
+
+    def catalog(self) -> CatalogFile | None:
+        """The catalog file (its delimiter: ``catalog_delimiter``, else ``delimiter``), or None."""
+        if not self.catalog_path:
+            return None
+        return CatalogFile(self.catalog_path, dict(self.catalog_columns), self.catalog_delimiter or self.delimiter,
+                           self.encoding, self.catalog_header, self.catalog_names)
 
 
 def read_events(src: EventsSource) -> RawTables:
@@ -170,38 +278,111 @@ def read_events(src: EventsSource) -> RawTables:
     cols = dict(src.columns)
     if "item_id" not in cols:
         raise InputFileError(path, "the column mapping must name the item column", field="item_id")
-    df = read_table(path, list(cols.values()), src.delimiter, src.encoding)
+    try:
+        df = read_table(path, list(dict.fromkeys(cols.values())), src.delimiter, src.encoding, src.header, src.names)
+    except InputFileError as exc:
+        if "fields, found" not in exc.reason:
+            raise
+        raise InputFileError(exc.path, exc.reason + "; if each line is one basket of items, set kind: baskets",
+                             exc.row, exc.field) from exc
     n = len(df)
     inter = pd.DataFrame({
         "user_id": id_strings(df[cols["user_id"]]) if "user_id" in cols else pd.array([None] * n, dtype="string"),
         "item_id": id_strings(df[cols["item_id"]]),
-        "timestamp": timestamps(df[cols["timestamp"]], src.timestamp_format) if "timestamp" in cols
-        else pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]"),
+        "timestamp": _times(df, cols["timestamp"], path, src.timestamp_format, src.timestamp_unit)
+        if "timestamp" in cols else pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]"),
         "basket_id": id_strings(df[cols["basket_id"]]) if "basket_id" in cols else None,
         "quantity": numbers(df[cols["quantity"]]) if "quantity" in cols else 1.0,
-        "price": numbers(df[cols["price"]]) if "price" in cols else np.nan,
+        "price": prices(df[cols["price"]]) if "price" in cols else np.nan,
         "source_row": _rows(df, path),
         "source_file": str(path),
     })
     for canon in ("quantity", "price", "timestamp"):
         if canon in cols:
             inter[f"unparsed_{canon}"] = unparsed(inter[canon], df[cols[canon]])
-    items = empty_frame(ITEM_COLUMNS)
-    if src.catalog_path:
-        cpath = Path(src.catalog_path)
-        ccols = dict(src.catalog_columns)
-        if "item_id" not in ccols:
-            raise InputFileError(cpath, "the catalog column mapping must name the item column", field="item_id")
-        cat = read_table(cpath, list(ccols.values()), src.delimiter, src.encoding)
-        items = pd.DataFrame({
-            "item_id": id_strings(cat[ccols["item_id"]]),
-            **{c: cat[ccols[c]].astype("string").str.strip() for c in ("title", "category", "brand") if c in ccols},
-            "price": numbers(cat[ccols["price"]]) if "price" in ccols else np.nan,
-            "source_row": _rows(cat, cpath),
-            "source_file": str(cpath),
-        })
+    cat = src.catalog()
+    items = read_catalog(cat) if cat else empty_frame(ITEM_COLUMNS)
     return RawTables(conform(inter, INTERACTION_COLUMNS, OPTIONAL_INTERACTION_COLUMNS),
                      conform(items, ITEM_COLUMNS, OPTIONAL_ITEM_COLUMNS), "events")
+
+
+# ---------------------------------------------------------------- one basket per line
+@dataclass
+class BasketsSource:
+    """A file with one basket per line, its items separated by ``delimiter`` (the arules "Groceries" form:
+    ``citrus fruit,semi-finished bread,margarine,ready soups``; or FIMI's ``1 5 23``), lines of any length.
+
+    Each non-blank line is a basket; its id is the line number. No customer, no time. Blank items (``a,,b``,
+    a trailing delimiter) are skipped, a line's repeated item is kept (and quarantined as a duplicate by
+    cleaning). ``header=True`` skips the first line. ``delimiter`` None: ``.csv`` comma, ``.tsv`` tab, else the
+    delimiter found on most of the first lines (whitespace when none is). ``catalog`` as for events."""
+
+    path: str
+    delimiter: str | None = None
+    encoding: str = "utf-8"
+    header: bool = False
+    catalog: CatalogFile | None = None
+
+
+def _basket_tokens(text: str, delimiter: str, header: bool) -> tuple[list[str], list[int]]:
+    """Every item of every line and the line it is on (1-based)."""
+    items: list[str] = []
+    rows: list[int] = []
+    skip_first = header
+    if delimiter != WHITESPACE and len(delimiter) == 1 and '"' in text:  # quoted items: follow csv quoting
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        previous_end = 0
+        for record in reader:
+            start, previous_end = previous_end + 1, reader.line_num
+            tokens = [t.strip() for t in record if t.strip()]
+            if tokens and skip_first:
+                skip_first = False
+                continue
+            items.extend(tokens)
+            rows.extend([start] * len(tokens))
+        return items, rows
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        tokens = line.split() if delimiter == WHITESPACE else line.split(delimiter)
+        tokens = [t for t in (t.strip() for t in tokens) if t]
+        if not tokens:
+            continue
+        if skip_first:
+            skip_first = False
+            continue
+        items.extend(tokens)
+        rows.extend([lineno] * len(tokens))
+    return items, rows
+
+
+def read_baskets(src: BasketsSource) -> RawTables:
+    path = Path(src.path)
+    raw = read_bytes(path)
+    delimiter = resolve_delimiter(path, src.delimiter, peek_text(raw, src.encoding) if src.delimiter is None else "",
+                                  ragged=True)
+
+    def locate(before: str, _: str) -> tuple[int, str]:
+        line = before[before.rfind("\n") + 1:]
+        return before.count("\n") + 1, f"item {len(split_fields(line, delimiter)) if line else 1}"
+
+    text = decode(path, raw, src.encoding, locate)
+    items, rows = _basket_tokens(text, delimiter, src.header)
+    if not items:
+        raise InputFileError(path, "no baskets: every line is blank" + (" after the header" if src.header else ""))
+    row = np.asarray(rows, dtype=np.int64)
+    ids = pd.array(items, dtype="string")
+    inter = pd.DataFrame({
+        "user_id": pd.array([None] * len(items), dtype="string"),
+        "item_id": ids,
+        "timestamp": pd.Series(pd.NaT, index=range(len(items)), dtype="datetime64[ns]"),
+        "basket_id": pd.array(row.astype(str), dtype="string"),
+        "quantity": 1.0,
+        "price": np.nan,
+        "source_row": row,
+        "source_file": str(path),
+    })
+    catalog = read_catalog(src.catalog) if src.catalog else empty_frame(ITEM_COLUMNS)
+    return RawTables(conform(inter, INTERACTION_COLUMNS, OPTIONAL_INTERACTION_COLUMNS),
+                     conform(catalog, ITEM_COLUMNS, OPTIONAL_ITEM_COLUMNS), "baskets")
 
 
 # ---------------------------------------------------------------- Instacart Market Basket
@@ -292,6 +473,7 @@ def read_instacart(src: InstacartSource) -> RawTables:
                           "source_row": _rows(products, products_path),
                           "source_file": str(products_path)})
     category = pd.Series(pd.NA, index=products.index, dtype="string")
+    levels: list[pd.Series] = []
     for stem, id_col, name_col in (("departments", "department_id", "department"), ("aisles", "aisle_id", "aisle")):
         p = _instacart_table(folder, stem)
         if p is not None and id_col in products.columns:
@@ -299,6 +481,10 @@ def read_instacart(src: InstacartSource) -> RawTables:
             mapping = dict(zip(id_strings(lookup[id_col]), lookup[name_col].astype(str).str.strip()))
             names = id_strings(products[id_col]).map(mapping).astype("string")
             category = names if category.isna().all() else (category + " / " + names.fillna(""))
+            levels.append(names)
     items["category"] = category.values
+    if levels:  # [department, aisle], broad to fine; unknown levels left out
+        items["category_path"] = [[v for v in path if isinstance(v, str) and v] or None
+                                  for path in zip(*(lv.astype(object).where(lv.notna(), None) for lv in levels))]
     return RawTables(conform(inter, INTERACTION_COLUMNS, OPTIONAL_INTERACTION_COLUMNS),
                      conform(items, ITEM_COLUMNS, OPTIONAL_ITEM_COLUMNS), "instacart")

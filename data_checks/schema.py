@@ -38,6 +38,9 @@ ITEM_COLUMNS: dict[str, str] = {
 }
 OPTIONAL_ITEM_COLUMNS: dict[str, str] = {
     "n_titles": "int64",  # how many distinct descriptions the source used for this item
+    # the category's levels, broad to fine (a list of str, or None): Instacart [department, aisle], a JSON
+    # catalog's category list; ``category`` holds the same path as one string
+    "category_path": "object",
     "source_row": "int64",
     "source_file": "string",
 }

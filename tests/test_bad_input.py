@@ -400,7 +400,7 @@ def test_instacart_overflowing_day_gaps_are_quarantined_not_crashing(tmp_path):
 
 
 INSTACART_ERRORS = {
-    "no_order_products": (dict(order_products=None), "order_products__*.csv", None, None, "no order_products"),
+    "no_order_products": (dict(order_products=None), "order_products__*", None, None, "no order_products"),
     "header_only": (dict(order_products=OP_HEADER), "order_products__prior.csv", 2, None, "no data rows"),
     "empty_products": (dict(order_products=OP_HEADER + "1,10,1,0\n", products=b""), "products.csv", None, None,
                        "empty"),

@@ -14,8 +14,11 @@ GROUP = "ingestion"
 
 
 class SourceConfig(dg.Config):
-    """Which data to read. ``path``: a file (online_retail, events) or a folder (lightgcn, instacart);
-    ``columns``/``catalog_columns`` map canonical names to the file's (events only).
+    """Which data to read (``data_checks.sources.SourceSpec``; examples in ``docs/data_sources.md``). ``path``: a
+    file (online_retail, events, baskets) or a folder (lightgcn, instacart); ``columns``/``catalog_columns`` map
+    canonical names to the file's. ``delimiter`` unset: by suffix (.tsv tab, .csv comma), else sniffed;
+    ``whitespace`` for runs of spaces. ``header: false`` with ``names`` for a file without a header line.
+    ``timestamp_unit`` (s, ms) declares epoch numbers (else detected by magnitude).
     ``landed_files``: files from the landing folder appended to the source (the drift sensor lists them in
     its run request), in ``landed_layout`` (``canonical`` columns, or a source's layout; ``landed_columns``
     maps canonical names to the files' for ``events``)."""
@@ -25,9 +28,15 @@ class SourceConfig(dg.Config):
     catalog_path: Optional[str] = None
     columns: dict[str, str] = {}
     catalog_columns: dict[str, str] = {}
-    delimiter: str = ","
+    delimiter: Optional[str] = None
     encoding: str = "utf-8"
     timestamp_format: Optional[str] = None
+    timestamp_unit: Optional[str] = None  # s, ms, us or ns (checked by the reader)
+    header: Optional[bool] = None
+    names: list[str] = []
+    catalog_delimiter: Optional[str] = None
+    catalog_header: bool = True
+    catalog_names: list[str] = []
     synthetic_seed: int = 7
     synthetic_users: int = 600
     synthetic_baskets_only: bool = False  # the synthetic shop without customers or time (basket-only data)

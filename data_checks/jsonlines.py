@@ -1,0 +1,118 @@
+"""JSON-lines files (``.json``, ``.jsonl``, ``.ndjson``, each optionally compressed): one object per line, or
+one JSON array of objects. Values keep their JSON type (lists stay lists: a category path, ``also_buy``).
+
+Row numbers are the line an object is on (blank lines counted), or for a JSON array the object's position
+(1-based). Lines written as Python literals (single quotes, ``True``; Amazon's 2014 metadata dumps) are read
+too. A column is a top-level key; ``a.b`` reaches into a nested object when there is no key ``a.b``.
+"""
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data_checks.errors import InputFileError
+from data_checks.text_files import decode, read_bytes
+
+JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+_MISSING = object()
+
+
+def is_json_lines(path: Path) -> bool:
+    """True for a name ending in a JSON suffix, optionally followed by .gz, .bz2 or .xz."""
+    name = path.name.lower()
+    for suffix in (".gz", ".bz2", ".xz"):
+        name = name.removesuffix(suffix)
+    return name.endswith(JSON_SUFFIXES)
+
+
+def _value(record: dict, key: str) -> object:
+    if key in record:
+        return record[key]
+    if "." in key:
+        node: object = record
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return _MISSING
+            node = node[part]
+        return node
+    return _MISSING
+
+
+def _parse(line: str) -> object:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        if line.lstrip().startswith("{"):
+            try:
+                return ast.literal_eval(line.strip())
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                pass
+        raise
+
+
+def _records(path: Path, text: str) -> tuple[list[object], list[int]]:
+    """Every object with its row (see module docstring)."""
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            cut = exc.pos >= len(text.rstrip())
+            raise InputFileError(path, ("the file ends inside the JSON array: it looks truncated" if cut else
+                                        f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"),
+                                 row=exc.lineno) from exc
+        if not isinstance(data, list):
+            raise InputFileError(path, "expected one JSON object per line or one array of objects")
+        return data, list(range(1, len(data) + 1))
+    records: list[object] = []
+    rows: list[int] = []
+    lines = text.split("\n")
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(_parse(line))
+        except (json.JSONDecodeError, RecursionError) as exc:
+            if i == last and not text.endswith(("\n", "\r")):
+                why = "the file ends inside this line: it looks truncated"
+            else:
+                detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "nested too deep"
+                why = f"not valid JSON ({detail}); expected one JSON object per line"
+            raise InputFileError(path, why, row=i + 1) from exc
+        rows.append(i + 1)
+    return records, rows
+
+
+def read_jsonl(path: str | Path, required: list[str], encoding: str = "utf-8") -> pd.DataFrame:
+    """The ``required`` columns of a JSON-lines file as object columns (one row per object; a key an object
+    lacks is missing). Raises :class:`InputFileError` (file, row, field) for an unreadable file or line, a
+    line that is not an object, no objects, or a required key that no object has."""
+    path = Path(path)
+    text = decode(path, read_bytes(path), encoding, lambda before, _: (before.count("\n") + 1, None))
+    records, rows = _records(path, text)
+    if not records:
+        raise InputFileError(path, "the file has no JSON objects")
+    columns: dict[str, list[object]] = {c: [] for c in required}
+    seen = dict.fromkeys(required, False)
+    for record, row in zip(records, rows):
+        if not isinstance(record, dict):
+            raise InputFileError(path, f"expected a JSON object, found {type(record).__name__}", row=row)
+        for c, values in columns.items():
+            v = _value(record, c)
+            if v is _MISSING:
+                values.append(None)
+            else:
+                seen[c] = True
+                values.append(v)
+    missing = [c for c, ok in seen.items() if not ok]
+    if missing:
+        keys = sorted({k for r in records[:100] for k in r})[:40]  # type: ignore[union-attr]
+        raise InputFileError(path, f"missing required column: no object has the key; keys found {keys}",
+                             field=missing[0])
+    df = pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in columns.items()})
+    df.attrs["source_rows"] = np.asarray(rows, dtype=np.int64)
+    return df

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from training.association import cooccurrence_at
+from training.catalog import CategoryReranker
 from training.data import InteractionData
 from training.models.base import Recommender
 
@@ -31,12 +32,16 @@ def pair_evidence(data: InteractionData, a: np.ndarray, b: np.ndarray) -> pd.Dat
                          "cosine": cosine})
 
 
+def bought_items(data: InteractionData) -> np.ndarray:
+    """Positions of the items with any interaction or basket in ``data`` (the items related lists are made for)."""
+    return np.flatnonzero(np.asarray(data.user_items.sum(axis=0)).ravel()
+                          + np.asarray(data.baskets.sum(axis=0)).ravel() > 0)
+
+
 def related_items_table(model: Recommender, data: InteractionData, catalog: pd.DataFrame, k: int = 20,
                         items: np.ndarray | None = None) -> pd.DataFrame:
     """Top-``k`` related items for ``items`` (default: every item with interactions), with evidence."""
-    if items is None:
-        items = np.flatnonzero(np.asarray(data.user_items.sum(axis=0)).ravel()
-                               + np.asarray(data.baskets.sum(axis=0)).ravel() > 0)
+    items = bought_items(data) if items is None else items
     idx, scores = model.related_items(items, k)
     return assemble_related(data, catalog, items, idx, scores, model.name)
 
@@ -59,3 +64,13 @@ def assemble_related(data: InteractionData, catalog: pd.DataFrame, items: np.nda
     table["item_title"] = titles.reindex(item_ids).astype("string").values
     table["related_title"] = titles.reindex(related_ids).astype("string").values
     return table[RELATED_COLUMNS]
+
+
+def category_related_table(model: Recommender, data: InteractionData, catalog: pd.DataFrame,
+                           reranker: CategoryReranker, k: int = 20, items: np.ndarray | None = None) -> pd.DataFrame:
+    """:func:`related_items_table` with each item's list re-ranked by the catalog's categories
+    (``training.catalog.CategoryReranker``: a pool of the model's candidates, re-scored with the same-category
+    and category-lift terms at the weights chosen on validation); ``score`` is the re-ranked score."""
+    items = bought_items(data) if items is None else items
+    idx, scores = reranker.related_items(model, items, k)
+    return assemble_related(data, catalog, items, idx, scores, f"{model.name}+category")

@@ -105,7 +105,8 @@ def test_hybrid_model_is_tuned_on_validation_and_finds_the_planted_pairs(run):
     result, _ = run
     shop = generate_shop(SyntheticShopConfig(n_users=150))
     model = result.output_for_node("hybrid_model")
-    assert set(model.weights) == set(model.related_weights) == set(SIGNALS)
+    # the synthetic shop's catalog has categories: the hybrid adds its category signal to the others
+    assert set(model.weights) == set(model.related_weights) == set(SIGNALS) | {"category"}
     assert model.trend.shape == (model.n_items,) and np.isfinite(model.trend).all()
     mat = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()
            if e.event_specific_data.materialization.asset_key.to_user_string() == "hybrid_model"][0]

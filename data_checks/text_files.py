@@ -117,18 +117,24 @@ def sniff_delimiter(text: str, ragged: bool = False) -> str:
     Records (``ragged=False``): the first of :data:`CANDIDATES` that splits every sampled line into the same
     number (two or more) of fields; else runs of whitespace if they do; else the candidate that gives most
     lines the commonest field count; else ``,`` (one column).
-    Baskets (``ragged=True``, lines of different lengths): the candidate found on most lines (ties: the
-    order of :data:`CANDIDATES`); if none occurs, whitespace; so items containing spaces need a delimiter.
+    Baskets (``ragged=True``, lines of different lengths): of ``,`` ``;`` ``|`` ``::``, the one found on most
+    lines (ties: that order); if none occurs, tab when more lines hold a tab than hold spaces but no tab, else
+    runs of whitespace (so items containing spaces need one of those delimiters, or a tab).
     """
     lines = sample_lines(text)
     if not lines:
         return ","
     if ragged:
-        hits = Counter({d: sum(d in line for line in lines) for d in CANDIDATES})
-        best = max(CANDIDATES, key=lambda d: (hits[d], -CANDIDATES.index(d)))
+        marks = [d for d in CANDIDATES if d != "\t"]
+        hits = Counter({d: sum(d in line for line in lines) for d in marks})
+        best = max(marks, key=lambda d: (hits[d], -marks.index(d)))
         if hits[best]:
             return best
-        return WHITESPACE if any(len(line.split()) > 1 for line in lines) else ","
+        tabs = sum("\t" in line for line in lines)
+        spaces_only = sum(" " in line.strip() and "\t" not in line for line in lines)
+        if tabs > spaces_only:
+            return "\t"
+        return WHITESPACE if tabs or spaces_only else ","
     shares: dict[str, float] = {}
     for d in (*CANDIDATES, WHITESPACE):
         counts = Counter(len(split_fields(line, d)) for line in lines)

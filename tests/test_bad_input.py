@@ -431,3 +431,172 @@ def test_instacart_unreadable_files_name_file_row_field(tmp_path, case):
     assert e.value.path == str(tmp_path / name)
     assert (e.value.row, e.value.field) == (row, field)
     assert words in str(e.value)
+
+
+# ----------------------------------------------------------------- formats brought as downloaded (issue 17)
+def _cut(data: bytes) -> bytes:
+    """A compressed file cut short, as an interrupted download leaves it."""
+    return data[: len(data) // 2]
+
+
+def _gz_repeat(text: str, n: int = 40) -> bytes:
+    return gzip.compress((text * n).encode())
+
+
+def _baskets(tmp: Path, data: str | bytes, name: str = "baskets.csv", **spec) -> RawTables:
+    from data_checks.sources import SourceSpec, read_source
+
+    return read_source(SourceSpec("baskets", str(_write(tmp / name, data)), **spec))
+
+
+BASKETS = "milk,bread\nbutter\n"
+BASKET_ERRORS = {
+    "empty": (lambda t: _baskets(t, b""), "baskets.csv", None, None, "empty"),
+    "blank_lines_only": (lambda t: _baskets(t, "\n  \n\n"), "baskets.csv", None, None, "empty"),
+    "header_only": (lambda t: _baskets(t, "items\n", header=True), "baskets.csv", None, None, "no baskets"),
+    "non_utf8_item": (lambda t: _baskets(t, b"milk,bread\nbutter,caf\xe9\n"), "baskets.csv", 2, "item 2", "0xe9"),
+    "nul_byte": (lambda t: _baskets(t, "milk,bread\nbut\x00ter\n"), "baskets.csv", 2, "item 1", "NUL"),
+    "truncated_gzip": (lambda t: _baskets(t, _cut(_gz_repeat(BASKETS * 50)), "baskets.csv.gz"), "baskets.csv.gz",
+                       None, None, "truncated"),
+    "truncated_xz": (lambda t: _baskets(t, _cut(__import__("lzma").compress((BASKETS * 500).encode())),
+                                        "baskets.txt.xz"), "baskets.txt.xz", None, None, "truncated"),
+    "zip_archive": (lambda t: _baskets(t, b"PK\x03\x04" + b"\x00" * 40, "groceries.zip"), "groceries.zip", None,
+                    None, "unpack it"),
+    "missing_catalog_column": (lambda t: _baskets(t, BASKETS, catalog_path=str(_write(t / "cat.csv", "sku\nmilk\n"))),
+                               "cat.csv", 1, "item_id", "missing required column"),
+}
+
+
+@pytest.mark.parametrize("case", list(BASKET_ERRORS))
+def test_baskets_unreadable_files_name_file_row_field(tmp_path, case):
+    build, name, row, field, words = BASKET_ERRORS[case]
+    with pytest.raises(InputFileError) as e:
+        build(tmp_path)
+    assert e.value.path == str(tmp_path / name)
+    assert (e.value.row, e.value.field) == (row, field)
+    assert words in str(e.value)
+
+
+def test_baskets_odd_lines_are_accounted_for(tmp_path):
+    long_item = "X" * 1_000_000
+    r = accounted(_baskets(tmp_path, f"milk,milk,bread\n,,\n{long_item},jam\n../../etc/passwd;x,  ,🛒\n"))
+    # a repeated item in a line is a duplicate row; a 1 MB item is a broken field; odd ids stay data
+    assert sorted(reasons_by_row(r).items()) == [(1, "duplicate_row"), (3, "id_too_long")]
+    assert set(r.interactions["item_id"]) == {"milk", "bread", "jam", "../../etc/passwd;x", "🛒"}
+    assert set(r.interactions["basket_id"]) == {"1", "3", "4"}
+
+
+def _events_file(tmp: Path, name: str, data: str | bytes, catalog: tuple[str, str | bytes] | None = None,
+                 **spec) -> RawTables:
+    from data_checks.sources import SourceSpec, read_source
+
+    path = _write(tmp / name, data)
+    cat = str(_write(tmp / catalog[0], catalog[1])) if catalog else None
+    return read_source(SourceSpec("events", str(path), catalog_path=cat, **spec))
+
+
+REVIEW = '{"user_id": "u1", "item_id": "a", "timestamp": 1400000000}\n'
+REVIEWS = REVIEW + REVIEW.replace("u1", "u2") + REVIEW.replace('"a"', '"b"')
+META = '{"item_id": "a", "title": "A", "category": ["Food", "Snacks"]}\n'
+JSON_ERRORS = {
+    "bad_line": (lambda t: _events_file(t, "r.jsonl", REVIEW + '{"user_id": u2}\n' + REVIEW), "r.jsonl", 2, None,
+                 "not valid JSON"),
+    "not_an_object": (lambda t: _events_file(t, "r.jsonl", REVIEW + '["u2", "a"]\n'), "r.jsonl", 2, None,
+                      "expected a JSON object, found list"),
+    "truncated_last_line": (lambda t: _events_file(t, "r.jsonl", REVIEWS[:-15]), "r.jsonl", 3, None, "truncated"),
+    "truncated_gzip": (lambda t: _events_file(t, "r.json.gz", _cut(_gz_repeat(REVIEWS))), "r.json.gz", None, None,
+                       "truncated"),
+    "truncated_array": (lambda t: _events_file(t, "r.json", '[{"user_id": "u1", "item_id": "a"}, {"user_id"'),
+                        "r.json", 1, None, "truncated"),
+    "missing_key": (lambda t: _events_file(t, "r.jsonl", REVIEWS, columns={"user_id": "reviewerID",
+                                                                            "item_id": "item_id"}),
+                    "r.jsonl", None, "reviewerID", "missing required column"),
+    "non_utf8": (lambda t: _events_file(t, "r.jsonl", REVIEW.encode() + b'{"item_id": "caf\xe9"}\n'), "r.jsonl", 2,
+                 None, "0xe9"),
+    "empty": (lambda t: _events_file(t, "r.ndjson", b""), "r.ndjson", None, None, "empty"),
+    "catalog_bad_line": (lambda t: _events_file(t, "r.jsonl", REVIEWS, ("meta.jsonl", META + "{oops\n")),
+                         "meta.jsonl", 2, None, "not valid JSON"),
+    "catalog_truncated_gzip": (lambda t: _events_file(t, "r.jsonl", REVIEWS, ("meta.json.gz", _cut(_gz_repeat(META)))),
+                               "meta.json.gz", None, None, "truncated"),
+    "events_truncated_csv_gz": (lambda t: _events_file(t, "e.csv.gz", _cut(_gz_repeat(EVENTS))), "e.csv.gz", None,
+                                None, "truncated"),
+}
+
+
+@pytest.mark.parametrize("case", list(JSON_ERRORS))
+def test_json_lines_unreadable_files_name_file_row_field(tmp_path, case):
+    build, name, row, field, words = JSON_ERRORS[case]
+    with pytest.raises(InputFileError) as e:
+        build(tmp_path)
+    assert e.value.path == str(tmp_path / name)
+    assert (e.value.row, e.value.field) == (row, field)
+    assert words in str(e.value)
+
+
+def test_json_lines_odd_values_are_quarantined_not_crashing(tmp_path):
+    lines = [REVIEW,
+             '{"user_id": "u3", "item_id": null, "timestamp": 1400000000}\n',  # no item
+             '{"user_id": "u4", "item_id": ["a", "b"], "timestamp": 1400000000}\n',  # a list as id: kept as text
+             '{"user_id": 17, "item_id": 5, "timestamp": 1400000001, "quantity": 2}\n',  # numbers as ids
+             '{"user_id": "u5", "item_id": "a", "timestamp": {"$date": 1}}\n',  # an object as time
+             '{"user_id": "u6", "item_id": "a", "timestamp": "1400000002", "price": "$1,299.99"}\n',
+             '{"user_id": "u7", "item_id": "a", "price": [1]}\n']
+    r = accounted(_events_file(tmp_path, "r.jsonl", "".join(lines), columns={
+        "user_id": "user_id", "item_id": "item_id", "timestamp": "timestamp", "price": "price"}))
+    assert reasons_by_row(r) == {2: "missing_item_id", 5: "unparseable_timestamp", 7: "unparseable_price"}
+    got = r.interactions.set_index("source_row")
+    assert got.loc[4, "user_id"] == "17" and got.loc[4, "item_id"] == "5"
+    assert got.loc[3, "item_id"] == "['a', 'b']" and got.loc[6, "price"] == 1299.99
+
+
+HEADERLESS = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n"
+NAMES = ["user_id", "item_id", "rating", "timestamp"]
+HEADERLESS_ERRORS = {
+    "no_names": (dict(data=HEADERLESS), "u.data", None, None, "header: false needs names"),
+    "extra_field": (dict(data=HEADERLESS + "1\t2\t3\t4\t5\n", names=NAMES), "u.data", 3, "column 5",
+                    "expected 4 fields, found 5"),
+    "missing_field": (dict(data=HEADERLESS + "1\t2\t3\n7\t8\t9\t881250949\n", names=NAMES), "u.data", 3, "timestamp",
+                      "expected 4 fields, found 3"),
+    "whitespace_missing_field": (dict(data="1 2 3 881250949\n4  5\n", names=NAMES, delimiter="whitespace"), "u.data",
+                                 2, "rating", "expected 4 fields, found 2"),
+    "multi_char_cut": (dict(data="1::2::3::881250949\n4::5::6", names=NAMES), "u.data", 2, "timestamp", "truncated"),
+    "non_utf8": (dict(data=b"1\t2\t3\t881250949\n1\tcaf\xe9\t3\t881250949\n", names=NAMES), "u.data", 2, "item_id",
+                 "0xe9"),
+}
+
+
+@pytest.mark.parametrize("case", list(HEADERLESS_ERRORS))
+def test_header_less_files_name_file_row_field(tmp_path, case):
+    kw, name, row, field, words = HEADERLESS_ERRORS[case]
+    kw = dict(kw)
+    with pytest.raises(InputFileError) as e:
+        _events_file(tmp_path, name, kw.pop("data"), header=False, **kw)
+    assert e.value.path == str(tmp_path / name)
+    assert (e.value.row, e.value.field) == (row, field)
+    assert words in str(e.value)
+
+
+def test_epoch_times_some_bad_rows_are_quarantined_the_rest_read(tmp_path):
+    text = ("user_id,item_id,timestamp\nu,a,1400000000\nu,b,soon\nu,c,86400\nu,d,\nu,e,1400000000.5\n"
+            "u,f,99999999999999999999\n")
+    r = accounted(_events_file(tmp_path, "e.csv", text))
+    # 86400 s is 1970-01-02 (out of range); 1e20 s is beyond what a timestamp can hold (unparseable)
+    assert reasons_by_row(r) == {3: "unparseable_timestamp", 4: "timestamp_out_of_range",
+                                 7: "unparseable_timestamp"}
+    ts = r.interactions.set_index("item_id")["timestamp"]
+    assert ts["e"] == pd.Timestamp(1_400_000_000_500_000_000) and pd.isna(ts["d"])
+
+
+@pytest.mark.parametrize("store", ["int64", "timestamp_s_as_int"])
+def test_parquet_epoch_integers_are_not_nanoseconds(tmp_path, store):
+    values = [1_400_000_000, 1_400_000_100] if store == "int64" else [1_400_000_000_000, 1_400_000_100_000]
+    pd.DataFrame({"user_id": ["u", "v"], "item_id": ["a", "b"], "timestamp": values}).to_parquet(tmp_path / "e.parquet")
+    r = accounted(_events_file(tmp_path, "e.parquet", (tmp_path / "e.parquet").read_bytes()))
+    assert r.quarantine.empty and r.interactions["timestamp"].iloc[1] == pd.Timestamp("2014-05-13 16:55:00")
+
+
+def test_every_time_implausible_stops_instead_of_quarantining_every_row(tmp_path):
+    text = "user_id,item_id,timestamp\n" + "".join(f"u{i},a,{86400 * i}\n" for i in range(1, 50))
+    with pytest.raises(InputFileError) as e:
+        _events_file(tmp_path, "e.csv", text)
+    assert e.value.field == "timestamp" and "1970-01-02" in str(e.value) and "every time read is implausible" in str(e.value)

@@ -1,10 +1,14 @@
 """Cleaning rules: every input row ends up in the clean table or in quarantine with a reason.
 
-Rules are applied in the order of :data:`REASONS`; a row gets the first reason that applies.
+Each rule is a Great Expectations expectation run on the rows as read (``data_checks.expectations``); a row
+failing one is quarantined with that rule's reason and a detail naming the expectation. Rules are applied in the
+order of :data:`REASONS`; a row gets the first reason that applies.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 import numpy as np
 import pandas as pd
@@ -20,6 +24,9 @@ from data_checks.schema import (
     conform,
     empty_frame,
 )
+
+if TYPE_CHECKING:
+    from data_checks.expectations import ExpectationResult, GxSession
 
 REASONS: dict[str, str] = {
     # interactions
@@ -72,10 +79,13 @@ class CleaningRules:
 
 @dataclass
 class CleanResult:
+    """``expectations``: the row-level expectations' results (``data_checks.expectations.ExpectationResult``)."""
+
     interactions: pd.DataFrame
     items: pd.DataFrame
     quarantine: pd.DataFrame
     summary: dict
+    expectations: list = field(default_factory=list)
 
 
 def _quarantine_rows(df: pd.DataFrame, reason: pd.Series, detail: pd.Series, table: str) -> pd.DataFrame:
@@ -97,6 +107,10 @@ def _quarantine_rows(df: pd.DataFrame, reason: pd.Series, detail: pd.Series, tab
     }), QUARANTINE_COLUMNS, {})
 
 
+# A row's detail: fixed text, or text computed for the flagged rows only (given their boolean mask).
+Detail = Union[str, Callable[[np.ndarray], pd.Series], None]
+
+
 class _Flagger:
     """Assigns the first applicable reason to each row."""
 
@@ -104,76 +118,179 @@ class _Flagger:
         self.reason = pd.Series(pd.NA, index=index, dtype="string")
         self.detail = pd.Series(pd.NA, index=index, dtype="string")
 
-    def flag(self, mask: pd.Series | np.ndarray, reason: str, detail: pd.Series | str | None = None) -> None:
+    def flag(self, mask: pd.Series | np.ndarray, reason: str, detail: Detail = None, by: str = "") -> None:
+        """``by``: what decided it (the expectation), appended to each row's detail."""
         mask = pd.Series(np.asarray(mask, dtype=bool), index=self.reason.index) & self.reason.isna()
+        if not mask.any():
+            return
         self.reason[mask] = reason
-        if isinstance(detail, pd.Series):
-            self.detail[mask] = detail[mask].astype("string")
+        if callable(detail):
+            text = detail(mask.to_numpy()).astype("string")
         else:
-            self.detail[mask] = detail or REASONS[reason]
+            text = pd.Series(detail or REASONS[reason], index=self.reason.index[mask], dtype="string")
+        self.detail[mask] = (text + f" [{by}]") if by else text
 
 
-def clean(raw: RawTables, rules: CleaningRules | None = None, now: pd.Timestamp | None = None) -> CleanResult:
-    """Split raw canonical tables into clean tables and quarantine.
+MAX_LABEL = 120  # characters of an expectation's description quoted in a row's detail
 
-    Raises ``AssertionError`` if any row were lost (rows in != clean + quarantined).
-    """
-    rules = rules or CleaningRules.for_source(raw.source)
-    now = now or pd.Timestamp.now(tz="UTC").tz_localize(None)
-    inter = raw.interactions.reset_index(drop=True)
-    f = _Flagger(inter.index)
 
-    f.flag(inter["item_id"].isna(), "missing_item_id")
-    f.flag(inter["user_id"].isna() & inter["basket_id"].isna(), "missing_user_and_basket")
-    id_length = pd.concat([inter[c].str.len().astype("float64") for c in ("user_id", "item_id", "basket_id")],
-                          axis=1).max(axis=1)
-    f.flag((id_length > rules.max_id_length).fillna(False), "id_too_long",
-           "an id has " + id_length.fillna(0).astype("int64").astype(str) + f" characters (max {rules.max_id_length})")
+@dataclass
+class RowRule:
+    """One way a row earns ``reason``.
+
+    ``expectation``: a Great Expectations expectation run on the rows as read; its unexpected rows get the
+    reason. ``keep_first_of``: GX marks *every* copy of a repeated value (``expect_..._to_be_unique``); which copy
+    stays (the first, in file order) is decided in pandas among the rows GX marked.
+    ``pandas``: for the one rule GX cannot express (a date beyond pandas' representable range, read from the
+    unparsed text with ``dateutil``), a boolean mask computed in pandas, said so in the row's detail."""
+
+    reason: str
+    expectation: Any = None
+    detail: Detail = None
+    keep_first_of: list[str] | None = None
+    pandas: Callable[[], np.ndarray] | None = None
+    pandas_name: str = ""
+
+
+def _decide(frame: pd.DataFrame, table: str, suite: str, rules: list[RowRule], session: "GxSession",
+            flagger: _Flagger) -> list["ExpectationResult"]:
+    """Run the rules' expectations as one row-level suite on ``frame`` (as read, RangeIndex), then give each
+    row the first reason, in ``rules`` order, whose expectation it fails. The order of reasons is ours (GX
+    reports each expectation on its own); it is applied here, in pandas."""
+    gx_rules = [r for r in rules if r.expectation is not None]
+    outcomes = session.run(suite, table, frame, [r.expectation for r in gx_rules], level="row",
+                           reasons=[r.reason for r in gx_rules]) if len(frame) else []
+    found = {id(r): o for r, o in zip(gx_rules, outcomes)}
+    for rule in rules:
+        mask = np.zeros(len(frame), dtype=bool)
+        if rule.expectation is None:
+            mask = np.asarray(rule.pandas(), dtype=bool) if len(frame) else mask
+            by = f"rule {rule.pandas_name} (pandas, not a GX expectation)"
+        elif id(rule) in found:
+            result, index = found[id(rule)]
+            mask[index] = True
+            if rule.keep_first_of and mask.any():
+                marked = frame.loc[mask, rule.keep_first_of]
+                later = marked.index[marked.duplicated(keep="first").to_numpy()]
+                mask = np.zeros(len(frame), dtype=bool)
+                mask[later] = True
+            label = result.label()
+            by = "expectation " + (label if len(label) <= MAX_LABEL else label[:MAX_LABEL - 4] + " ...)")
+        else:
+            continue
+        flagger.flag(mask, rule.reason, rule.detail, by)
+    return [result for result, _ in outcomes]
+
+
+def _item_rules() -> list[RowRule]:
+    import great_expectations.expectations as gxe
+
+    return [RowRule("missing_item_id", gxe.ExpectColumnValuesToNotBeNull(column="item_id")),
+            RowRule("duplicate_item_id", gxe.ExpectColumnValuesToBeUnique(column="item_id"), keep_first_of=["item_id"])]
+
+
+def _text(prefix: str, values: pd.Series, width: int, suffix: str = "") -> Callable[[np.ndarray], pd.Series]:
+    """Detail quoting each flagged row's value (a bounded slice of it)."""
+    return lambda mask: prefix + values[mask].astype(str).str.slice(0, width).map(repr) + suffix
+
+
+def _interaction_rules(inter: pd.DataFrame, rules: CleaningRules, now: pd.Timestamp,
+                       catalog_ids: pd.Series | None) -> list[RowRule]:
+    """The cleaning rules, in the order of :data:`REASONS` (a row gets the first that applies), each as the
+    expectation it is on the rows as read."""
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
+
+    out = [RowRule("missing_item_id", gxe.ExpectColumnValuesToNotBeNull(column="item_id")),
+           RowRule("missing_user_and_basket",
+                   gxe.ExpectColumnValuesToNotBeNull(column="user_id", row_condition=Column("basket_id").is_null()))]
+    for col in ("user_id", "item_id", "basket_id"):
+        lengths = inter[col].str.len()
+        out.append(RowRule("id_too_long", gxe.ExpectColumnValueLengthsToBeBetween(column=col,
+                                                                                  max_value=rules.max_id_length),
+                           lambda mask, n=lengths, c=col: f"{c} has " + n[mask].astype("int64").astype(str)
+                           + f" characters (max {rules.max_id_length})"))
     if "unparsed_timestamp" in inter:
-        beyond = _beyond_timestamp_range(inter["unparsed_timestamp"])
-        f.flag(beyond, "timestamp_out_of_range",
-               "timestamp " + inter["unparsed_timestamp"].astype(str).str.slice(0, 40).map(repr)
-               + " is outside the representable range (years 1678-2261)")
+        text = inter["unparsed_timestamp"]
+        out.append(RowRule("timestamp_out_of_range", detail=_text("timestamp ", text, 40,
+                                                                  " is outside the representable range (years 1678-2261)"),
+                           pandas=lambda: _beyond_timestamp_range(text).to_numpy(),
+                           pandas_name="date beyond pandas' timestamp range"))
     for col in ("quantity", "price", "timestamp"):
         if f"unparsed_{col}" in inter:
-            text = inter[f"unparsed_{col}"]
-            f.flag(text.notna().to_numpy(), f"unparseable_{col}",
-                   "could not parse " + text.astype(str).str.slice(0, 80).map(repr))
+            out.append(RowRule(f"unparseable_{col}", gxe.ExpectColumnValuesToBeNull(column=f"unparsed_{col}"),
+                               _text("could not parse ", inter[f"unparsed_{col}"], 80)))
     if rules.require_timestamp:
-        f.flag(inter["timestamp"].isna(), "unparseable_timestamp", "timestamp is missing")
+        out.append(RowRule("unparseable_timestamp", gxe.ExpectColumnValuesToNotBeNull(column="timestamp"),
+                           "timestamp is missing"))
     if rules.cancellation_prefix:
-        f.flag(inter["basket_id"].str.startswith(rules.cancellation_prefix).fillna(False).to_numpy(), "cancellation")
-    q = inter["quantity"]
-    f.flag((q <= 0).fillna(False), "non_positive_quantity")
-    f.flag(q.isna(), "quantity_out_of_range", "quantity is missing")
-    f.flag(~np.isfinite(q.fillna(0)) | (q > rules.max_quantity), "quantity_out_of_range")
-    p = inter["price"]
-    f.flag((p <= 0).fillna(False), "non_positive_price")
-    f.flag((~np.isfinite(p) & p.notna()) | (p > rules.max_price).fillna(False), "price_out_of_range")
-    non_product = inter["item_id"].isin(rules.non_product_codes).fillna(False)
-    if rules.non_product_pattern:
-        non_product |= inter["item_id"].str.contains(rules.non_product_pattern, regex=True).fillna(False)
-    f.flag(non_product, "non_product_code")
-    ts = inter["timestamp"]
-    too_early = ts < pd.Timestamp(rules.min_timestamp)
-    too_late = ts > now + pd.Timedelta(days=rules.max_future_days)
-    f.flag((too_early | too_late).fillna(False), "timestamp_out_of_range")
+        out.append(RowRule("cancellation", gxe.ExpectColumnValuesToNotMatchRegex(
+            column="basket_id", regex="^" + re.escape(rules.cancellation_prefix))))
+    out += [RowRule("non_positive_quantity", gxe.ExpectColumnValuesToBeBetween(column="quantity", min_value=0,
+                                                                               strict_min=True)),
+            RowRule("quantity_out_of_range", gxe.ExpectColumnValuesToNotBeNull(column="quantity"),
+                    "quantity is missing"),
+            # +inf is above any maximum; NaN was caught as missing just above
+            RowRule("quantity_out_of_range", gxe.ExpectColumnValuesToBeBetween(column="quantity",
+                                                                               max_value=rules.max_quantity)),
+            RowRule("non_positive_price", gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0,
+                                                                            strict_min=True)),
+            RowRule("price_out_of_range", gxe.ExpectColumnValuesToBeBetween(column="price", max_value=rules.max_price))]
+    if rules.non_product_codes:
+        out.append(RowRule("non_product_code", gxe.ExpectColumnValuesToNotBeInSet(
+            column="item_id", value_set=list(rules.non_product_codes))))
+    if rules.non_product_pattern:  # GX matches with re.search semantics (pandas str.contains), as before
+        out.append(RowRule("non_product_code", gxe.ExpectColumnValuesToNotMatchRegex(
+            column="item_id", regex=rules.non_product_pattern)))
+    if inter["timestamp"].notna().any():
+        out.append(RowRule("timestamp_out_of_range", gxe.ExpectColumnValuesToBeBetween(
+            column="timestamp", min_value=pd.Timestamp(rules.min_timestamp),
+            max_value=now + pd.Timedelta(days=rules.max_future_days))))
     # Same purchase line twice: identical on every canonical field (the free-text title is ignored:
     # Online Retail repeats some lines with a second description of the same stock code).
     content = [c for c in inter.columns if c not in ("source_row", "source_file", "title", *UNPARSED_COLUMNS)]
-    f.flag(inter.duplicated(subset=content, keep="first"), "duplicate_row")
+    out.append(RowRule("duplicate_row", gxe.ExpectCompoundColumnsToBeUnique(column_list=content, ignore_row_if="never"),
+                       keep_first_of=content))
+    if catalog_ids is not None:
+        out.append(RowRule("item_not_in_catalog", gxe.ExpectColumnValuesToBeInSet(
+            column="item_id", value_set=catalog_ids.dropna().astype(str).tolist())))
+    return out
 
-    # Catalog: given by the source, or derived from the clean rows.
+
+def clean(raw: RawTables, rules: CleaningRules | None = None, now: pd.Timestamp | None = None,
+          gx: "GxSession | None" = None) -> CleanResult:
+    """Split raw canonical tables into clean tables and quarantine.
+
+    Great Expectations decides: the rules are expectations (``_interaction_rules``, ``_item_rules``) run on the
+    rows as read, and each row failing one goes to quarantine with that reason, the detail naming the
+    expectation. ``gx``: the session to run them in (its Data Docs then show them); a private one otherwise.
+    The row-level results are in ``CleanResult.expectations``.
+
+    Raises ``AssertionError`` if any row were lost (rows in != clean + quarantined).
+    """
+    from data_checks.expectations import GxSession
+
+    rules = rules or CleaningRules.for_source(raw.source)
+    now = now or pd.Timestamp.now(tz="UTC").tz_localize(None)
+    session = gx or GxSession()
+    inter = raw.interactions.reset_index(drop=True)
+    f = _Flagger(inter.index)
+    row_results = []
+
+    # Catalog first (given by the source, or derived from the clean rows): interactions are checked against
+    # the items it accepts.
     items_raw = raw.items.reset_index(drop=True)
     item_quarantine = empty_frame(QUARANTINE_COLUMNS)
+    catalog_ids = None
     if len(items_raw):
         fi = _Flagger(items_raw.index)
-        fi.flag(items_raw["item_id"].isna(), "missing_item_id")
-        fi.flag(items_raw["item_id"].duplicated(keep="first"), "duplicate_item_id")
+        row_results += _decide(items_raw, "items", "items_as_read_rows", _item_rules(), session, fi)
         item_quarantine = _quarantine_rows(items_raw, fi.reason, fi.detail, "items")
         items = items_raw[fi.reason.isna()]
-        f.flag(~inter["item_id"].isin(items["item_id"]).fillna(False), "item_not_in_catalog")
-    else:
+        catalog_ids = items["item_id"]
+    row_results += _decide(inter, "interactions", "interactions_as_read_rows",
+                           _interaction_rules(inter, rules, now, catalog_ids), session, f)
+    if not len(items_raw):
         items = _derive_catalog(inter[f.reason.isna()])
 
     quarantine = pd.concat([_quarantine_rows(inter, f.reason, f.detail, "interactions"), item_quarantine],
@@ -197,8 +314,9 @@ def clean(raw: RawTables, rules: CleaningRules | None = None, now: pd.Timestamp 
         "anonymous_rows": int(clean_inter["user_id"].isna().sum()),
         "items_with_several_titles": int((items["n_titles"] > 1).sum()) if "n_titles" in items else 0,
         "reasons": {f"{t}:{r}": int(n) for (t, r), n in by_reason.items()},
+        "row_expectations_failed": sum(not r.success for r in row_results),
     }
-    return CleanResult(clean_inter, items, quarantine, summary)
+    return CleanResult(clean_inter, items, quarantine, summary, row_results)
 
 
 def _beyond_timestamp_range(text: pd.Series) -> pd.Series:

@@ -1,30 +1,65 @@
-"""Great Expectations 1.x suites for the canonical tables, built in code, run on an ephemeral
-context (no GE project folder), with Data Docs written as HTML to a folder of our choosing."""
+"""Great Expectations 1.x: the suites that decide which rows are kept and whether a run may go on.
+
+Two kinds of suite, run on an ephemeral context (no GX project folder), with Data Docs written as HTML to a
+folder of our choosing:
+
+* **row-level** suites (``level="row"``) run on the rows *as read* (the readers' canonical tables, before any
+  cleaning). Each expectation stands for one quarantine reason (``data_checks.cleaning.REASONS``); its
+  unexpected rows (``result_format`` ``COMPLETE``: ``unexpected_index_list``) are what ``cleaning.clean`` sends
+  to quarantine. Such a suite fails whenever one row violates one expectation; whether that stops the run is
+  the quarantine-rate policy's call.
+* **table-level** suites (``level="table"``) judge a table as a whole (row counts, shares, distributions,
+  catalog text and time plausibility, see ``data_checks.catalog_text``); a failure blocks on its own
+  (:attr:`ValidationReport.success`, the blocking check ``expectation_suites_pass``).
+"""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
+from data_checks.catalog_text import TextAndTimeThresholds, time_expectations, title_expectations, why  # noqa: E402
+
 CONTENT_COLUMNS = ["user_id", "item_id", "timestamp", "basket_id", "quantity", "price"]
+ROW_RESULT_FORMAT = {"result_format": "COMPLETE", "return_unexpected_index_query": False,
+                     "partial_unexpected_count": 20}
+_HIDDEN_KWARGS = ("batch_id", "result_format", "catch_exceptions", "meta", "notes", "description")
 
 
 @dataclass
 class ExpectationResult:
+    """One expectation's outcome on one table. ``level``: ``"row"`` (its failing rows are quarantined with
+    ``reason``) or ``"table"`` (a failure blocks the run)."""
+
     table: str
     expectation: str
     column: str | None
     success: bool
     unexpected_count: int | None
     unexpected_percent: float | None
+    suite: str = ""
+    level: str = "table"
+    reason: str | None = None
+    observed_value: Any = None
+    kwargs: str = ""
+    meaning: str | None = None
+
+    def label(self) -> str:
+        """``expect_x(column=..., ...)``: how a quarantined row's ``detail`` names this expectation."""
+        return f"{self.expectation}({self.kwargs})"
 
 
 @dataclass
 class ValidationReport:
+    """``success``: every table-level (blocking) expectation passed. Row-level failures are in ``results``
+    (with their counts) but decide rows, not the run."""
+
     success: bool
     results: list[ExpectationResult] = field(default_factory=list)
     docs_index: str | None = None
@@ -32,45 +67,157 @@ class ValidationReport:
     def failed(self) -> list[ExpectationResult]:
         return [r for r in self.results if not r.success]
 
+    def blocking_failures(self) -> list[ExpectationResult]:
+        return [r for r in self.results if not r.success and r.level == "table"]
+
+    def suites(self) -> dict[str, bool]:
+        """Each suite's outcome (a suite fails when any of its expectations does)."""
+        out: dict[str, bool] = {}
+        for r in self.results:
+            out[r.suite] = out.get(r.suite, True) and r.success
+        return out
+
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([r.__dict__ for r in self.results])
+        cols = ["suite", "level", "table", "expectation", "column", "success", "unexpected_count",
+                "unexpected_percent", "observed_value", "reason"]
+        return pd.DataFrame([{c: getattr(r, c) for c in cols} for r in self.results], columns=cols)
 
 
-def _interaction_expectations(df: pd.DataFrame, catalog_ids: pd.Series, max_quantity: float, max_price: float,
-                              min_timestamp: str, max_timestamp: pd.Timestamp) -> list:
+def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple, set)):
+        items = list(value)
+        if len(items) > 5:
+            return f"[{', '.join(map(str, items[:5]))}, ...] ({len(items)} values)"
+        return f"[{', '.join(map(str, items))}]"
+    return str(value)
+
+
+def _kwargs_text(kwargs: dict) -> str:
+    return ", ".join(f"{k}={_short(v)}" for k, v in kwargs.items() if k not in _HIDDEN_KWARGS and v is not None
+                     and not (k == "row_condition" and not v))
+
+
+class GxSession:
+    """One ephemeral GX context for one validation: every suite it runs is kept, so the Data Docs built at the
+    end (:meth:`build_docs`) show the row-level and the table-level suites of the run together."""
+
+    def __init__(self, docs_dir: str | Path | None = None):
+        import great_expectations as gx
+
+        self._gx = gx
+        self.ctx = gx.get_context(mode="ephemeral")
+        self.ctx.variables.progress_bars = {"globally": False}
+        self.docs_dir = Path(docs_dir) if docs_dir is not None else None
+        if self.docs_dir is not None:
+            self.docs_dir.mkdir(parents=True, exist_ok=True)
+            self.ctx.add_data_docs_site(site_name="cobuy", site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(self.docs_dir)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            })
+        self.source = self.ctx.data_sources.add_pandas("canonical")
+        self.results: list[ExpectationResult] = []
+
+    def run(self, suite: str, table: str, frame: pd.DataFrame, expectations: Iterable, level: str,
+            reasons: list[str | None] | None = None) -> list[tuple[ExpectationResult, np.ndarray | None]]:
+        """Validate ``frame`` against ``expectations`` as the suite ``suite``. Row-level suites are run with
+        ``result_format`` COMPLETE and return, per expectation, the positional indices of the unexpected rows
+        (``frame`` must have a RangeIndex); table-level ones return None there. ``reasons``: the quarantine
+        reason of each expectation (row-level)."""
+        exps = list(expectations)
+        if not exps:
+            return []
+        gx = self._gx
+        batch = self.source.add_dataframe_asset(suite).add_batch_definition_whole_dataframe(f"{suite}_all")
+        gx_suite = self.ctx.suites.add(gx.ExpectationSuite(name=suite, expectations=exps))
+        vd = self.ctx.validation_definitions.add(gx.ValidationDefinition(name=suite, data=batch, suite=gx_suite))
+        # Ephemeral pandas assets take their dataframe as a batch parameter at run time.
+        res = vd.run(batch_parameters={"dataframe": frame},
+                     result_format=ROW_RESULT_FORMAT if level == "row" else "SUMMARY")
+        # GX does not return the results in the suite's order: match them by the expectations' ids
+        position = {str(e.id): i for i, e in enumerate(gx_suite.expectations)}
+        if len(position) != len(exps) or [type(e) for e in gx_suite.expectations] != [type(e) for e in exps]:
+            raise RuntimeError(f"suite {suite}: GX did not keep the expectations in order")
+        ordered = sorted(res.results, key=lambda r: position[str(r.expectation_config.id)])
+        out = []
+        for i, r in enumerate(ordered):
+            cfg = r.expectation_config
+            if r.exception_info and r.exception_info.get("raised_exception"):
+                raise RuntimeError(f"expectation {cfg.type} on {table} could not run: "
+                                   f"{r.exception_info.get('exception_message')}")
+            found = r.result or {}
+            column = cfg.kwargs.get("column")
+            result = ExpectationResult(
+                table=table, expectation=cfg.type, column=column, success=bool(r.success),
+                unexpected_count=found.get("unexpected_count"), unexpected_percent=found.get("unexpected_percent"),
+                suite=suite, level=level, reason=reasons[i] if reasons else None,
+                observed_value=_plain(found.get("observed_value")), kwargs=_kwargs_text(cfg.kwargs),
+                meaning=why(cfg.type, column))
+            index = None
+            if level == "row":
+                index = np.asarray(found.get("unexpected_index_list") or [], dtype=np.int64)
+                if result.unexpected_count and len(index) != result.unexpected_count:
+                    raise RuntimeError(f"{cfg.type} on {table}: GX reported {result.unexpected_count} unexpected rows "
+                                       f"but listed {len(index)}")
+            self.results.append(result)
+            out.append((result, index))
+        return out
+
+    def build_docs(self) -> str | None:
+        """Write the Data Docs site (all suites run so far); the path of its ``index.html``, or None."""
+        if self.docs_dir is None:
+            return None
+        self.ctx.build_data_docs(site_names=["cobuy"])
+        return str(self.docs_dir / "index.html")
+
+    def report(self) -> ValidationReport:
+        """Everything run so far; ``success`` counts table-level expectations only."""
+        return ValidationReport(all(r.success for r in self.results if r.level == "table"), list(self.results),
+                                self.build_docs())
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value
+
+
+@dataclass
+class TableThresholds(TextAndTimeThresholds):
+    """The blocking table-level limits: :class:`catalog_text.TextAndTimeThresholds` plus minimum sizes
+    (``min_clean_rows`` clean interactions, ``min_items`` distinct items among them)."""
+
+    min_clean_rows: int = 1
+    min_items: int = 2
+
+
+def table_suites(session: GxSession, raw_interactions: pd.DataFrame, interactions: pd.DataFrame,
+                 items: pd.DataFrame, min_timestamp: str = "1990-01-01", max_future_days: float = 1.0,
+                 limits: TableThresholds | None = None, now: pd.Timestamp | None = None) -> None:
+    """Run the blocking table-level suites: on the interactions as read (rows, time plausibility), on the
+    clean interactions (enough rows and items left) and on the catalog (ids, titles)."""
     import great_expectations.expectations as gxe
 
-    exps: list = [gxe.ExpectTableColumnsToMatchSet(column_set=list(df.columns), exact_match=True)]
-    for col in ["user_id", "item_id", "timestamp", "basket_id", "quantity", "price", "source_row"]:
-        exps.append(gxe.ExpectColumnToExist(column=col))
-    exps += [
-        gxe.ExpectColumnValuesToNotBeNull(column="item_id"),
-        gxe.ExpectColumnValuesToNotBeNull(column="quantity"),
-        gxe.ExpectColumnValuesToNotBeNull(column="source_row"),
-        gxe.ExpectColumnValuesToBeBetween(column="quantity", min_value=0, max_value=max_quantity, strict_min=True),
-        gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0, max_value=max_price, strict_min=True),
-        gxe.ExpectColumnValuesToBeInSet(column="item_id", value_set=list(catalog_ids)),
-        gxe.ExpectCompoundColumnsToBeUnique(
-            column_list=[c for c in df.columns if c not in ("source_row", "source_file")], ignore_row_if="never"),
-    ]
-    if df["timestamp"].notna().any():
-        exps.append(gxe.ExpectColumnValuesToBeBetween(column="timestamp", min_value=pd.Timestamp(min_timestamp),
-                                                      max_value=max_timestamp))
-    if df["user_id"].isna().all() and df["basket_id"].isna().all():
-        exps.append(gxe.ExpectColumnValuesToNotBeNull(column="user_id"))
-    return exps
-
-
-def _item_expectations() -> list:
-    import great_expectations.expectations as gxe
-
-    return [
-        gxe.ExpectColumnToExist(column="item_id"),
-        gxe.ExpectColumnToExist(column="title"),
+    limits = limits or TableThresholds()
+    now = now or pd.Timestamp.now(tz="UTC").tz_localize(None)
+    max_ts = now + pd.Timedelta(days=max_future_days)
+    session.run("interactions_as_read", "interactions", raw_interactions.reset_index(drop=True), [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        *time_expectations(raw_interactions, pd.Timestamp(min_timestamp), max_ts, limits),
+    ], level="table")
+    session.run("interactions_clean", "interactions", interactions.reset_index(drop=True), [
+        gxe.ExpectTableRowCountToBeBetween(min_value=limits.min_clean_rows),
+        gxe.ExpectColumnUniqueValueCountToBeBetween(column="item_id", min_value=limits.min_items),
+        *[gxe.ExpectColumnToExist(column=c) for c in ("source_row", *CONTENT_COLUMNS)],
+    ], level="table")
+    session.run("items_clean", "items", items.reset_index(drop=True), [
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
         gxe.ExpectColumnValuesToNotBeNull(column="item_id"),
         gxe.ExpectColumnValuesToBeUnique(column="item_id"),
-        gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0, strict_min=True),
-    ]
+        *title_expectations(items, limits),
+    ], level="table")
 
 
 def validate_tables(
@@ -80,43 +227,17 @@ def validate_tables(
     max_quantity: float = 1e5,
     max_price: float = 1e5,
     min_timestamp: str = "1990-01-01",
+    raw_interactions: pd.DataFrame | None = None,
+    session: GxSession | None = None,
+    limits: TableThresholds | None = None,
 ) -> ValidationReport:
-    """Run both suites; write Data Docs HTML under ``docs_dir`` when given."""
-    import great_expectations as gx
+    """The table-level suites (blocking), plus whatever ``session`` already ran (``cleaning.clean``'s
+    row-level suites on the rows as read); Data Docs under ``docs_dir`` (or the session's folder).
 
-    ctx = gx.get_context(mode="ephemeral")
-    ctx.variables.progress_bars = {"globally": False}
-    if docs_dir is not None:
-        Path(docs_dir).mkdir(parents=True, exist_ok=True)
-        ctx.add_data_docs_site(site_name="cobuy", site_config={
-            "class_name": "SiteBuilder",
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        })
-    source = ctx.data_sources.add_pandas("canonical")
-    max_ts = pd.Timestamp.now(tz="UTC").tz_localize(None) + pd.Timedelta(days=1)
-    tables = {
-        "interactions": (interactions, _interaction_expectations(interactions, items["item_id"], max_quantity,
-                                                                 max_price, min_timestamp, max_ts)),
-        "items": (items, _item_expectations()),
-    }
-    definitions, frames = [], {}
-    for name, (df, exps) in tables.items():
-        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(f"{name}_all")
-        suite = ctx.suites.add(gx.ExpectationSuite(name=f"{name}_suite", expectations=exps))
-        definitions.append(ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite)))
-        frames[name] = df
-    results = []
-    for vd in definitions:
-        # Ephemeral pandas assets take their dataframe as a batch parameter at run time.
-        res = vd.run(batch_parameters={"dataframe": frames[vd.name]}, result_format="SUMMARY")
-        for r in res.results:
-            cfg = r.expectation_config
-            results.append(ExpectationResult(
-                table=vd.name, expectation=cfg.type, column=cfg.kwargs.get("column"), success=bool(r.success),
-                unexpected_count=r.result.get("unexpected_count"), unexpected_percent=r.result.get("unexpected_percent")))
-    index = None
-    if docs_dir is not None:
-        ctx.build_data_docs(site_names=["cobuy"])
-        index = str(Path(docs_dir) / "index.html")
-    return ValidationReport(all(r.success for r in results), results, index)
+    ``raw_interactions``: the rows as read (default: ``interactions``). ``max_quantity``/``max_price`` are
+    row-level rules (``cleaning.CleaningRules``), accepted here for the callers that pass them."""
+    del max_quantity, max_price  # row-level: decided in cleaning.clean
+    session = session or GxSession(docs_dir)
+    table_suites(session, interactions if raw_interactions is None else raw_interactions, interactions, items,
+                 min_timestamp=min_timestamp, limits=limits)
+    return session.report()

@@ -253,6 +253,22 @@ class MLflowRegistry(dg.ConfigurableResource):
         """The registered version's page in the MLflow UI."""
         return f"{self.ui_url.rstrip('/')}/#/models/{self.model_name(family)}/versions/{version}"
 
+    def log_folder(self, folder: str | Path, artifact_path: str, run_name: str,
+                   tags: Optional[dict[str, str]] = None) -> tuple[str, str]:
+        """Log every file under ``folder`` as artifacts (under ``artifact_path``) of a new run in the experiment,
+        e.g. Great Expectations Data Docs, which the MLflow UI renders as HTML. Returns the run's id and the http
+        URL prefix of its artifacts in the UI: append a file's path inside ``folder`` (``.../index.html``)."""
+        import mlflow
+
+        from training.tracking import ensure_experiment, tracking
+
+        uri = self._uri()
+        exp_id = ensure_experiment(uri, self.experiment, self.artifact_location)
+        with tracking(uri), mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=tags or {}) as run:
+            mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
+        run_id = run.info.run_id
+        return run_id, f"{self.run_url(exp_id, run_id)}/artifactPath/{artifact_path.strip('/')}"
+
     def model_name(self, family: str) -> str:
         return f"{self.model_prefix}{family}"
 

@@ -14,6 +14,7 @@ from training.cold_start import (PartnerPolicy, build_task, embedding_scorer, ev
                                  partner_shares, popularity_scorer, tfidf_scorer, twin_partners_scorer)
 from training.plots import prior_weight_curve_png
 from training.splits import Split
+from training.strict_cold_start import StrictColdStartConfig, difference_table, method_table, run_strict_cold_start
 from training.text_encoder import TextEncoder, TextEncoderConfig, item_texts, mine_pairs
 
 GROUP = "text"
@@ -163,9 +164,21 @@ def item_text_embeddings(text_encoder: TextEncoderArtifact, validated_items: pd.
 
 class ColdStartConfig(dg.Config):
     """``ks``: the cut-offs reported. The '+partners' rows use ``cold_partner_policy``'s twins and temperature, and
-    '+partners+prior' is that policy as ``cold_item_partners`` serves it."""
+    '+partners+prior' is that policy as ``cold_item_partners`` serves it.
+
+    Without a temporal cut (basket completion, per-customer holdout) the evaluation is strict cold start
+    (``training.strict_cold_start``): ``strict_holdout_fraction`` of the sold items (seed ``strict_seed``) leave the
+    training data entirely; an encoder is fine-tuned here on what remains (``strict_steps`` steps of
+    ``strict_batch_size`` pairs; None: as many steps as ``text_encoder`` ran, which saw the held-out items and so
+    cannot be used), and the partner policy's settings are chosen on ``strict_max_validation_items`` training items
+    carved out the same way."""
 
     ks: list[int] = [10, 20, 50]
+    strict_holdout_fraction: float = 0.1
+    strict_seed: int = 0
+    strict_steps: Optional[int] = None
+    strict_batch_size: int = 64
+    strict_max_validation_items: int = 1000
 
 
 @dg.asset(group_name="evaluation")
@@ -175,11 +188,12 @@ def cold_start_metrics(context: dg.AssetExecutionContext, config: ColdStartConfi
                        cold_partner_policy: PartnerPolicy) -> dg.Output[pd.DataFrame]:
     """Items first sold after the cut, ranked by text alone against what was bought with them:
     fine-tuned encoder vs the same encoder untuned, TF-IDF on titles, and popularity; and both encoders' textual
-    twins' partners (what ``cold_item_partners`` serves)."""
+    twins' partners (what ``cold_item_partners`` serves). On a split without a temporal cut (data without time) it is
+    strict cold start instead (``training.strict_cold_start``, settings in ``ColdStartConfig``): held-out items
+    removed from training entirely, the same kinds of methods plus popularity within the item's category, and the
+    paired bootstrap differences in metadata."""
     if training_split.cutoff is None:
-        context.log.warning("cold-start evaluation needs a temporal split; skipped")
-        return dg.Output(pd.DataFrame(columns=["method", "k", "recall", "ndcg", "n_items"]),
-                         metadata={"cold_items": 0})
+        return _strict_cold_start(context, config, training_split, validated_items, interaction_matrices, text_encoder)
     # the test split keeps only new pairs of known users; cold items need every row after the cut
     rows_all = pd.concat([training_split.train, training_split.after_cutoff], ignore_index=True)
     task = build_task(rows_all, interaction_matrices.train.item_ids, training_split.cutoff)
@@ -213,3 +227,35 @@ def cold_start_metrics(context: dg.AssetExecutionContext, config: ColdStartConfi
     return dg.Output(table, metadata={"cold_items": int(len(task.cold)), "prior_weight": policy.prior_weight,
                                       "prior_weight_from": policy.chosen_from,
                                       "at_k20": dg.MetadataValue.md(markdown_table(table[table["k"] == 20]))})
+
+
+def _strict_cold_start(context: dg.AssetExecutionContext, config: ColdStartConfig, training_split: Split,
+                       validated_items: pd.DataFrame, interaction_matrices: SplitMatrices,
+                       text_encoder: TextEncoderArtifact) -> dg.Output[pd.DataFrame]:
+    """``cold_start_metrics`` on a split without a temporal cut: the strict form, over every row of the split."""
+    rows = pd.concat([training_split.train, training_split.test], ignore_index=True)
+    catalog = catalog_in_order(validated_items, interaction_matrices.train.item_ids)
+    steps = config.strict_steps if config.strict_steps is not None else int(text_encoder.history.get("steps", 0))
+    encoder_cfg = TextEncoderConfig(model_name=text_encoder.base_model, temperature=text_encoder.temperature,
+                                    max_length=text_encoder.max_length, steps=steps,
+                                    batch_size=config.strict_batch_size, seed=config.strict_seed)
+    cfg = StrictColdStartConfig(holdout_fraction=config.strict_holdout_fraction, seed=config.strict_seed,
+                                max_validation_items=config.strict_max_validation_items, ks=tuple(config.ks))
+    why = f"no temporal cut (split {training_split.strategy!r}): strict cold start"
+    try:
+        result = run_strict_cold_start(rows, catalog, cfg, encoder_cfg, log=context.log.info)
+    except ValueError as e:
+        context.log.warning(f"strict cold-start evaluation skipped: {e}")
+        return dg.Output(pd.DataFrame(columns=["method", "k", "recall", "ndcg", "n_items"]),
+                         metadata={"form": why, "cold_items": 0, "skipped_because": str(e)})
+    table = method_table(result, tuple(config.ks))
+    policy = result["partner_policy"]
+    return dg.Output(table, metadata={
+        "form": why, "cold_items": result["counts"]["scored_held_out_items"], **result["counts"],
+        "fine_tuned": bool(result["encoder"]["fine_tuned"]), "fine_tuning_steps": steps,
+        "prior_weight": policy["prior_weight"], "n_twins": policy["n_twins"], "temperature": policy["temperature"],
+        "prior_weight_from": policy["chosen_from"],
+        "at_k20": dg.MetadataValue.md(markdown_table(table[table["k"] == 20])),
+        "differences_at_k20": dg.MetadataValue.md(markdown_table(difference_table(result))),
+        "strict_cold_start": dg.MetadataValue.json({k: result[k] for k in ("methods", "differences", "counts",
+                                                                            "partner_policy", "settings")})})

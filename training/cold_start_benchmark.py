@@ -101,12 +101,15 @@ def fold_checkpoint(checkpoints: Path, dataset: str, steps: int, fold: int) -> P
     return Path(checkpoints) / f"{dataset}-steps{steps}-fold{fold}.json"
 
 
-def rolling_folds(dataset: str, folds: int) -> tuple[Any, Any, pd.DataFrame, list[FoldWindows]]:
-    """The dataset's cleaned tables and temporal split (``training.benchmark.load_dataset``), every interaction row
-    (before and after the cut) and the ``folds`` rolling-origin windows over them."""
-    from training.benchmark import load_dataset
+def rolling_folds(dataset: Any, folds: int) -> tuple[Any, Any, pd.DataFrame, list[FoldWindows]]:
+    """The dataset's cleaned tables and temporal split (``training.benchmark_data.prepare``; ``dataset``: a built-in
+    name or a ``BenchmarkDataset``), every interaction row (before and after the cut) and the ``folds``
+    rolling-origin windows over them. A dataset whose split has no time cut stops with the reason."""
+    from training import benchmark
+    from training.benchmark_data import require_temporal
 
-    cleaned, split, _, _ = load_dataset(dataset)
+    cleaned, split, _, _ = benchmark.load_dataset(dataset)
+    require_temporal(split, "the text encoder's cold-start benchmark")
     rows_all = pd.concat([split.train, split.after_cutoff], ignore_index=True)
     end = rows_all["timestamp"].max() + pd.Timedelta(seconds=1)
     return cleaned, split, rows_all, fold_windows(split.cutoff, split.validation["timestamp"].min(), end, folds)
@@ -114,7 +117,8 @@ def rolling_folds(dataset: str, folds: int) -> tuple[Any, Any, pd.DataFrame, lis
 
 def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_all: pd.DataFrame, steps: int,
              fit_rows: pd.DataFrame | None = None, save_to: Path | None = None,
-             embeddings_to: Path | None = None, embeddings_from: Path | None = None) -> dict[str, Any]:
+             embeddings_to: Path | None = None, embeddings_from: Path | None = None,
+             batch_size: int | None = None) -> dict[str, Any]:
     """Fine-tune on the rows before ``windows.validation_start`` (``fit_rows`` when given: the split's own), choose
     every setting on that fold's validation items, evaluate every method on its test items. ``save_to``: a folder
     for the fine-tuned encoder; ``embeddings_to``: an ``.npz`` for the fold's item embeddings (``tuned``, (n_items,
@@ -140,7 +144,7 @@ def run_fold(windows: FoldWindows, texts: list[str], item_ids: pd.Series, rows_a
     train = build_interaction_data(train_rows, item_ids)
     shares = {"validation": partner_shares(fit.baskets), "test": partner_shares(train.baskets)}
     fit_counts, train_counts = shares["validation"][1], shares["test"][1]
-    cfg = TextEncoderConfig(steps=steps)
+    cfg = TextEncoderConfig(steps=steps, **({"batch_size": batch_size} if batch_size else {}))
     z_tuned, b_tuned, z_untuned, facts = fold_embeddings(texts, item_ids, fit, fit_counts, cfg, save_to,
                                                          embeddings_to, embeddings_from)
     similarity = {"fine_tuned_encoder": embedding_scorer(z_tuned), "untuned_encoder": embedding_scorer(z_untuned),
@@ -239,20 +243,29 @@ def summarise(results: list[dict[str, Any]], confirm_from: int | None = None) ->
     return out
 
 
-def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path | None = None,
+def run_cold_start(dataset: Any, steps: int, folds: int = 1, checkpoints: Path | None = None,
                    resume: bool = False, reuse_embeddings: bool = False,
-                   confirm_from: int | None = None) -> dict[str, Any]:
+                   confirm_from: int | None = None, encoder_dir: Path | None = None,
+                   batch_size: int | None = None) -> dict[str, Any]:
     """The fold of the split (``cold_start``, as before), and with ``folds`` > 1 the rolling-origin folds and their
     pooled comparison (``rolling``). ``checkpoints``: a folder where each finished fold is kept as JSON, with its
     item embeddings as ``.npz``; with ``resume`` a fold kept there with the same windows and steps is reused instead
     of run again (a long run killed part-way loses at most one fold; the code is not compared, so resume only runs of
     the same code); with ``reuse_embeddings`` such a fold is evaluated again, every method and setting, from its
     kept embeddings without fine-tuning (a new scorer tried on the same encoders). ``confirm_from``: see
-    ``summarise``."""
-    if confirm_from is not None and not 0 < confirm_from < folds:
-        raise ValueError(f"confirm_from must name a fold after 0 and before {folds}, got {confirm_from}")
+    ``summarise``. ``dataset``: a built-in name or a ``training.benchmark_data.BenchmarkDataset``;
+    ``encoder_dir``: where fold 0's fine-tuned encoder is saved (default ``data/text_encoder/<dataset>``);
+    ``batch_size``: the fine-tuning batch (default ``TextEncoderConfig``'s; pairs drawn = steps x batch)."""
     from training.benchmark import ROOT, machine
-    from training.text_encoder import item_texts
+    from training.benchmark_data import BenchmarkInputError, dataset_name
+    from training.text_encoder import TextEncoderConfig, item_texts
+
+    default_batch = TextEncoderConfig().batch_size
+    if confirm_from is not None and not 0 < confirm_from < folds:
+        raise BenchmarkInputError(f"confirm_from (--confirm-from) must name a fold after 0 and before --folds {folds}, "
+                                  f"got {confirm_from}")
+    name = dataset_name(dataset)
+    encoder_dir = Path(encoder_dir) if encoder_dir is not None else ROOT / "data" / "text_encoder" / name
 
     t_start = time.perf_counter()
     cleaned, split, rows_all, windows = rolling_folds(dataset, folds)
@@ -260,9 +273,10 @@ def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path |
     item_ids = cleaned.items["item_id"]
     results, reused, rescored = [], [], []
     for w in windows:
-        path = fold_checkpoint(checkpoints, dataset, steps, w.fold) if checkpoints else None
+        path = fold_checkpoint(checkpoints, name, steps, w.fold) if checkpoints else None
         kept = json.loads(path.read_text()) if path is not None and path.exists() else None
-        same = kept is not None and kept["windows"] == w.as_dict() and kept["config"]["steps"] == steps
+        same = (kept is not None and kept["windows"] == w.as_dict() and kept["config"]["steps"] == steps
+                and kept["config"].get("batch_size", default_batch) == (batch_size or default_batch))
         if resume and same:
             print(f"fold {w.fold}: reusing {path}")
             results.append(kept)
@@ -276,14 +290,15 @@ def run_cold_start(dataset: str, steps: int, folds: int = 1, checkpoints: Path |
         else:
             print(f"fold {w.fold}: fine-tune before {w.validation_start}, validate to {w.cut}, test to {w.end}")
         r = run_fold(w, texts, item_ids, rows_all, steps, fit_rows=split.fit if w.fold == 0 else None,
-                     save_to=ROOT / "data" / "text_encoder" / dataset if w.fold == 0 and not from_kept else None,
-                     embeddings_to=embeddings, embeddings_from=embeddings if from_kept else None)
+                     save_to=encoder_dir if w.fold == 0 and not from_kept else None,
+                     embeddings_to=embeddings, embeddings_from=embeddings if from_kept else None,
+                     **({"batch_size": batch_size} if batch_size else {}))
         if path is not None:
             from serving.storage import write_text
 
             write_text(json.dumps(r, default=str), path)
         results.append(r)
-    out = {"dataset": dataset, "model": "text_encoder", "cutoff": str(split.cutoff), **summarise(results, confirm_from)}
+    out = {"dataset": name, "model": "text_encoder", "cutoff": str(split.cutoff), **summarise(results, confirm_from)}
     out["wall_seconds"] = time.perf_counter() - t_start  # of this run: folds reused from checkpoints not counted
     out["reused_folds"], out["folds_evaluated_from_kept_embeddings"] = reused, rescored
     out["machine"] = machine()

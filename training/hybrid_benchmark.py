@@ -18,8 +18,11 @@ from training.hybrid_tuning import (RECENCY_DAYS, TREND_DAYS, WEIGHT_STEP, fit_h
                                     validation_related_task)
 
 
-def run_hybrid(dataset: str, trials: int, encoder_path: str | None) -> dict:
-    from training.benchmark import MODEL_PARAMS, load_dataset, machine
+def run_hybrid(dataset, trials: int, encoder_path: str | None) -> dict:
+    """``dataset``: a built-in name or a ``training.benchmark_data.BenchmarkDataset``; its split must be temporal
+    (related items are scored on the baskets after the cut)."""
+    from training.benchmark import default_params, machine
+    from training.benchmark_data import dataset_name, prepare, require_temporal
     from training.cold_start import build_task, evaluate_cold
     from training.data import build_interaction_data
     from training.metrics import evaluate_scores
@@ -29,13 +32,15 @@ def run_hybrid(dataset: str, trials: int, encoder_path: str | None) -> dict:
 
     t_start = time.perf_counter()
     load_at_start = [round(x, 2) for x in os.getloadavg()]
-    cleaned, split, train, test = load_dataset(dataset)
+    prepared = prepare(dataset)
+    require_temporal(prepared.split, "the hybrid benchmark", prepared.chosen_because)
+    cleaned, split, train, test = prepared.cleaned, prepared.split, prepared.train, prepared.test
     fit = build_interaction_data(split.fit, cleaned.items["item_id"])
     validation = fit.matrix_for(split.validation)
     texts = item_texts(cleaned.items)
     enc = TextEncoder(TextEncoderConfig(model_name=encoder_path or ""))
     emb = enc.embed(texts)
-    params = MODEL_PARAMS.get(dataset, {})
+    params = {fam: default_params(dataset, fam) for fam in ("itemknn", "gf_cf", "ease")}
 
     # pick the collaborative component on validation
     collab_scores = {}
@@ -75,7 +80,7 @@ def run_hybrid(dataset: str, trials: int, encoder_path: str | None) -> dict:
             row[f"{task_name}_recall@20"] = r["recall@20"]
             row[f"{task_name}_ndcg@20"] = r["ndcg@20"]
         table.append(row)
-    return {"dataset": dataset, "model": "hybrid", "collaborative_family": collab_family,
+    return {"dataset": dataset_name(dataset), "model": "hybrid", "collaborative_family": collab_family,
             "collaborative_params": params.get(collab_family, {}),
             "collaborative_validation_ndcg@20": collab_scores, "text_encoder": enc.model_name,
             "recency_days": RECENCY_DAYS, "trend_days": TREND_DAYS,

@@ -22,7 +22,7 @@ def baskets_shop():
 
 def _spy_embeddings(monkeypatch, seen: dict):
     """Replace the encoders by seeded random unit embeddings, keeping what fine-tuning would have been given."""
-    def fake(texts, fit_baskets, counts, encoder_cfg, max_head_items, seed, log=print):
+    def fake(texts, fit_baskets, counts, encoder_cfg, max_head_items, seed, log=print, untuned_from=None):
         seen["fit_baskets"], seen["counts"] = fit_baskets, counts
         z = np.random.default_rng(0).normal(size=(len(texts), 8)).astype(np.float32)
         z /= np.linalg.norm(z, axis=1, keepdims=True)
@@ -138,3 +138,22 @@ def test_asset_runs_the_strict_form_on_a_split_without_a_cutoff(baskets_shop, tm
     assert "strict cold start" in meta["form"] and "basket_completion" in meta["form"]
     assert meta["fine_tuned"] is True and meta["fine_tuning_steps"] == 1
     assert meta["held_out_items"] > 0 and "differences_at_k20" in meta
+
+
+def test_untuned_embeddings_made_elsewhere_are_used_only_when_they_match(tmp_path):
+    import scipy.sparse as sp
+
+    from training.strict_cold_start import encoder_embeddings
+    from training.text_encoder import TextEncoder, TextEncoderConfig
+
+    texts = ["red mug | category: kitchen", "tea pot", "garden hose", "hose nozzle", "blue mug"]
+    cfg = TextEncoderConfig(steps=0)
+    right = TextEncoder(cfg).embed(texts)
+    baskets = sp.csr_matrix(np.ones((2, len(texts)), np.float32))
+    for name, array, used in (("right.npy", right, True), ("wrong.npy", right[::-1], False),
+                              ("short.npy", right[:2], False)):
+        np.save(tmp_path / name, array)
+        _, _, z, facts = encoder_embeddings(texts, baskets, np.ones(len(texts)), cfg, None, 0, lambda m: None,
+                                            tmp_path / name)
+        assert ("untuned_embeddings_read_from" in facts) is used
+        np.testing.assert_allclose(z, right, atol=1e-4)  # a file that does not match is not used

@@ -167,43 +167,62 @@ def _encode(encoder: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def encoder_embeddings(texts: list[str], fit_baskets: sp.csr_matrix, counts: np.ndarray, encoder_cfg: Any,
-                       max_head_items: int | None, seed: int, log: Callable[[str], None] = print
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+                       max_head_items: int | None, seed: int, log: Callable[[str], None] = print,
+                       untuned_from: Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """Fine-tune on the co-purchase pairs of ``fit_baskets`` ((n_baskets, n_items); ``encoder_cfg``:
     ``TextEncoderConfig``), fit its popularity head on the sold items' ``counts`` ((n_items,); a seeded sample of at
     most ``max_head_items``), and embed every text with it and with the untuned encoder.
     Returns ((n_items, dim) fine-tuned, (n_items,) head, (n_items, dim) untuned, facts). With ``steps`` 0 or too few
-    pairs (< 2 batches) the "fine-tuned" encoder is the untuned one, and the facts say so."""
+    pairs (< 2 batches) the "fine-tuned" encoder is the untuned one, and the facts say so.
+
+    ``untuned_from``: an ``.npy`` of the untuned encoder's (n_items, dim) embeddings of these ``texts`` computed
+    elsewhere; used when its shape fits and 32 of its rows (a seeded sample) match a fresh encoding within 1e-3,
+    otherwise the texts are embedded here."""
     from training.text_encoder import TextEncoder, mine_pairs
 
     t0 = time.perf_counter()
     pairs, pair_counts = mine_pairs(fit_baskets, None, encoder_cfg.min_pair_count, 0.0)
     untuned = TextEncoder(encoder_cfg)
     facts: dict[str, Any] = {"co_purchase_pairs": int(len(pairs)), "base_model": untuned.model_name}
-    z_untuned, _ = _encode(untuned, texts)
-    log(f"untuned encoder: {len(texts)} texts embedded in {time.perf_counter() - t0:.0f}s")
     if encoder_cfg.steps <= 0 or len(pairs) < 2 * encoder_cfg.batch_size:
         facts["fine_tuned"] = False
         facts["not_fine_tuned_because"] = (f"steps={encoder_cfg.steps}, {len(pairs)} co-purchase pairs (fine-tuning "
                                            f"needs steps > 0 and at least {2 * encoder_cfg.batch_size} pairs)")
+        z_tuned = b_tuned = None
+    else:
+        tuned = TextEncoder(encoder_cfg)
+        tuned.fit(texts, pairs, pair_counts)
+        log(f"fine-tuned {tuned.history.get('steps')} steps in {tuned.fit_seconds:.0f}s")
+        sold = np.flatnonzero(np.asarray(counts) > 0)
+        if max_head_items is not None and len(sold) > max_head_items:
+            sold = np.sort(np.random.default_rng(seed).choice(sold, max_head_items, replace=False))
+        tuned.fit_popularity_head([texts[i] for i in sold], np.asarray(counts)[sold])
+        z_tuned, b_tuned = _encode(tuned, texts)
+        log(f"fine-tuned encoder: {len(texts)} texts embedded, {time.perf_counter() - t0:.0f}s so far")
+        facts.update(fine_tuned=True, fit_seconds=tuned.fit_seconds, history=tuned.history,
+                     popularity_head_items=int(len(sold)))
+    z_untuned = None
+    if untuned_from is not None and Path(untuned_from).exists():
+        kept = np.load(untuned_from)
+        check = np.sort(np.random.default_rng(seed).choice(len(texts), min(32, len(texts)), replace=False))
+        if kept.ndim == 2 and kept.shape[0] == len(texts):
+            gap = float(np.abs(untuned.embed([texts[i] for i in check]) - kept[check]).max())
+            if gap < 1e-3:
+                z_untuned = kept.astype(np.float32)
+                facts["untuned_embeddings_read_from"] = str(untuned_from)
+                facts["untuned_embeddings_checked"] = {"rows": int(len(check)), "max_abs_difference": gap}
+    if z_untuned is None:
+        z_untuned, _ = _encode(untuned, texts)
+    log(f"untuned encoder: {len(texts)} texts, {time.perf_counter() - t0:.0f}s so far")
+    if z_tuned is None:
         return z_untuned, np.zeros(len(texts), np.float32), z_untuned, facts
-    tuned = TextEncoder(encoder_cfg)
-    tuned.fit(texts, pairs, pair_counts)
-    log(f"fine-tuned {tuned.history.get('steps')} steps in {tuned.fit_seconds:.0f}s")
-    sold = np.flatnonzero(np.asarray(counts) > 0)
-    if max_head_items is not None and len(sold) > max_head_items:
-        sold = np.sort(np.random.default_rng(seed).choice(sold, max_head_items, replace=False))
-    tuned.fit_popularity_head([texts[i] for i in sold], np.asarray(counts)[sold])
-    z_tuned, b_tuned = _encode(tuned, texts)
-    log(f"fine-tuned encoder: {len(texts)} texts embedded, {time.perf_counter() - t0:.0f}s so far")
-    facts.update(fine_tuned=True, fit_seconds=tuned.fit_seconds, history=tuned.history,
-                 popularity_head_items=int(len(sold)))
     return z_tuned, b_tuned, z_untuned, facts
 
 
 def run_strict_cold_start(rows: pd.DataFrame, catalog: pd.DataFrame, cfg: StrictColdStartConfig | None = None,
                           encoder_cfg: Any = None, log: Callable[[str], None] = print, held_out: np.ndarray | None = None,
-                          embeddings_file: Path | None = None, n_examples: int = 10) -> dict[str, Any]:
+                          embeddings_file: Path | None = None, n_examples: int = 10,
+                          untuned_from: Path | None = None) -> dict[str, Any]:
     """The strict cold-start evaluation of ``rows`` (interactions: ``item_id``, ``basket_id`` and/or ``user_id``,
     ``timestamp`` may be empty) over ``catalog`` (``item_id``, ``title``, optional ``category`` / ``brand``; the
     catalog order is the item positions). ``encoder_cfg``: ``TextEncoderConfig`` (default: its defaults).
@@ -216,7 +235,8 @@ def run_strict_cold_start(rows: pd.DataFrame, catalog: pd.DataFrame, cfg: Strict
 
     ``held_out``: item ids to hold out instead of the seeded draw (a known-answer test). ``embeddings_file``: an
     ``.npz`` keeping the encoders' item embeddings; when it exists for this catalog, held-out set and encoder config,
-    they are read from it instead of fine-tuning and embedding again (a run that failed later resumes)."""
+    they are read from it instead of fine-tuning and embedding again (a run that failed later resumes).
+    ``untuned_from``: see ``encoder_embeddings``."""
     from training.text_encoder import TextEncoderConfig, item_texts
 
     cfg = cfg or StrictColdStartConfig()
@@ -255,7 +275,7 @@ def run_strict_cold_start(rows: pd.DataFrame, catalog: pd.DataFrame, cfg: Strict
         log(f"embeddings read from {embeddings_file}")
     else:
         z_tuned, b_tuned, z_untuned, facts = encoder_embeddings(texts, fit.baskets, fit_counts, encoder_cfg,
-                                                                cfg.max_head_items, cfg.seed, log)
+                                                                cfg.max_head_items, cfg.seed, log, untuned_from)
         if embeddings_file is not None:
             Path(embeddings_file).parent.mkdir(parents=True, exist_ok=True)
             np.savez(embeddings_file, tuned=z_tuned, head=b_tuned, untuned=z_untuned, key=key,
@@ -359,6 +379,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--holdout-fraction", type=float, default=0.1)
     ap.add_argument("--max-validation-items", type=int, default=1000)
     ap.add_argument("--max-head-items", type=int, default=5000)
+    ap.add_argument("--untuned-embeddings", default=None, help="an .npy of the untuned encoder's embeddings of the "
+                    "catalog's texts made elsewhere (checked on a sample before use)")
     ap.add_argument("--note", default="", help="free text kept in the JSON (e.g. why this fine-tuning budget)")
     args = ap.parse_args(argv)
     from serving.storage import write_result_json
@@ -373,7 +395,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                 max_head_items=args.max_head_items, seed=args.seed)
     encoder_cfg = TextEncoderConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
     result = run_strict_cold_start(rows, catalog, cfg, encoder_cfg,
-                                   embeddings_file=Path(args.out) / f"{args.source}-cold_start-embeddings.npz")
+                                   embeddings_file=Path(args.out) / f"{args.source}-cold_start-embeddings.npz",
+                                   untuned_from=Path(args.untuned_embeddings) if args.untuned_embeddings else None)
     out = {"dataset": args.source, "path": args.path or DEFAULT_PATHS.get(args.source), "evaluation": "strict cold "
            "start: held-out items removed from training entirely, ranked against the catalog by text",
            "note": args.note, **{k: v for k, v in result.items() if k != "held_out_item_ids"},

@@ -9,7 +9,7 @@ import yaml
 
 from orchestration.assets import evaluation, hybrid, ingestion, models, registry, scoring, splits, text, validation
 from orchestration.resources import (ArtifactStore, MLflowRegistry, OnnxRuntimeResource, OptunaStorage, TableIOManager,
-                                     Pseudonymizer, ValidationPolicy, default_data_dir)
+                                     Pseudonymizer, TrainingPlan, ValidationPolicy, default_data_dir)
 from orchestration.sensors import DriftPolicy, drift_sensor
 
 ASSET_MODULES = [ingestion, validation, splits, models, hybrid, text, evaluation, scoring, registry]
@@ -55,7 +55,8 @@ promote_job = dg.define_asset_job(
     description="The promotion gate only: judge each family's @challenger against @champion on held-out data.")
 serve_job = dg.define_asset_job(
     "publish_related_items", selection=dg.AssetSelection.assets(scoring.related_items),
-    description="Rebuild related_items from a family's @champion (item-kNN by default) with ONNX Runtime.")
+    description="Rebuild related_items from a family's @champion (family auto: item-kNN, else association "
+                "rules, else a factor model; whichever has a champion) with ONNX Runtime.")
 score_job = dg.define_asset_job(
     "score", selection=dg.AssetSelection.groups(scoring.GROUP),
     description="Batch scoring with whatever MLflow's @champion names now: user recommendations, related items "
@@ -88,6 +89,8 @@ def build_resources(data_dir: "str | None" = None, environment: "str | None" = N
     env = environment or os.environ.get("COBUY_ENV", "local")
     common = {"io_manager": TableIOManager(base_dir=str(base)), "artifacts": ArtifactStore(base_dir=str(base)),
               "policy": ValidationPolicy(), "onnx_runtime": OnnxRuntimeResource(),
+              # which families a run trains and the memory they may take (run config: resources: training_plan)
+              "training_plan": TrainingPlan(),
               # before any champion, drift is judged against validated_interactions' latest materialization
               "drift_policy": DriftPolicy(landing_dir=str(base / "landing"),
                                           decisions_log=str(base / "drift_decisions.jsonl"))}

@@ -13,8 +13,10 @@ from upath import UPath
 
 from data_checks.privacy import key_from_secret, load_or_create_key
 from serving import registry
+from serving.exports import PLAN_FAMILIES
 from serving.onnx_scoring import OnnxRecommender
 from serving.storage import publish_copy, read_pickle, sweep_stale_temps, write_parquet, write_pickle
+from training.models.footprint import MemoryBudget
 from training.tracking import LoggedRun, TrainingRun, log_training_run
 
 
@@ -187,6 +189,40 @@ class ArtifactStore(dg.ConfigurableResource):
         path = Path(root, run_id, *parts)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+class TrainingPlan(dg.ConfigurableResource):
+    """Which model families a run trains, and the memory one family may take.
+
+    ``families``: names from ``serving.exports.PLAN_FAMILIES`` (the served families plus ``blend`` and
+    ``hybrid``; default all). A family left out is not fitted: its asset returns a ``SkippedFamily`` saying so,
+    and evaluation, exports and the registry leave it out. Set it in run config, e.g.
+    ``resources: {training_plan: {config: {families: [association_rules, itemknn]}}}``.
+    ``memory_budget_gb``: the memory families may count on (None: what the machine, or its cgroup, has
+    available when the family starts); a family or export whose estimate (``training.models.footprint``) is
+    above ``memory_fraction`` of it is refused up front, with the estimate, instead of being killed."""
+
+    families: list[str] = list(PLAN_FAMILIES)
+    memory_budget_gb: Optional[float] = None
+    memory_fraction: float = 0.75
+
+    def unknown(self) -> list[str]:
+        return sorted(set(self.families) - set(PLAN_FAMILIES))
+
+    def not_planned(self, family: str) -> Optional[str]:
+        """Why ``family`` is not trained by this plan (None: it is). Names outside the vocabulary stop the run."""
+        if self.unknown():
+            raise ValueError(f"training_plan families {self.families}: {self.unknown()} unknown; choose from "
+                             f"{list(PLAN_FAMILIES)}")
+        if family in self.families:
+            return None
+        return (f"not in training_plan.families {self.families} (add {family!r} there, under resources: "
+                "training_plan: config: families, to train it)")
+
+    def budget(self) -> MemoryBudget:
+        if self.memory_budget_gb is not None:
+            return MemoryBudget.given(self.memory_budget_gb, self.memory_fraction)
+        return MemoryBudget.measure(self.memory_fraction)
 
 
 class ValidationPolicy(dg.ConfigurableResource):

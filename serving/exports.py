@@ -15,11 +15,33 @@ from serving.onnx_export import ExportInfo, export_recommender
 from serving.onnx_scoring import OnnxRecommender, check_parity
 from training.data import InteractionData
 from training.models.base import Recommender
+from training.models.footprint import FLOAT32, MemoryBudget, item_item_export_bytes
 
 # served families, as named in the registry (``cobuy-<family>``) and in the ``families`` config
 FAMILIES = ("popularity", "association_rules", "itemknn", "ease", "gf_cf", "chebycf", "mf", "ials", "lightgcn")
+# what a run may train (``TrainingPlan.families``): the served families plus two that are evaluated, not served
+PLAN_FAMILIES = (*FAMILIES, "blend", "hybrid")
+# families exported as one dense (n_items, n_items) matrix (ItemItemForm); the others as factors
+ITEM_ITEM_FAMILIES = ("association_rules", "itemknn", "ease", "gf_cf", "chebycf")
 MAX_ABS_TOLERANCE = 1e-4  # the lifecycle issue's parity bounds
 MIN_IDENTICAL_FRACTION = 0.999
+
+
+def export_bytes(family: str, n_users: int, n_items: int, dim: int = 128) -> int:
+    """Memory an export of ``family`` needs while it is written: an item-item family's dense matrix twice
+    (``item_item_export_bytes``), a factor family's (n_users + n_items, ``dim``) factors twice."""
+    if family in ITEM_ITEM_FAMILIES:
+        return item_item_export_bytes(n_items)
+    return 2 * (n_users + n_items) * dim * FLOAT32
+
+
+def export_refusal(family: str, n_users: int, n_items: int, budget: MemoryBudget, dim: int = 128) -> str | None:
+    """Why ``family`` is not exported at this size (its estimate against ``budget``), or None when it fits."""
+    form = (f"a dense {n_items:,} x {n_items:,} float32 matrix" if family in ITEM_ITEM_FAMILIES
+            else f"{n_users + n_items:,} factor rows")
+    return budget.refusal(f"the ONNX export of {family} ({form})", export_bytes(family, n_users, n_items, dim),
+                          f"leave {family!r} out of model_exports.families (the family is still evaluated), or "
+                          "export it where more memory is free")
 
 
 def export_family(model: Recommender, data: InteractionData, path: str | Path, k: int = 20) -> ExportInfo:

@@ -194,3 +194,78 @@ def test_item_knn_float64_copy_follows_the_fitted_matrix_and_is_not_pickled(shop
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).score_users(users), first)
     model.similarity = sp.csr_matrix(model.similarity.shape, dtype=np.float32)  # as if refitted to nothing
     assert not model.score_users(users).any()
+
+
+def _anonymous_baskets(baskets: list[list[int]], n_items: int):
+    """InteractionData with baskets only: no user at all (what leave_last_basket leaves of basket-only data)."""
+    import scipy.sparse as sp
+
+    from training.data import InteractionData
+
+    rows = [r for r, b in enumerate(baskets) for _ in b]
+    cols = [i for b in baskets for i in b]
+    x = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(baskets), n_items))
+    return InteractionData(np.array([], dtype=object), np.array([f"i{i}" for i in range(n_items)], dtype=object),
+                           sp.csr_matrix((0, n_items), dtype=np.float32), x)
+
+
+@pytest.mark.parametrize("family", sorted(set(MODELS) - {"association_rules"}))
+def test_families_that_need_users_refuse_data_without_any_by_name(family):
+    """Before: GF-CF "`A` must not be empty", ChebyCF/blend an sklearn parameter error, MF/LightGCN "truth value of
+    an array ... ambiguous", EASE/item-kNN/popularity an all-zero model. Now one error saying what to set."""
+    from training.models.base import NothingToLearn
+
+    data = _anonymous_baskets([[0, 1], [1, 2], [0, 2, 3]], 5)
+    with pytest.raises(NothingToLearn, match="no \\(user, item\\) pair.*3 baskets without a customer.*basket_completion"):
+        MODELS[family](**FAST_PARAMS.get(family, {})).fit(data)
+    assert MODELS["association_rules"](min_support=0.3).fit(data).rules.shape[0] > 0  # baskets are enough for rules
+
+
+def test_graph_filters_fit_one_user_without_a_singular_direction():
+    """min(shape) - 1 = 0 singular vectors to keep: the ideal filter is left out instead of svds failing."""
+    from training.models.graph_filter import top_singular
+
+    data = _anonymous_baskets([[0, 1, 2]], 4)
+    data.user_items, data.user_ids = data.baskets, np.array(["basket:1"], dtype=object)
+    s, vt = top_singular(data.user_items, 8, seed=0)
+    assert s.shape == (0,) and vt.shape == (0, 4)
+    for family in ("gf_cf", "chebycf"):
+        model = MODELS[family](n_factors=8, ideal_power=1.0).fit(data)
+        scores = model.score_users(np.array([0]))
+        assert scores.shape == (1, 4) and np.isfinite(scores).all(), family
+
+
+def test_no_rules_says_why_and_what_to_lower():
+    from training.models.association import why_no_rules
+
+    data = _anonymous_baskets([[0, 1]] * 2 + [[2, 3]] + [[4]] * 97, 5)  # the best pair is in 2 of 100 baskets
+    why = why_no_rules(data.baskets, min_support=0.05, min_confidence=0.1)
+    assert why.startswith("0 rules at min_support=0.05, min_confidence=0.1 over 100 baskets")
+    assert "most frequent pair is in 2 baskets, support 0.02; lower association_rules.min_support" in why
+    strict = why_no_rules(data.baskets, min_support=0.01, min_confidence=1.5)
+    assert "2 pairs reach min_support but the highest confidence among them is 1; lower " \
+           "association_rules.min_confidence" in strict
+    singles = _anonymous_baskets([[0], [1]], 3)
+    assert "no basket holds two different items" in why_no_rules(singles.baskets, 0.1, 0.1)
+
+
+def test_available_memory_reads_meminfo_and_the_cgroup_limit(tmp_path):
+    from training.models.footprint import GIB, MemoryBudget, available_bytes, ease_fit_bytes, DataSize
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   20971520 kB\n")  # 20 GiB
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    assert available_bytes(meminfo, cgroup) == 20 * GIB  # no cgroup files: the machine's figure
+    (cgroup / "memory.max").write_text("max\n")
+    (cgroup / "memory.current").write_text(str(GIB))
+    assert available_bytes(meminfo, cgroup) == 20 * GIB  # "max": no limit
+    (cgroup / "memory.max").write_text(str(9 * GIB))
+    assert available_bytes(meminfo, cgroup) == 8 * GIB  # the container's headroom is smaller
+    # Instacart's catalogue on a 24 GiB machine: EASE's two dense float32 matrices do not fit
+    instacart = DataSize(n_users=131_209, n_items=49_688, nnz=1_300_000)
+    assert ease_fit_bytes(instacart) == 2 * 49_688 ** 2 * 4
+    why = MemoryBudget.given(23.0).refusal("ease", ease_fit_bytes(instacart), "leave it out")
+    assert why == ("ease needs about 18.4 GiB, more than the 17.2 GiB allowed (75% of 23.0 GiB available, "
+                   "memory_budget_gb in config); leave it out")
+    assert MemoryBudget.given(32.0).refusal("ease", ease_fit_bytes(instacart), "leave it out") is None

@@ -3,29 +3,44 @@
 import dagster as dg
 import pandas as pd
 
+from orchestration.assets.models import FamilyModel
 from orchestration.assets.splits import SplitMatrices
 from orchestration.metadata import markdown_table, png_md
 from orchestration.resources import ArtifactStore
 from serving.storage import write_bytes
 from training.evaluation import metrics_frame
-from training.models import (EASE, AssociationRules, ChebyCF, GraphFilter, IALSMatrixFactorization, ItemKNN, LightGCN,
-                             LinearBlend, MatrixFactorization, Popularity)
-from training.models.hybrid import Hybrid
+from training.models.base import SkippedFamily, trained
 from training.plots import metrics_vs_k_png
 
 GROUP = "evaluation"
 
 
+def skipped_table(*models: object) -> pd.DataFrame:
+    """(family, reason) of every :class:`SkippedFamily` among ``models``."""
+    rows = [{"family": m.family, "reason": m.reason} for m in models if isinstance(m, SkippedFamily)]
+    return pd.DataFrame(rows, columns=["family", "reason"])
+
+
 @dg.asset(group_name=GROUP)
 def model_metrics(context: dg.AssetExecutionContext, interaction_matrices: SplitMatrices,
-                  popularity_model: Popularity, association_rules: AssociationRules,
-                  itemknn_model: ItemKNN, ease_model: EASE, graph_filter_model: GraphFilter,
-                  mf_model: MatrixFactorization, lightgcn_model: LightGCN, chebycf_model: ChebyCF,
-                  ials_model: IALSMatrixFactorization, blend_model: LinearBlend, hybrid_model: Hybrid,
+                  popularity_model: FamilyModel, association_rules: FamilyModel, itemknn_model: FamilyModel,
+                  ease_model: FamilyModel, graph_filter_model: FamilyModel, mf_model: FamilyModel,
+                  lightgcn_model: FamilyModel, chebycf_model: FamilyModel, ials_model: FamilyModel,
+                  blend_model: FamilyModel, hybrid_model: FamilyModel,
                   artifacts: ArtifactStore) -> dg.Output[pd.DataFrame]:
-    """Recall, NDCG, precision, hit rate and coverage at K in {10, 20, 50} on the test split."""
-    models = [popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model, chebycf_model,
-              mf_model, ials_model, lightgcn_model, blend_model, hybrid_model]
+    """Recall, NDCG, precision, hit rate and coverage at K in {10, 20, 50} on the test split, for every family
+    the run trained; the skipped ones are listed with their reasons (``skipped``)."""
+    everything = [popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model, chebycf_model,
+                  mf_model, ials_model, lightgcn_model, blend_model, hybrid_model]
+    models, skipped = trained(*everything), skipped_table(*everything)
+    for row in skipped.itertuples():
+        context.log.warning(f"{row.family} not evaluated: skipped ({row.reason})")
+    shown = {"families_run": dg.MetadataValue.json([m.name for m in models]),
+             "skipped": dg.MetadataValue.md(markdown_table(skipped) if len(skipped) else "none")}
+    if not models:
+        context.log.warning("no family was trained this run: nothing to evaluate")
+        return dg.Output(pd.DataFrame(columns=["model", "k", "recall", "ndcg", "precision", "hit_rate", "coverage",
+                                               "n_users", "fit_seconds", "scoring_seconds"]), metadata=shown)
     table = metrics_frame(models, interaction_matrices.train, interaction_matrices.test)
     at20 = table[table["k"] == 20].drop(columns=["k"])
     best = at20.sort_values("ndcg", ascending=False).iloc[0]
@@ -33,7 +48,7 @@ def model_metrics(context: dg.AssetExecutionContext, interaction_matrices: Split
     png = metrics_vs_k_png(table)
     plot_path = write_bytes(png, artifacts.run_dir(context.run) / "metrics_vs_k.png")
     return dg.Output(table, metadata={
-        "metrics_vs_k": png_md(png, "metrics vs K"),
+        **shown, "metrics_vs_k": png_md(png, "metrics vs K"),
         "plot_path": dg.MetadataValue.path(str(plot_path)),
         "at_k20": dg.MetadataValue.md(markdown_table(at20)),
         "best_model": str(best["model"]), "best_recall@20": float(best["recall"]),

@@ -1,5 +1,10 @@
 """Fitted models, one asset per family. Each tunes (optionally, with Optuna on the validation split
-carved from train), then fits on the whole train split; the test split is left to evaluation."""
+carved from train), then fits on the whole train split; the test split is left to evaluation.
+
+A family the run does not train comes out as a ``SkippedFamily`` (training/models/base.py) with the reason in
+the asset's ``skipped`` metadata and in the log: left out of ``training_plan.families``, nothing in the training
+data it can learn from, an estimate above the memory available (``training.models.footprint``), or a fit that
+came out empty (no rules, no neighbours) at the configured thresholds. Downstream assets leave it out."""
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional
 
@@ -8,10 +13,13 @@ import pandas as pd
 
 from orchestration.assets.splits import SplitMatrices
 from orchestration.metadata import markdown_table, png_md
-from orchestration.resources import OptunaStorage, ArtifactStore
+from orchestration.resources import ArtifactStore, OptunaStorage, TrainingPlan
 from training.models import (EASE, AssociationRules, ChebyCF, GraphFilter, IALSMatrixFactorization, ItemKNN, LightGCN,
                              LinearBlend, MatrixFactorization, Popularity)
-from training.models.base import Recommender
+from training.models.association import why_no_rules
+from training.models.base import Recommender, SkippedFamily, missing_training_data
+from training.models.footprint import (DataSize, ease_fit_bytes, factor_fit_bytes, itemknn_fit_bytes,
+                                       spectral_fit_bytes)
 from training.fitting import fit_final
 from training.blend_tuning import tune_blend
 from training.chebycf_tuning import tune_chebycf
@@ -20,6 +28,11 @@ from training.search_spaces import SEARCH_SPACES
 from training.tuning import TuningConfig, TuningResult, tune
 
 GROUP = "models"
+# a model asset's output: the fitted model, or why the family was not trained this run
+FITTED_OR_SKIPPED = dg.DagsterType(
+    name="FittedOrSkipped", description="A fitted Recommender, or a SkippedFamily saying why it was not trained.",
+    type_check_fn=lambda _, value: isinstance(value, (Recommender, SkippedFamily)))
+FamilyModel = Any  # how downstream assets annotate a model input: a fitted Recommender or a SkippedFamily
 
 
 class TunableConfig(dg.Config):
@@ -200,23 +213,65 @@ def _params(config: dg.Config, names: list[str]) -> dict[str, Any]:
     return {n: getattr(config, n) for n in names}
 
 
-@dg.asset(group_name=GROUP)
-def popularity_model(interaction_matrices: SplitMatrices) -> dg.Output[Popularity]:
+def data_size(m: SplitMatrices) -> DataSize:
+    """The train split's size, which the memory estimates depend on."""
+    return DataSize(m.train.n_users, m.train.n_items, int(m.train.user_items.nnz))
+
+
+def skipped(context: dg.AssetExecutionContext, family: str, reason: str) -> dg.Output:
+    """The asset's output for a family not trained this run: logged, and in the ``skipped`` metadata entry."""
+    context.log.warning(f"{family} skipped: {reason}")
+    return dg.Output(SkippedFamily(family, reason), metadata={"skipped": reason})
+
+
+def reason_to_skip(family: str, plan: TrainingPlan, m: SplitMatrices, need_bytes: Optional[int] = None,
+                   needs: str = "users") -> Optional[str]:
+    """Why ``family`` is not fitted this run, checked before any work: not in the plan, no training data it can
+    learn from, or an estimate of ``need_bytes`` above the memory the plan allows. None: fit it."""
+    reason = plan.not_planned(family) or missing_training_data(family, m.train, needs)
+    if reason is None and need_bytes is not None:
+        size = data_size(m)
+        reason = plan.budget().refusal(
+            f"{family} at {size.n_items:,} items and {size.n_users:,} users", need_bytes,
+            f"leave {family!r} out of training_plan.families, or run it where more memory is free")
+    return reason
+
+
+def _planned(context: dg.AssetExecutionContext, family: str, plan: TrainingPlan, m: SplitMatrices,
+             need_bytes: Optional[int] = None, needs: str = "users") -> Optional[dg.Output]:
+    """The skipped output when :func:`reason_to_skip` finds a reason, else None."""
+    reason = reason_to_skip(family, plan, m, need_bytes, needs)
+    return skipped(context, family, reason) if reason is not None else None
+
+
+@dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
+def popularity_model(context: dg.AssetExecutionContext, interaction_matrices: SplitMatrices,
+                     training_plan: TrainingPlan) -> dg.Output:
     """Items ranked by how many users interacted with them."""
+    skip = _planned(context, "popularity", training_plan, interaction_matrices)
+    if skip is not None:
+        return skip
     model = remember_training(Popularity().fit(interaction_matrices.train), {}, {})
     return dg.Output(model, metadata={"fit_seconds": model.fit_seconds})
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
 def association_rules(context: dg.AssetExecutionContext, config: AssociationConfig,
-                      interaction_matrices: SplitMatrices, validated_items: pd.DataFrame, optuna: OptunaStorage,
-                      artifacts: ArtifactStore) -> dg.Output[AssociationRules]:
-    """Pair rules over baskets (support, confidence, lift, leverage, conviction)."""
+                      interaction_matrices: SplitMatrices, validated_items: pd.DataFrame, training_plan: TrainingPlan,
+                      optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
+    """Pair rules over baskets (support, confidence, lift, leverage, conviction). No rule at the thresholds:
+    skipped, with the most frequent pair's support (or the best confidence) and the threshold to lower."""
+    skip = _planned(context, "association_rules", training_plan, interaction_matrices, needs="baskets")
+    if skip is not None:
+        return skip
     params = _params(config, ["min_support", "min_confidence", "rank_by", "dp_epsilon", "dp_max_pairs_per_basket",
                               "dp_seed"])
     model, md = fit_family(context, "association_rules", config, params, lambda p: AssociationRules(**p),
                            interaction_matrices, optuna, artifacts)
     data = interaction_matrices.train
+    if model.rules.empty:
+        return skipped(context, "association_rules", why_no_rules(data.baskets, model.min_support,
+                                                                  model.min_confidence, model.dp_epsilon))
     top = model.rules.head(20).copy()
     titles = validated_items.set_index("item_id")["title"]
     top.insert(0, "antecedent_title", titles.reindex(data.item_ids[top["antecedent"]]).values)
@@ -229,77 +284,97 @@ def association_rules(context: dg.AssetExecutionContext, config: AssociationConf
                                       "top_pairs_by_lift": dg.MetadataValue.md(markdown_table(top))})
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
 def itemknn_model(context: dg.AssetExecutionContext, config: ItemKNNConfig, interaction_matrices: SplitMatrices,
-                  optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output[ItemKNN]:
-    """Item-item cosine neighbours (top-k per item)."""
+                  training_plan: TrainingPlan, optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
+    """Item-item cosine neighbours (top-k per item). No neighbour at all: skipped, saying why."""
+    m = interaction_matrices
+    skip = _planned(context, "itemknn", training_plan, m, itemknn_fit_bytes(data_size(m), config.k))
+    if skip is not None:
+        return skip
     model, md = fit_family(context, "itemknn", config, _params(config, ["k", "shrink", "alpha", "weighting"]),
-                           lambda p: ItemKNN(**p), interaction_matrices, optuna, artifacts)
-    return dg.Output(model, metadata={**md, "neighbours": int(model.similarity.nnz)})
+                           lambda p: ItemKNN(**p), m, optuna, artifacts)
+    if model.similarity.nnz == 0:
+        why = (f"k={model.k}: raise itemknn_model.k to 1 or more" if model.k < 1 else
+               f"no two of the {m.train.n_items:,} items share a user (or a basket standing in for one) in train, "
+               "so no item has a neighbour: item-kNN needs items bought together")
+        return skipped(context, "itemknn", f"0 neighbours over {m.train.n_users:,} users: {why}")
+    return dg.Output(model, metadata={**md, "neighbours": int(model.similarity.nnz),
+                                      "items_with_neighbours": int((model.similarity.getnnz(axis=1) > 0).sum())})
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
 def ease_model(context: dg.AssetExecutionContext, config: EASEConfig, interaction_matrices: SplitMatrices,
-               optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output[EASE]:
+               training_plan: TrainingPlan, optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
     """EASE: closed-form item-item linear model (dense; n_items^2 floats)."""
+    skip = _planned(context, "ease", training_plan, interaction_matrices,
+                    ease_fit_bytes(data_size(interaction_matrices)))
+    if skip is not None:
+        return skip
     model, md = fit_family(context, "ease", config, _params(config, ["l2"]), lambda p: EASE(**p),
                            interaction_matrices, optuna, artifacts)
     return dg.Output(model, metadata=md)
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
 def graph_filter_model(context: dg.AssetExecutionContext, config: GraphFilterConfig,
-                       interaction_matrices: SplitMatrices, optuna: OptunaStorage,
-                       artifacts: ArtifactStore) -> dg.Output[GraphFilter]:
+                       interaction_matrices: SplitMatrices, training_plan: TrainingPlan, optuna: OptunaStorage,
+                       artifacts: ArtifactStore) -> dg.Output:
     """GF-CF family: linear item-item graph filter plus ideal low-pass filter (closed form)."""
     return fit_spectral(context, "gf_cf", GraphFilter, config, ["alpha", "n_factors", "sharpen"],
-                        interaction_matrices, optuna, artifacts)
+                        interaction_matrices, training_plan, optuna, artifacts)
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
 def chebycf_model(context: dg.AssetExecutionContext, config: ChebyCFConfig, interaction_matrices: SplitMatrices,
-                  optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output[ChebyCF]:
+                  training_plan: TrainingPlan, optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
     """ChebyCF: Chebyshev-polynomial low-pass filter on the item graph plus an ideal pass filter, with degree
     normalisation (closed form; the project's most accurate family on Gowalla)."""
     return fit_spectral(context, "chebycf", ChebyCF, config, ["order", "flatness", "n_factors", "alpha", "beta",
-                                                              "post_beta", "targets"], interaction_matrices, optuna,
-                        artifacts)
+                                                              "post_beta", "targets"], interaction_matrices,
+                        training_plan, optuna, artifacts)
 
 
 def fit_spectral(context: dg.AssetExecutionContext, family: str, cls: type, config: TunableConfig, names: list[str],
-                 m: SplitMatrices, optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
+                 m: SplitMatrices, plan: TrainingPlan, optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
     """A closed-form graph filter with its number of singular vectors capped at a quarter of the catalogue."""
     params = _params(config, names)
     params["n_factors"] = min(params["n_factors"], max(m.train.n_items // 4, 2))
+    skip = _planned(context, family, plan, m, spectral_fit_bytes(data_size(m), params["n_factors"]))
+    if skip is not None:
+        return skip
     model, md = fit_family(context, family, config, {**params, "seed": config.seed}, lambda p: cls(**p), m, optuna,
                            artifacts)
     return dg.Output(model, metadata=md)
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
 def ials_model(context: dg.AssetExecutionContext, config: IALSConfig, interaction_matrices: SplitMatrices,
-               optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output[IALSMatrixFactorization]:
+               training_plan: TrainingPlan, optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
     """Matrix factorisation by iALS (Rendle et al., RecSys 2022), trained with Lightning; epochs chosen on
     validation."""
     names = ["dim", "alpha0", "l2", "nu", "cg_steps", "max_epochs", "patience"]
-    return fit_trained_factors(context, "mf_ials", IALSMatrixFactorization, config, names, interaction_matrices,
-                               optuna, artifacts)
+    return fit_trained_factors(context, "ials", "mf_ials", IALSMatrixFactorization, config, names,
+                               interaction_matrices, training_plan, optuna, artifacts)
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
 def mf_model(context: dg.AssetExecutionContext, config: MFConfig, interaction_matrices: SplitMatrices,
-             optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output[MatrixFactorization]:
+             training_plan: TrainingPlan, optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
     """Matrix factorisation with the BPR loss, trained with Lightning; epochs chosen on validation."""
     names = ["dim", "lr", "l2", "batch_size", "max_epochs", "patience"]
-    return fit_trained_factors(context, "mf_bpr", MatrixFactorization, config, names, interaction_matrices, optuna,
-                               artifacts)
+    return fit_trained_factors(context, "mf", "mf_bpr", MatrixFactorization, config, names, interaction_matrices,
+                               training_plan, optuna, artifacts)
 
 
-def fit_trained_factors(context: dg.AssetExecutionContext, family: str, cls: type, config: TunableConfig,
-                        names: list[str], m: SplitMatrices, optuna: OptunaStorage, artifacts: ArtifactStore
-                        ) -> dg.Output:
+def fit_trained_factors(context: dg.AssetExecutionContext, planned_as: str, family: str, cls: type,
+                        config: TunableConfig, names: list[str], m: SplitMatrices, plan: TrainingPlan,
+                        optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
     """Tune (each trial fits on ``fit`` with early stopping on the validation split), pick the epoch count
-    on validation, refit on train."""
+    on validation, refit on train. ``planned_as``: the family's name in ``training_plan.families``."""
+    skip = _planned(context, planned_as, plan, m, factor_fit_bytes(data_size(m), getattr(config, "dim")))
+    if skip is not None:
+        return skip
     base = {**_params(config, names), "seed": config.seed}
     params, md = tune_family(context, family, config, base, lambda p: cls(**p, early_stopping_data=m.validation), m,
                              optuna, artifacts)
@@ -309,13 +384,16 @@ def fit_trained_factors(context: dg.AssetExecutionContext, family: str, cls: typ
     return dg.Output(final, metadata=md)
 
 
-@dg.asset(group_name=GROUP)
-def lightgcn_model(context: dg.AssetExecutionContext, config: LightGCNConfig, interaction_matrices: SplitMatrices
-                   ) -> dg.Output[LightGCN]:
+@dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
+def lightgcn_model(context: dg.AssetExecutionContext, config: LightGCNConfig, interaction_matrices: SplitMatrices,
+                   training_plan: TrainingPlan) -> dg.Output:
     """LightGCN trained with Lightning; early-stopped on the validation split carved from train, and
     that model (fitted on train minus validation) is the one kept, graph training being the costly part; it
     serves its embeddings propagated over the whole train graph (``LightGCN.refresh``, no gradient step)."""
     m = interaction_matrices
+    skip = _planned(context, "lightgcn", training_plan, m, factor_fit_bytes(data_size(m), config.dim))
+    if skip is not None:
+        return skip
     params = {**_params(config, ["dim", "n_layers", "lr", "l2", "batch_size", "init", "max_epochs", "max_minutes",
                                  "patience", "devices", "strategy", "loss", "temperature", "logq_correction",
                                  "pop_weight", "lr_schedule"]), "seed": config.seed}
@@ -327,13 +405,19 @@ def lightgcn_model(context: dg.AssetExecutionContext, config: LightGCNConfig, in
                                       "validation_curve": dg.MetadataValue.md(markdown_table(curve))})
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
 def blend_model(context: dg.AssetExecutionContext, config: BlendConfig, interaction_matrices: SplitMatrices,
-                chebycf_model: ChebyCF, itemknn_model: ItemKNN, optuna: OptunaStorage,
-                artifacts: ArtifactStore) -> dg.Output[LinearBlend]:
+                chebycf_model: FamilyModel, itemknn_model: FamilyModel, training_plan: TrainingPlan,
+                optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
     """ChebyCF and item-kNN blended (training/models/blend.py): the two fitted upstream models, weighted; the weight
-    is tuned on validation with both refitted on train minus validation (the test split stays untouched)."""
+    is tuned on validation with both refitted on train minus validation (the test split stays untouched).
+    Skipped when either part was."""
     m, weight, md = interaction_matrices, config.itemknn_weight, {}
+    reason = training_plan.not_planned("blend") or "; ".join(
+        f"needs {part.family}, which was skipped ({part.reason})" for part in (chebycf_model, itemknn_model)
+        if isinstance(part, SkippedFamily)) or None
+    if reason is not None:
+        return skipped(context, "blend", reason)
     if config.tune_trials > 0:
         components = [("chebycf", dict(chebycf_model.training_params)), ("itemknn", dict(itemknn_model.training_params))]
         result = tune_blend(m.fit, m.validation, tuning_config(context, "blend", config, optuna, artifacts), components)

@@ -4,20 +4,21 @@ version (alias ``challenger``) per served family, and the promotion gate that mo
 Scoring resolves ``@champion`` through ``MLflowRegistry.version_for(family, "champion")`` after
 ``champion_decisions``; a person may move the alias by hand in the MLflow UI at any time."""
 import re
+from dataclasses import fields
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
 from data_checks.drift import interaction_profile
+from orchestration.assets.models import FamilyModel
 from orchestration.assets.splits import SplitMatrices
 from orchestration.metadata import markdown_table
-from orchestration.resources import ArtifactStore, MLflowRegistry, OnnxRuntimeResource
-from serving.exports import FAMILIES, MAX_ABS_TOLERANCE, MIN_IDENTICAL_FRACTION, export_family, verify_export
+from orchestration.resources import ArtifactStore, MLflowRegistry, OnnxRuntimeResource, TrainingPlan
+from serving.exports import (FAMILIES, MAX_ABS_TOLERANCE, MIN_IDENTICAL_FRACTION, ExportCheck, export_family,
+                             export_refusal, verify_export)
 from serving.heldout import heldout_evaluator
-from training.models import (EASE, AssociationRules, ChebyCF, GraphFilter, IALSMatrixFactorization, ItemKNN, LightGCN,
-                             MatrixFactorization, Popularity)
-from training.models.base import Recommender
+from training.models.base import Recommender, SkippedFamily
 from training.run_record import build_training_run, quarantine_summary, training_window
 from training.splits import Split
 from training.tracking import dataset_fingerprint, git_commit
@@ -44,11 +45,35 @@ class GateConfig(dg.Config):
     margin: float = 0.0
 
 
-def _families(popularity_model: Popularity, association_rules: AssociationRules, itemknn_model: ItemKNN,
-              ease_model: EASE, graph_filter_model: GraphFilter, chebycf_model: ChebyCF, mf_model: MatrixFactorization,
-              ials_model: IALSMatrixFactorization, lightgcn_model: LightGCN) -> dict[str, Recommender]:
-    return dict(zip(FAMILIES, (popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model,
-                               chebycf_model, mf_model, ials_model, lightgcn_model)))
+def _families(*models: FamilyModel) -> dict[str, "Recommender | SkippedFamily"]:
+    """The served families' model assets by family name (``models`` in the order of ``FAMILIES``)."""
+    return dict(zip(FAMILIES, models))
+
+
+def exportable(models: dict[str, "Recommender | SkippedFamily"], chosen: list[str], n_users: int, n_items: int,
+               plan: TrainingPlan) -> tuple[list[str], dict[str, str]]:
+    """The families of ``chosen`` to export (in ``FAMILIES`` order), and why each other served family is not:
+    skipped in training, left out of ``model_exports.families``, or an export too large for the memory."""
+    todo, why_not = [], {}
+    budget = plan.budget()
+    for family in FAMILIES:
+        model = models[family]
+        if isinstance(model, SkippedFamily):
+            why_not[family] = f"not trained: {model.reason}"
+        elif family not in chosen:
+            why_not[family] = f"not in model_exports.families {chosen}"
+        else:
+            refusal = export_refusal(family, n_users, n_items, budget)
+            if refusal is not None:
+                why_not[family] = refusal
+            else:
+                todo.append(family)
+    return todo, why_not
+
+
+def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    """``rows`` as a table that keeps its columns when there are no rows."""
+    return pd.DataFrame(rows, columns=columns)
 
 
 @dg.multi_asset(
@@ -62,32 +87,40 @@ def _families(popularity_model: Popularity, association_rules: AssociationRules,
         for family, name in PARITY_CHECKS.items()],
 )
 def model_exports(context: dg.AssetExecutionContext, config: ExportConfig, interaction_matrices: SplitMatrices,
-                  popularity_model: Popularity, association_rules: AssociationRules, itemknn_model: ItemKNN,
-                  ease_model: EASE, graph_filter_model: GraphFilter, chebycf_model: ChebyCF,
-                  mf_model: MatrixFactorization, ials_model: IALSMatrixFactorization, lightgcn_model: LightGCN,
-                  artifacts: ArtifactStore, onnx_runtime: OnnxRuntimeResource):
-    """Export each selected family under the run's folder, then read every file back with ONNX Runtime and
-    compare it with the native model (blocking: a failed file stops registration and scoring)."""
+                  popularity_model: FamilyModel, association_rules: FamilyModel, itemknn_model: FamilyModel,
+                  ease_model: FamilyModel, graph_filter_model: FamilyModel, chebycf_model: FamilyModel,
+                  mf_model: FamilyModel, ials_model: FamilyModel, lightgcn_model: FamilyModel,
+                  training_plan: TrainingPlan, artifacts: ArtifactStore, onnx_runtime: OnnxRuntimeResource):
+    """Export each selected family the run trained under the run's folder, then read every file back with ONNX
+    Runtime and compare it with the native model (blocking: a failed file stops registration and scoring). A
+    family skipped in training, or whose export would not fit the memory (estimate against what is available),
+    is not exported and has no parity result; ``not_exported`` says why."""
     unknown = sorted(set(config.families) - set(FAMILIES))
     if unknown or not config.families:
         raise ValueError(f"config families {config.families}: choose from {list(FAMILIES)} (unknown: {unknown})")
     models = _families(popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model,
                        chebycf_model, mf_model, ials_model, lightgcn_model)
     data, folder = interaction_matrices.train, artifacts.run_dir(context.run, "onnx")
+    todo, why_not = exportable(models, list(config.families), data.n_users, data.n_items, training_plan)
+    for family, why in why_not.items():
+        context.log.warning(f"{family}: not exported ({why})")
     reports = []
-    for family in [f for f in FAMILIES if f in config.families]:
+    for family in todo:
         path = folder / f"{family}.onnx"
         export_family(models[family], data, path, k=config.k)
         reports.append(verify_export(family, models[family], path, data.user_items, onnx_runtime.recommender,
                                      n_users=config.parity_users, seed=config.seed))
         context.log.info(f"{family}: parity {'passed' if reports[-1].passed else 'FAILED'} "
                          f"(max diff {reports[-1].max_abs_diff:.2e}) {reports[-1].error}")
-    table = pd.DataFrame([r.as_dict() for r in reports])
+    table = _frame([r.as_dict() for r in reports], [f.name for f in fields(ExportCheck)])
     shown = table[["family", "kind", "n_items", "passed", "max_abs_diff", "top_k_identical_fraction",
                    "top_k_equivalent_fraction", "n_users"]]
+    not_exported = _frame([{"family": f, "reason": why} for f, why in why_not.items()], ["family", "reason"])
     yield dg.Output(table, output_name="model_exports", metadata={
-        "families": len(table), "failed": int((~table["passed"]).sum()), "folder": dg.MetadataValue.path(str(folder)),
-        "parity": dg.MetadataValue.md(markdown_table(shown))})
+        "families": len(table), "failed": int((~table["passed"].astype(bool)).sum()),
+        "folder": dg.MetadataValue.path(str(folder)),
+        "parity": dg.MetadataValue.md(markdown_table(shown) if len(shown) else "no family exported"),
+        "not_exported": dg.MetadataValue.md(markdown_table(not_exported) if len(not_exported) else "none")})
     for r in reports:
         yield dg.AssetCheckResult(
             check_name=PARITY_CHECKS[r.family], asset_key="model_exports", passed=r.passed,
@@ -102,14 +135,14 @@ def model_exports(context: dg.AssetExecutionContext, config: ExportConfig, inter
 @dg.asset(group_name=GROUP)
 def model_versions(context: dg.AssetExecutionContext, model_exports: pd.DataFrame, model_metrics: pd.DataFrame,
                    training_split: Split, interaction_matrices: SplitMatrices, quarantine: pd.DataFrame,
-                   popularity_model: Popularity, association_rules: AssociationRules, itemknn_model: ItemKNN,
-                   ease_model: EASE, graph_filter_model: GraphFilter, chebycf_model: ChebyCF,
-                   mf_model: MatrixFactorization, ials_model: IALSMatrixFactorization, lightgcn_model: LightGCN,
+                   popularity_model: FamilyModel, association_rules: FamilyModel, itemknn_model: FamilyModel,
+                   ease_model: FamilyModel, graph_filter_model: FamilyModel, chebycf_model: FamilyModel,
+                   mf_model: FamilyModel, ials_model: FamilyModel, lightgcn_model: FamilyModel,
                    mlflow: MLflowRegistry, artifacts: ArtifactStore) -> dg.Output[pd.DataFrame]:
     """One MLflow run per exported family (params, metrics at K, plots, Optuna files and trials, the quarantine
     summary, the training window's reference profile, the ONNX model with its signature), registered as a
     new version with alias ``challenger``."""
-    failed = model_exports.loc[~model_exports["passed"], "family"].tolist()
+    failed = model_exports.loc[~model_exports["passed"].astype(bool), "family"].tolist()
     if failed:
         raise ValueError(f"model_exports holds exports that failed their parity check: {failed}; nothing registered")
     models = _families(popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model,
@@ -136,10 +169,13 @@ def model_versions(context: dg.AssetExecutionContext, model_exports: pd.DataFram
                      "model_uri": logged.model_uri, "onnx_path": export["path"],
                      "tuned": run.tuning_dir is not None, **{k: run.metrics.get(k) for k in ("recall@20", "ndcg@20")}})
         context.log.info(f"{family}: MLflow run {logged.run_id}, registered {mlflow.model_name(family)} v{version}")
-    table = pd.DataFrame(rows)
+    table = _frame(rows, ["family", "registered_model", "version", "mlflow_run_id", "experiment_id", "run_url",
+                          "model_uri", "onnx_path", "tuned", "recall@20", "ndcg@20"])
+    if table.empty:
+        context.log.warning("model_exports holds no export: nothing registered")
+    versions = table[["family", "version", "mlflow_run_id", "tuned", "recall@20", "ndcg@20"]]
     return dg.Output(table, metadata={
-        "versions": dg.MetadataValue.md(markdown_table(table[["family", "version", "mlflow_run_id", "tuned",
-                                                              "recall@20", "ndcg@20"]])),
+        "versions": dg.MetadataValue.md(markdown_table(versions) if len(versions) else "none registered"),
         "tracking_uri": mlflow.tracking_uri, "experiment": mlflow.experiment,
         "dataset_fingerprint": tags["dataset_fingerprint"], "train_window": f"{start} .. {end}",
         **{f"mlflow_run_{r['family']}": dg.MetadataValue.url(r["run_url"]) for r in rows}})
@@ -175,11 +211,13 @@ def champion_decisions(context: dg.AssetExecutionContext, config: GateConfig, mo
                      "promoted": d.promoted, "reason": d.reason, "decided_by": d.decided_by,
                      "decided_at": d.decided_at})
         context.log.info(f"{family}: {'PROMOTED' if d.promoted else 'kept champion'} ({d.reason})")
-    table = pd.DataFrame(rows)
+    table = _frame(rows, ["family", "registered_model", "challenger_version", "champion_version_before",
+                          "champion_version_after", "metric", "margin", "challenger_value", "champion_value",
+                          "promoted", "reason", "decided_by", "decided_at"])
     shown = table[["family", "challenger_version", "champion_version_before", "champion_version_after",
                    "challenger_value", "champion_value", "promoted", "reason"]]
     return dg.Output(table, metadata={
-        "promoted": int(table["promoted"].sum()), "metric": config.metric, "margin": config.margin,
-        "decisions": dg.MetadataValue.md(markdown_table(shown)),
+        "promoted": int(table["promoted"].astype(bool).sum()), "metric": config.metric, "margin": config.margin,
+        "decisions": dg.MetadataValue.md(markdown_table(shown) if len(shown) else "no registered version to judge"),
         **{f"champion_{r['family']}": dg.MetadataValue.url(mlflow.version_url(r["family"], r["champion_version_after"]))
            for r in rows if r["champion_version_after"]}})

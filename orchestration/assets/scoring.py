@@ -53,9 +53,34 @@ class Champion:
         return f"{self.name} v{self.version}"
 
 
+# ``family: auto``: the first of these with a champion (related items: the item-item families first, whose
+# neighbours are co-purchases; user recommendations: the most accurate families first)
+RELATED_PREFERENCE = ("itemknn", "association_rules", "ials", "mf", "lightgcn", "ease", "chebycf", "gf_cf",
+                      "popularity")
+USER_PREFERENCE = ("ease", "chebycf", "gf_cf", "itemknn", "ials", "mf", "lightgcn", "association_rules", "popularity")
+
+
+def resolve_family(context: dg.AssetExecutionContext, family: str, preference: tuple[str, ...],
+                   mlflow: MLflowRegistry) -> str:
+    """``family`` itself, or for ``auto`` the first family of ``preference`` whose registered model has a
+    ``@champion`` now (a family skipped in training, or whose export was refused, has none)."""
+    if family != "auto":
+        return family
+    for candidate in preference:
+        if mlflow.version_for(candidate, CHAMPION) is not None:
+            context.log.info(f"family auto: {candidate} (the first of {list(preference)} with a '{CHAMPION}')")
+            return candidate
+    raise dg.Failure(f"family auto: none of {list(preference)} has a '{CHAMPION}' version at {mlflow.tracking_uri}: "
+                     "run the retrain job (model_exports, model_versions, champion_decisions) with at least one of "
+                     "them trained and exported, or name the family in this asset's config")
+
+
 def load_champion(context: dg.AssetExecutionContext, family: str, mlflow: MLflowRegistry,
-                  onnx_runtime: OnnxRuntimeResource, artifacts: ArtifactStore) -> Champion:
-    """Resolve ``@champion`` of ``family`` now, download that version into this run's folder, open it in ORT."""
+                  onnx_runtime: OnnxRuntimeResource, artifacts: ArtifactStore,
+                  preference: tuple[str, ...] = RELATED_PREFERENCE) -> Champion:
+    """Resolve ``@champion`` of ``family`` now (``auto``: see :func:`resolve_family`), download that version into
+    this run's folder, open it in ORT."""
+    family = resolve_family(context, family, preference, mlflow)
     name = mlflow.model_name(family)
     version = mlflow.version_for(family, CHAMPION)
     if version is None:
@@ -74,10 +99,11 @@ def _champion_metadata(champion: Champion, seconds: float) -> dict:
 
 
 class UserRecommendationsConfig(dg.Config):
-    """``family``: the served family whose champion is scored; ``chunk_size`` users per ORT call bounds
-    memory at about chunk_size x n_items x 8 bytes (the benchmark's 1024 x 40,981 on Gowalla: ~220 MB)."""
+    """``family``: the served family whose champion is scored (``auto``: the first of ``USER_PREFERENCE`` with a
+    champion); ``chunk_size`` users per ORT call bounds memory at about chunk_size x n_items x 8 bytes (the
+    benchmark's 1024 x 40,981 on Gowalla: ~220 MB)."""
 
-    family: str = "ease"
+    family: str = "auto"
     chunk_size: int = 1024
 
 
@@ -88,7 +114,7 @@ def user_recommendations(context: dg.AssetExecutionContext, config: UserRecommen
     """Top-K items for every user from the champion export (seen items excluded), streamed chunk by chunk
     to Parquet (user_id, rank, item_id, score) in this run's folder."""
     t0 = time.perf_counter()
-    champion = load_champion(context, config.family, mlflow, onnx_runtime, artifacts)
+    champion = load_champion(context, config.family, mlflow, onnx_runtime, artifacts, USER_PREFERENCE)
     path = artifacts.run_dir(context.run, "scoring") / "user_recommendations.parquet"
     facts, preview = score_users_to_parquet(champion.model, interaction_matrices.train, path,
                                             chunk_size=config.chunk_size)
@@ -102,9 +128,10 @@ def user_recommendations(context: dg.AssetExecutionContext, config: UserRecommen
 
 class RelatedItemsConfig(dg.Config):
     """``family``: whose champion gives the related items (item-item exports: a one-item history;
-    factor exports: cosine of item factors); ``k`` at most the export's top-k."""
+    factor exports: cosine of item factors; ``auto``: the first of ``RELATED_PREFERENCE`` with a champion);
+    ``k`` at most the export's top-k."""
 
-    family: str = "itemknn"
+    family: str = "auto"
     k: int = 20
     chunk_size: int = 1024
 

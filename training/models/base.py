@@ -47,6 +47,33 @@ class SkippedFamily:
     reason: str
 
 
+class NothingToLearn(ValueError):
+    """The training data holds nothing a family can learn from (no (user, item) pair, or no basket); the message
+    says what is missing and what to set. Model assets turn it into a :class:`SkippedFamily`."""
+
+
+def missing_training_data(family: str, data: InteractionData, needs: str = "users") -> str | None:
+    """Why ``family`` cannot learn from ``data`` (None: it can). ``needs``: ``users`` (a (user, item) pair in
+    ``data.user_items``, (n_users, n_items)) or ``baskets`` (an item in ``data.baskets``, (n_baskets, n_items))."""
+    n_baskets = int(data.baskets.shape[0])
+    if needs == "baskets":
+        if data.baskets.nnz:
+            return None
+        return f"{family}: the training data holds no basket with an item; association rules need baskets"
+    if data.user_items.nnz:
+        return None
+    return (f"{family}: the training data holds no (user, item) pair ({data.n_users} users; {n_baskets:,} baskets "
+            "without a customer): set training_split strategy 'auto' or 'basket_completion', where each basket "
+            "stands in for a customer")
+
+
+def require_training_data(family: str, data: InteractionData, needs: str = "users") -> None:
+    """Raise :class:`NothingToLearn` when :func:`missing_training_data` finds a reason."""
+    reason = missing_training_data(family, data, needs)
+    if reason is not None:
+        raise NothingToLearn(reason)
+
+
 def trained(*models: object) -> list:
     """The models among ``models`` that were trained (every :class:`SkippedFamily` left out), in order."""
     return [m for m in models if not isinstance(m, SkippedFamily)]

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from training.data import InteractionData
-from training.models.base import LinearHistoryModel
+from training.models.base import LinearHistoryModel, require_training_data
 from training.models.graph_filter import normalised_matrix, top_singular
 
 
@@ -83,6 +83,7 @@ class ChebyCF(LinearHistoryModel):
 
     def fit(self, data: InteractionData) -> "ChebyCF":
         t0 = time.perf_counter()
+        require_training_data(self.name, data)
         self.n_items = data.n_items
         self.user_items = data.user_items.tocsr()
         self.norm, di = normalised_matrix(self.user_items, 0.5, 0.5)  # (n_users, n_items)
@@ -95,7 +96,7 @@ class ChebyCF(LinearHistoryModel):
         if self.alpha and self.n_factors > 0:
             s, vt = top_singular(self.norm, self.n_factors, self.seed, self.svd)
             self.singular_values = s
-            w = (s / s.max()) ** self.ideal_power if self.ideal_power else np.ones_like(s)
+            w = (s / s.max()) ** self.ideal_power if self.ideal_power and len(s) else np.ones_like(s)
             self.ideal = (vt.T.copy(), (vt * w[:, None]).astype(np.float32))  # (n_items, k), (k, n_items)
         self.fit_seconds = time.perf_counter() - t0
         return self

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.data import InteractionData
-from training.models.base import ItemItemForm, Recommender
+from training.models.base import ItemItemForm, Recommender, require_training_data
 from training.ranking import top_k
 
 
@@ -80,6 +80,7 @@ class EASE(Recommender):
 
     def fit(self, data: InteractionData) -> "EASE":
         t0 = time.perf_counter()
+        require_training_data(self.name, data)
         self.n_items = data.n_items
         dtype = np.float64 if data.n_items <= self.float64_max_items else np.float32
         if self.solver == "dual" or (self.solver == "auto" and data.n_users < data.n_items):

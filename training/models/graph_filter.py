@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.data import InteractionData
-from training.models.base import LinearHistoryModel
+from training.models.base import LinearHistoryModel, require_training_data
 
 
 def normalised_matrix(x: sp.csr_matrix, user_norm: float, item_norm: float) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -43,13 +43,16 @@ def normalised_matrix(x: sp.csr_matrix, user_norm: float, item_norm: float) -> t
 
 
 def top_singular(x: sp.csr_matrix, k: int, seed: int, method: str = "arpack") -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` singular values (k,) and right singular vectors (k, n_cols) of a sparse matrix.
+    """Top-``k`` singular values (k,) and right singular vectors (k, n_cols) of a sparse matrix; k is capped at
+    min(shape) - 1, and with nothing left both come back empty ((0,) and (0, n_cols)).
 
     ``arpack``: exact (scipy ``svds``); ``randomized``: Halko et al. (2011) with power iterations,
     several times faster for hundreds of vectors."""
     from scipy.sparse.linalg import svds
 
     k = min(k, min(x.shape) - 1)
+    if k < 1:  # one user or one item (or none): no singular direction to keep; svds would refuse the matrix
+        return np.zeros(0, np.float32), np.zeros((0, x.shape[1]), np.float32)
     if method == "randomized":
         from sklearn.utils.extmath import randomized_svd
 
@@ -79,6 +82,7 @@ class GraphFilter(LinearHistoryModel):
 
     def fit(self, data: InteractionData) -> "GraphFilter":
         t0 = time.perf_counter()
+        require_training_data(self.name, data)
         self.n_items = data.n_items
         self.user_items = data.user_items.tocsr()
         self.norm, di = normalised_matrix(self.user_items, self.user_norm, self.item_norm)
@@ -89,7 +93,7 @@ class GraphFilter(LinearHistoryModel):
         if self.alpha and self.n_factors > 0:
             s, vt = top_singular(self.norm, self.n_factors, self.seed, self.svd)
             self.singular_values = s
-            weights = (s / s.max()) ** self.ideal_power if self.ideal_power else np.ones_like(s)
+            weights = (s / s.max()) ** self.ideal_power if self.ideal_power and len(s) else np.ones_like(s)
             with np.errstate(divide="ignore"):
                 d_left = np.where(di > 0, di ** -self.item_norm, 0.0).astype(np.float32)
             d_right = np.where(di > 0, di ** self.item_norm, 0.0).astype(np.float32)

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from training.data import InteractionData
-from training.models.base import ItemItemForm, Recommender, top_k_rows
+from training.models.base import ItemItemForm, Recommender, require_training_data, top_k_rows
 
 
 def weight_users(x: sp.csr_matrix, weighting: str) -> sp.csr_matrix:
@@ -43,6 +43,7 @@ class ItemKNN(Recommender):
 
     def fit(self, data: InteractionData) -> "ItemKNN":
         t0 = time.perf_counter()
+        require_training_data(self.name, data)
         self.n_items = data.n_items
         x = weight_users(data.user_items, self.weighting)
         xt = x.T.tocsr()  # (n_items, n_users)

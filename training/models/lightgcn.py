@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from training.data import InteractionData, item_pair_counts
 from training.metrics import evaluate_scores
-from training.models.base import Recommender
+from training.models.base import Recommender, require_training_data
 from training.models.lightning_utils import (FactorScoring, RankShards, best_epoch_callbacks, distributed_rank,
                                              restore_best, trainer_parallelism)
 from training.models.graph_filter import normalised_matrix, top_singular
@@ -278,6 +278,7 @@ class LightGCN(FactorScoring, Recommender):
 
     def fit(self, data: InteractionData, validation: sp.csr_matrix | None = None) -> "LightGCN":
         t0 = time.perf_counter()
+        require_training_data(self.name, data)
         validation = validation if validation is not None else self.early_stopping_data
         self.early_stopping_data = None
         L.seed_everything(self.seed, workers=True, verbose=False)

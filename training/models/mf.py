@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from training.data import InteractionData
 from training.metrics import evaluate_scores
-from training.models.base import Recommender
+from training.models.base import Recommender, require_training_data
 from training.models.lightning_utils import FactorScoring, best_epoch_callbacks, restore_best
 
 
@@ -36,7 +36,7 @@ class TripletDataset(Dataset):
     def resample(self) -> None:
         n_items = self.x.shape[1]
         neg = self.rng.integers(0, n_items, len(self.users))
-        for _ in range(3):  # redraw negatives that the user has seen
+        for _ in range(3 if len(neg) else 0):  # redraw negatives that the user has seen
             seen = np.asarray(self.x[self.users, neg]).ravel() > 0
             if not seen.any():
                 break
@@ -132,6 +132,7 @@ class MatrixFactorization(FactorScoring, Recommender):
 
     def fit(self, data: InteractionData, validation: sp.csr_matrix | None = None) -> "MatrixFactorization":
         t0 = time.perf_counter()
+        require_training_data(self.name, data)
         validation = validation if validation is not None else self.early_stopping_data
         self.early_stopping_data = None  # not kept with the fitted model
         L.seed_everything(self.seed, workers=True, verbose=False)

@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from training.data import InteractionData
-from training.models.base import FactorForm, Recommender
+from training.models.base import FactorForm, Recommender, require_training_data
 from training.ranking import top_k
 
 
@@ -15,6 +15,7 @@ class Popularity(Recommender):
 
     def fit(self, data: InteractionData) -> "Popularity":
         t0 = time.perf_counter()
+        require_training_data(self.name, data)
         self.n_items, self.n_users = data.n_items, data.n_users
         # number of distinct users per item (binary matrix column sums)
         self.counts = np.asarray(data.user_items.sum(axis=0)).ravel().astype(np.float32)

@@ -318,6 +318,166 @@ def test_instacart_any_content(spec):
                 expected_rows=len(ops))
 
 
+# ----------------------------------------------------------------- formats as downloaded (issue 17)
+SAFE = "abcdefghijklmnopqrstuvwxyzABC0123456789-_.()&'/"
+safe_item = st.text(alphabet=st.sampled_from(list(SAFE) + [" "]), min_size=1, max_size=10).filter(
+    lambda v: v.strip() != "")
+basket_item = st.one_of(safe_item, safe_item, safe_item, odd_text)
+
+
+@settings(parent=settings.get_profile(PROFILE))
+@given(st.lists(st.lists(basket_item, max_size=6), min_size=1, max_size=10),
+       st.sampled_from([",", ",", ";", "\t", "|"]), st.booleans(), st.booleans())
+def test_baskets_any_lines(baskets, delimiter, given_delimiter, gz):
+    """Any basket file reads or stops with InputFileError; with plain items (no delimiter, quote or line break
+    inside), every item of every non-blank line is a row, its basket the line number."""
+    plain = all(set(i) <= set(SAFE + " ") for b in baskets for i in b)
+    text = "\n".join(delimiter.join(b) for b in baskets) + "\n"
+    expected = [(str(n), i.strip()) for n, b in enumerate(baskets, start=1) for i in b if i.strip()]
+    with tempfile.TemporaryDirectory() as d:
+        import gzip
+
+        path = Path(d) / ("b.csv.gz" if gz else "b.txt")
+        path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+        from data_checks.sources import SourceSpec, read_source
+
+        spec = SourceSpec("baskets", str(path), delimiter=delimiter if given_delimiter or gz else None)
+        # sniffing sees the delimiter when it occurs at all (items without spaces or other delimiters)
+        exact = plain and (spec.delimiter is not None or (any(len(b) > 1 for b in baskets)
+                                                          and not any(" " in i for b in baskets for i in b)))
+        outcome("baskets", path, lambda: read_source(spec), expected_rows=len(expected) if exact else None)
+        if exact and expected:
+            got = read_source(spec).interactions
+            assert list(zip(got["basket_id"], got["item_id"])) == expected
+
+
+json_value = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False), odd_text,
+              number_text, date_text),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["a", "b"]), inner,
+                                                                            max_size=2)),
+    max_leaves=6)
+JSON_KEYS = ["reviewerID", "asin", "unixReviewTime", "overall", "price", "category"]
+
+
+@st.composite
+def json_lines_file(draw):
+    # mostly well-formed reviews (a customer, an item, a plausible epoch time), with any key now and then
+    # missing or holding any JSON value
+    base = st.fixed_dictionaries({"reviewerID": id_text, "asin": id_text, "category": st.lists(odd_text, max_size=3),
+                                  "unixReviewTime": st.integers(946_684_800, 1_700_000_000), "price": number_text})
+    records = [{**draw(base), **draw(st.dictionaries(st.sampled_from(JSON_KEYS), json_value, max_size=2))}
+               for _ in range(draw(st.integers(1, 8)))]
+    for r in records:
+        for key in draw(st.lists(st.sampled_from(JSON_KEYS), max_size=2)):
+            r.pop(key, None)
+    lines = [json.dumps(r) for r in records]
+    garbage = draw(st.sampled_from([None] * 8 + ["{oops", "[1, 2]", "null", '"text"', "{'asin': 'py literal'}"]))
+    if garbage is not None:
+        lines.insert(draw(st.integers(0, len(lines))), garbage)
+    blank = draw(st.booleans())
+    return records, ("\n\n" if blank else "\n").join(lines) + "\n", garbage
+
+
+@settings(parent=settings.get_profile(PROFILE))
+@given(json_lines_file(), json_lines_file(), st.sampled_from([".jsonl", ".json.gz", ".ndjson"]), st.booleans())
+def test_json_lines_any_records(events, catalog, suffix, with_catalog):
+    """Any JSON-lines file (values of every JSON type, now and then a bad line) reads or stops with
+    InputFileError; without a bad line, one row per object."""
+    records, text, garbage = events
+    with tempfile.TemporaryDirectory() as d:
+        import gzip
+
+        from data_checks.sources import SourceSpec, read_source
+
+        path = Path(d) / f"reviews{suffix}"
+        path.write_bytes(gzip.compress(text.encode()) if suffix.endswith(".gz") else text.encode())
+        cat = Path(d) / "meta.jsonl"
+        cat.write_text(catalog[1])
+        spec = SourceSpec("events", str(path), columns={"user_id": "reviewerID", "item_id": "asin",
+                                                        "timestamp": "unixReviewTime", "price": "price"},
+                          catalog_path=str(cat) if with_catalog else None,
+                          catalog_columns={"item_id": "asin", "category": "category", "price": "price"})
+        sound = garbage is None or garbage.startswith("{'")
+        outcome("json_lines", path, lambda: read_source(spec),
+                expected_rows=len(records) + (garbage is not None) if sound else None)
+
+
+@settings(parent=settings.get_profile(PROFILE))
+@given(st.lists(st.tuples(st.text(alphabet=st.sampled_from(list(SAFE[:-3])), min_size=1, max_size=8),
+                          st.text(alphabet=st.sampled_from(list(SAFE[:-3])), min_size=1, max_size=8),
+                          st.integers(946_684_800, 1_700_000_000)), min_size=1, max_size=10),
+       st.sampled_from(["\t", ",", ";", "|", "::", " ", "  "]), st.sampled_from(["s", "ms"]),
+       st.sampled_from(["u.data", "ratings.dat", "r.txt", "r"]))
+def test_header_less_files_any_delimiter_sniffed(rows, delimiter, unit, name):
+    """A header-less file with no telling suffix: the delimiter is sniffed, the epoch unit detected, every
+    row read with its values."""
+    scale = 1000 if unit == "ms" else 1
+    text = "".join(delimiter.join([u, i, str(t * scale)]) + "\n" for u, i, t in rows)
+    with tempfile.TemporaryDirectory() as d:
+        from data_checks.sources import SourceSpec, read_source
+
+        path = Path(d) / name
+        path.write_text(text)
+        t = read_source(SourceSpec("events", str(path), header=False, names=["user_id", "item_id", "timestamp"]))
+        CASES["header_less_sniffed"]["read"] += 1
+        got = t.interactions
+        assert list(got["user_id"]) == [u for u, _, _ in rows] and list(got["item_id"]) == [i for _, i, _ in rows]
+        assert list(got["timestamp"]) == [pd.Timestamp(ts, unit="s") for _, _, ts in rows]
+        assert got["source_row"].tolist() == list(range(1, len(rows) + 1))
+
+
+@settings(parent=settings.get_profile(PROFILE))
+@given(st.lists(st.datetimes(min_value=pd.Timestamp("1990-01-02").to_pydatetime(),
+                             max_value=pd.Timestamp("2024-12-31").to_pydatetime()), min_size=1, max_size=8),
+       st.sampled_from(["s", "ms"]), st.sampled_from(["int", "str"]), st.sampled_from(["csv", "json", "parquet"]),
+       st.booleans())
+def test_epoch_times_round_trip(times, unit, kind, fmt, declared):
+    """Epoch seconds or milliseconds, as integers or digit strings, in CSV, JSON lines or Parquet, detected by
+    magnitude or declared, read back as the same times (to the unit's resolution)."""
+    stamps = [pd.Timestamp(t).floor("s" if unit == "s" else "ms") for t in times]
+    epoch = [int(t.value // (10**9 if unit == "s" else 10**6)) for t in stamps]
+    values = epoch if kind == "int" else [str(v) for v in epoch]
+    df = pd.DataFrame({"user_id": ["u"] * len(values), "item_id": [f"i{k}" for k in range(len(values))],
+                       "timestamp": values})
+    with tempfile.TemporaryDirectory() as d:
+        from data_checks.sources import SourceSpec, read_source
+
+        path = Path(d) / {"csv": "e.csv", "json": "e.jsonl", "parquet": "e.parquet"}[fmt]
+        {"csv": lambda: df.to_csv(path, index=False), "parquet": lambda: df.to_parquet(path),
+         "json": lambda: df.to_json(path, orient="records", lines=True)}[fmt]()
+        got = read_source(SourceSpec("events", str(path), timestamp_unit=unit if declared else None)).interactions
+        CASES["epoch_round_trip"]["read"] += 1
+        assert list(got["timestamp"]) == stamps
+
+
+@settings(parent=settings.get_profile(PROFILE))
+@given(st.lists(st.lists(safe_item, min_size=3, max_size=3), min_size=5, max_size=30),
+       st.sampled_from(["gzip", "bz2", "xz"]), st.floats(0.05, 0.95), st.sampled_from(["events", "baskets", "json"]))
+def test_compressed_files_cut_short_say_truncated(rows, codec, keep, kind):
+    """A compressed file cut anywhere after its first bytes stops with InputFileError saying it is truncated
+    (or corrupt), never a raw exception and never a partial read."""
+    import bz2
+    import gzip
+    import lzma
+
+    text = (csv_text(["user_id", "item_id", "timestamp"], rows) if kind != "json"
+            else "".join(json.dumps({"user_id": a, "item_id": b}) + "\n" for a, b, _ in rows))
+    data = {"gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[codec](text.encode())
+    cut = max(6, int(len(data) * keep))
+    with tempfile.TemporaryDirectory() as d:
+        from data_checks.sources import SourceSpec, read_source
+
+        suffix = {"gzip": ".gz", "bz2": ".bz2", "xz": ".xz"}[codec]
+        path = Path(d) / (("e.jsonl" if kind == "json" else "e.csv") + suffix)
+        path.write_bytes(data[:cut])
+        with pytest.raises(InputFileError) as e:
+            read_source(SourceSpec("baskets" if kind == "baskets" else "events", str(path)))
+        CASES["compressed_cut_short"]["stopped: InputFileError"] += 1
+        assert e.value.path == str(path)
+        assert "truncated" in str(e.value) or "corrupt" in str(e.value)
+
+
 # ----------------------------------------------------------------- the validation step on generated frames
 maybe_id = st.one_of(st.none(), id_text)
 maybe_number = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))
@@ -353,7 +513,7 @@ def raw_tables(draw):
                                                 dtype="string"),
                               "price": pd.array([draw(maybe_number) for _ in range(m)], dtype="float64"),
                               "source_row": np.arange(m) + 2})
-    source = draw(st.sampled_from(["online_retail", "events", "lightgcn", "instacart", "synthetic"]))
+    source = draw(st.sampled_from(["online_retail", "events", "baskets", "lightgcn", "instacart", "synthetic"]))
     return RawTables(conform(inter, INTERACTION_COLUMNS, OPTIONAL_INTERACTION_COLUMNS),
                      conform(items, ITEM_COLUMNS, {"source_row": "int64"}), source)
 

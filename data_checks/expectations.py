@@ -128,17 +128,22 @@ class GxSession:
         if not exps:
             return []
         gx = self._gx
+        for i, exp in enumerate(exps):  # GX does not return results in the suite's order: each carries its place
+            exp.meta = {**(exp.meta or {}), "cobuy_position": i}
         batch = self.source.add_dataframe_asset(suite).add_batch_definition_whole_dataframe(f"{suite}_all")
-        gx_suite = self.ctx.suites.add(gx.ExpectationSuite(name=suite, expectations=exps))
-        vd = self.ctx.validation_definitions.add(gx.ValidationDefinition(name=suite, data=batch, suite=gx_suite))
+        result_format = ROW_RESULT_FORMAT if level == "row" else "SUMMARY"
         # Ephemeral pandas assets take their dataframe as a batch parameter at run time.
-        res = vd.run(batch_parameters={"dataframe": frame},
-                     result_format=ROW_RESULT_FORMAT if level == "row" else "SUMMARY")
-        # GX does not return the results in the suite's order: match them by the expectations' ids
-        position = {str(e.id): i for i, e in enumerate(gx_suite.expectations)}
-        if len(position) != len(exps) or [type(e) for e in gx_suite.expectations] != [type(e) for e in exps]:
-            raise RuntimeError(f"suite {suite}: GX did not keep the expectations in order")
-        ordered = sorted(res.results, key=lambda r: position[str(r.expectation_config.id)])
+        if self.docs_dir is None:  # nothing to publish: validate the batch directly, no stored suite or result
+            res = batch.get_batch(batch_parameters={"dataframe": frame}).validate(
+                gx.ExpectationSuite(name=suite, expectations=exps), result_format=result_format)
+        else:  # stored suite and validation definition: the Data Docs are built from the stored results
+            gx_suite = self.ctx.suites.add(gx.ExpectationSuite(name=suite, expectations=exps))
+            vd = self.ctx.validation_definitions.add(gx.ValidationDefinition(name=suite, data=batch, suite=gx_suite))
+            res = vd.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+        ordered = sorted(res.results, key=lambda r: r.expectation_config.meta["cobuy_position"])
+        if len(ordered) != len(exps) or [r.expectation_config.type for r in ordered] != [e.expectation_type
+                                                                                         for e in exps]:
+            raise RuntimeError(f"suite {suite}: GX returned results that do not match its expectations")
         out = []
         for i, r in enumerate(ordered):
             cfg = r.expectation_config

@@ -324,33 +324,35 @@ class BasketsSource:
     catalog: CatalogFile | None = None
 
 
-def _basket_tokens(text: str, delimiter: str, header: bool) -> tuple[list[str], list[int]]:
-    """Every item of every line and the line it is on (1-based)."""
-    items: list[str] = []
-    rows: list[int] = []
-    skip_first = header
+def _basket_tokens(text: str, delimiter: str, header: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Every non-blank item of every line, stripped (object array), and the line it is on (1-based int64), in
+    file order; the first non-blank line left out when ``header``. Linear in the text, vectorised per line."""
     if delimiter != WHITESPACE and len(delimiter) == 1 and '"' in text:  # quoted items: follow csv quoting
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        tokens: list[str] = []
+        starts: list[int] = []
         previous_end = 0
         for record in reader:
             start, previous_end = previous_end + 1, reader.line_num
-            tokens = [t.strip() for t in record if t.strip()]
-            if tokens and skip_first:
-                skip_first = False
-                continue
-            items.extend(tokens)
-            rows.extend([start] * len(tokens))
-        return items, rows
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        tokens = line.split() if delimiter == WHITESPACE else line.split(delimiter)
-        tokens = [t for t in (t.strip() for t in tokens) if t]
-        if not tokens:
-            continue
-        if skip_first:
-            skip_first = False
-            continue
-        items.extend(tokens)
-        rows.extend([lineno] * len(tokens))
+            tokens.extend(record)
+            starts.extend([start] * len(record))
+        stripped = np.array([t.strip() for t in tokens], dtype=object)
+        line_of = np.asarray(starts, dtype=np.int64)
+    else:
+        lines = text.split("\n")
+        if delimiter == WHITESPACE or len(delimiter) > 1:
+            per_line = [line.split() if delimiter == WHITESPACE else line.split(delimiter) for line in lines]
+            counts = np.fromiter(map(len, per_line), dtype=np.int64, count=len(lines))
+            flat = [t for parts in per_line for t in parts]
+        else:  # one split of the whole text (a line break becomes a delimiter), counted per line
+            counts = np.fromiter((line.count(delimiter) + 1 for line in lines), dtype=np.int64, count=len(lines))
+            flat = delimiter.join(lines).split(delimiter)
+        stripped = np.array([t.strip() for t in flat], dtype=object)
+        line_of = np.repeat(np.arange(1, len(lines) + 1, dtype=np.int64), counts)
+    keep = stripped != ""
+    items, rows = stripped[keep], line_of[keep]
+    if header and len(rows):
+        items, rows = items[rows != rows[0]], rows[rows != rows[0]]
     return items, rows
 
 
@@ -365,16 +367,15 @@ def read_baskets(src: BasketsSource) -> RawTables:
         return before.count("\n") + 1, f"item {len(split_fields(line, delimiter)) if line else 1}"
 
     text = decode(path, raw, src.encoding, locate)
-    items, rows = _basket_tokens(text, delimiter, src.header)
-    if not items:
+    items, row = _basket_tokens(text, delimiter, src.header)
+    if not len(items):
         raise InputFileError(path, "no baskets: every line is blank" + (" after the header" if src.header else ""))
-    row = np.asarray(rows, dtype=np.int64)
-    ids = pd.array(items, dtype="string")
+    lines, which = np.unique(row, return_inverse=True)
     inter = pd.DataFrame({
-        "user_id": pd.array([None] * len(items), dtype="string"),
-        "item_id": ids,
+        "user_id": pd.array(np.full(len(items), None, dtype=object), dtype="string"),
+        "item_id": pd.array(items, dtype="string"),
         "timestamp": pd.Series(pd.NaT, index=range(len(items)), dtype="datetime64[ns]"),
-        "basket_id": pd.array(row.astype(str), dtype="string"),
+        "basket_id": pd.array(np.array([str(v) for v in lines], dtype=object)[which], dtype="string"),
         "quantity": 1.0,
         "price": np.nan,
         "source_row": row,

@@ -209,3 +209,33 @@ def test_tuning_searches_the_category_weight(shop_clean, shop_split, shop_data):
     without = tune_hybrid(hybrid, shop_data, test, None, trials=5, signals=("collaborative", "association", "text",
                                                                              "trend"))
     assert "category" not in without.user_weights
+
+
+def test_catalog_benchmark_measures_with_and_without_on_basket_completion(shop_clean, tmp_path):
+    """The benchmark's whole path on the synthetic shop (one category level): every arm measured on the same
+    held-out baskets, the intervals those of the differences reported."""
+    from training.catalog_benchmark import measure
+
+    r = measure(shop_clean.interactions, shop_clean.items, tmp_path, seed=0, trials=2, text="tfidf", val_baskets=100,
+                val_related_baskets=30, test_baskets=150, test_related_baskets=60, knn_k=10, min_support=0.005)
+    assert r["split"]["strategy"] == "basket_completion" and r["catalog"]["categories_per_level"] == [6]
+    users = r["user_recommendations"]["results"]
+    assert set(users) == {"hybrid_with_category", "hybrid_without_category", "itemknn_only"}
+    assert {v["baskets"] for v in users.values()} == {150}
+    assert "category" in r["tuning"]["with_category"]["user_weights"]
+    assert "category" not in r["tuning"]["without_category"]["user_weights"]
+    diff = r["user_recommendations"]["paired_bootstrap_95"]["ndcg"]["hybrid_with_category - hybrid_without_category"]
+    assert diff["mean_difference"] == pytest.approx(users["hybrid_with_category"]["ndcg@20"]
+                                                    - users["hybrid_without_category"]["ndcg@20"])
+    assert diff["ci_low"] <= diff["mean_difference"] <= diff["ci_high"] and diff["n"] == 150
+    related = r["related_items"]["results"]
+    assert set(related) == {"itemknn", "itemknn+category_rerank", "hybrid", "hybrid+category_rerank",
+                            "hybrid_category_signal"}
+    assert {v["baskets"] for v in related.values()} == {60}
+    for base in ("itemknn", "hybrid"):
+        chosen = r["tuning"]["category_rerank"][base]
+        values = chosen["validation_recall+ndcg"]
+        assert values[f"same={chosen['same_weight']},lift={chosen['lift_weight']}"] == max(values.values())
+    rerank = r["related_items"]["paired_bootstrap_95"]["recall"]["itemknn+category_rerank - itemknn"]
+    assert rerank["mean_difference"] == pytest.approx(related["itemknn+category_rerank"]["recall@20"]
+                                                      - related["itemknn"]["recall@20"])

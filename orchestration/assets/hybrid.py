@@ -15,6 +15,7 @@ from training.catalog import category_levels
 from training.hybrid_tuning import (RECENCY_DAYS, TREND_DAYS, basket_related_task, fit_hybrid, hybrid_components,
                                     refit_like, tune_hybrid, validation_related_task)
 from training.models.base import SkippedFamily
+from training.models.hybrid import SIGNALS
 from training.splits import Split
 from training.tuning import sample_users
 
@@ -24,10 +25,12 @@ class HybridConfig(dg.Config):
     validation), separately for user recommendations and related items; else ``weights`` serve both (a signal
     not named gets 0). ``recency_days`` weights the histories behind the association, text and category signals;
     ``trend_days`` is the trend window. Without timestamps there is neither. ``use_categories``: the category
-    signal where the catalog has categories."""
+    signal where the catalog has categories. Tuning keeps every signal of its validation users (and of the related
+    task's items) in memory: ``tune_signal_memory_gb`` caps how many are sampled (at 50k items, 1.5 GB is ~1,500)."""
 
     tune_trials: int = 30
     tune_max_eval_users: Optional[int] = 4000
+    tune_signal_memory_gb: float = 1.5
     weights: dict[str, float] = {"collaborative": 1.0, "association": 0.0, "text": 0.0, "trend": 0.0}
     recency_days: float = RECENCY_DAYS
     trend_days: float = TREND_DAYS
@@ -48,8 +51,7 @@ def hybrid_model(context: dg.AssetExecutionContext, config: HybridConfig, intera
         return skipped(context, "hybrid", training_plan.not_planned("hybrid"))
     parts = hybrid_components({"ease": ease_model, "itemknn": itemknn_model}, association_rules)
     if isinstance(parts, SkippedFamily):
-        context.log.warning(parts.reason)
-        return dg.Output(parts, metadata={"skipped": parts.reason})
+        return skipped(context, "hybrid", parts.reason)
     collaborative, association = parts
     m, split = interaction_matrices, training_split
     emb, _ = text_matrix(item_text_embeddings, m.train.item_ids)
@@ -60,9 +62,12 @@ def hybrid_model(context: dg.AssetExecutionContext, config: HybridConfig, intera
     user_w, related_w, md = dict(config.weights), dict(config.weights), {}
     if config.tune_trials > 0 and m.validation.nnz:
         c_fit, a_fit = refit_like(collaborative, m.fit), refit_like(association, m.fit)
-        validation = sample_users(m.validation, config.tune_max_eval_users, config.seed)
-        if split.strategy == "basket_completion":
-            related_task = basket_related_task(m.fit, split.validation, config.tune_max_eval_users, config.seed)[0]
+        n_signals = len(SIGNALS) + (levels is not None)
+        cap = max(int(config.tune_signal_memory_gb * 1e9 / (4 * n_signals * max(m.fit.n_items, 1))), 50)
+        max_users = cap if config.tune_max_eval_users is None else min(config.tune_max_eval_users, cap)
+        validation = sample_users(m.validation, max_users, config.seed)
+        if split.strategy == "basket_completion":  # a basket shows several items: fewer baskets, about as many rows
+            related_task = basket_related_task(m.fit, split.validation, max(max_users // 4, 10), config.seed)[0]
         else:
             cut = split.validation["timestamp"].min() if len(split.validation) else None
             related_task = validation_related_task(split.fit, split.train, m.fit, cut)
@@ -72,6 +77,7 @@ def hybrid_model(context: dg.AssetExecutionContext, config: HybridConfig, intera
         user_w, related_w = tuned.user_weights, tuned.related_weights
         singles = tuned.user_validation.get("single_signal_values", {})
         md = {"tuning_trials": config.tune_trials,
+              "tuning_validation_users": int((validation.getnnz(axis=1) > 0).sum()),
               "validation_user_recommendations": dg.MetadataValue.md(markdown_table(pd.DataFrame(
                   [{"blend": f"{s} only", "recall@20 + ndcg@20": v} for s, v in singles.items()]
                   + [{"blend": "tuned", "recall@20 + ndcg@20": tuned.user_validation.get("best_value")}]))),

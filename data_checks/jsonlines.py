@@ -80,7 +80,8 @@ def _records(path: Path, text: str) -> tuple[list[object], list[int]]:
             if i == last and not text.endswith(("\n", "\r")):
                 why = "the file ends inside this line: it looks truncated"
             else:
-                detail = f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "nested too deep"
+                detail = (f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError)
+                          else "nested too deep")
                 why = f"not valid JSON ({detail}); expected one JSON object per line"
             raise InputFileError(path, why, row=i + 1) from exc
         rows.append(i + 1)

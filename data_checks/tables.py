@@ -186,8 +186,9 @@ def _read_split(path: Path, text: str, delimiter: str, header: bool, names: list
         if len(parts) != len(columns):
             cut = lineno == len(lines) and len(parts) < len(columns)
             hint = "the file ends inside this line: it looks truncated" if cut else "a missing or extra field"
+            field = columns[len(parts)] if len(parts) < len(columns) else f"column {len(columns) + 1}"
             raise InputFileError(path, f"expected {len(columns)} fields, found {len(parts)} ({hint})", row=lineno,
-                                 field=columns[len(parts)] if len(parts) < len(columns) else f"column {len(columns) + 1}")
+                                 field=field)
         records.append(parts)
         rows.append(lineno)
     df = pd.DataFrame(records, columns=columns, dtype=object) if records else pd.DataFrame(columns=columns)

@@ -2,8 +2,9 @@
 the failing row named, and the delimiter rule.
 
 Delimiter rule (also in ``docs/data_sources.md``): a delimiter given in the config always wins
-(``whitespace`` means runs of spaces and tabs; ``tab`` or a literal ``\\t`` mean a tab); otherwise ``.tsv`` means tab and ``.csv`` comma; any other
-file is sniffed from its first 100 non-blank lines (see :func:`sniff_delimiter`).
+(``whitespace`` means runs of spaces and tabs; ``tab`` or a literal ``\\t`` mean a tab); otherwise ``.tsv``
+means tab and ``.csv`` comma; any other file is sniffed from its first 100 non-blank lines (see
+:func:`sniff_delimiter`).
 """
 from __future__ import annotations
 

@@ -301,19 +301,29 @@ def instacart_folder(draw):
 
 
 @settings(parent=settings.get_profile(PROFILE))
-@given(instacart_folder())
-def test_instacart_any_content(spec):
+@given(instacart_folder(), st.lists(st.sampled_from([".csv", ".csv", ".csv.gz"]), min_size=3, max_size=3))
+def test_instacart_any_content(spec, suffixes):
+    """Each table as .csv or .csv.gz (the folder may mix them, as a partial re-download leaves it)."""
+    import gzip
+
     ops, orders, products = spec
+
+    def put(path: Path, text: str) -> None:
+        if path.suffix == ".gz":
+            path.write_bytes(gzip.compress(text.encode()))
+        else:
+            path.write_text(text)
+
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)
-        (folder / "order_products__prior.csv").write_text(
+        put(folder / f"order_products__prior{suffixes[0]}",
             csv_text(["order_id", "product_id", "add_to_cart_order", "reordered"], ops))
         if orders is not None:
-            (folder / "orders.csv").write_text(csv_text(
+            put(folder / f"orders{suffixes[1]}", csv_text(
                 ["order_id", "user_id", "eval_set", "order_number", "order_dow", "order_hour_of_day",
                  "days_since_prior_order"], orders))
-        (folder / "products.csv").write_text(csv_text(["product_id", "product_name", "aisle_id", "department_id"],
-                                                      products))
+        put(folder / f"products{suffixes[2]}", csv_text(["product_id", "product_name", "aisle_id", "department_id"],
+                                                        products))
         outcome("instacart", folder / "products.csv", lambda: read_instacart(InstacartSource(d)),
                 expected_rows=len(ops))
 

@@ -318,3 +318,51 @@ def test_read_table_header_less_ragged_rows_named(tmp_path):
     with pytest.raises(InputFileError) as e:
         read_table(path, ["a"], header=False, names=["a", "b", "c", "d"])
     assert (e.value.row, e.value.field) == (2, "d") and "truncated" in str(e.value)
+
+
+def _instacart_folder(tmp: Path, form: str = ".parquet") -> None:
+    for stem, df in _instacart_tables().items():
+        path = tmp / f"{stem}{form}"
+        if form == ".parquet":
+            df.to_parquet(path)
+        else:
+            path.write_bytes(gzip.compress(df.to_csv(index=False).encode()))
+
+
+def _corrupt_parquet(tmp: Path) -> Path:
+    _instacart_folder(tmp)
+    path = tmp / "order_products__prior.parquet"
+    path.write_bytes(path.read_bytes()[:40])
+    return path
+
+
+def _products_without_names(tmp: Path) -> Path:
+    _instacart_folder(tmp)
+    _instacart_tables()["products"].drop(columns=["product_name"]).to_parquet(tmp / "products.parquet")
+    return tmp / "products.parquet"
+
+
+def _no_products(tmp: Path) -> Path:
+    _instacart_folder(tmp)
+    (tmp / "products.parquet").unlink()
+    return tmp / "products.csv"
+
+
+def _latin1_in_csv_gz(tmp: Path) -> Path:
+    _instacart_folder(tmp, ".csv.gz")
+    (tmp / "products.csv.gz").write_bytes(gzip.compress(b"product_id,product_name\n10,Banana\n11,Caf\xe9\n"))
+    return tmp / "products.csv.gz"
+
+
+@pytest.mark.parametrize("build,row,field,words", [
+    (_corrupt_parquet, None, None, "not a readable Parquet file"),
+    (_products_without_names, None, "product_name", "missing required column"),
+    (_no_products, None, None, "products.csv, products.csv.gz or products.parquet"),
+    (_latin1_in_csv_gz, 3, "product_name", "0xe9"),
+])
+def test_instacart_published_forms_errors_name_file_row_field(tmp_path, build, row, field, words):
+    path = build(tmp_path)
+    with pytest.raises(InputFileError) as e:
+        read_source(SourceSpec("instacart", str(tmp_path)))
+    assert e.value.path == str(path) and (e.value.row, e.value.field) == (row, field)
+    assert words in str(e.value)

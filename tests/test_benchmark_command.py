@@ -27,6 +27,17 @@ def folder(tmp_path_factory):
     return d
 
 
+@pytest.fixture
+def one_thread():
+    """The text encoder's few tiny batches on one torch thread: on a busy machine more threads only spin."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def bench(folder, model: str, *args: str, source: str = "tiny.yaml", name: str = "tiny", tag: str = "") -> dict:
     """Run the command as a user would (``main`` with its arguments) and read back the JSON it wrote."""
     argv = ["--source", str(folder / source), "--model", model, "--out", str(folder / "out"),
@@ -95,7 +106,7 @@ def test_tuning_keeps_its_study_under_out_and_its_storage_under_work(folder):
     assert (folder / "out" / "tuning" / "tiny-gf_cf-tuned" / "summary.json").exists()
 
 
-def test_hybrid_writes_its_ablation(folder):
+def test_hybrid_writes_its_ablation(folder, one_thread):
     from training.models.hybrid import SIGNALS
 
     r = bench(folder, "hybrid", "--tune", "2")
@@ -108,7 +119,7 @@ def test_hybrid_writes_its_ablation(folder):
     assert rows["hybrid"]["user_recommendations_recall@20"] > 0
 
 
-def test_text_encoder_fine_tunes_and_ranks_the_cold_items(folder):
+def test_text_encoder_fine_tunes_and_ranks_the_cold_items(folder, one_thread):
     r = bench(folder, "text_encoder", "--steps", "2", "--batch-size", "8")
     assert r["dataset"] == "tiny" and r["config"]["steps"] == 2 and r["config"]["batch_size"] == 8
     assert r["history"]["steps"] == 2 and r["history"]["train_pairs"] == 16
@@ -142,7 +153,7 @@ def test_text_encoder_rolling_folds_resume_and_confirmation_from_the_command(fol
     assert [f["windows"]["fold"] for f in r["rolling"]["folds"]] == [0, 1, 2]
     assert r["rolling"]["pooled"]["basket"]["cold_items"] == 4 + 5 + 6
     assert r["rolling"]["confirmation"]["folds"] == [2]
-    kept = sorted(p.name for p in (folder / "work" / "cold_start_folds").iterdir())
+    kept = sorted(p.name for p in (folder / "work" / "cold_start_folds").glob("tiny-steps3-*"))
     assert kept == [f"tiny-steps3-fold{k}.json" for k in range(3)]
     assert (folder / "out" / "tiny-text_encoder-differences.png").read_bytes()[:4] == b"\x89PNG"
     calls.clear()
@@ -281,3 +292,30 @@ def test_rule_comparison_tells_different_rules_apart():
     assert c["max_relative_difference"]["confidence"] == pytest.approx(0.01 / 0.26)
     assert not compare_rules(ours, ours.iloc[:1])["identical_rule_sets"]
     assert compare_rules(ours, ours.assign(conviction=[2.0, 1.5]))["max_relative_difference"]["conviction"] == np.inf
+
+
+def test_a_basket_per_line_file_gets_basket_completion_and_the_mlxtend_check(tmp_path):
+    """The Groceries form: one basket a line, no customer, no time. The split is chosen by the data's shape."""
+    from data_checks.sources import SourceKind
+    from typing import get_args
+
+    if "baskets" not in get_args(SourceKind):
+        pytest.skip("this checkout has no basket-per-line reader")
+    rng = np.random.default_rng(0)
+    items = [f"item {i}" for i in range(30)]
+    lines = []
+    for _ in range(400):
+        basket = set(rng.choice(items, size=rng.integers(1, 5), replace=False))
+        if rng.random() < 0.3:
+            basket |= {"bread", "butter"}  # a planted pair
+        lines.append(",".join(sorted(basket)))
+    (tmp_path / "groceries.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "groceries.yaml").write_text("kind: baskets\npath: groceries.csv\ndelimiter: ','\n")
+    benchmark.main(["--source", str(tmp_path / "groceries.yaml"), "--model", "association_rules", "--repeats", "1",
+                    "--out", str(tmp_path / "out")])
+    r = json.loads((tmp_path / "out" / "groceries-association_rules.json").read_text())
+    assert r["data"]["split"]["strategy"] == "basket_completion"
+    assert "no customers and no time" in r["data"]["split"]["chosen_because"]
+    assert r["baskets"] == 400 and r["items"] == 32 and r["metrics"]["recall@20"] > 0
+    for row in r["speed_vs_mlxtend"]:
+        assert row["rules"] == row["mlxtend_rules"] > 0 and row["identical_rule_values"]

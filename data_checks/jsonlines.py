@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -54,8 +55,9 @@ def _parse(line: str) -> object:
         raise
 
 
-def _records(path: Path, text: str) -> tuple[list[object], list[int]]:
-    """Every object with its row (see module docstring)."""
+def _records(path: Path, text: str) -> Iterator[tuple[object, int]]:
+    """Every object with its row (see module docstring), one at a time (a multi-GB review file is not held
+    twice)."""
     if text.lstrip().startswith("["):
         try:
             data = json.loads(text)
@@ -66,26 +68,26 @@ def _records(path: Path, text: str) -> tuple[list[object], list[int]]:
                                  row=exc.lineno) from exc
         if not isinstance(data, list):
             raise InputFileError(path, "expected one JSON object per line or one array of objects")
-        return data, list(range(1, len(data) + 1))
-    records: list[object] = []
-    rows: list[int] = []
-    lines = text.split("\n")
-    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
-    for i, line in enumerate(lines):
+        yield from zip(data, range(1, len(data) + 1))
+        return
+    start, lineno, n = 0, 0, len(text)
+    while start < n:
+        end = text.find("\n", start)
+        end = n if end < 0 else end
+        line, lineno, start = text[start:end], lineno + 1, end + 1
         if not line.strip():
             continue
         try:
-            records.append(_parse(line))
+            record = _parse(line)
         except (json.JSONDecodeError, RecursionError) as exc:
-            if i == last and not text.endswith(("\n", "\r")):
+            if end >= n:  # the last line, with no line break after it
                 why = "the file ends inside this line: it looks truncated"
             else:
                 detail = (f"{exc.msg} at column {exc.colno}" if isinstance(exc, json.JSONDecodeError)
                           else "nested too deep")
                 why = f"not valid JSON ({detail}); expected one JSON object per line"
-            raise InputFileError(path, why, row=i + 1) from exc
-        rows.append(i + 1)
-    return records, rows
+            raise InputFileError(path, why, row=lineno) from exc
+        yield record, lineno
 
 
 def read_jsonl(path: str | Path, required: list[str], encoding: str = "utf-8") -> pd.DataFrame:
@@ -94,14 +96,16 @@ def read_jsonl(path: str | Path, required: list[str], encoding: str = "utf-8") -
     line that is not an object, no objects, or a required key that no object has."""
     path = Path(path)
     text = decode(path, read_bytes(path), encoding, lambda before, _: (before.count("\n") + 1, None))
-    records, rows = _records(path, text)
-    if not records:
-        raise InputFileError(path, "the file has no JSON objects")
     columns: dict[str, list[object]] = {c: [] for c in required}
     seen = dict.fromkeys(required, False)
-    for record, row in zip(records, rows):
+    rows: list[int] = []
+    keys: set[str] = set()  # of the first objects, for the message when a key is missing
+    for record, row in _records(path, text):
         if not isinstance(record, dict):
             raise InputFileError(path, f"expected a JSON object, found {type(record).__name__}", row=row)
+        if len(rows) < 100:
+            keys.update(map(str, record))
+        rows.append(row)
         for c, values in columns.items():
             v = _value(record, c)
             if v is _MISSING:
@@ -109,11 +113,12 @@ def read_jsonl(path: str | Path, required: list[str], encoding: str = "utf-8") -
             else:
                 seen[c] = True
                 values.append(v)
+    if not rows:
+        raise InputFileError(path, "the file has no JSON objects")
     missing = [c for c, ok in seen.items() if not ok]
     if missing:
-        keys = sorted({k for r in records[:100] for k in r})[:40]  # type: ignore[union-attr]
-        raise InputFileError(path, f"missing required column: no object has the key; keys found {keys}",
-                             field=missing[0])
+        raise InputFileError(path, f"missing required column: no object has the key; keys found "
+                             f"{sorted(keys)[:40]}", field=missing[0])
     df = pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in columns.items()})
     df.attrs["source_rows"] = np.asarray(rows, dtype=np.int64)
     return df

@@ -36,7 +36,10 @@ def read_bytes(path: Path) -> bytes:
         raise InputFileError(path, "file not found")
     if path.is_dir():
         raise InputFileError(path, "is a folder: point path at the file")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:  # permissions, a file that vanished, an I/O error
+        raise InputFileError(path, f"cannot read the file ({exc.strerror or exc})") from exc
     for magic, opener, name in ((b"\x1f\x8b", gzip.decompress, "gzip"), (b"BZh", bz2.decompress, "bzip2"),
                                 (b"\xfd7zXZ\x00", lzma.decompress, "xz")):
         if raw.startswith(magic):

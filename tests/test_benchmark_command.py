@@ -262,6 +262,7 @@ def test_source_file_problems_name_the_file_and_field(tmp_path, capsys):
     cases = {"typo.yaml": ("kind: events\npth: x.csv\n", ["'pth'", "path", "catalog_path"]),
              "kind.yaml": ("kind: parquet\npath: x\n", ["'parquet'", "events", "instacart"]),
              "nopath.yaml": ("kind: events\n", ["needs 'path'"]),
+             "nokind.yaml": ("path: shop.csv\n", ["no kind", "set kind", "events"]),
              "gone.yaml": ("kind: events\npath: gone.csv\n", ["path", "gone.csv", "does not exist"]),
              "bad.yaml": ("kind: [events\n", ["not valid YAML", "line"]),
              "ops.yaml": ("ops:\n  text_encoder: {}\n", ["ops: raw_tables: config:"])}

@@ -133,6 +133,8 @@ def read_source_file(path: str | Path, name: str | None = None) -> BenchmarkData
     _check_fields(source, [f.name for f in dataclasses.fields(SourceSpec)], where, file)
     _check_fields(split, [f.name for f in dataclasses.fields(SplitConfig)], "ops.training_split.config", file)
     kinds = get_args(SourceKind)
+    if "kind" not in source and any(source.get(k) for k in SOURCE_PATH_FIELDS):
+        raise BenchmarkInputError(f"{file}: {where} names a path but no kind; set kind to one of {', '.join(kinds)}")
     kind = source.get("kind", "synthetic")
     if kind not in kinds:
         raise BenchmarkInputError(f"{file}: kind {kind!r} is not a source kind; set kind to one of {', '.join(kinds)}")

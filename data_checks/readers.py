@@ -6,8 +6,10 @@ file or column, wrong delimiter, undecodable bytes, empty file) raise :class:`In
 """
 from __future__ import annotations
 
+import ast
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,9 +177,6 @@ def _category_path(value: object) -> list[str] | None:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("[") and text.endswith("]"):
-            import ast
-            import json
-
             for parse in (json.loads, ast.literal_eval):
                 try:
                     return _category_path(parse(text))

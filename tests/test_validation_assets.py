@@ -64,3 +64,24 @@ def test_a_catalog_of_html_fragments_blocks_the_run(tmp_path):
     assert "one title is shared by a large share of the items" in check.description
     done = _materialized(result)
     assert "validated_interactions" in done and "training_split" not in done and "association_rules" not in done
+
+
+def test_mlflow_log_folder_keeps_the_tree_and_gives_its_ui_url(tmp_path):
+    from orchestration.resources import MLflowRegistry
+
+    folder = tmp_path / "docs"
+    (folder / "validations" / "suite").mkdir(parents=True)
+    (folder / "index.html").write_text("<html>index</html>")
+    (folder / "validations" / "suite" / "page.html").write_text("<html>page</html>")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = MLflowRegistry(tracking_uri=uri, artifact_location=(tmp_path / "artifacts").as_uri(),
+                              ui_url="http://mlflow.example:8080/")
+    run_id, prefix = registry.log_folder(folder, "data_docs", run_name="docs", tags={"kind": "data_docs"})
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert prefix == f"http://mlflow.example:8080/#/experiments/{run.info.experiment_id}/runs/{run_id}/artifactPath/data_docs"
+    assert run.data.tags["kind"] == "data_docs"
+    assert [a.path for a in client.list_artifacts(run_id, "data_docs/validations/suite")] == [
+        "data_docs/validations/suite/page.html"]
+    got = client.download_artifacts(run_id, "data_docs/index.html", str(tmp_path / "back"))
+    assert open(got).read() == "<html>index</html>"

@@ -12,11 +12,10 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import pandas as pd
 
 from data_checks.errors import InputFileError
-from data_checks.text_files import decode, read_bytes
+from data_checks.text_files import RowNumbers, decode, read_bytes
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 _MISSING = object()
@@ -120,5 +119,5 @@ def read_jsonl(path: str | Path, required: list[str], encoding: str = "utf-8") -
         raise InputFileError(path, f"missing required column: no object has the key; keys found "
                              f"{sorted(keys)[:40]}", field=missing[0])
     df = pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in columns.items()})
-    df.attrs["source_rows"] = np.asarray(rows, dtype=np.int64)
+    df.attrs["source_rows"] = RowNumbers(rows)
     return df

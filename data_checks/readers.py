@@ -26,7 +26,15 @@ from data_checks.schema import (
     empty_frame,
 )
 from data_checks.tables import first_data_row, id_strings, numbers, prices, read_table, timestamps, unparsed
-from data_checks.text_files import WHITESPACE, decode, peek_text, read_bytes, resolve_delimiter, split_fields
+from data_checks.text_files import (
+    WHITESPACE,
+    RowNumbers,
+    decode,
+    peek_text,
+    read_bytes,
+    resolve_delimiter,
+    split_fields,
+)
 from data_checks.times import TimeSettingError, implausible_reason, parse_times
 
 
@@ -43,8 +51,8 @@ class RawTables:
 def _rows(df: pd.DataFrame, path: Path) -> np.ndarray:
     """Source row of each record: the line it starts on for text files (see ``read_table``)."""
     lines = df.attrs.get("source_rows")
-    if lines is not None and len(lines) == len(df):
-        return np.asarray(lines, dtype=np.int64)
+    if isinstance(lines, RowNumbers) and len(lines) == len(df):
+        return lines.values
     return np.arange(len(df), dtype=np.int64) + first_data_row(path)
 
 

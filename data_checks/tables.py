@@ -18,7 +18,15 @@ import pandas as pd
 
 from data_checks.errors import InputFileError
 from data_checks.jsonlines import is_json_lines, read_jsonl
-from data_checks.text_files import WHITESPACE, decode, peek_text, read_bytes, resolve_delimiter, split_fields
+from data_checks.text_files import (
+    WHITESPACE,
+    RowNumbers,
+    decode,
+    peek_text,
+    read_bytes,
+    resolve_delimiter,
+    split_fields,
+)
 
 _OTHER_DELIMITERS = [";", "\t", "|", ","]
 _LOOKS_NUMERIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -66,8 +74,8 @@ def read_table(
 
     ``delimiter``: see :mod:`data_checks.text_files` (None: by suffix, else sniffed). ``header=False``:
     the text file has no header line and ``names`` names its fields (one per field); ``names`` with a
-    header replaces the file's names. ``df.attrs["source_rows"]`` holds each record's row where the
-    format has lines (text, JSON lines).
+    header replaces the file's names. ``df.attrs["source_rows"]`` (a :class:`RowNumbers`) holds each
+    record's row where the format has lines (text, JSON lines).
 
     Raises :class:`InputFileError` for a missing or empty file, undecodable bytes, a ragged row, a missing
     required column (with a hint when the delimiter or the header looks wrong), or a header without data.
@@ -162,7 +170,7 @@ def _read_csv(path: Path, text: str, delimiter: str, header: bool, names: list[s
     rows = _record_lines(path, text, delimiter, header, names)
     if rows is None or len(rows) != len(df):
         rows = np.arange(len(df), dtype=np.int64) + (2 if header else 1)
-    df.attrs["source_rows"] = rows
+    df.attrs["source_rows"] = RowNumbers(rows)
     return df
 
 
@@ -193,7 +201,7 @@ def _read_split(path: Path, text: str, delimiter: str, header: bool, names: list
         rows.append(lineno)
     df = pd.DataFrame(records, columns=columns, dtype=object) if records else pd.DataFrame(columns=columns)
     df = df.replace("", None)
-    df.attrs["source_rows"] = np.asarray(rows, dtype=np.int64)
+    df.attrs["source_rows"] = RowNumbers(rows)
     return df
 
 

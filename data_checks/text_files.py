@@ -17,6 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from data_checks.errors import InputFileError
 
 WHITESPACE = "whitespace"
@@ -27,6 +29,23 @@ CANDIDATES = ("\t", ",", ";", "|", "::")
 SNIFF_LINES = 100
 
 Locate = Callable[[str, str], "tuple[int | None, str | None]"]
+
+
+class RowNumbers:
+    """The row each record of a frame was read from (int64, one per record), kept in ``df.attrs["source_rows"]``.
+    Compared by identity and never deep-copied, so pandas can carry it through operations cheaply and
+    ``pd.concat`` of frames that hold it does not fail on comparing arrays (it simply drops it)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: "list[int] | np.ndarray"):
+        self.values = np.asarray(values, dtype=np.int64)
+
+    def __deepcopy__(self, memo: dict) -> "RowNumbers":
+        return self
+
+    def __len__(self) -> int:
+        return len(self.values)
 
 
 def read_bytes(path: Path) -> bytes:

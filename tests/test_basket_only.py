@@ -143,3 +143,18 @@ def test_unknown_family_in_the_plan_is_refused_with_the_vocabulary():
     with pytest.raises(ValueError, match="'eas'.*choose from"):
         TrainingPlan(families=["eas"]).not_planned("ease")
     assert TrainingPlan().not_planned("blend") is None and set(PLAN_FAMILIES) == set(MODEL_ASSETS)
+
+
+def test_item_item_exports_are_refused_at_instacart_size_and_factor_exports_are_not():
+    """49,688 items: a dense item-item export holds the 9.2 GiB matrix twice while it is written, over the 75% of
+    a 23 GiB machine; a factor export of the same data (131,209 baskets as users) is a few hundred MiB."""
+    from serving.exports import FAMILIES, ITEM_ITEM_FAMILIES, export_refusal
+    from training.models.footprint import MemoryBudget
+
+    budget = MemoryBudget.given(23.0)
+    refused = {f: export_refusal(f, 131_209, 49_688, budget) for f in FAMILIES}
+    assert {f for f, why in refused.items() if why} == set(ITEM_ITEM_FAMILIES)
+    assert refused["itemknn"].startswith("the ONNX export of itemknn (a dense 49,688 x 49,688 float32 matrix) needs "
+                                         "about 18.4 GiB, more than the 17.2 GiB allowed")
+    assert "leave 'itemknn' out of model_exports.families" in refused["itemknn"]
+    assert all(export_refusal(f, 131_209, 49_688, MemoryBudget.given(64.0)) is None for f in FAMILIES)

@@ -126,9 +126,9 @@ def test_asset_runs_the_strict_form_on_a_split_without_a_cutoff(baskets_shop, tm
     matrices = SplitMatrices(train, train.matrix_for(split.test), fit, fit.matrix_for(split.validation))
     unused = fit_partner_policy(split.train, None, fit.baskets, train.baskets, train.item_ids,
                                 np.zeros((train.n_items, 2), np.float32))  # the temporal form's input
-    art = TextEncoderArtifact(default_model_path(), default_model_path(), 0.05, 32, {"steps": 6})
-    out = cold_start_metrics(context=dg.build_asset_context(),
-                             config=ColdStartConfig(ks=[10, 20], strict_steps=1, strict_batch_size=8),
+    # strict_steps None: as many steps as text_encoder ran, here none (fine-tuning itself: the test below)
+    art = TextEncoderArtifact(default_model_path(), default_model_path(), 0.05, 32, {})
+    out = cold_start_metrics(context=dg.build_asset_context(), config=ColdStartConfig(ks=[10, 20]),
                              training_split=split, validated_items=catalog, interaction_matrices=matrices,
                              text_encoder=art, item_text_embeddings=pd.DataFrame(), cold_partner_policy=unused)
     table = out.value
@@ -136,8 +136,12 @@ def test_asset_runs_the_strict_form_on_a_split_without_a_cutoff(baskets_shop, tm
     assert set(table["method"]) == set(scs.METHODS)
     assert set(table["k"]) == {10, 20} and (table["n_items"] > 0).all() and table["recall"].notna().all()
     assert "strict cold start" in meta["form"] and "basket_completion" in meta["form"]
-    assert meta["fine_tuned"] is True and meta["fine_tuning_steps"] == 1
+    assert meta["fine_tuned"] is False and meta["fine_tuning_steps"] == 0
     assert meta["held_out_items"] > 0 and "differences_at_k20" in meta
+    off = cold_start_metrics(context=dg.build_asset_context(), config=ColdStartConfig(strict=False),
+                             training_split=split, validated_items=catalog, interaction_matrices=matrices,
+                             text_encoder=art, item_text_embeddings=pd.DataFrame(), cold_partner_policy=unused)
+    assert off.value.empty and "strict is false" in off.metadata["skipped_because"].value
 
 
 def test_untuned_embeddings_made_elsewhere_are_used_only_when_they_match(tmp_path):
@@ -157,3 +161,24 @@ def test_untuned_embeddings_made_elsewhere_are_used_only_when_they_match(tmp_pat
                                             tmp_path / name)
         assert ("untuned_embeddings_read_from" in facts) is used
         np.testing.assert_allclose(z, right, atol=1e-4)  # a file that does not match is not used
+
+
+def test_the_encoder_is_fine_tuned_on_the_baskets_it_is_given_only():
+    """Fine-tuning sees the co-purchase pairs of ``fit_baskets`` (which hold no held-out item); its popularity head
+    is fitted on at most ``max_head_items`` sold items; the untuned embeddings are the base encoder's."""
+    import scipy.sparse as sp
+
+    from training.strict_cold_start import encoder_embeddings
+    from training.text_encoder import TextEncoder, TextEncoderConfig
+
+    texts = ["red mug", "tea pot", "tea strainer", "garden hose", "hose nozzle", "blue mug", "deluxe tea pot"]
+    rows = [[1, 2], [3, 4], [0, 5], [2, 4], [1, 3]] * 4  # item 6 (held out) is in no basket
+    baskets = sp.csr_matrix((np.ones(2 * len(rows), np.float32), (np.repeat(np.arange(len(rows)), 2),
+                                                                   np.ravel(rows))), shape=(len(rows), len(texts)))
+    counts = np.asarray(baskets.sum(axis=0)).ravel()
+    cfg = TextEncoderConfig(steps=1, batch_size=2, min_pair_count=2, fast_dev_run=True)  # no checkpoint to write
+    z, head, untuned, facts = encoder_embeddings(texts, baskets, counts, cfg, 3, 0, lambda m: None)
+    assert facts["fine_tuned"] and facts["co_purchase_pairs"] == 5 and facts["popularity_head_items"] == 3
+    assert facts["history"]["steps"] == 1
+    np.testing.assert_allclose(untuned, TextEncoder(cfg).embed(texts), atol=1e-4)
+    assert z.shape == untuned.shape and head.shape == (len(texts),) and not np.allclose(z, untuned)

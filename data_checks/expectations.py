@@ -92,9 +92,16 @@ def _short(value: Any) -> str:
     return str(value)
 
 
+def _condition(value: Any) -> str:
+    """A serialised row condition, e.g. ``{'column': {'name': 'basket_id'}, 'is_null': True, ...}``, as text."""
+    if isinstance(value, dict) and isinstance(value.get("column"), dict) and "is_null" in value:
+        return f"'{value['column'].get('name')} is {'' if value['is_null'] else 'not '}null'"
+    return str(value)
+
+
 def _kwargs_text(kwargs: dict) -> str:
-    return ", ".join(f"{k}={_short(v)}" for k, v in kwargs.items() if k not in _HIDDEN_KWARGS and v is not None
-                     and not (k == "row_condition" and not v))
+    return ", ".join(f"{k}={_condition(v) if k == 'row_condition' else _short(v)}" for k, v in kwargs.items()
+                     if k not in _HIDDEN_KWARGS and v is not None and not (k == "row_condition" and not v))
 
 
 class GxSession:

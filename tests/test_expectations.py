@@ -61,6 +61,7 @@ def test_dirty_shop_row_suite_fails_tables_pass_and_data_docs_show_every_suite(s
 def test_rows_failing_an_expectation_are_quarantined_with_it_named():
     inter = _rows(40, quantity=[1.0] * 37 + [-2.0, 0.0, 2e6])
     inter.loc[5, "item_id"] = "not-sold-here"
+    inter.loc[6, ["user_id", "basket_id"]] = pd.NA
     result, report = _run(inter, _catalog([f"Product {i}" for i in range(10)]))
     q = result.quarantine.set_index("source_row")
     assert q.loc[39, "reason"] == "non_positive_quantity" and q.loc[40, "reason"] == "non_positive_quantity"
@@ -69,11 +70,14 @@ def test_rows_failing_an_expectation_are_quarantined_with_it_named():
     assert q.loc[41, "reason"] == "quantity_out_of_range"
     assert "max_value=100000.0" in q.loc[41, "detail"]
     assert q.loc[7, "reason"] == "item_not_in_catalog"
+    assert q.loc[8, "reason"] == "missing_user_and_basket"
+    assert q.loc[8, "detail"].endswith(
+        "[expectation expect_column_values_to_not_be_null(column=user_id, row_condition='basket_id is null')]")
     assert "expect_column_values_to_be_in_set(column=item_id" in q.loc[7, "detail"]
     row_results = {(r.expectation, r.column, r.reason): r for r in result.expectations}
     failed = row_results[("expect_column_values_to_be_between", "quantity", "non_positive_quantity")]
     assert not failed.success and failed.unexpected_count == 2
-    assert len(result.interactions) + len(result.quarantine) == 40
+    assert len(result.interactions) + len(result.quarantine) == 40 and len(result.quarantine) == 5
     assert report.success  # 4 bad rows of 40 is the quarantine policy's business, not a table-level failure
 
 

@@ -182,3 +182,19 @@ def test_the_encoder_is_fine_tuned_on_the_baskets_it_is_given_only():
     assert facts["history"]["steps"] == 1
     np.testing.assert_allclose(untuned, TextEncoder(cfg).embed(texts), atol=1e-4)
     assert z.shape == untuned.shape and head.shape == (len(texts),) and not np.allclose(z, untuned)
+
+
+def test_category_sample_keeps_whole_categories_and_their_rows_only():
+    from training.strict_cold_start import sample_categories
+
+    catalog = pd.DataFrame({"item_id": [f"i{k}" for k in range(10)],
+                            "category": ["a"] * 4 + ["b"] * 3 + ["c"] * 2 + [None]})
+    rows = pd.DataFrame({"item_id": [f"i{k}" for k in range(10)] * 2, "basket_id": ["1"] * 10 + ["2"] * 10})
+    for seed in range(5):
+        kept_rows, small, taken = sample_categories(rows, catalog, 5, seed)
+        assert 1 <= len(small) <= 5 and set(small["category"].fillna("")) == set(taken)
+        full = catalog["category"].fillna("").isin(taken)
+        assert len(small) == int(full.sum())  # every item of a category taken, none of the others
+        assert set(kept_rows["item_id"]) == set(small["item_id"]) and len(kept_rows) == 2 * len(small)
+    assert sample_categories(rows, catalog, 5, 1)[2] == sample_categories(rows, catalog, 5, 1)[2]  # seeded
+    assert len(sample_categories(rows, catalog, 2, 0)[1]) <= 4  # one category at least, even when too large

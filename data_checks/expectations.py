@@ -127,9 +127,9 @@ class GxSession:
 
     def run(self, suite: str, table: str, frame: pd.DataFrame, expectations: Iterable, level: str,
             reasons: list[str | None] | None = None) -> list[tuple[ExpectationResult, np.ndarray | None]]:
-        """Validate ``frame`` against ``expectations`` as the suite ``suite``. Row-level suites are run with
-        ``result_format`` COMPLETE and return, per expectation, the positional indices of the unexpected rows
-        (``frame`` must have a RangeIndex); table-level ones return None there. ``reasons``: the quarantine
+        """Validate ``frame`` against ``expectations`` as the suite ``suite``. Row-level suites return, per
+        expectation, the positional indices of its unexpected rows (GX's ``result_format`` COMPLETE,
+        ``unexpected_index_list``; ``frame`` must have a RangeIndex); table-level ones return None there. ``reasons``: the quarantine
         reason of each expectation (row-level)."""
         exps = list(expectations)
         if not exps:
@@ -156,19 +156,20 @@ class GxSession:
             if r.exception_info and r.exception_info.get("raised_exception"):
                 raise RuntimeError(f"expectation {cfg.type} on {table} could not run: "
                                    f"{r.exception_info.get('exception_message')}")
-            found = r.result or {}
+            summary = r.result or {}
             column = cfg.kwargs.get("column")
             result = ExpectationResult(
                 table=table, expectation=cfg.type, column=column, success=bool(r.success),
-                unexpected_count=found.get("unexpected_count"), unexpected_percent=found.get("unexpected_percent"),
+                unexpected_count=summary.get("unexpected_count"),
+                unexpected_percent=summary.get("unexpected_percent"),
                 suite=suite, level=level, reason=reasons[i] if reasons else None,
-                observed_value=_plain(found.get("observed_value")), kwargs=_kwargs_text(cfg.kwargs),
+                observed_value=_plain(summary.get("observed_value")), kwargs=_kwargs_text(cfg.kwargs),
                 meaning=why(cfg.type, column))
             index = None
             if level == "row":
                 if result.success and result.unexpected_count is None:  # passed in the BOOLEAN_ONLY pass
                     result.unexpected_count, result.unexpected_percent = 0, 0.0
-                index = np.asarray(found.get("unexpected_index_list") or [], dtype=np.int64)
+                index = np.asarray(summary.get("unexpected_index_list") or [], dtype=np.int64)
                 if result.unexpected_count and len(index) != result.unexpected_count:
                     raise RuntimeError(f"{cfg.type} on {table}: GX reported {result.unexpected_count} unexpected rows "
                                        f"but listed {len(index)}")

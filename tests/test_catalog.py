@@ -239,3 +239,29 @@ def test_catalog_benchmark_measures_with_and_without_on_basket_completion(shop_c
     rerank = r["related_items"]["paired_bootstrap_95"]["recall"]["itemknn+category_rerank - itemknn"]
     assert rerank["mean_difference"] == pytest.approx(related["itemknn+category_rerank"]["recall@20"]
                                                       - related["itemknn"]["recall@20"])
+
+
+def test_hybrid_asset_runs_on_itemknn_with_categories_on_a_basket_only_shop(tmp_path):
+    """A run planned with rules and item-kNN only (EASE not trained): the hybrid asset runs on item-kNN, on the
+    basket-completion split the data chose, with its category signal on; the metadata says both."""
+    import dagster as dg
+
+    from orchestration.definitions import all_assets, build_resources
+
+    config = {"ops": {"raw_tables": {"config": {"kind": "synthetic", "synthetic_users": 120,
+                                                "synthetic_baskets_only": True}},
+                      "association_rules": {"config": {"min_support": 0.002, "min_confidence": 0.05}},
+                      "text_encoder": {"config": {"steps": 0}},
+                      "hybrid_model": {"config": {"tune_trials": 2}}},
+              "resources": {"training_plan": {"config": {"families": ["association_rules", "itemknn", "hybrid"]}}}}
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(all_assets, selection=dg.AssetSelection.assets("hybrid_model").upstream(),
+                                resources=build_resources(str(tmp_path)), run_config=config, instance=instance)
+    assert result.output_for_node("training_split").strategy == "basket_completion"
+    assert isinstance(result.output_for_node("ease_model"), SkippedFamily)
+    model = result.output_for_node("hybrid_model")
+    assert model.collaborative.name == "itemknn" and "category" in model.signal_names
+    md = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()
+          if e.event_specific_data.materialization.asset_key.to_user_string() == "hybrid_model"][0].metadata
+    assert md["collaborative_component"].value == "itemknn" and md["category_signal"].value.startswith("on")
+    assert set(model.weights) == set(model.signal_names)

@@ -294,15 +294,20 @@ class MLflowRegistry(dg.ConfigurableResource):
         """Log every file under ``folder`` as artifacts (under ``artifact_path``) of a new run in the experiment,
         e.g. Great Expectations Data Docs, which the MLflow UI renders as HTML. Returns the run's id and the http
         URL prefix of its artifacts in the UI: append a file's path inside ``folder`` (``.../index.html``)."""
-        import mlflow
+        from mlflow import MlflowClient
 
-        from training.tracking import ensure_experiment, tracking
+        from training.tracking import ensure_experiment
 
         uri = self._uri()
         exp_id = ensure_experiment(uri, self.experiment, self.artifact_location)
-        with tracking(uri), mlflow.start_run(experiment_id=exp_id, run_name=run_name, tags=tags or {}) as run:
-            mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
-        run_id = run.info.run_id
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # no fluent (process-wide) MLflow state touched
+        run_id = client.create_run(exp_id, run_name=run_name, tags=tags or {}).info.run_id
+        try:
+            client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)
+        except Exception:
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        client.set_terminated(run_id)
         return run_id, f"{self.run_url(exp_id, run_id)}/artifactPath/{artifact_path.strip('/')}"
 
     def model_name(self, family: str) -> str:

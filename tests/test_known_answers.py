@@ -22,8 +22,7 @@ def test_gowalla_popularity_reproduces_the_known_answer():
 def test_benchmark_command_writes_json(tmp_path, monkeypatch, capsys):
     from training import benchmark
 
-    monkeypatch.setattr(benchmark, "RESULTS", tmp_path)
-    benchmark.main(["--dataset", "synthetic", "--model", "itemknn", "--repeats", "2"])
+    benchmark.main(["--dataset", "synthetic", "--model", "itemknn", "--repeats", "2", "--out", str(tmp_path)])
     out = json.loads((tmp_path / "synthetic-itemknn.json").read_text())
     assert set(out["metrics"]) >= {f"{m}@{k}" for m in ("recall", "ndcg", "precision", "hit_rate", "coverage")
                                    for k in (10, 20, 50)}
@@ -36,9 +35,8 @@ def test_benchmark_command_writes_json(tmp_path, monkeypatch, capsys):
 def test_benchmark_params_override_the_defaults(tmp_path, monkeypatch):
     from training import benchmark
 
-    monkeypatch.setattr(benchmark, "RESULTS", tmp_path)
     benchmark.main(["--dataset", "synthetic", "--model", "itemknn", "--repeats", "1", "--tag", "k5",
-                    "--params", '{"k": 5, "shrink": 2.0}'])
+                    "--params", '{"k": 5, "shrink": 2.0}', "--out", str(tmp_path)])
     out = json.loads((tmp_path / "synthetic-itemknn-k5.json").read_text())
     assert out["params"]["k"] == 5 and out["params"]["shrink"] == 2.0
 
@@ -46,9 +44,9 @@ def test_benchmark_params_override_the_defaults(tmp_path, monkeypatch):
 def test_benchmark_tunes_the_blend_weights(tmp_path, monkeypatch):
     from training import benchmark
 
-    monkeypatch.setattr(benchmark, "RESULTS", tmp_path)
     benchmark.main(["--dataset", "synthetic", "--model", "blend", "--repeats", "1", "--tune", "3", "--params",
-                    '{"components": [["ease", {"l2": 50.0}], ["itemknn", {"k": 50}]]}'])
+                    '{"components": [["ease", {"l2": 50.0}], ["itemknn", {"k": 50}]]}', "--out", str(tmp_path),
+                    "--work", str(tmp_path / "work")])
     out = json.loads((tmp_path / "synthetic-blend.json").read_text())
     assert out["tuning"]["trials"] == 3
     assert out["params"]["components"] == [["ease", {"l2": 50.0}], ["itemknn", {"k": 50}]]
@@ -62,8 +60,7 @@ def test_cold_start_benchmark_chooses_prior_weights_on_validation_items_only(tmp
     own validation items, never on its own test's."""
     from training import benchmark, cold_start
 
-    monkeypatch.setattr(benchmark, "RESULTS", tmp_path)
-    monkeypatch.setattr(benchmark, "ROOT", tmp_path)  # the fine-tuned encoder is saved under ROOT/data
+    work = ["--out", str(tmp_path), "--work", str(tmp_path / "work")]  # the fine-tuned encoder is saved under work
     seen_tasks = []
     choose = cold_start.choose_on_validation  # every setting (prior weight, twins) is chosen through it
 
@@ -72,7 +69,7 @@ def test_cold_start_benchmark_chooses_prior_weights_on_validation_items_only(tmp
         return choose(task, *args, **kwargs)
 
     monkeypatch.setattr(cold_start, "choose_on_validation", recording)
-    benchmark.main(["--dataset", "synthetic", "--model", "text_encoder", "--steps", "2", "--folds", "2"])
+    benchmark.main(["--dataset", "synthetic", "--model", "text_encoder", "--steps", "2", "--folds", "2", *work])
     out = json.loads((tmp_path / "synthetic-text_encoder.json").read_text())
     _, split, train, _ = benchmark.load_dataset("synthetic")
     rows_all = benchmark.pd.concat([split.train, split.after_cutoff])
@@ -85,7 +82,7 @@ def test_cold_start_benchmark_chooses_prior_weights_on_validation_items_only(tmp
         "cold_items_per_fold"])
     # evaluated again from the folds' kept embeddings, without fine-tuning: the same figures
     benchmark.main(["--dataset", "synthetic", "--model", "text_encoder", "--steps", "2", "--folds", "2",
-                    "--reuse-embeddings"])
+                    "--reuse-embeddings", *work])
     again = json.loads((tmp_path / "synthetic-text_encoder.json").read_text())
     assert again["folds_evaluated_from_kept_embeddings"] == [0, 1]
     assert again["rolling"]["pooled"] == out["rolling"]["pooled"] and again["cold_start"] == out["cold_start"]

@@ -53,13 +53,14 @@ def tracking(uri: str) -> Iterator[None]:
     """Point MLflow's fluent API at ``uri`` for the duration of the block."""
     import mlflow
 
-    previous = mlflow.get_tracking_uri()
+    previous, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
         yield
     finally:
         mlflow.set_tracking_uri(previous)
+        mlflow.set_registry_uri(previous_registry)
 
 
 def ensure_experiment(uri: str, name: str, artifact_location: str | None = None) -> str:

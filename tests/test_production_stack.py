@@ -33,6 +33,18 @@ def _production_env(monkeypatch, postgres, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def _storage_config(config: dict) -> dict:
+    """test_privacy's smaller run (80 users, 1 trial, 2 epochs; it passes there), the text encoder as packaged
+    (steps 0: fine-tuning is tested in tests/test_assets.py and tests/test_text_encoder.py), itemknn still tuned
+    with 3 trials (the Optuna storage check below counts them). This test checks where the run is stored."""
+    from tests.test_privacy import _fast
+
+    cfg = _fast(config)
+    cfg["ops"]["itemknn_model"]["config"]["tune_trials"] = 3
+    cfg["ops"]["text_encoder"]["config"]["steps"] = 0
+    return cfg
+
+
 def test_full_pipeline_with_postgres_instance_storage(postgres, tmp_path, monkeypatch):
     import optuna
 
@@ -48,7 +60,8 @@ def test_full_pipeline_with_postgres_instance_storage(postgres, tmp_path, monkey
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
-        result = defs.resolve_job_def("full_pipeline").execute_in_process(run_config=SMALL, instance=instance)
+        result = defs.resolve_job_def("full_pipeline").execute_in_process(run_config=_storage_config(SMALL),
+                                                                          instance=instance)
         assert result.success
         run_id = result.run_id
 

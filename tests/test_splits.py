@@ -101,3 +101,54 @@ def test_held_out_popularity_tells_a_random_holdout_from_a_popular_one():
     assert skew["ratio"] > 1.3 and skew["log_ratio"] > 0.2
     with pytest.raises(ValueError, match="items"):
         held_out_popularity(random_train, random_held[:, :10])
+
+
+def _baskets_only(n_baskets=300, n_items=40, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = [(f"b{b}", f"i{i}") for b in range(n_baskets) for i in rng.choice(n_items, rng.integers(1, 8), replace=False)]
+    df = pd.DataFrame(rows, columns=["basket_id", "item_id"]).astype("string")
+    return df.assign(user_id=pd.array([None] * len(df), dtype="string"), timestamp=pd.NaT, quantity=1.0,
+                     price=np.nan, source_row=np.arange(1, len(df) + 1))
+
+
+def test_auto_strategy_follows_the_shape_of_the_data(shop_clean):
+    from training.splits import choose_strategy
+
+    timed = shop_clean.interactions
+    assert choose_strategy(timed)[0] == "temporal"
+    assert choose_strategy(timed.assign(timestamp=pd.NaT))[0] == "customer_holdout"
+    assert choose_strategy(_baskets_only())[0] == "basket_completion"
+    assert choose_strategy(timed.assign(fixed_split="train"))[0] == "fixed"
+
+
+def test_basket_completion_hides_part_of_each_held_out_basket():
+    df = _baskets_only()
+    s = make_split(df, SplitConfig(strategy="basket_completion", test_fraction=0.2, validation_fraction=0.1, seed=3))
+    eligible = df.groupby("basket_id")["item_id"].nunique().ge(2).sum()
+    test_baskets = set(s.test["user_id"])
+    assert abs(len(test_baskets) - 0.2 * eligible) <= 1 and all(u.startswith("basket:") for u in test_baskets)
+    train_pairs = pairs(s.train)
+    assert not pairs(s.test) & train_pairs  # a hidden item is never in its basket's history
+    assert test_baskets <= set(s.train["user_id"])  # every held-out basket keeps a visible part
+    for b, hidden in s.test.groupby("user_id")["item_id"]:
+        n = df.loc[df["basket_id"] == b.removeprefix("basket:"), "item_id"].nunique()
+        assert len(hidden) == min(max(round(n * 0.5), 1), n - 1)
+    assert not set(s.validation["user_id"]) & test_baskets  # validation comes from other baskets
+    assert pairs(s.fit) | pairs(s.validation) == train_pairs and not pairs(s.fit) & pairs(s.validation)
+    assert len(s.train) + len(s.test) == len(df)  # nothing lost
+    again = make_split(df, SplitConfig(strategy="basket_completion", test_fraction=0.2, validation_fraction=0.1, seed=3))
+    assert pairs(again.test) == pairs(s.test)  # seeded
+    other = make_split(df, SplitConfig(strategy="basket_completion", test_fraction=0.2, validation_fraction=0.1, seed=4))
+    assert pairs(other.test) != pairs(s.test)
+    assert "basket completion" in s.summary()["protocol"]
+
+
+def test_customer_holdout_keeps_anonymous_baskets_in_training(shop_clean):
+    df = shop_clean.interactions.assign(timestamp=pd.NaT)
+    anonymous = _baskets_only(50).assign(basket_id=lambda d: "anon" + d["basket_id"])
+    s = make_split(pd.concat([df, anonymous], ignore_index=True), SplitConfig(strategy="customer_holdout", seed=1))
+    assert s.test["user_id"].notna().all() and set(s.test["user_id"]) <= set(s.train["user_id"].dropna())
+    assert not pairs(s.test) & pairs(s.train[s.train["user_id"].notna()])
+    assert s.train["user_id"].isna().sum() == s.fit["user_id"].isna().sum() == len(anonymous)
+    with pytest.raises(ValueError, match="basket_completion"):
+        make_split(_baskets_only(), SplitConfig(strategy="customer_holdout"))

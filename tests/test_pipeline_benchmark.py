@@ -36,3 +36,13 @@ def test_summary_lists_skipped_families_and_metrics_at_20():
     assert s["families_skipped"] == {"ease_model": "needs 9.9 GB, 4.0 GB available"}
     assert s["metrics"]["itemknn"] == {"recall@20": 0.2, "ndcg@20": 0.15, "users": 9}
     assert summarise("FAILURE", {}, None)["families_run"] == []
+
+
+def test_sampler_stops_and_keeps_its_peak():
+    from orchestration.pipeline_benchmark import TreeSampler
+
+    sampler = TreeSampler(os.getpid(), 0.05)
+    sampler.start()
+    time.sleep(0.3)
+    sampler.stop()  # Thread.join: the sampler must not shadow Thread's own attributes
+    assert not sampler.is_alive() and sampler.peak_rss > 0 and sampler.peak_processes >= 1

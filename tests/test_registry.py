@@ -63,7 +63,7 @@ def test_gate_promotes_only_better_models_and_records_decisions(mlflow_uri, tmp_
     assert second.promoted and second.challenger_value > second.champion_value
     assert not third.promoted and third.challenger_value < third.champion_value
     assert alias_version(mlflow_uri, name, CHAMPION) == second.challenger_version
-    client = MlflowClient(mlflow_uri)
+    client = MlflowClient(mlflow_uri, registry_uri=mlflow_uri)
     tags = client.get_model_version(name, third.challenger_version).tags
     assert tags["gate.promoted"] == "False" and tags["gate.decided_by"] == "pytest"
     assert float(tags["gate.champion_value"]) == pytest.approx(second.challenger_value)
@@ -79,7 +79,7 @@ def test_training_run_logs_params_metrics_trials_and_signature(mlflow_uri, tmp_p
 
     from serving.onnx_export import export_recommender
     from training.models import ItemKNN
-    from training.tracking import TrainingRun, log_training_run
+    from training.tracking import TrainingRun, log_training_run, tracking
 
     tuning = tmp_path / "tuning"
     tuning.mkdir()
@@ -92,15 +92,15 @@ def test_training_run_logs_params_metrics_trials_and_signature(mlflow_uri, tmp_p
         "itemknn", {"k": 100, "nested": {"a": 1}}, metrics={"ndcg@20": 0.5}, tags={"git_commit": "abc"},
         tuning_dir=str(tuning), onnx_path=str(tmp_path / "m.onnx"), onnx_kind=info.kind,
         onnx_n_items=info.n_items, onnx_k=info.k), artifact_location=(tmp_path / "artifacts").as_uri())
-    client = MlflowClient(mlflow_uri)
+    client = MlflowClient(mlflow_uri, registry_uri=mlflow_uri)
     run = client.get_run(logged.run_id)
     assert run.data.params["k"] == "100" and run.data.metrics["ndcg_at_20"] == 0.5
     assert run.data.tags["git_commit"] == "abc"
     children = client.search_runs([logged.experiment_id], f"tags.mlflow.parentRunId = '{logged.run_id}'")
     assert sorted(c.data.metrics["objective"] for c in children) == [0.1, 0.2]
     assert {a.path for a in client.list_artifacts(logged.run_id, "optuna")} >= {"optuna/trials.csv"}
-    mlflow.set_tracking_uri(mlflow_uri)
-    sig = mlflow.models.get_model_info(logged.model_uri).signature
+    with tracking(mlflow_uri):
+        sig = mlflow.models.get_model_info(logged.model_uri).signature
     assert sig.inputs.input_names() == ["history"]
     assert sig.outputs.input_names() == ["top_items", "top_scores", "scores"]
 
@@ -183,3 +183,28 @@ def test_a_failure_after_the_version_is_created_rolls_it_back(mlflow_uri, tmp_pa
     assert alias_version(mlflow_uri, name, CHALLENGER) == v2 and alias_version(mlflow_uri, name, CHAMPION) == v1
     # every version left is one an alias names: v3 was created, then deleted again
     assert {str(v.version) for v in client.search_model_versions(f"name = '{name}'")} == {v1, v2}
+
+
+def test_tracking_block_leaves_mlflow_process_state_as_it_found_it(tmp_path, monkeypatch):
+    """A registry call made after a logging block, with no registry URI of its own, must not land in the store
+    the block pointed at (set_registry_uri exports MLFLOW_REGISTRY_URI; restoring through it pinned a stale one)."""
+    import os
+
+    import mlflow
+    import mlflow.tracking._model_registry.utils as registry_state
+    import mlflow.tracking._tracking_service.utils as tracking_state
+
+    from training.tracking import tracking
+
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'outer.db'}")
+    monkeypatch.setattr(registry_state, "_registry_uri", None)
+    monkeypatch.setattr(tracking_state, "_tracking_uri", None)
+    inner = f"sqlite:///{tmp_path / 'inner.db'}"
+    with tracking(inner):
+        assert mlflow.get_registry_uri() == inner and mlflow.get_tracking_uri() == inner
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
+    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path / 'outer.db'}"
+    assert registry_state._registry_uri is None and tracking_state._tracking_uri is None
+    later = f"sqlite:///{tmp_path / 'later.db'}"
+    assert mlflow.MlflowClient(later)._registry_uri == later

@@ -68,7 +68,7 @@ def register_champion(mlflow, family: str, model, data, tmp_path, tag: str) -> s
         model.name, {"tag": tag}, metrics={}, tags={}, onnx_path=str(path), onnx_kind=info.kind,
         onnx_n_items=info.n_items, onnx_k=info.k), artifact_location=mlflow.artifact_location)
     version = register_challenger(mlflow.tracking_uri, mlflow.model_name(family), logged.model_uri, logged.run_id)
-    MlflowClient(mlflow.tracking_uri).set_registered_model_alias(mlflow.model_name(family), CHAMPION, version)
+    MlflowClient(mlflow.tracking_uri, registry_uri=mlflow.tracking_uri).set_registered_model_alias(mlflow.model_name(family), CHAMPION, version)
     return version
 
 
@@ -139,13 +139,13 @@ def test_champion_alias_is_what_gets_scored(shop_run):
     from mlflow import MlflowClient
 
     mlflow = shop_run["resources"]["mlflow"]
-    MlflowClient(mlflow.tracking_uri).set_registered_model_alias("cobuy-itemknn", CHAMPION, versions["broad"])
+    MlflowClient(mlflow.tracking_uri, registry_uri=mlflow.tracking_uri).set_registered_model_alias("cobuy-itemknn", CHAMPION, versions["broad"])
     result = shop_run["score"](["user_recommendations"])
     assert _metadata(result, "user_recommendations")["model_version"] == versions["broad"]
     broad = pd.read_parquet(result.output_for_node("user_recommendations").path)
     _check_recommendations(broad, models["broad"], data)
     assert not broad[["item_id", "score"]].equals(narrow[["item_id", "score"]])
-    MlflowClient(mlflow.tracking_uri).set_registered_model_alias("cobuy-itemknn", CHAMPION, versions["narrow"])
+    MlflowClient(mlflow.tracking_uri, registry_uri=mlflow.tracking_uri).set_registered_model_alias("cobuy-itemknn", CHAMPION, versions["narrow"])
 
 
 def test_related_items_come_from_the_champion_with_evidence(shop_run, shop):

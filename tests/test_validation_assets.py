@@ -77,7 +77,7 @@ def test_mlflow_log_folder_keeps_the_tree_and_gives_its_ui_url(tmp_path):
     registry = MLflowRegistry(tracking_uri=uri, artifact_location=(tmp_path / "artifacts").as_uri(),
                               ui_url="http://mlflow.example:8080/")
     run_id, prefix = registry.log_folder(folder, "data_docs", run_name="docs", tags={"kind": "data_docs"})
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, registry_uri=uri)
     run = client.get_run(run_id)
     assert prefix == f"http://mlflow.example:8080/#/experiments/{run.info.experiment_id}/runs/{run_id}/artifactPath/data_docs"
     assert run.data.tags["kind"] == "data_docs"

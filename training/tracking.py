@@ -50,24 +50,40 @@ def dataset_fingerprint(data: InteractionData) -> str:
 
 @contextmanager
 def tracking(uri: str) -> Iterator[None]:
-    """Point MLflow's fluent API at ``uri`` for the duration of the block."""
-    import mlflow
+    """Point MLflow's fluent API at ``uri`` for the duration of the block, then put MLflow's process state back
+    exactly as it was.
 
-    previous, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    ``mlflow.set_tracking_uri`` / ``set_registry_uri`` also export ``MLFLOW_TRACKING_URI`` /
+    ``MLFLOW_REGISTRY_URI`` to the environment, and a client built later without an explicit registry URI
+    reads that variable: restoring through the setters would pin the registry to whatever was current before
+    (another store). So the module globals and both variables are saved and restored as they were, unset
+    included."""
+    import os
+
+    import mlflow
+    import mlflow.tracking._model_registry.utils as registry_state
+    import mlflow.tracking._tracking_service.utils as tracking_state
+
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    saved_tracking, saved_registry = tracking_state._tracking_uri, registry_state._registry_uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous)
-        mlflow.set_registry_uri(previous_registry)
+        tracking_state._tracking_uri, registry_state._registry_uri = saved_tracking, saved_registry
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def ensure_experiment(uri: str, name: str, artifact_location: str | None = None) -> str:
     """The experiment's id, creating it (with ``artifact_location``) when missing."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id

@@ -163,15 +163,16 @@ def test_text_encoder_rolling_folds_resume_and_confirmation_from_the_command(fol
     assert calls == [(0, False), (1, True), (2, False)] and again["folds_evaluated_from_kept_embeddings"] == [1]
 
 
-def test_readme_tables_are_rebuilt_from_results(folder, association, monkeypatch, capsys):
+def test_benchmark_doc_tables_are_rebuilt_from_results(folder, association, monkeypatch, capsys):
     results = folder / "readme-results"
     results.mkdir()
     (results / "tiny-association_rules.json").write_text(json.dumps(association))
-    (folder / "README.md").write_text("intro\n<!-- benchmarks:start -->\nold\n<!-- benchmarks:end -->\nrest\n")
+    (folder / "docs").mkdir(exist_ok=True)
+    (folder / "docs" / "benchmarks.md").write_text("intro\n<!-- benchmarks:start -->\nold\n<!-- benchmarks:end -->\nrest\n")
     monkeypatch.setattr(benchmark, "RESULTS", results)
     monkeypatch.setattr(benchmark, "ROOT", folder)
-    benchmark.main(["--readme"])
-    text = (folder / "README.md").read_text()
+    benchmark.main(["--docs"])
+    text = (folder / "docs" / "benchmarks.md").read_text()
     assert text.startswith("intro\n") and text.endswith("rest\n") and "\nold\n" not in text
     s = association["speed_vs_mlxtend"][0]
     assert f"| tiny | 0.005 | {s['rules']} | True | {s['ours_seconds_median']:.4f} |" in text

@@ -1,4 +1,4 @@
-"""Every YAML block in ``docs/data_sources.md``, and every ``raw_tables`` block in the README, is a run config the
+"""Every YAML block in ``docs/data_sources.md``, and every ``raw_tables`` block in ``docs/data.md``, is a run config the
 ``raw_tables`` asset accepts, and reads a tiny file of the form it documents (so the documents cannot rot)."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import yaml
 from data_checks.sources import SourceSpec, read_source
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "data_sources.md"
-README = DOC.parent.parent / "README.md"
+DATA_DOC = DOC.parent / "data.md"
 T0 = 1_400_000_000
 
 
@@ -23,8 +23,8 @@ def blocks(doc: Path = DOC) -> list[str]:
 
 
 def readme_blocks() -> list[str]:
-    """The README's yaml blocks that configure ``raw_tables`` (it has other yaml blocks too)."""
-    return [b for b in blocks(README) if "raw_tables" in (yaml.safe_load(b).get("ops") or {})]
+    """``docs/data.md``'s yaml blocks that configure ``raw_tables`` (it has other yaml blocks too)."""
+    return [b for b in blocks(DATA_DOC) if "raw_tables" in (yaml.safe_load(b).get("ops") or {})]
 
 
 def _gz_lines(records: list[dict]) -> bytes:
@@ -100,7 +100,7 @@ def test_the_document_has_a_block_for_every_form():
     assert {_config(b)["path"] for b in blocks()} == set(SAMPLES)
 
 
-def test_the_readme_shows_a_basket_file_a_json_lines_export_and_the_instacart_folder():
+def test_the_data_doc_shows_a_basket_file_a_json_lines_export_and_the_instacart_folder():
     paths = {_config(b)["path"] for b in readme_blocks()}
     assert {"data/groceries.csv", "data/Grocery_and_Gourmet_Food_5.json.gz", "data/instacart"} <= paths
 
@@ -117,7 +117,7 @@ def test_every_block_is_accepted_by_the_asset_and_reads_its_form(tmp_path, monke
     assert checked.success, [e.message for e in checked.errors]
     spec = SourceSpec(**SourceConfig(**config).model_dump(exclude={"landed_files", "landed_layout",
                                                                    "landed_columns"}))
-    if config["path"] not in SAMPLES:  # a README example with made-up file names: the schema check above only
+    if config["path"] not in SAMPLES:  # a data.md example with made-up file names: the schema check above only
         return
     write, n_rows, n_items = SAMPLES[config["path"]]
     (tmp_path / "data").mkdir()

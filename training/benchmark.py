@@ -3,7 +3,7 @@
     python -m training.benchmark --dataset gowalla --model itemknn
     python -m training.benchmark --source my_shop.yaml --model itemknn --out results/
     python -m training.benchmark --dataset online_retail --model association_rules   # also speed vs mlxtend
-    python -m training.benchmark --readme    # refresh the README table from benchmarks/results/*.json
+    python -m training.benchmark --docs      # refresh docs/benchmarks.md's table from benchmarks/results/*.json
 
 The data: a built-in name (--dataset: gowalla, online_retail, synthetic) or a source config file (--source: the
 mapping written under ``ops: raw_tables: config:`` in Dagster run config, bare or in the full run-config nesting; see
@@ -494,11 +494,12 @@ def cold_differences_png(results: Path | None = None, dataset: str = "online_ret
 
 
 def update_readme() -> None:
-    readme = ROOT / "README.md"
+    """Rewrite the table between the benchmark markers of ``docs/benchmarks.md`` (the README links there)."""
+    readme = ROOT / "docs" / "benchmarks.md"
     text = readme.read_text()
     start, end = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
     if start not in text:
-        raise SystemExit("README.md has no benchmark markers")
+        raise SystemExit(f"{readme} has no benchmark markers ({start} ... {end}); put them where the table goes")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     readme.write_text(f"{head}{start}\n{readme_table()}\n{end}{tail}")
@@ -560,7 +561,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--mlxtend-max-cells", type=int, default=None,
                     help="association_rules: run mlxtend only while baskets x items is at most this "
                          "(its dense one-hot table; default 400,000,000)")
-    ap.add_argument("--readme", action="store_true", help="rewrite the README's benchmark table and exit")
+    ap.add_argument("--docs", "--readme", dest="readme", action="store_true",
+                    help="rewrite the benchmark table in docs/benchmarks.md and exit")
     return ap
 
 

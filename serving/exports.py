@@ -7,15 +7,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import scipy.sparse as sp
 
-from serving.onnx_export import ExportInfo, export_recommender
 from serving.onnx_scoring import OnnxRecommender, check_parity
 from training.data import InteractionData
 from training.models.base import Recommender
 from training.models.footprint import FLOAT32, MemoryBudget, item_item_export_bytes
+
+if TYPE_CHECKING:  # the onnx package takes a second or more to import: loaded when a family is exported
+    from serving.onnx_export import ExportInfo
 
 # served families, as named in the registry (``cobuy-<family>``) and in the ``families`` config
 FAMILIES = ("popularity", "association_rules", "itemknn", "ease", "gf_cf", "chebycf", "mf", "ials", "lightgcn")
@@ -46,6 +48,8 @@ def export_refusal(family: str, n_users: int, n_items: int, budget: MemoryBudget
 
 def export_family(model: Recommender, data: InteractionData, path: str | Path, k: int = 20) -> ExportInfo:
     """Write ``model`` (fitted on ``data``) to ``path`` with its canonical user and item ids inside."""
+    from serving.onnx_export import export_recommender
+
     return export_recommender(model, path, k=k, user_ids=data.user_ids, item_ids=data.item_ids)
 
 

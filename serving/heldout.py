@@ -9,7 +9,6 @@ from typing import Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from serving.onnx_export import read_ids
 from serving.onnx_scoring import OnnxRecommender
 from training.metrics import DEFAULT_KS, evaluate_scores
 
@@ -22,6 +21,8 @@ class IdAlignedScorer:
 
     def __init__(self, model: OnnxRecommender, user_ids: Sequence, item_ids: Sequence, history: sp.csr_matrix) -> None:
         self.model, self.history = model, history
+        from serving.onnx_export import read_ids  # the onnx package: only when a model is compared
+
         model_users, model_items = read_ids(model.path)
         if model_items is None:
             raise ValueError(f"{model.path}: export carries no item ids; cannot align it with other data")

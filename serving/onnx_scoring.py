@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -13,10 +13,12 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from serving.onnx_export import ExportInfo, read_info
 from serving.storage import atomic_path
 from training.models.base import Recommender
 from training.ranking import mask_seen, top_k
+
+if TYPE_CHECKING:  # the onnx package (a second or more to import) loads when a model is opened
+    from serving.onnx_export import ExportInfo
 
 PROVIDER_CHOICES = ("auto", "cuda", "cpu")
 
@@ -65,6 +67,8 @@ class OnnxRecommender:
     info: ExportInfo = field(init=False)
 
     def __post_init__(self) -> None:
+        from serving.onnx_export import read_info
+
         self.path = Path(self.path)
         try:
             self.info = read_info(self.path)

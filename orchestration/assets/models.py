@@ -14,8 +14,7 @@ import pandas as pd
 from orchestration.assets.splits import SplitMatrices
 from orchestration.metadata import markdown_table, png_md
 from orchestration.resources import ArtifactStore, OptunaStorage, TrainingPlan
-from training.models import (EASE, AssociationRules, ChebyCF, GraphFilter, IALSMatrixFactorization, ItemKNN, LightGCN,
-                             LinearBlend, MatrixFactorization, Popularity)
+from training import models as families  # classes resolve on first use (torch and Lightning only for those)
 from training.models.association import why_no_rules
 from training.models.base import Recommender, SkippedFamily, missing_training_data
 from training.models.footprint import (DataSize, ease_fit_bytes, factor_fit_bytes, itemknn_fit_bytes,
@@ -251,7 +250,7 @@ def popularity_model(context: dg.AssetExecutionContext, interaction_matrices: Sp
     skip = _planned(context, "popularity", training_plan, interaction_matrices)
     if skip is not None:
         return skip
-    model = remember_training(Popularity().fit(interaction_matrices.train), {}, {})
+    model = remember_training(families.Popularity().fit(interaction_matrices.train), {}, {})
     return dg.Output(model, metadata={"fit_seconds": model.fit_seconds})
 
 
@@ -266,7 +265,7 @@ def association_rules(context: dg.AssetExecutionContext, config: AssociationConf
         return skip
     params = _params(config, ["min_support", "min_confidence", "rank_by", "dp_epsilon", "dp_max_pairs_per_basket",
                               "dp_seed"])
-    model, md = fit_family(context, "association_rules", config, params, lambda p: AssociationRules(**p),
+    model, md = fit_family(context, "association_rules", config, params, lambda p: families.AssociationRules(**p),
                            interaction_matrices, optuna, artifacts)
     data = interaction_matrices.train
     if model.rules.empty:
@@ -293,7 +292,7 @@ def itemknn_model(context: dg.AssetExecutionContext, config: ItemKNNConfig, inte
     if skip is not None:
         return skip
     model, md = fit_family(context, "itemknn", config, _params(config, ["k", "shrink", "alpha", "weighting"]),
-                           lambda p: ItemKNN(**p), m, optuna, artifacts)
+                           lambda p: families.ItemKNN(**p), m, optuna, artifacts)
     if model.similarity.nnz == 0:
         why = (f"k={model.k}: raise itemknn_model.k to 1 or more" if model.k < 1 else
                f"no two of the {m.train.n_items:,} items share a user (or a basket standing in for one) in train, "
@@ -311,7 +310,7 @@ def ease_model(context: dg.AssetExecutionContext, config: EASEConfig, interactio
                     ease_fit_bytes(data_size(interaction_matrices)))
     if skip is not None:
         return skip
-    model, md = fit_family(context, "ease", config, _params(config, ["l2"]), lambda p: EASE(**p),
+    model, md = fit_family(context, "ease", config, _params(config, ["l2"]), lambda p: families.EASE(**p),
                            interaction_matrices, optuna, artifacts)
     return dg.Output(model, metadata=md)
 
@@ -321,7 +320,7 @@ def graph_filter_model(context: dg.AssetExecutionContext, config: GraphFilterCon
                        interaction_matrices: SplitMatrices, training_plan: TrainingPlan, optuna: OptunaStorage,
                        artifacts: ArtifactStore) -> dg.Output:
     """GF-CF family: linear item-item graph filter plus ideal low-pass filter (closed form)."""
-    return fit_spectral(context, "gf_cf", GraphFilter, config, ["alpha", "n_factors", "sharpen"],
+    return fit_spectral(context, "gf_cf", families.GraphFilter, config, ["alpha", "n_factors", "sharpen"],
                         interaction_matrices, training_plan, optuna, artifacts)
 
 
@@ -330,8 +329,8 @@ def chebycf_model(context: dg.AssetExecutionContext, config: ChebyCFConfig, inte
                   training_plan: TrainingPlan, optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
     """ChebyCF: Chebyshev-polynomial low-pass filter on the item graph plus an ideal pass filter, with degree
     normalisation (closed form; the project's most accurate family on Gowalla)."""
-    return fit_spectral(context, "chebycf", ChebyCF, config, ["order", "flatness", "n_factors", "alpha", "beta",
-                                                              "post_beta", "targets"], interaction_matrices,
+    names = ["order", "flatness", "n_factors", "alpha", "beta", "post_beta", "targets"]
+    return fit_spectral(context, "chebycf", families.ChebyCF, config, names, interaction_matrices,
                         training_plan, optuna, artifacts)
 
 
@@ -354,7 +353,7 @@ def ials_model(context: dg.AssetExecutionContext, config: IALSConfig, interactio
     """Matrix factorisation by iALS (Rendle et al., RecSys 2022), trained with Lightning; epochs chosen on
     validation."""
     names = ["dim", "alpha0", "l2", "nu", "cg_steps", "max_epochs", "patience"]
-    return fit_trained_factors(context, "ials", "mf_ials", IALSMatrixFactorization, config, names,
+    return fit_trained_factors(context, "ials", "mf_ials", families.IALSMatrixFactorization, config, names,
                                interaction_matrices, training_plan, optuna, artifacts)
 
 
@@ -363,8 +362,8 @@ def mf_model(context: dg.AssetExecutionContext, config: MFConfig, interaction_ma
              training_plan: TrainingPlan, optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
     """Matrix factorisation with the BPR loss, trained with Lightning; epochs chosen on validation."""
     names = ["dim", "lr", "l2", "batch_size", "max_epochs", "patience"]
-    return fit_trained_factors(context, "mf", "mf_bpr", MatrixFactorization, config, names, interaction_matrices,
-                               training_plan, optuna, artifacts)
+    return fit_trained_factors(context, "mf", "mf_bpr", families.MatrixFactorization, config, names,
+                               interaction_matrices, training_plan, optuna, artifacts)
 
 
 def fit_trained_factors(context: dg.AssetExecutionContext, planned_as: str, family: str, cls: type,
@@ -422,7 +421,8 @@ def blend_model(context: dg.AssetExecutionContext, config: BlendConfig, interact
         components = [("chebycf", dict(chebycf_model.training_params)), ("itemknn", dict(itemknn_model.training_params))]
         result = tune_blend(m.fit, m.validation, tuning_config(context, "blend", config, optuna, artifacts), components)
         weight, md = result.best_params["weights"][1], tuning_metadata(config, result)
-    model = LinearBlend.from_fitted([chebycf_model, itemknn_model], m.train, weights=[1.0, weight], seed=config.seed)
+    model = families.LinearBlend.from_fitted([chebycf_model, itemknn_model], m.train, weights=[1.0, weight],
+                                             seed=config.seed)
     params = {"components": [list(c) for c in model.components], "weights": model.weights}
     remember_training(model, params, md)
     return dg.Output(model, metadata={**md, "params": dg.MetadataValue.json(params), "scales": model.scales,

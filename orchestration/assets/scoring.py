@@ -18,13 +18,9 @@ from orchestration.assets.splits import SplitMatrices
 from orchestration.assets.text import TextEncoderArtifact, catalog_in_order
 from orchestration.metadata import frame_preview
 from orchestration.resources import ArtifactStore, MLflowRegistry, OnnxRuntimeResource
-from serving.batch_scoring import (cold_and_warm_items, cold_item_neighbours_table, cold_item_partners_table,
-                                   related_items_from_export, score_users_to_parquet)
 from serving.onnx_scoring import OnnxRecommender
 from serving.registry import CHAMPION
-from serving.text_onnx import OnnxTextEncoder, export_text_encoder
 from training.cold_start import PartnerPolicy
-from training.text_encoder import item_texts
 
 GROUP = "scoring"
 GATE = dg.AssetKey("champion_decisions")  # the registry group's promotion gate: scoring runs after it
@@ -113,6 +109,9 @@ def user_recommendations(context: dg.AssetExecutionContext, config: UserRecommen
                          onnx_runtime: OnnxRuntimeResource, artifacts: ArtifactStore) -> dg.Output[ScoredTable]:
     """Top-K items for every user from the champion export (seen items excluded), streamed chunk by chunk
     to Parquet (user_id, rank, item_id, score) in this run's folder."""
+    # serving.batch_scoring imports onnx: loaded when scoring runs, not with the code location
+    from serving.batch_scoring import score_users_to_parquet
+
     t0 = time.perf_counter()
     champion = load_champion(context, config.family, mlflow, onnx_runtime, artifacts, USER_PREFERENCE)
     path = artifacts.run_dir(context.run, "scoring") / "user_recommendations.parquet"
@@ -142,6 +141,8 @@ def related_items(context: dg.AssetExecutionContext, config: RelatedItemsConfig,
                   artifacts: ArtifactStore) -> dg.Output[pd.DataFrame]:
     """Item -> top-K related items from the champion export (ORT), with co-purchase count, confidence,
     lift and cosine per pair."""
+    from serving.batch_scoring import related_items_from_export
+
     t0 = time.perf_counter()
     champion = load_champion(context, config.family, mlflow, onnx_runtime, artifacts)
     table = related_items_from_export(champion.model, interaction_matrices.train, validated_items, config.k,
@@ -173,6 +174,11 @@ def cold_item_neighbours(context: dg.AssetExecutionContext, config: ColdItemNeig
                          artifacts: ArtifactStore) -> dg.Output[pd.DataFrame]:
     """Catalog items with no interaction in train (new items) -> the K warm items nearest by text, from
     the text encoder exported to ONNX (pooling and normalisation in the graph) and run by ORT."""
+    # torch and transformers load here, when the asset runs, not when the code location is loaded
+    from serving.batch_scoring import cold_and_warm_items, cold_item_neighbours_table
+    from serving.text_onnx import OnnxTextEncoder, export_text_encoder
+    from training.text_encoder import item_texts
+
     t0 = time.perf_counter()
     data = interaction_matrices.train
     cold, _ = cold_and_warm_items(data)
@@ -208,6 +214,8 @@ def cold_item_partners(context: dg.AssetExecutionContext, config: ColdItemPartne
     rolling-origin folds) this is far above TF-IDF and plain text neighbours and above the twins' partners alone;
     against popularity (the same list for every new item) it is level on NDCG@20 and slightly below on Recall@20
     (README, Cold start from text)."""
+    from serving.batch_scoring import cold_item_partners_table
+
     t0 = time.perf_counter()
     policy = cold_partner_policy
     policy.aligned_to(interaction_matrices.train.item_ids)

@@ -1,7 +1,7 @@
 """The text side: a BERT-family encoder fine-tuned on co-purchases, embeddings for every catalog
 item (new ones included), and the cold-start evaluation."""
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import dagster as dg
 import numpy as np
@@ -15,7 +15,9 @@ from training.cold_start import (PartnerPolicy, build_task, embedding_scorer, ev
 from training.plots import prior_weight_curve_png
 from training.splits import Split
 from training.strict_cold_start import StrictColdStartConfig, difference_table, method_table, run_strict_cold_start
-from training.text_encoder import TextEncoder, TextEncoderConfig, item_texts, mine_pairs
+
+if TYPE_CHECKING:  # training.text_encoder imports torch, Lightning and transformers: only where an asset runs
+    from training.text_encoder import TextEncoder, TextEncoderConfig
 
 GROUP = "text"
 
@@ -48,7 +50,9 @@ class TextEncoderArtifact:
     history: dict
 
 
-def _config(s: TextEncoderSettings, **extra) -> TextEncoderConfig:
+def _config(s: TextEncoderSettings, **extra) -> "TextEncoderConfig":
+    from training.text_encoder import TextEncoderConfig
+
     return TextEncoderConfig(model_name=s.model_name, steps=max(s.steps, 1), batch_size=s.batch_size, lr=s.lr,
                              temperature=s.temperature, max_length=s.max_length, min_pair_count=s.min_pair_count,
                              user_weight=s.user_weight, devices=s.devices, strategy=s.strategy,
@@ -59,6 +63,10 @@ def _config(s: TextEncoderSettings, **extra) -> TextEncoderConfig:
 def text_encoder(context: dg.AssetExecutionContext, config: TextEncoderSettings, interaction_matrices: SplitMatrices,
                  validated_items: pd.DataFrame, artifacts: ArtifactStore) -> dg.Output[TextEncoderArtifact]:
     """The encoder fine-tuned (Lightning, contrastive) on item pairs bought together in train."""
+    import torch
+
+    from training.text_encoder import TextEncoder, item_texts, mine_pairs
+
     cfg = _config(config)
     encoder = TextEncoder(cfg)
     texts = item_texts(validated_items)
@@ -73,16 +81,16 @@ def text_encoder(context: dg.AssetExecutionContext, config: TextEncoderSettings,
     art = TextEncoderArtifact(str(folder), encoder.model_name, cfg.temperature, cfg.max_length,
                               {**encoder.history, "fit_seconds": encoder.fit_seconds})
     torch_state = encoder.module.bias.state_dict()
-    import torch
-
     torch.save(torch_state, folder / "bias_head.pt")
     return dg.Output(art, metadata={"path": dg.MetadataValue.path(str(folder)), "base_model": encoder.model_name,
                                     "co_purchase_pairs": len(pairs), **{k: v for k, v in encoder.history.items()
                                                                         if isinstance(v, (int, float))}})
 
 
-def load_encoder(art: TextEncoderArtifact) -> TextEncoder:
+def load_encoder(art: TextEncoderArtifact) -> "TextEncoder":
     import torch
+
+    from training.text_encoder import TextEncoder, TextEncoderConfig
 
     enc = TextEncoder(TextEncoderConfig(model_name=art.path, temperature=art.temperature, max_length=art.max_length))
     enc.module.bias.load_state_dict(torch.load(f"{art.path}/bias_head.pt", map_location="cpu"))
@@ -155,6 +163,8 @@ def cold_partner_policy(config: PartnerPolicyConfig, training_split: Split, inte
 @dg.asset(group_name=GROUP)
 def item_text_embeddings(text_encoder: TextEncoderArtifact, validated_items: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """One L2-normalised embedding (and bias) per catalog item, from its text alone: new items too."""
+    from training.text_encoder import item_texts
+
     enc = load_encoder(text_encoder)
     z, b = enc.encode(item_texts(validated_items))
     table = pd.DataFrame({"item_id": validated_items["item_id"].astype("string").values,
@@ -194,6 +204,8 @@ def cold_start_metrics(context: dg.AssetExecutionContext, config: ColdStartConfi
     strict cold start instead (``training.strict_cold_start``, settings in ``ColdStartConfig``): held-out items
     removed from training entirely, the same kinds of methods plus popularity within the item's category, and the
     paired bootstrap differences in metadata."""
+    from training.text_encoder import TextEncoder, TextEncoderConfig, item_texts
+
     if training_split.cutoff is None:
         return _strict_cold_start(context, config, training_split, validated_items, interaction_matrices, text_encoder)
     # the test split keeps only new pairs of known users; cold items need every row after the cut
@@ -235,6 +247,8 @@ def _strict_cold_start(context: dg.AssetExecutionContext, config: ColdStartConfi
                        validated_items: pd.DataFrame, interaction_matrices: SplitMatrices,
                        text_encoder: TextEncoderArtifact) -> dg.Output[pd.DataFrame]:
     """``cold_start_metrics`` on a split without a temporal cut: the strict form, over every row of the split."""
+    from training.text_encoder import TextEncoderConfig
+
     rows = pd.concat([training_split.train, training_split.test], ignore_index=True)
     catalog = catalog_in_order(validated_items, interaction_matrices.train.item_ids)
     steps = config.strict_steps if config.strict_steps is not None else int(text_encoder.history.get("steps", 0))

@@ -6,15 +6,18 @@ The multi-asset is subsettable: a run that selects some of its outputs (e.g. onl
 needs) gets those outputs and the checks of those assets."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pandas as pd
 
 from data_checks.cleaning import CleaningRules, clean
-from data_checks.expectations import GxSession, TableThresholds, ValidationReport, validate_tables
 from data_checks.readers import RawTables
 from orchestration.metadata import frame_preview, markdown_table
 from orchestration.resources import ArtifactStore, MLflowRegistry, ValidationPolicy
+
+if TYPE_CHECKING:  # Great Expectations takes seconds to import: data_checks.expectations loads where it runs
+    from data_checks.expectations import TableThresholds, ValidationReport
 
 GROUP = "validation"
 
@@ -45,13 +48,15 @@ CHECKS = [
 ]
 
 
-def _limits(config: CleaningConfig) -> TableThresholds:
+def _limits(config: CleaningConfig) -> "TableThresholds":
+    from data_checks.expectations import TableThresholds
+
     return TableThresholds(max_markup_share=config.max_markup_share, max_title_share=config.max_title_share,
                            min_time_in_range_share=config.min_time_in_range_share,
                            max_instant_share=config.max_instant_share)
 
 
-def _data_docs_links(context: dg.AssetExecutionContext, report: ValidationReport, docs: Path, mlflow: MLflowRegistry,
+def _data_docs_links(context: dg.AssetExecutionContext, report: "ValidationReport", docs: Path, mlflow: MLflowRegistry,
                      publish: bool) -> dict:
     """Links to the Data Docs: the local files, and (``publish``) http URLs of the same pages logged as an MLflow
     run's artifacts, which the MLflow UI (``mlflow.ui_url``) renders. MLflow being down costs the links, not
@@ -92,6 +97,8 @@ def validated_tables(context: dg.AssetExecutionContext, config: CleaningConfig, 
                      mlflow: MLflowRegistry):
     """Row-level expectations on the rows as read decide clean vs quarantine; table-level ones block. Yields only
     the selected outputs and the checks of the selected assets."""
+    from data_checks.expectations import GxSession, validate_tables
+
     selected = set(context.selected_output_names)
     checks = {key.name for key in context.selected_asset_check_keys}
     source = raw_interactions.attrs.get("source", "generic")

@@ -1,27 +1,77 @@
-"""Model families behind one contract (:class:`training.models.base.Recommender`)."""
-from training.models.association import AssociationRules
-from training.models.base import Recommender
-from training.models.blend import LinearBlend
-from training.models.chebycf import ChebyCF
-from training.models.ease import EASE
-from training.models.graph_filter import GraphFilter
-from training.models.itemknn import ItemKNN
-from training.models.lightgcn import LightGCN
-from training.models.mf import IALSMatrixFactorization, MatrixFactorization
-from training.models.popularity import Popularity
+"""Model families behind one contract (:class:`training.models.base.Recommender`).
 
-MODELS: dict[str, type[Recommender]] = {
-    "popularity": Popularity,
-    "association_rules": AssociationRules,
-    "itemknn": ItemKNN,
-    "ease": EASE,
-    "gf_cf": GraphFilter,
-    "chebycf": ChebyCF,
-    "mf_bpr": MatrixFactorization,
-    "mf_ials": IALSMatrixFactorization,
-    "lightgcn": LightGCN,
-    "blend": LinearBlend,
+The families are imported when first used (``MODELS["lightgcn"]`` or ``from training.models import LightGCN``), not
+when this package is: BPR-MF, iALS and LightGCN pull in torch and Lightning (seconds), and every module that only
+needs the contract (``training.models.base``) or one light family would otherwise pay for them.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+
+from training.models.base import Recommender
+
+# class name -> the module that defines it
+_CLASSES: dict[str, str] = {
+    "AssociationRules": "training.models.association",
+    "LinearBlend": "training.models.blend",
+    "ChebyCF": "training.models.chebycf",
+    "EASE": "training.models.ease",
+    "GraphFilter": "training.models.graph_filter",
+    "ItemKNN": "training.models.itemknn",
+    "LightGCN": "training.models.lightgcn",
+    "IALSMatrixFactorization": "training.models.mf",
+    "MatrixFactorization": "training.models.mf",
+    "Popularity": "training.models.popularity",
 }
 
-__all__ = ["MODELS", "ChebyCF", "EASE", "AssociationRules", "GraphFilter", "IALSMatrixFactorization", "ItemKNN", "LightGCN", "LinearBlend", "MatrixFactorization", "Popularity",
-           "Recommender"]
+# family name (benchmarks, tuning) -> class name
+_FAMILIES: dict[str, str] = {
+    "popularity": "Popularity",
+    "association_rules": "AssociationRules",
+    "itemknn": "ItemKNN",
+    "ease": "EASE",
+    "gf_cf": "GraphFilter",
+    "chebycf": "ChebyCF",
+    "mf_bpr": "MatrixFactorization",
+    "mf_ials": "IALSMatrixFactorization",
+    "lightgcn": "LightGCN",
+    "blend": "LinearBlend",
+}
+
+
+def _load(class_name: str) -> type[Recommender]:
+    return getattr(importlib.import_module(_CLASSES[class_name]), class_name)
+
+
+class _LazyModels(Mapping[str, type[Recommender]]):
+    """A read-only mapping of family name to class that imports a family's module on first lookup."""
+
+    def __getitem__(self, family: str) -> type[Recommender]:
+        if family not in _FAMILIES:
+            raise KeyError(family)
+        return _load(_FAMILIES[family])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_FAMILIES)
+
+    def __len__(self) -> int:
+        return len(_FAMILIES)
+
+    def __repr__(self) -> str:
+        return f"MODELS({', '.join(_FAMILIES)})"
+
+
+MODELS: Mapping[str, type[Recommender]] = _LazyModels()
+
+
+def __getattr__(name: str) -> type[Recommender]:
+    """``from training.models import LightGCN`` imports ``training.models.lightgcn`` at that moment (PEP 562)."""
+    if name in _CLASSES:
+        value = _load(name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'training.models' has no attribute {name!r}")
+
+
+__all__ = ["MODELS", "Recommender", *_CLASSES]

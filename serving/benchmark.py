@@ -2,6 +2,7 @@
 
     python -m serving.benchmark scoring --dataset gowalla     # all users x all items, top-20, 64-d factors
     python -m serving.benchmark text --dataset online_retail  # titles/s: torch eager, ORT fp32, ORT int8
+    python -m serving.benchmark scoring --dataset gowalla --family chebycf --threads 2  # sparse top-N item-item
 
 Figures are medians of ``--repeats`` runs measured in one process; JSON goes to
 ``benchmarks/results/serving-*.json``.
@@ -178,9 +179,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--encoder", default=None, help="fine-tuned encoder folder (text benchmark)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--tag", default="")
+    ap.add_argument("--family", default=None, help="scoring: a sparse top-N item-item family (serving.sparse_scoring)")
+    ap.add_argument("--top-n", type=int, default=None, help="--family: neighbours kept per item (default: chosen)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="--family: concurrent session calls")
+    ap.add_argument("--work", default=str(RESULTS.parent.parent / "data" / "sparse"))
     args = ap.parse_args(argv)
     load_before = os.getloadavg()
-    result = bench_scoring(args) if args.what == "scoring" else bench_text(args)
+    if args.what == "scoring" and args.family:
+        from serving.sparse_scoring import bench_sparse_scoring
+
+        args.tag = args.tag or args.family
+        result = bench_sparse_scoring(args)
+    else:
+        result = bench_scoring(args) if args.what == "scoring" else bench_text(args)
     # other engineers share this machine's 2 cores: the load says how far to trust the timings
     result["load_average_1_5_15_min"] = {"before": list(load_before), "after": list(os.getloadavg())}
     name = f"serving-{args.what}-{args.dataset}{'-' + args.tag if args.tag else ''}.json"

@@ -11,7 +11,14 @@ Two graph shapes cover every exportable family (see ``Recommender.serving_form``
   when it is large (ONNX protobufs stop at 2 GB), named afresh on each export so that
   replacing the model file is the one atomic step.
 
-Both graphs output ``scores`` (B, n_items, before masking: what the parity check compares),
+* sparse item-item models (any of those cut to their top-N neighbours, ``training.models.sparse``):
+  inputs ``history_items`` int64 (M,) and ``history_rows`` int64 (M,), the (row in batch, item) pairs of the
+  batch's histories, and ``batch_size`` int64 (1,). Each history item's N neighbour ids and weights are gathered
+  from (n_items, N) initializers and added into the batch's (B, n_items) scores with ScatterElements
+  (reduction ``add``); the history items are then set to -inf. The catalogue is never densified: the file
+  holds n_items * N weights, and only the batch's own score block is dense.
+
+All graphs output ``scores`` (B, n_items, before masking: what the parity check compares),
 ``top_scores`` float32 (B, k) and ``top_items`` int64 (B, k), best first; ONNX TopK breaks ties
 towards the lower index, as ``training.ranking.top_k`` does.
 """
@@ -30,6 +37,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from serving.storage import atomic_path
 from training.models.base import FactorForm, ItemItemForm, Recommender, ServingForm
+from training.models.sparse import SparseItemItemForm
 
 OPSET = 18
 EXTERNAL_DATA_BYTES = 256 * 1024 * 1024  # initializers above this go to a side file
@@ -40,11 +48,12 @@ class ExportInfo:
     """What the exported file holds, also written into the model's metadata."""
 
     family: str
-    kind: str  # "factor" | "item_item"
+    kind: str  # "factor" | "item_item" | "item_item_sparse"
     n_items: int
     k: int
     n_users: int | None = None
     dim: int | None = None
+    n_neighbours: int | None = None  # item_item_sparse: weights kept per item
 
 
 def _topk_nodes(k: int, n_items: int) -> tuple[list, list]:
@@ -99,6 +108,48 @@ def item_item_graph(form: ItemItemForm, k: int, name: str) -> onnx.ModelProto:
     return _model(graph)
 
 
+def sparse_item_item_graph(form: SparseItemItemForm, k: int, name: str) -> onnx.ModelProto:
+    """Scores of a batch from its histories' (row, item) pairs: gather each history item's neighbours and
+    weights ((M, N) each), add them at ``row * n_items + neighbour`` into a flat (B * n_items,) block of zeros,
+    set the history items to -inf, reshape to (B, n_items), then the top k."""
+    nb = np.ascontiguousarray(form.neighbours, dtype=np.int64)
+    wt = np.ascontiguousarray(form.weights, dtype=np.float32)
+    n_items = nb.shape[0]
+    node = helper.make_node
+    nodes = [
+        node("Gather", ["neighbours", "history_items"], ["nb"], axis=0),  # (M, N)
+        node("Gather", ["weights", "history_items"], ["wt"], axis=0),  # (M, N)
+        node("Mul", ["history_rows", "n_items"], ["row_base"]),  # (M,)
+        node("Unsqueeze", ["row_base", "one"], ["row_base_col"]),  # (M, 1)
+        node("Add", ["nb", "row_base_col"], ["flat_nb"]),  # (M, N)
+        node("Reshape", ["flat_nb", "minus_one"], ["flat_idx"]),  # (M * N,)
+        node("Reshape", ["wt", "minus_one"], ["flat_wt"]),
+        node("Mul", ["batch_size", "n_items"], ["n_cells"]),  # (1,)
+        node("ConstantOfShape", ["n_cells"], ["zeros"], value=numpy_helper.from_array(np.zeros(1, np.float32))),
+        node("ScatterElements", ["zeros", "flat_idx", "flat_wt"], ["flat_scores"], axis=0, reduction="add"),
+        node("Concat", ["batch_size", "n_items"], ["score_shape"], axis=0),
+        node("Reshape", ["flat_scores", "score_shape"], ["scores"]),  # (B, n_items)
+        node("Add", ["row_base", "history_items"], ["seen_idx"]),  # (M,)
+        node("Shape", ["history_items"], ["n_seen"]),
+        node("Expand", ["neg_inf", "n_seen"], ["seen_updates"]),
+        node("ScatterElements", ["flat_scores", "seen_idx", "seen_updates"], ["flat_masked"], axis=0),
+        node("Reshape", ["flat_masked", "score_shape"], ["masked"]),
+    ]
+    inits = [numpy_helper.from_array(nb, "neighbours"), numpy_helper.from_array(wt, "weights"),
+             numpy_helper.from_array(np.array([n_items], np.int64), "n_items"),
+             numpy_helper.from_array(np.array([1], np.int64), "one"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus_one"),
+             numpy_helper.from_array(np.array(-np.inf, np.float32), "neg_inf")]
+    top_nodes, top_inits = _topk_nodes(k, n_items)
+    graph = helper.make_graph(
+        nodes + top_nodes, name,
+        inputs=[helper.make_tensor_value_info("history_items", TensorProto.INT64, ["n_pairs"]),
+                helper.make_tensor_value_info("history_rows", TensorProto.INT64, ["n_pairs"]),
+                helper.make_tensor_value_info("batch_size", TensorProto.INT64, [1])],
+        outputs=_outputs(n_items, k), initializer=inits + top_inits)
+    return _model(graph)
+
+
 def _outputs(n_items: int, k: int) -> list:
     k = min(k, n_items)
     return [helper.make_tensor_value_info("top_items", TensorProto.INT64, ["batch", k]),
@@ -128,6 +179,10 @@ def export_recommender(model: Recommender, path: str | Path, k: int = 20, form: 
     elif isinstance(form, ItemItemForm):
         proto = item_item_graph(form, k, name)
         info = ExportInfo(model.name, "item_item", form.weights.shape[0], min(k, form.weights.shape[0]))
+    elif isinstance(form, SparseItemItemForm):
+        proto = sparse_item_item_graph(form, k, name)
+        info = ExportInfo(model.name, "item_item_sparse", form.n_items, min(k, form.n_items),
+                          n_neighbours=int(form.neighbours.shape[1]))
     else:
         raise TypeError(f"unknown serving form {type(form).__name__}")
     props = {"cobuy": json.dumps(info.__dict__)}

@@ -54,6 +54,15 @@ def open_session(path: str | Path, provider: str = "auto", threads: int | None =
         raise ValueError(f"{path}: cannot load ONNX model: {exc}") from exc
 
 
+def sparse_history_feeds(history: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """A sparse item-item export's inputs for (B, n_items) CSR histories: the (row, item) pairs of the items
+    held (``history_rows``, ``history_items``, int64 (M,) each) and ``batch_size`` [B]."""
+    h = sp.csr_matrix(history > 0)  # a new matrix: the caller's is left as it is
+    rows = np.repeat(np.arange(h.shape[0], dtype=np.int64), np.diff(h.indptr))
+    return {"history_items": h.indices.astype(np.int64), "history_rows": rows,
+            "batch_size": np.array([h.shape[0]], np.int64)}
+
+
 @dataclass
 class OnnxRecommender:
     """An exported recommender run by ONNX Runtime.
@@ -82,6 +91,8 @@ class OnnxRecommender:
             coo = history.tocoo()
             seen = np.stack([coo.row, coo.col], axis=1).astype(np.int64) if coo.nnz else np.zeros((0, 2), np.int64)
             return {"user_index": np.asarray(users, np.int64), "seen_index": seen}
+        if self.info.kind == "item_item_sparse":
+            return sparse_history_feeds(history)
         return {"history": (history > 0).astype(np.float32).toarray()}
 
     def top_k(self, users: np.ndarray, history: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:

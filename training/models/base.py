@@ -149,6 +149,24 @@ class LinearHistoryModel(Recommender):
         return idx, vals
 
 
+class Float64Copies:
+    """Mixin for models that score through a sparse float32 matrix attribute: ``float64_copy(name)`` is a float64
+    copy of it, made once per fitted matrix (not once per scoring chunk) and left out of pickles. scipy sums float32
+    products in sequence, so a heavy history's score drifts ~1e-4 from the exact sum; summing in float64 keeps the
+    native model the accurate reference that ONNX exports are checked against."""
+
+    def float64_copy(self, name: str) -> sp.csr_matrix:
+        matrix = getattr(self, name)
+        cached = self.__dict__.get(f"_f64_{name}")
+        if cached is None or cached[0] is not matrix:
+            cached = (matrix, matrix.astype(np.float64))
+            self.__dict__[f"_f64_{name}"] = cached
+        return cached[1]
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_f64_")}
+
+
 def linear_item_matrix(model: Recommender, chunk_size: int = 1024) -> np.ndarray:
     """(n_items, n_items) float32 W with ``model.score_history(r) == r @ W`` for a model linear in the
     history, built one block of unit histories at a time (row i = the scores of a history holding only i)."""

@@ -141,3 +141,38 @@ def item_item_export_bytes(n_items: int) -> int:
     """An item-item ONNX export: the dense (n, n) float32 matrix and its copy inside the ONNX protobuf
     while the file is written (49,688 items: 9.2 GiB each, 18.4 GiB together)."""
     return 2 * dense_square_bytes(n_items)
+
+
+def sparse_item_item_bytes(n_items: int, top_n: int) -> int:
+    """A top-N item-item model (``training.models.sparse``): n_items * N weights as CSR (12 bytes each), its
+    float64 scoring copy (16 bytes each), and the padded (n_items, N) ids and weights of an export written twice
+    (12 bytes each, x2)."""
+    cells = n_items * min(top_n, max(n_items - 1, 1))
+    return cells * (12 + 16 + 2 * 12)
+
+
+def sparse_build_bytes(n_items: int, top_n: int, chunk_size: int = 1024) -> int:
+    """Building the top-N rows: one (chunk, n_items) float32 block of W, its copy and the top-k selection's
+    intermediates (x4), plus what is kept."""
+    return 4 * min(chunk_size, n_items) * n_items * FLOAT32 + sparse_item_item_bytes(n_items, top_n)
+
+
+def sansa_fit_bytes(size: DataSize, density: float) -> int:
+    """SANSA (``training.models.sansa_ease``): the sparse Gram matrix X^T X (at most min(n^2, sum over users of
+    their items squared) entries, bounded here by 200 co-occurring items a pair's row on average), the Cholesky
+    factor and the two weight factors at ``density`` * n^2 entries each, 12 bytes an entry, twice for copies."""
+    n = size.n_items
+    gram = min(n * n, max(size.nnz, 1) * 200)
+    factors = 3 * int(density * n * n)
+    return 2 * 12 * (gram + factors) + 3 * 12 * size.nnz
+
+
+def item_item_form(n_items: int, budget: MemoryBudget, setting: str = "auto") -> str:
+    """How item-item families are served at ``n_items``: ``dense`` (the exact (n, n) matrix) while its export fits
+    ``budget``, else ``sparse`` (each item's top-N neighbours); ``setting`` ``dense`` or ``sparse`` forces it."""
+    if setting in ("dense", "sparse"):
+        return setting
+    if setting != "auto":
+        raise ValueError(f"item_item_form must be 'auto', 'dense' or 'sparse', not {setting!r}")
+    usable = budget.usable_bytes
+    return "dense" if usable is None or item_item_export_bytes(n_items) <= usable else "sparse"

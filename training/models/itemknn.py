@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from training.data import InteractionData
-from training.models.base import ItemItemForm, Recommender, require_training_data, top_k_rows
+from training.models.base import Float64Copies, ItemItemForm, Recommender, require_training_data, top_k_rows
 
 
 def weight_users(x: sp.csr_matrix, weighting: str) -> sp.csr_matrix:
@@ -31,7 +31,7 @@ def weight_users(x: sp.csr_matrix, weighting: str) -> sp.csr_matrix:
     return x
 
 
-class ItemKNN(Recommender):
+class ItemKNN(Float64Copies, Recommender):
     name = "itemknn"
 
     def __init__(self, k: int = 200, shrink: float = 0.0, alpha: float = 0.5,
@@ -80,20 +80,7 @@ class ItemKNN(Recommender):
         # Accumulated in float64: scipy sums float32 products in sequence, and a heavy user's score (~150 over
         # ~1,600 history items on Online Retail) then drifts ~1e-4 from the exact sum, as far as the ONNX
         # parity bound; float64 keeps the native model the accurate reference (ORT's MatMul is within ~3e-5).
-        return np.asarray((rows.astype(np.float64) @ self._similarity64()).todense(), dtype=np.float32)
-
-    def _similarity64(self) -> sp.csr_matrix:
-        """float64 copy of ``similarity`` made once per fitted matrix (not once per scoring chunk); not pickled."""
-        cached = self.__dict__.get("_sim64")
-        if cached is None or cached[0] is not self.similarity:
-            cached = (self.similarity, self.similarity.astype(np.float64))
-            self._sim64 = cached
-        return cached[1]
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state.pop("_sim64", None)
-        return state
+        return np.asarray((rows.astype(np.float64) @ self.float64_copy("similarity")).todense(), dtype=np.float32)
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         return self.score_history(self.user_items[users])

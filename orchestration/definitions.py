@@ -7,12 +7,13 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from orchestration.assets import evaluation, hybrid, ingestion, models, registry, scoring, splits, text, validation
+from orchestration.assets import (answers, evaluation, hybrid, ingestion, models, registry, scoring, splits, text,
+                                  validation)
 from orchestration.resources import (ArtifactStore, MLflowRegistry, OnnxRuntimeResource, OptunaStorage, TableIOManager,
                                      Pseudonymizer, TrainingPlan, ValidationPolicy, default_data_dir)
 from orchestration.sensors import DriftPolicy, drift_sensor
 
-ASSET_MODULES = [ingestion, validation, splits, models, hybrid, text, evaluation, scoring, registry]
+ASSET_MODULES = [ingestion, validation, splits, models, hybrid, text, evaluation, scoring, registry, answers]
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PSEUDONYM_KEY_ENV = "COBUY_PSEUDONYM_KEY"
 ASSET_BASE_ENV = "COBUY_ASSET_BASE"  # production: where asset outputs go (s3://bucket/prefix or a folder)
@@ -45,7 +46,8 @@ retrain_job = dg.define_asset_job(
     "retrain",
     selection=dg.AssetSelection.groups(ingestion.GROUP, validation.GROUP, splits.GROUP, models.GROUP, text.GROUP,
                                        evaluation.GROUP, registry.GROUP,
-                                       "scoring"),  # "scoring": batch scoring with whatever is champion after the gate
+                                       "scoring",  # "scoring": batch scoring with whatever is champion after the gate
+                                       answers.GROUP),
     tags=TRAINING_TAGS,
     description="Read the source and the landed files (raw_tables.landed_files), validate, retrain every family, "
                 "export and parity-check ONNX, register challengers, run the promotion gate and re-score with the "

@@ -29,3 +29,32 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def _column_type(dtype: object) -> str:
+    kind = getattr(dtype, "kind", "O")
+    return {"i": "int", "u": "int", "f": "float", "b": "bool", "M": "datetime"}.get(kind, "string")
+
+
+def _cell(v: object) -> object:
+    """A value Dagster's table metadata accepts (str, int, float, bool or None)."""
+    if v is None or (isinstance(v, float) and v != v) or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, (bool, int, float, str)):
+        return v
+    if hasattr(v, "item"):  # numpy scalars
+        return v.item()
+    return str(v)[:200]
+
+
+def frame_table(df: pd.DataFrame, n: int = 10, descriptions: "dict[str, str] | None" = None) -> dg.MetadataValue:
+    """The first ``n`` rows as Dagster table metadata (``MetadataValue.table`` with a schema: column names, types
+    and, from ``descriptions``, what each column means), which the UI shows as a table, not behind a link."""
+    descriptions = descriptions or {}
+    head = df.head(n)
+    schema = dg.TableSchema(columns=[dg.TableColumn(str(c), _column_type(head[c].dtype),
+                                                    description=descriptions.get(str(c)))
+                                     for c in head.columns])
+    records = [dg.TableRecord({str(c): _cell(v) for c, v in zip(head.columns, row)})
+               for row in head.itertuples(index=False)]
+    return dg.MetadataValue.table(records=records, schema=schema)

@@ -29,18 +29,48 @@ def _png(fig, axes, legend: bool = True) -> bytes:
     return buf.getvalue()
 
 
+def model_styles(models: list[str]) -> dict[str, dict]:
+    """A distinct colour (tab20: 20 colours, dark and light of ten hues) and marker per model, in the order given,
+    so eleven or more models never share a colour the way the default ten-colour cycle makes them."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab20"].colors
+    markers = "osD^v<>Pp*hX"
+    # dark shades first, then the light ones: neighbours in the legend differ in hue, not just shade
+    order = [*range(0, 20, 2), *range(1, 20, 2)]
+    return {m: {"color": colours[order[i % 20]], "marker": markers[i % len(markers)]} for i, m in enumerate(models)}
+
+
 def metrics_vs_k_png(table: pd.DataFrame, metrics: tuple[str, ...] = ("recall", "ndcg", "precision", "coverage")
                      ) -> bytes:
-    """One panel per metric, one line per model, K on the x axis. ``table``: rows of (model, k, metrics...)."""
-    fig, axes = _panels(len(metrics), 4, 3.2)
-    for ax, metric in zip(axes, metrics):
-        for model, rows in table.sort_values("k").groupby("model", sort=False):
-            ax.plot(rows["k"], rows[metric], marker="o", label=model)
-        ax.set_title(f"{metric}@K")
-        ax.set_xlabel("K")
+    """A 2x2 grid (one panel per metric; one line per model, each its own colour and marker; K on the x axis) with
+    one legend beside it, about 760 x 500 pixels so it fits the UI's dialog. ``table``: rows of (model, k,
+    metrics...)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 2
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(8.4, 2.6 * rows + 0.3), squeeze=False, constrained_layout=True)
+    models = list(dict.fromkeys(table["model"]))
+    styles = model_styles(models)
+    for ax, metric in zip(axes.ravel(), metrics):
+        for model, rows_ in table.sort_values("k").groupby("model", sort=False):
+            ax.plot(rows_["k"], rows_[metric], label=model, markersize=4, linewidth=1.2, **styles[model])
+        ax.set_title(f"{metric}@K", fontsize=9)
         ax.set_xticks(sorted(table["k"].unique()))
+        ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-    return _png(fig, axes)
+    for ax in axes.ravel()[len(metrics):]:
+        ax.set_visible(False)
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=8, frameon=False)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def curves_vs_time_png(curves: dict[str, list[dict]], metrics: tuple[str, ...] = ("recall@20", "ndcg@20"),

@@ -345,6 +345,26 @@ class MLflowRegistry(dg.ConfigurableResource):
                                  workdir)
 
 
+    def serving_name(self) -> str:
+        """The one registered model the live service answers from (``<prefix>serving``)."""
+        return f"{self.model_prefix}serving"
+
+    def register_serving(self, bundle_dir: str | Path, run_name: str, tags: dict[str, str]) -> tuple[str, str]:
+        """Log a serving bundle as a run's artifacts and register it as a new ``challenger`` of the serving
+        model; returns (version, run id)."""
+        return registry.register_serving_version(self._uri(), self.serving_name(), self.experiment, bundle_dir,
+                                                 run_name, tags, self.artifact_location)
+
+    def run_serving_gate(self, evaluate: Callable[[dict[str, Path]], dict[str, dict]], metric: str, margin: float,
+                         decided_by: str, workdir: str | Path) -> registry.GateDecision:
+        """The serving model's challenger vs champion bundles on the same held-out data, whatever their families."""
+        return registry.run_gate(self._uri(), self.serving_name(), evaluate, metric, margin, decided_by, workdir,
+                                 fetch=registry.download_serving_version)
+
+    def serving_version_url(self, version: str) -> str:
+        return f"{self.ui_url.rstrip('/')}/#/models/{self.serving_name()}/versions/{version}"
+
+
 class OnnxRuntimeResource(dg.ConfigurableResource):
     """ONNX Runtime sessions for batch scoring: ``provider`` ``auto`` takes CUDA where available, else CPU."""
 

@@ -127,8 +127,9 @@ def alias_version(uri: str, name: str, alias: str) -> str | None:
         return None
 
 
-def download_version(uri: str, name: str, version: str, dst: str | Path) -> Path:
-    """Download a version's ONNX model into ``dst``; returns the path of its ``model.onnx``."""
+def _download(uri: str, name: str, version: str, dst: str | Path, wanted: str, what: str) -> Path:
+    """Download ``models:/name/version`` into ``dst``; the first file named ``wanted`` in it (FileNotFoundError
+    saying the version is not ``what`` when there is none)."""
     import mlflow
 
     from training.tracking import tracking
@@ -137,10 +138,45 @@ def download_version(uri: str, name: str, version: str, dst: str | Path) -> Path
     dst.mkdir(parents=True, exist_ok=True)
     with tracking(uri):
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst)))
-    found = sorted(local.rglob("model.onnx"))
+    found = sorted(local.rglob(wanted))
     if not found:
-        raise FileNotFoundError(f"models:/{name}/{version} holds no model.onnx (downloaded to {local})")
+        raise FileNotFoundError(f"models:/{name}/{version} holds no {wanted} (downloaded to {local}): not {what}")
     return found[0]
+
+
+def download_version(uri: str, name: str, version: str, dst: str | Path) -> Path:
+    """Download a version's ONNX model into ``dst``; returns the path of its ``model.onnx``."""
+    return _download(uri, name, version, dst, "model.onnx", "an ONNX export")
+
+
+def download_serving_version(uri: str, name: str, version: str, dst: str | Path) -> Path:
+    """Download a serving version's bundle (``serving.service.bundle``) into ``dst``; returns the folder
+    holding its ``bundle.json``."""
+    return _download(uri, name, version, dst, "bundle.json", "a serving version").parent
+
+
+def register_serving_version(uri: str, name: str, experiment: str, bundle_dir: str | Path, run_name: str,
+                             tags: dict[str, str], artifact_location: str | None = None) -> tuple[str, str]:
+    """Log ``bundle_dir`` (a serving bundle) as the artifacts of a new run in ``experiment`` and register it as
+    a new version of ``name`` with alias ``challenger`` (all or nothing, see :func:`register_challenger`);
+    ``tags`` go on the run and the version (family, format, source). Returns (version, run id)."""
+    from training.tracking import ensure_experiment
+
+    client = _client(uri)
+    exp_id = ensure_experiment(uri, experiment, artifact_location)
+    run_id = client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
+    try:
+        client.log_artifacts(run_id, str(bundle_dir), artifact_path="serving")
+    except Exception:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id)
+    version = register_challenger(uri, name, f"runs:/{run_id}/serving", run_id, tags)
+    client.update_registered_model(name, description=(
+        "The one model cobuy serves (live service, `make serve`): whichever family won the serving gate. "
+        "@champion is what answers; each version's tags say its family and format (onnx: run by ONNX Runtime; "
+        "native: the model's own Python code, for models ONNX cannot express)."))
+    return version, run_id
 
 
 def version_run_id(uri: str, name: str, version: str) -> str | None:
@@ -195,17 +231,20 @@ def decide(challenger: float, champion: float | None, margin: float) -> tuple[bo
 
 
 def run_gate(uri: str, name: str, evaluate: Callable[[dict[str, Path]], dict[str, dict]], metric: str,
-             margin: float, decided_by: str, workdir: str | Path) -> GateDecision:
-    """Evaluate ``challenger`` and ``champion`` of ``name`` with ``evaluate`` ({role: onnx path} -> {role:
-    metrics}, same held-out data for both), move ``champion`` when ``decide`` says so, record the decision."""
+             margin: float, decided_by: str, workdir: str | Path,
+             fetch: Callable[[str, str, str, Path], Path] = download_version) -> GateDecision:
+    """Evaluate ``challenger`` and ``champion`` of ``name`` with ``evaluate`` ({role: path} -> {role:
+    metrics}, same held-out data for both), move ``champion`` when ``decide`` says so, record the decision.
+    ``fetch(uri, name, version, dst)`` downloads a version (default: its ``model.onnx``; the serving model's
+    bundle folder with :func:`download_serving_version`)."""
     client = _client(uri)
     challenger = alias_version(uri, name, CHALLENGER)
     if challenger is None:
         raise ValueError(f"registered model {name!r} has no '{CHALLENGER}' version to judge")
     champion = alias_version(uri, name, CHAMPION)
-    paths = {"challenger": download_version(uri, name, challenger, Path(workdir) / f"v{challenger}")}
+    paths = {"challenger": fetch(uri, name, challenger, Path(workdir) / f"v{challenger}")}
     if champion is not None and champion != challenger:
-        paths["champion"] = download_version(uri, name, champion, Path(workdir) / f"v{champion}")
+        paths["champion"] = fetch(uri, name, champion, Path(workdir) / f"v{champion}")
     metrics = evaluate(paths)
     ch_value = float(metrics["challenger"][metric])
     champ_value = float(metrics["champion"][metric]) if "champion" in metrics else None

@@ -1,11 +1,14 @@
 """The model registry: ONNX exports guarded by blocking parity checks, one MLflow run and registered
-version (alias ``challenger``) per served family, and the promotion gate that moves ``champion``.
+version (alias ``challenger``) per served family, and the promotion gate that moves ``champion``; then the
+serving gate (``serving_champion``): one serving model across families, ``<prefix>serving@champion``, which the
+live service answers from.
 
 Scoring resolves ``@champion`` through ``MLflowRegistry.version_for(family, "champion")`` after
 ``champion_decisions``; a person may move the alias by hand in the MLflow UI at any time."""
 import re
 from dataclasses import fields
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import dagster as dg
 import pandas as pd
@@ -13,14 +16,18 @@ import pandas as pd
 from data_checks.drift import interaction_profile
 from orchestration.assets.models import FamilyModel
 from orchestration.assets.splits import SplitMatrices
+from orchestration.assets.text import TextEncoderArtifact, catalog_in_order
 from orchestration.metadata import markdown_table
 from orchestration.resources import ArtifactStore, MLflowRegistry, OnnxRuntimeResource, TrainingPlan
-from serving.exports import (FAMILIES, MAX_ABS_TOLERANCE, MIN_IDENTICAL_FRACTION, ExportCheck, export_family,
-                             export_refusal, verify_export)
+from serving.exports import (FAMILIES, MAX_ABS_TOLERANCE, MIN_IDENTICAL_FRACTION, PLAN_FAMILIES, ExportCheck,
+                             export_family, export_refusal, verify_export)
 from serving.heldout import heldout_evaluator
+from serving.serving_gate import TextAssets, bundle_evaluator, bundle_model, rank_candidates
+from serving.text_onnx import OnnxTextEncoder, export_text_encoder
 from training.models.base import Recommender, SkippedFamily
 from training.run_record import build_training_run, quarantine_summary, training_window
 from training.splits import Split
+from training.text_encoder import item_texts
 from training.tracking import dataset_fingerprint, git_commit
 
 GROUP = "registry"
@@ -221,3 +228,108 @@ def champion_decisions(context: dg.AssetExecutionContext, config: GateConfig, mo
         "decisions": dg.MetadataValue.md(markdown_table(shown) if len(shown) else "no registered version to judge"),
         **{f"champion_{r['family']}": dg.MetadataValue.url(mlflow.version_url(r["family"], r["champion_version_after"]))
            for r in rows if r["champion_version_after"]}})
+
+
+class ServingGateConfig(dg.Config):
+    """The serving gate: of the families this run trained and ``families`` names (each registered export, the
+    blend, the hybrid), the best on ``metric`` in ``model_metrics`` is bundled as the serving model's challenger
+    (``<prefix>serving``); it becomes ``champion`` when it beats the served champion on the same held-out split
+    by ``margin``, whatever the two families. ``text_precision``: the text encoder export bundled for new items."""
+
+    metric: str = "ndcg@20"
+    margin: float = 0.0
+    families: list[str] = list(PLAN_FAMILIES)
+    text_precision: Literal["fp32", "int8"] = "int8"
+
+
+@dg.asset(group_name=GROUP, deps=[dg.AssetKey("champion_decisions")])
+def serving_champion(context: dg.AssetExecutionContext, config: ServingGateConfig, model_versions: pd.DataFrame,
+                     model_metrics: pd.DataFrame, blend_model: FamilyModel, hybrid_model: Any,
+                     interaction_matrices: SplitMatrices, validated_items: pd.DataFrame,
+                     text_encoder: TextEncoderArtifact, training_plan: TrainingPlan, mlflow: MLflowRegistry,
+                     onnx_runtime: OnnxRuntimeResource, artifacts: ArtifactStore) -> dg.Output[pd.DataFrame]:
+    """One serving champion across families (what ``make serve`` answers from): the run's best family on the
+    gate metric is bundled (its parity-checked ONNX export; the blend exported and checked here; the hybrid as
+    native Python, which ONNX cannot express) with the catalog, histories and the text encoder, registered as
+    ``<prefix>serving`` @challenger, and judged against @champion on the held-out split through the service's
+    own scoring code. Per-family champions stay as history."""
+    if not GATE_METRIC.match(config.metric):
+        raise ValueError(f"serving gate metric {config.metric!r} must look like 'ndcg@20'")
+    m, data = interaction_matrices, interaction_matrices.train
+    registered = {r["family"]: r for r in model_versions.to_dict("records")}
+    natives = {"blend": blend_model, "hybrid": hybrid_model}
+    trained_here = [f for f in config.families if f in registered or
+                    (f in natives and not isinstance(natives[f], SkippedFamily))]
+    ranking = rank_candidates(model_metrics, config.metric, trained_here)
+    if ranking.empty:
+        context.log.warning(f"serving gate: no candidate among {config.families} was trained and evaluated; nothing "
+                            "registered")
+        return dg.Output(pd.DataFrame(columns=SERVING_COLUMNS), metadata={"serving": "nothing to register"})
+    family = str(ranking["family"].iloc[0])
+    folder = artifacts.run_dir(context.run, "serving")
+    onnx_path, note = (registered[family]["onnx_path"] if family in registered else None), ""
+    source = ({"registered_model": registered[family]["registered_model"], "version": str(registered[family]["version"])}
+              if family in registered else {"dagster_asset": f"{family}_model"})
+    if family == "blend":
+        refusal = export_refusal("itemknn", data.n_users, data.n_items, training_plan.budget())
+        if refusal is None:
+            path = folder / "blend-export" / "model.onnx"
+            export_family(blend_model, data, path)
+            check = verify_export("blend", blend_model, path, data.user_items, onnx_runtime.recommender)
+            onnx_path = path if check.passed else None
+            note = "" if check.passed else f"blend ONNX parity failed ({check.error or check.max_abs_diff}): native"
+        else:
+            note = f"blend served natively: {refusal}"
+    text = _serving_text(text_encoder, validated_items, data, folder / "text", config.text_precision,
+                         onnx_runtime)
+    model = natives.get(family)
+    info = bundle_model(model, family, data, validated_items, folder / "bundle", onnx_path=onnx_path, text=text,
+                        source=source)
+    tags = {"family": family, "format": info.format, "dagster_run_id": context.run.run_id,
+            f"candidate_{config.metric}": f"{float(ranking['value'].iloc[0]):.6f}",
+            **({"native_because": info.source.get("native_because", note)[:500]} if info.format == "native" else {})}
+    version, _ = mlflow.register_serving(folder / "bundle", f"serving-{family}", tags)
+    evaluate = bundle_evaluator(data.user_ids, data.item_ids, data.user_items, m.test)
+    d = mlflow.run_serving_gate(evaluate, config.metric, config.margin,
+                                f"dagster job {context.run.job_name}, run {context.run.run_id}", folder / "gate")
+    champion = mlflow.version_for("serving", "champion")
+    served = _version_tags(mlflow, champion)
+    row = {"registered_model": mlflow.serving_name(), "challenger_version": version, "challenger_family": family,
+           "challenger_format": info.format, "champion_version_before": d.champion_version,
+           "champion_version_after": champion, "serving_family": served.get("family"),
+           "serving_format": served.get("format"), "metric": d.metric, "challenger_value": d.challenger_value,
+           "champion_value": d.champion_value, "promoted": d.promoted, "reason": d.reason}
+    context.log.info(f"serving gate: {family} ({info.format}) v{version} {'PROMOTED' if d.promoted else 'not promoted'}"
+                     f" ({d.reason}); serving {mlflow.serving_name()} v{champion} = {served.get('family')}")
+    return dg.Output(pd.DataFrame([row], columns=SERVING_COLUMNS), metadata={
+        "serving": f"{mlflow.serving_name()} v{champion}: {served.get('family')} ({served.get('format')})",
+        "serving_version": dg.MetadataValue.url(mlflow.serving_version_url(str(champion))),
+        "candidates": dg.MetadataValue.md(markdown_table(ranking)), "promoted": d.promoted, "reason": d.reason,
+        **({"native_because": info.source.get("native_because", note)} if info.format == "native" else {}),
+        **({"note": note} if note else {})})
+
+
+SERVING_COLUMNS = ["registered_model", "challenger_version", "challenger_family", "challenger_format",
+                   "champion_version_before", "champion_version_after", "serving_family", "serving_format", "metric",
+                   "challenger_value", "champion_value", "promoted", "reason"]
+
+
+def _version_tags(mlflow: MLflowRegistry, version: "str | None") -> dict:
+    if version is None:
+        return {}
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow.tracking_uri, registry_uri=mlflow.tracking_uri)
+    return dict(client.get_model_version(mlflow.serving_name(), version).tags)
+
+
+def _serving_text(text_encoder: TextEncoderArtifact, validated_items: pd.DataFrame, data, folder, precision: str,
+                  onnx_runtime: OnnxRuntimeResource) -> TextAssets:
+    """The text encoder exported to ONNX and the catalog embedded by it (ORT), for the bundle's new-item endpoint."""
+    export = export_text_encoder(text_encoder.path, folder, quantize=precision == "int8",
+                                 max_length=text_encoder.max_length)
+    path = export.int8 if precision == "int8" else export.fp32
+    encoder = OnnxTextEncoder(path, export.tokenizer_dir, provider="cpu", max_length=text_encoder.max_length,
+                              threads=onnx_runtime.threads)
+    embeddings = encoder.embed(item_texts(catalog_in_order(validated_items, data.item_ids)))
+    return TextAssets(Path(folder), path.name, embeddings, text_encoder.max_length)

@@ -1,0 +1,185 @@
+"""The served version: loading a bundle, and swapping it for a new one while requests run.
+
+``ChampionHolder`` polls MLflow's alias (``cobuy-serving@champion`` by default) every ``poll_seconds``; when it
+names another version, the version is downloaded into its own folder and loaded in a background thread, then
+put in place by one reference assignment. A request reads the reference once and answers from that version to
+the end, so nothing fails during a swap, and the old version is freed when its last request is done."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from serving.service.bundle import BundleInfo, read_info
+from serving.service.evidence import Evidence
+from serving.service.scorers import open_scorer
+
+log = logging.getLogger("cobuy.serving")
+
+
+@dataclass
+class TextIndex:
+    """The bundled text encoder (ONNX Runtime) and the catalog's (n_items, d) unit embeddings."""
+
+    encoder: object
+    embeddings: np.ndarray
+
+    def embed(self, text: str) -> np.ndarray:
+        return self.encoder.embed([text])[0]
+
+
+@dataclass
+class Served:
+    """One loaded version: the scorer, the catalog in the model's item order, histories and evidence."""
+
+    name: str
+    version: str
+    info: BundleInfo
+    folder: Path
+    item_ids: np.ndarray  # (n_items,) str
+    item_index: dict
+    catalog: pd.DataFrame  # items.parquet: item_id + the catalog fields present
+    user_index: dict
+    user_items: sp.csr_matrix
+    scorer: object
+    evidence: Evidence
+    text: TextIndex | None
+    loaded_at: float = field(default_factory=time.time)
+    load_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        c = self.catalog
+        self.titles = c["title"].fillna("").astype(str).to_numpy() if "title" in c else self.item_ids
+        self.categories = c["category"].astype("string").fillna("").to_numpy(dtype=object) if "category" in c else None
+        self.prices = c["price"].to_numpy(np.float64) if "price" in c else None
+        self.in_stock = c["in_stock"].fillna(False).to_numpy(bool) if "in_stock" in c else None
+        self.category_names = sorted({x for x in self.categories if x}) if self.categories is not None else []
+        self._category_masks: dict[str, np.ndarray] = {}
+
+    def category_mask(self, category: str) -> np.ndarray:
+        mask = self._category_masks.get(category)
+        if mask is None:
+            mask = self.categories == category
+            self._category_masks[category] = mask
+        return mask
+
+    def describe(self) -> dict:
+        return {"name": self.name, "version": self.version, "family": self.info.family, "format": self.info.format,
+                "ranked_by": self.info.score_meaning, "source": self.info.source, "n_items": len(self.item_ids),
+                "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
+                "load_seconds": round(self.load_seconds, 3), "text_encoder": bool(self.text)}
+
+
+def load_served(folder: str | Path, name: str, version: str, threads: int = 1, on_cache=None) -> Served:
+    """Open the bundle in ``folder`` (see ``serving.service.bundle``); errors name the folder and the file."""
+    t0 = time.perf_counter()
+    folder = Path(folder)
+    info = read_info(folder)
+    catalog = pd.read_parquet(folder / "items.parquet")
+    item_ids = catalog["item_id"].astype(str).to_numpy(dtype=object)
+    user_ids = np.asarray(json.loads((folder / "user_ids.json").read_text()), dtype=object)
+    user_items = sp.load_npz(folder / "user_items.npz").tocsr()
+    baskets = sp.load_npz(folder / "baskets.npz").tocsr()
+    for what, m, rows in (("user_items.npz", user_items, len(user_ids)), ("baskets.npz", baskets, None)):
+        if m.shape[1] != len(item_ids) or (rows is not None and m.shape[0] != rows):
+            raise ValueError(f"{folder / what}: shape {m.shape} does not match {len(item_ids)} items"
+                             + (f" and {rows} users" if rows is not None else ""))
+    scorer = open_scorer(folder, info.format, info.model_file, None, item_ids, user_ids, user_items, threads)
+    text = None
+    if info.text:
+        from serving.text_onnx import OnnxTextEncoder
+
+        encoder = OnnxTextEncoder(folder / "text" / info.text["model"], folder / "text", provider="cpu",
+                                  max_length=int(info.text.get("max_length", 64)), threads=threads)
+        text = TextIndex(encoder, np.load(folder / "text" / "embeddings.npy").astype(np.float32))
+    served = Served(name, str(version), info, folder, item_ids, {str(i): n for n, i in enumerate(item_ids)}, catalog,
+                    {str(u): n for n, u in enumerate(user_ids)}, user_items, scorer, Evidence(baskets, on_cache),
+                    text)
+    served.load_seconds = time.perf_counter() - t0
+    return served
+
+
+class ChampionHolder:
+    """The version being served, kept current with the alias (see the module docstring).
+
+    ``resolve()`` -> the version the alias names now (None: none); ``fetch(version, dst)`` -> the bundle folder
+    of that version downloaded under ``dst``. Both default to MLflow (``serving.registry``); tests may pass
+    their own."""
+
+    def __init__(self, tracking_uri: str, model_name: str, alias: str, cache_dir: str | Path, threads: int = 1,
+                 metrics=None, resolve=None, fetch=None) -> None:
+        from serving import registry
+
+        self.tracking_uri, self.model_name, self.alias = tracking_uri, model_name, alias
+        self.cache_dir, self.threads, self.metrics = Path(cache_dir), threads, metrics
+        self.resolve = resolve or (lambda: registry.alias_version(tracking_uri, model_name, alias))
+        self.fetch = fetch or (lambda version, dst: registry.download_serving_version(
+            tracking_uri, model_name, version, dst))
+        self.current: Served | None = None
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._refresh_lock = threading.Lock()
+
+    def refresh(self) -> bool:
+        """Load the version the alias names now if it is not the one served; True when it swapped."""
+        with self._refresh_lock:
+            try:
+                version = self.resolve()
+            except Exception as exc:  # registry down: keep serving what is loaded
+                self._failed(f"cannot read {self.model_name}@{self.alias} at the tracking URI: "
+                             f"{type(exc).__name__}: {exc}")
+                return False
+            if version is None:
+                self.last_error = (f"{self.model_name} has no '{self.alias}' version yet: run `make demo` (or the "
+                                   "retrain job) so the gate promotes one, or set the alias in the MLflow UI")
+                return False
+            if self.current is not None and self.current.version == str(version):
+                return False
+            try:
+                dst = self.cache_dir / self.model_name / f"v{version}"
+                if dst.exists():
+                    shutil.rmtree(dst)
+                folder = self.fetch(str(version), dst)
+                on_cache = self.metrics.cache_hook("co_purchases") if self.metrics else None
+                served = load_served(folder, self.model_name, str(version), self.threads, on_cache)
+            except Exception as exc:
+                self._failed(f"loading {self.model_name} v{version} failed: {type(exc).__name__}: {exc}")
+                return False
+            old, self.current, self.last_error = self.current, served, None
+            if self.metrics:
+                self.metrics.model_loaded(served, old)
+            log.info(json.dumps({"event": "model_loaded", "model": served.name, "version": served.version,
+                                 "family": served.info.family, "format": served.info.format,
+                                 "previous_version": old.version if old else None,
+                                 "load_seconds": round(served.load_seconds, 3)}))
+            return True
+
+    def _failed(self, message: str) -> None:
+        self.last_error = message
+        if self.metrics:
+            self.metrics.reload_failed()
+        log.warning(json.dumps({"event": "model_load_failed", "error": message[:500]}))
+
+    def start(self, poll_seconds: float) -> None:
+        """Poll the alias every ``poll_seconds`` in a daemon thread (the first load runs at once)."""
+        def loop() -> None:
+            while not self._stop.is_set():
+                self.refresh()
+                self._stop.wait(poll_seconds)
+
+        self._thread = threading.Thread(target=loop, name="champion-poll", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)

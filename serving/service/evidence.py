@@ -1,0 +1,98 @@
+"""Evidence for a recommended pair from the training baskets, and the one-line reason shown beside it.
+
+For an anchor item a and a candidate c over the bundle's (n_baskets, n_items) baskets B:
+``co_purchases`` = baskets holding both; ``confidence`` = co / baskets holding a (P(c | a));
+``lift`` = confidence / P(c): above 1 when they go together more often than chance.
+A co-purchase vector (one anchor against every item) costs the nonzeros of the anchor's baskets; the last
+``cache_items`` anchors are kept (LRU), counted as cache hits and misses.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+CACHE_BYTES = 256 * 2**20  # co-purchase vectors kept, in bytes
+
+
+@dataclass
+class PairEvidence:
+    with_item: int  # the anchor position (the item itself, or the cart / history item the candidate goes with)
+    co_purchases: int
+    confidence: float
+    lift: float
+
+
+class Evidence:
+    """Co-purchase evidence over ``baskets`` ((n_baskets, n_items) CSR, any nonzero = in the basket)."""
+
+    def __init__(self, baskets: sp.csr_matrix, on_cache=None) -> None:
+        b = baskets.tocsr().astype(np.float32)
+        b.data[:] = 1.0
+        self.rows, self.cols = b, b.tocsc()
+        self.n_baskets = max(b.shape[0], 1)
+        self.counts = np.diff(self.cols.indptr).astype(np.int64)  # (n_items,) baskets holding each item
+        self.n_items = b.shape[1]
+        self.cache_items = max(64, CACHE_BYTES // max(4 * self.n_items, 1))
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.on_cache = on_cache or (lambda hit: None)
+
+    def co_purchases(self, anchor: int) -> np.ndarray:
+        """(n_items,) int32: baskets holding both ``anchor`` and each item (the anchor's own count at itself)."""
+        with self._lock:
+            hit = self._cache.get(anchor)
+            if hit is not None:
+                self._cache.move_to_end(anchor)
+        self.on_cache(hit is not None)
+        if hit is not None:
+            return hit
+        baskets = self.cols.indices[self.cols.indptr[anchor]:self.cols.indptr[anchor + 1]]
+        sub = self.rows[baskets]
+        vec = np.bincount(sub.indices, minlength=self.n_items).astype(np.int32)
+        with self._lock:
+            self._cache[anchor] = vec
+            while len(self._cache) > self.cache_items:
+                self._cache.popitem(last=False)
+        return vec
+
+    def pair(self, anchor: int, candidates: np.ndarray) -> list[PairEvidence]:
+        """Evidence of ``anchor`` -> each of ``candidates`` (positions)."""
+        co = self.co_purchases(anchor)[candidates]
+        return [self._evidence(anchor, int(c), int(n)) for c, n in zip(candidates, co)]
+
+    def _evidence(self, anchor: int, candidate: int, co: int) -> PairEvidence:
+        n_a, n_c = self.counts[anchor], self.counts[candidate]
+        conf = co / n_a if n_a else 0.0
+        lift = conf * self.n_baskets / n_c if n_c else 0.0
+        return PairEvidence(anchor, co, float(conf), float(lift))
+
+    def best_anchor(self, anchors: np.ndarray, candidates: np.ndarray) -> list[PairEvidence]:
+        """For each candidate, the evidence of the anchor (among ``anchors``) bought with it most often
+        (ties: the higher lift); a candidate bought with none of them gets the first anchor's (zero) evidence."""
+        anchors = np.asarray(anchors, np.int64)[:50]  # a long history: its first 50 items speak for it
+        if not len(anchors):
+            return [PairEvidence(-1, 0, 0.0, 0.0) for _ in candidates]
+        co = np.stack([self.co_purchases(int(a))[candidates] for a in anchors])  # (n_anchors, n_candidates)
+        conf = co / np.maximum(self.counts[anchors], 1)[:, None]  # lift's order among anchors, per candidate
+        best = np.argmax(co + 0.5 * conf, axis=0)  # most co-purchases; ties broken by confidence (conf <= 1)
+        return [self._evidence(int(anchors[b]), int(c), int(co[b, j]))
+                for j, (c, b) in enumerate(zip(candidates, best))]
+
+
+def reason(ev: PairEvidence, anchor_title: str, score_meaning: str) -> str:
+    """One line a merchandiser can read: what the baskets say about the pair, and when they say little, which
+    score put the item on the list."""
+    if ev.with_item < 0:
+        return f"Suggested by {score_meaning}."
+    if ev.co_purchases == 0:
+        return f"Never bought together with {anchor_title} in the training baskets; suggested by {score_meaning}."
+    times = "basket" if ev.co_purchases == 1 else "baskets"
+    if ev.lift < 1.0:
+        return (f"Bought with {anchor_title} in {ev.co_purchases} {times}, less often than chance (lift "
+                f"{ev.lift:.2f}); suggested by {score_meaning}.")
+    return (f"Bought with {anchor_title} in {ev.co_purchases} {times} ({ev.confidence:.0%} of its baskets), "
+            f"{ev.lift:.1f}x as often as chance.")

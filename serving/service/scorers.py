@@ -1,0 +1,192 @@
+"""The served model behind one interface, whatever its family and form.
+
+Every scorer returns one (n_items,) float32 score vector in the bundle's item order (higher is better;
+callers mask and take the top k):
+
+* ``cart_scores(items, weights)``: fold-in of a live cart (item positions (n,), weights (n,), e.g. quantities);
+* ``user_scores(user, items, weights)``: a known customer (position in the bundle's users), with the session's
+  items folded in where given;
+* ``related_scores(item)``: the items that go with one item.
+
+Forms:
+* ``ItemItemScorer`` (EASE, item-kNN, GF-CF, ChebyCF, rules, blend exports): ONNX Runtime on a graph derived
+  from the export: Gather of the cart's rows of W, weighted sum (``history @ W`` without the dense history).
+* ``FactorScorer`` (MF, iALS, LightGCN, popularity exports): ONNX Runtime on the export's own graph for a known
+  customer; a cart is folded in by ridge regression on the item factors; related items by cosine of factors.
+* ``NativeScorer``: models ONNX cannot express (the hybrid: per-request z-scores of several signals), run by
+  their own Python code from the pickled model (``score_history``, ``related_items``).
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import onnx
+import scipy.sparse as sp
+from onnx import TensorProto, helper, numpy_helper
+
+from serving.onnx_export import read_ids, read_info
+from serving.onnx_scoring import open_session
+
+RELATED_POOL = 500  # a native model's related items are its top RELATED_POOL; the rest get -inf
+
+
+def cart_graph(export_path: str | Path) -> onnx.ModelProto:
+    """From an item-item export: inputs ``items`` int64 (n,), ``weights`` float32 (n,); output ``scores``
+    float32 (1, n_items) = weights @ W[items]. The ``weights`` initializer is carried over by reference, so
+    when it lives in an external data file the derived graph (saved beside the export) reads the same file."""
+    proto = onnx.load(str(export_path), load_external_data=False)
+    w = next(t for t in proto.graph.initializer if t.name == "weights")
+    nodes = [helper.make_node("Gather", ["W", "items"], ["rows"], axis=0),
+             helper.make_node("Unsqueeze", ["weights", "axis0"], ["row_weights"]),
+             helper.make_node("MatMul", ["row_weights", "rows"], ["scores"])]
+    w_ref = onnx.TensorProto()
+    w_ref.CopyFrom(w)
+    w_ref.name = "W"
+    n_items = read_info(proto).n_items
+    graph = helper.make_graph(
+        nodes, "cobuy_cart", initializer=[w_ref, numpy_helper.from_array(np.array([0], np.int64), "axis0")],
+        inputs=[helper.make_tensor_value_info("items", TensorProto.INT64, ["n"]),
+                helper.make_tensor_value_info("weights", TensorProto.FLOAT, ["n"])],
+        outputs=[helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, n_items])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="cobuy")
+    model.ir_version = 9
+    return model
+
+
+def _initializer(export_path: Path, name: str) -> np.ndarray:
+    proto = onnx.load(str(export_path), load_external_data=False)
+    onnx.load_external_data_for_model(proto, str(export_path.parent))
+    return numpy_helper.to_array(next(t for t in proto.graph.initializer if t.name == name))
+
+
+def _positions(model_ids: np.ndarray | None, bundle_ids: np.ndarray, what: str, path: Path) -> np.ndarray:
+    """(len(bundle_ids),) model position of each bundle id; ValueError when the export lacks one."""
+    if model_ids is None:
+        return np.arange(len(bundle_ids))
+    pos = {str(i): n for n, i in enumerate(model_ids)}
+    out = np.asarray([pos.get(str(i), -1) for i in bundle_ids], np.int64)
+    if (out < 0).any():
+        raise ValueError(f"{path}: the export does not know {int((out < 0).sum())} {what} of the bundle "
+                         f"(e.g. {bundle_ids[np.flatnonzero(out < 0)[0]]!r}); bundle and export must share the data")
+    return out
+
+
+class ItemItemScorer:
+    """An item-item export run by ONNX Runtime through :func:`cart_graph`."""
+
+    def __init__(self, export_path: str | Path, item_ids: np.ndarray, user_items: sp.csr_matrix,
+                 threads: int = 1) -> None:
+        export_path = Path(export_path)
+        _, model_items = read_ids(export_path)
+        self.item_pos = _positions(model_items, item_ids, "items", export_path)
+        self.identity = bool(np.array_equal(self.item_pos, np.arange(len(item_ids))))
+        derived = export_path.with_name(f"{export_path.stem}.cart.onnx")
+        onnx.save_model(cart_graph(export_path), str(derived))
+        self.session = open_session(derived, "cpu", threads)
+        self.user_items, self.n_items = user_items, len(item_ids)
+
+    def cart_scores(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        feeds = {"items": self.item_pos[np.asarray(items, np.int64)], "weights": np.asarray(weights, np.float32)}
+        raw = self.session.run(["scores"], feeds)[0][0]
+        return raw if self.identity else raw[self.item_pos]
+
+    def user_scores(self, user: int, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        row = self.user_items[user]
+        hist = np.concatenate([row.indices, np.asarray(items, np.int64)])
+        w = np.concatenate([np.ones(len(row.indices), np.float32), np.asarray(weights, np.float32)])
+        return self.cart_scores(hist, w) if len(hist) else np.zeros(self.n_items, np.float32)
+
+    def related_scores(self, item: int) -> np.ndarray:
+        return self.cart_scores(np.array([item]), np.ones(1, np.float32))
+
+
+class FactorScorer:
+    """A factor export: the export's graph (ORT) for known customers, ridge fold-in for carts, cosine for
+    related items. ``fold_in_l2``: the ridge penalty of the fold-in, relative to the mean squared factor norm."""
+
+    def __init__(self, export_path: str | Path, item_ids: np.ndarray, user_ids: np.ndarray,
+                 user_items: sp.csr_matrix, threads: int = 1, fold_in_l2: float = 0.1) -> None:
+        export_path = Path(export_path)
+        model_users, model_items = read_ids(export_path)
+        self.item_pos = _positions(model_items, item_ids, "items", export_path)
+        upos = {str(u): n for n, u in enumerate(model_users)} if model_users is not None else None
+        self.user_pos = (np.arange(len(user_ids)) if upos is None else
+                         np.asarray([upos.get(str(u), -1) for u in user_ids], np.int64))
+        self.session = open_session(export_path, "cpu", threads)
+        v = _initializer(export_path, "item_factors_t").T.astype(np.float32)  # (n_model_items, d)
+        self.v = np.ascontiguousarray(v[self.item_pos])  # bundle item order
+        norms = np.linalg.norm(self.v, axis=1, keepdims=True)
+        self.v_unit = np.divide(self.v, norms, out=np.zeros_like(self.v), where=norms > 0)
+        self.l2 = float(fold_in_l2 * max(np.mean(norms ** 2), 1e-12))
+        self.user_items, self.n_items = user_items, len(item_ids)
+
+    def cart_scores(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Ridge fold-in: u = argmin ||V_c u - w||^2 + l2 ||u||^2, scores = V u."""
+        vc = self.v[np.asarray(items, np.int64)]
+        w = np.asarray(weights, np.float32)
+        u = np.linalg.solve(vc.T @ vc + self.l2 * np.eye(vc.shape[1], dtype=np.float32), vc.T @ w)
+        return (self.v @ u).astype(np.float32)
+
+    def user_scores(self, user: int, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        pos = int(self.user_pos[user]) if user < len(self.user_pos) else -1
+        if len(items) or pos < 0:
+            row = self.user_items[user]
+            hist = np.concatenate([row.indices, np.asarray(items, np.int64)])
+            w = np.concatenate([np.ones(len(row.indices), np.float32), np.asarray(weights, np.float32)])
+            return self.cart_scores(hist, w) if len(hist) else np.zeros(self.n_items, np.float32)
+        raw = self.session.run(["scores"], {"user_index": np.array([pos], np.int64),
+                                            "seen_index": np.zeros((0, 2), np.int64)})[0][0]
+        return raw[self.item_pos]
+
+    def related_scores(self, item: int) -> np.ndarray:
+        return self.v_unit @ self.v_unit[item]
+
+
+class NativeScorer:
+    """A pickled model run by its own code (``training.models``' contract), for forms ONNX cannot express."""
+
+    def __init__(self, pickle_path: str | Path, n_items: int, user_items: sp.csr_matrix) -> None:
+        with open(pickle_path, "rb") as fh:
+            self.model = pickle.load(fh)
+        if getattr(self.model, "n_items", n_items) != n_items:
+            raise ValueError(f"{pickle_path}: the model has {self.model.n_items} items, the bundle {n_items}")
+        self.user_items, self.n_items = user_items, n_items
+
+    def _row(self, items: np.ndarray, weights: np.ndarray) -> sp.csr_matrix:
+        items = np.asarray(items, np.int64)
+        return sp.csr_matrix((np.asarray(weights, np.float32), (np.zeros(len(items), np.int64), items)),
+                             shape=(1, self.n_items))
+
+    def cart_scores(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.score_history(self._row(items, weights)), np.float32)[0]
+
+    def user_scores(self, user: int, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        if not len(items):
+            return np.asarray(self.model.score_users(np.array([user])), np.float32)[0]
+        row = self.user_items[user]
+        hist = np.concatenate([row.indices, np.asarray(items, np.int64)])
+        w = np.concatenate([np.ones(len(row.indices), np.float32), np.asarray(weights, np.float32)])
+        return self.cart_scores(hist, w)
+
+    def related_scores(self, item: int) -> np.ndarray:
+        idx, vals = self.model.related_items(np.array([item]), min(RELATED_POOL, self.n_items - 1))
+        out = np.full(self.n_items, -np.inf, np.float32)
+        keep = idx[0] >= 0
+        out[idx[0][keep]] = vals[0][keep]
+        return out
+
+
+def open_scorer(folder: Path, fmt: str, model_file: str, kind_hint: str | None, item_ids: np.ndarray,
+                user_ids: np.ndarray, user_items: sp.csr_matrix, threads: int = 1):
+    """The scorer for a bundle's model file (``fmt`` "onnx": by the export's kind; "native": the pickle)."""
+    path = folder / model_file
+    if fmt == "native":
+        return NativeScorer(path, len(item_ids), user_items)
+    kind = kind_hint or read_info(path).kind
+    if kind == "item_item":
+        return ItemItemScorer(path, item_ids, user_items, threads)
+    if kind == "factor":
+        return FactorScorer(path, item_ids, user_ids, user_items, threads)
+    raise ValueError(f"{path}: unknown export kind {kind!r}")

@@ -1,0 +1,130 @@
+"""One serving champion across families: bundle the run's best model, judge it against the served one.
+
+The per-family gate (``serving.registry.run_gate``) keeps one champion per family as history. What the live
+service answers from is one registered model, ``<prefix>serving``: each version a serving bundle
+(``serving.service.bundle``) of whichever family won, in ONNX where the family has a serving form and as the
+model's own pickled Python code where it has none (the hybrid: its per-request z-scores of several signals over
+the candidate items are no fixed function of the history that an ONNX graph of the export's two forms holds).
+The gate scores challenger and champion bundles through the same code the service runs, on the same held-out
+users, whatever their families, and moves the one alias ``champion``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from serving.service.bundle import BundleInfo, write_bundle
+from training.data import InteractionData
+from training.metrics import DEFAULT_KS, evaluate_scores
+from training.models.base import Recommender
+
+# model_metrics' ``model`` column -> the family name the registry and the plan use
+MODEL_TO_FAMILY = {"mf_bpr": "mf", "mf_ials": "ials"}
+NATIVE_WHY = ("its score is per-request z-scores of several signals (collaborative, association lift, text, trend, "
+              "category) over the candidate items, blended: no fixed matrix or factors of the history, which is what "
+              "the ONNX exports hold; served by the model's own Python code (format native)")
+
+
+@dataclass
+class TextAssets:
+    """The exported text encoder to bundle: ``folder`` holding ``model_file`` and its tokenizer, and the
+    catalog's (n_items, d) embeddings by it in the data's item order."""
+
+    folder: Path
+    model_file: str
+    embeddings: np.ndarray
+    max_length: int = 64
+
+
+def family_of(model_name: str) -> str:
+    return MODEL_TO_FAMILY.get(model_name, model_name)
+
+
+def rank_candidates(model_metrics: pd.DataFrame, metric: str, families: Sequence[str]) -> pd.DataFrame:
+    """(family, value) of ``families`` on ``metric`` (e.g. ``ndcg@20``) from ``model_metrics`` (columns ``model``,
+    ``k`` and the metric names), best first; families without a row are left out."""
+    name, k = metric.split("@")
+    at_k = model_metrics[model_metrics["k"] == int(k)]
+    rows = [{"family": family_of(str(m)), "value": float(v)} for m, v in zip(at_k["model"], at_k[name])]
+    table = pd.DataFrame(rows, columns=["family", "value"])
+    table = table[table["family"].isin(list(families))]
+    return table.sort_values("value", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def bundle_model(model: Recommender | None, family: str, data: InteractionData, catalog: pd.DataFrame, folder: str | Path,
+                 onnx_path: str | Path | None = None, text: TextAssets | None = None, k: int = 20,
+                 source: dict | None = None) -> BundleInfo:
+    """A serving bundle of ``model`` (fitted on ``data``) in ``folder``: ``onnx_path`` when an export exists
+    (parity-checked upstream); else an ONNX export made here when the model has a serving form; else native."""
+    from serving.onnx_export import export_recommender
+
+    folder = Path(folder)
+    if onnx_path is None:
+        if model is None:
+            raise ValueError(f"bundle_model({family!r}): give the fitted model or its ONNX export")
+        try:
+            model.serving_form()
+        except NotImplementedError:
+            return write_bundle(folder, family, data, catalog, native_model=model, **_text(text),
+                                source={**(source or {}), "native_because": NATIVE_WHY})
+        onnx_path = folder.parent / f".{folder.name}-export" / "model.onnx"
+        export_recommender(model, onnx_path, k=k, user_ids=data.user_ids, item_ids=data.item_ids)
+    return write_bundle(folder, family, data, catalog, onnx_path=onnx_path, **_text(text), source=source)
+
+
+def _text(text: TextAssets | None) -> dict:
+    if text is None:
+        return {}
+    return {"text_dir": text.folder, "text_model": text.model_file, "text_embeddings": text.embeddings,
+            "text_max_length": text.max_length}
+
+
+class BundleScorer:
+    """A serving bundle's scores on the current data's positions, through the service's own scorer.
+
+    ``user_ids`` (n_users,), ``item_ids`` (n_items,): the current data's canonical ids; ``history``: its
+    (n_users, n_items) CSR. A customer the bundle knows is scored as the service scores them; another one by
+    folding in their current history; items the bundle never saw get -inf."""
+
+    def __init__(self, folder: str | Path, user_ids: Sequence, item_ids: Sequence, history: sp.csr_matrix) -> None:
+        from serving.service.champion import load_served
+
+        self.served = s = load_served(folder, "gate", "0")
+        pos = np.asarray([s.item_index.get(str(i), -1) for i in item_ids], np.int64)
+        self.known = np.flatnonzero(pos >= 0)
+        self.bundle_item_of_known = pos[self.known]
+        self.user_pos = np.asarray([s.user_index.get(str(u), -1) for u in user_ids], np.int64)
+        self.history, self.n_items = history.tocsr(), len(item_ids)
+
+    def __call__(self, users: np.ndarray) -> np.ndarray:
+        out = np.full((len(users), self.n_items), -np.inf, np.float32)
+        scorer = self.served.scorer
+        known_cols = np.full(self.n_items, -1, np.int64)
+        known_cols[self.known] = self.bundle_item_of_known
+        for r, u in enumerate(np.asarray(users)):
+            b = int(self.user_pos[u])
+            if b >= 0:
+                scores = scorer.user_scores(b, np.zeros(0, np.int64), np.zeros(0, np.float32))
+            else:
+                items = known_cols[self.history[u].indices]
+                items = items[items >= 0]
+                if not len(items):
+                    continue
+                scores = scorer.cart_scores(items, np.ones(len(items), np.float32))
+            out[r, self.known] = scores[self.bundle_item_of_known]
+        return out
+
+
+def bundle_evaluator(user_ids: Sequence, item_ids: Sequence, train: sp.csr_matrix, test: sp.csr_matrix,
+                     ks: Sequence[int] = DEFAULT_KS) -> Callable[[dict[str, Path]], dict[str, dict]]:
+    """The serving gate's ``evaluate``: {role: bundle folder} -> {role: metrics} on the same held-out ``test``
+    ((n_users, n_items) CSR of the current data, ``train`` items excluded), every bundle scored by
+    :class:`BundleScorer`."""
+    def evaluate(paths: dict[str, Path]) -> dict[str, dict]:
+        return {role: evaluate_scores(BundleScorer(p, user_ids, item_ids, train), train, test, ks)
+                for role, p in paths.items()}
+    return evaluate

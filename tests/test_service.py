@@ -1,0 +1,321 @@
+"""The live service (serving/service) on the synthetic shop: contract tests of every endpoint with known answers,
+bad requests, auth, logs without customer ids, hot swap under load, and the serving gate across families."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tests.service_support import LiveServer, planted_in_train, register, set_champion, text_assets
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+
+@pytest.fixture(scope="module")
+def models(shop_data):
+    from training.models import ItemKNN, Popularity
+
+    return {"itemknn": ItemKNN().fit(shop_data), "popularity": Popularity().fit(shop_data)}
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory, models, shop_data, shop_clean):
+    """itemknn (item-item ONNX, with the text encoder) and popularity (factor ONNX) bundles of the shop."""
+    from serving.serving_gate import bundle_model
+
+    root = tmp_path_factory.mktemp("bundles")
+    text = text_assets(shop_data, shop_clean.items, root / "text")
+    return {family: (root / family, bundle_model(model, family, shop_data, shop_clean.items, root / family,
+                                                 text=text if family == "itemknn" else None))
+            for family, model in models.items()}
+
+
+def _client(folder, **settings):
+    from fastapi.testclient import TestClient
+
+    from serving.service.app import create_app
+    from serving.service.champion import ChampionHolder
+    from serving.service.settings import ServiceSettings
+
+    holder = ChampionHolder("unused", "cobuy-serving", "champion", folder.parent / "cache",
+                            resolve=lambda: "1", fetch=lambda version, dst: folder)
+    app = create_app(ServiceSettings(cache_dir=str(folder.parent / "cache"), **settings), holder=holder, poll=False)
+    holder.refresh()
+    return TestClient(app)
+
+
+@pytest.fixture(scope="module")
+def client(bundles):
+    return _client(bundles["itemknn"][0])
+
+
+def test_related_puts_the_planted_partner_first_with_its_evidence(client, shop, shop_data):
+    pairs = planted_in_train(shop, shop_data)
+    assert len(pairs) >= 4
+    for anchor, partner in pairs:
+        body = client.get(f"/items/{anchor}/related", params={"k": 5}).json()
+        first = body["items"][0]
+        assert first["item_id"] == partner, body
+        assert first["evidence"]["co_purchases"] >= 5 and first["evidence"]["lift"] > 5
+        assert first["evidence"]["with_item_id"] == anchor
+        assert f"{first['evidence']['co_purchases']} baskets" in first["reason"]
+        assert body["model"] == {"name": "cobuy-serving", "version": "1", "family": "itemknn", "format": "onnx"}
+        assert body["ranked_by"].startswith("score: item-kNN") and body["order"] == "score"
+        scores = [r["score"] for r in body["items"]]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_related_order_follows_the_evidence_when_asked_and_says_so_otherwise(client, shop):
+    anchor = shop.planted_pairs[0][0]
+    by_score = client.get(f"/items/{anchor}/related", params={"k": 30}).json()["items"]
+    for row in by_score:  # rows the baskets do not support say which score put them there
+        if row["evidence"]["co_purchases"] == 0:
+            assert row["reason"].startswith("Never bought together") and "suggested by item-kNN" in row["reason"]
+        elif row["evidence"]["lift"] < 1:
+            assert "less often than chance" in row["reason"]
+    for order, key in (("co_purchases", "co_purchases"), ("lift", "lift")):
+        body = client.get(f"/items/{anchor}/related", params={"k": 30, "order": order}).json()
+        values = [r["evidence"][key] for r in body["items"]]
+        assert values == sorted(values, reverse=True) and body["order"] == order
+        assert all(r["evidence"]["co_purchases"] >= 1 for r in body["items"])
+        assert body["ranked_by"].startswith(order)
+    floor = client.get(f"/items/{anchor}/related", params={"k": 30, "min_lift": 1.0, "min_co_purchases": 2}).json()
+    assert floor["items"] and all(r["evidence"]["lift"] >= 1.0 and r["evidence"]["co_purchases"] >= 2
+                                  for r in floor["items"])
+
+
+def test_basket_completion_folds_in_the_cart_and_applies_filters(client, shop, shop_data, shop_clean):
+    (a1, p1), (a2, p2) = planted_in_train(shop, shop_data)[:2]
+    body = client.post("/baskets/complete", params={"k": 5}, json={"items": [a1, a2]}).json()
+    top = [r["item_id"] for r in body["items"]]
+    assert {p1, p2} <= set(top[:3]) and not {a1, a2} & set(top)
+    row = next(r for r in body["items"] if r["item_id"] == p1)
+    assert row["evidence"]["with_item_id"] == a1 and row["evidence"]["lift"] > 5
+    heavy = client.post("/baskets/complete", params={"k": 5}, json={"items": [a1, a2], "quantities": [1, 50]}).json()
+    assert heavy["items"][0]["item_id"] == p2  # the quantity weighs the fold-in
+    items = shop_clean.items.set_index("item_id")
+    category = items.loc[a1, "category"]
+    cheap = float(items["price"].median())
+    filtered = client.post("/baskets/complete", json={"items": [a1]},
+                           params={"k": 10, "category": category, "max_price": cheap, "exclude": f"{p1},SKU00001"}).json()
+    assert filtered["items"] and all(r["category"] == category and r["price"] <= cheap for r in filtered["items"])
+    assert not {p1, "SKU00001"} & {r["item_id"] for r in filtered["items"]}
+    assert filtered["filters_ignored"] == [] if "filters_ignored" in filtered else True
+    stock = client.post("/baskets/complete", json={"items": [a1]}, params={"in_stock": "true"}).json()
+    assert stock["filters_ignored"] == ["in_stock: the served catalog has no in_stock field"]
+
+
+def test_user_recommendations_exclude_history_and_fold_in_the_session(client, shop, shop_data):
+    anchor, partner = planted_in_train(shop, shop_data)[0]
+    a, p = shop_data.item_index([anchor, partner])
+    users = np.flatnonzero((shop_data.user_items[:, a].toarray().ravel() == 0)
+                           & (shop_data.user_items[:, p].toarray().ravel() == 0))
+    user = str(shop_data.user_ids[users[0]])
+    plain = client.get(f"/users/{user}/recommendations", params={"k": 10}).json()
+    history = set(shop_data.item_ids[shop_data.user_items[users[0]].indices])
+    assert plain["history_items"] == len(history) and not history & {r["item_id"] for r in plain["items"]}
+    session = client.get(f"/users/{user}/recommendations", params={"k": 10, "recent_items": anchor}).json()
+    assert partner not in [r["item_id"] for r in plain["items"]]
+    row = next(r for r in session["items"] if r["item_id"] == partner)  # the session's anchor brings its partner
+    assert row["evidence"]["with_item_id"] == anchor and "session" in session["ranked_by"]
+
+
+def test_new_item_title_finds_its_twin_and_the_twins_partner(client, shop, shop_data, shop_clean):
+    items = shop_clean.items.set_index("item_id")
+    for twin, anchor, partner in shop.twins:
+        product = {"title": str(items.loc[twin, "title"]), "category": str(items.loc[twin, "category"]),
+                   "brand": str(items.loc[twin, "brand"])}
+        listed = client.post("/items/new", json=product, params={"k": 3}).json()
+        assert listed["neighbours"][0]["item_id"] == twin  # already in the catalog: itself, similarity ~1
+        assert listed["neighbours"][0]["similarity"] > 0.99
+        new = client.post("/items/new", json=product, params={"k": 3, "exclude": twin}).json()  # as if not listed
+        assert new["neighbours"][0]["item_id"] == anchor, new["neighbours"]
+        assert partner in [r["item_id"] for r in new["partners"][:3]], new["partners"]
+        row = next(r for r in new["partners"] if r["item_id"] == partner)
+        assert row["evidence"]["with_item_id"] == anchor and row["evidence"]["co_purchases"] > 0
+
+
+@pytest.mark.parametrize("method, path, kwargs, status, words", [
+    ("get", "/items/NO-SUCH-SKU/related", {}, 404, ["'NO-SUCH-SKU'"]),
+    ("post", "/baskets/complete", {"json": {"items": ["SKU00001", "NOPE-1"]}}, 404, ["'NOPE-1'"]),
+    ("get", "/users/no-such-customer/recommendations", {}, 404, ["'no-such-customer'"]),
+    ("get", "/users/U00001/recommendations", {"params": {"recent_items": "NOPE-2"}}, 404, ["'NOPE-2'"]),
+    ("post", "/baskets/complete", {"json": {"itemz": ["SKU00001"]}}, 422, ["'items'"]),
+    ("post", "/baskets/complete", {"json": {"items": "SKU00001,SKU00002"}}, 422, ["'items'"]),
+    ("post", "/baskets/complete", {"json": {"items": []}}, 422, ["'items'"]),
+    ("post", "/baskets/complete", {"json": {"items": ["SKU00001"], "quantities": [1, 2]}}, 422, ["'quantities'"]),
+    ("post", "/baskets/complete", {"json": {"items": ["SKU00001"], "quantities": [-1]}}, 422, ["'quantities'"]),
+    ("post", "/baskets/complete", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 422,
+     ["invalid request"]),
+    ("get", "/items/SKU00001/related", {"params": {"k": 0}}, 422, ["'k'"]),
+    ("get", "/items/SKU00001/related", {"params": {"k": 1000}}, 422, ["'k'", "COBUY_SERVE_MAX_K"]),
+    ("get", "/items/SKU00001/related", {"params": {"min_price": "cheap"}}, 422, ["'min_price'"]),
+    ("get", "/items/SKU00001/related", {"params": {"category": "Spaceships"}}, 422, ["'category'", "Kitchen"]),
+    ("post", "/items/new", {"json": {"title": ""}}, 422, ["'title'"]),
+    ("post", "/baskets/complete", {"json": {"items": ["SKU00001"] * 101}}, 413, ["101 items", "at most 100"]),
+    ("post", "/baskets/complete", {"json": {"items": ["SKU00001"] * 9000}}, 413, ["bytes", "limit"]),
+])
+def test_bad_requests_get_a_clear_status_naming_the_field_or_id(client, method, path, kwargs, status, words):
+    response = getattr(client, method)(path, **kwargs)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert all(w in error for w in words), error
+
+
+def test_ignore_unknown_answers_from_the_known_cart_items(client, shop):
+    body = client.post("/baskets/complete", json={"items": [shop.planted_pairs[0][0], "NEW-TODAY"],
+                                                  "ignore_unknown": True}).json()
+    assert body["unknown_items"] == ["NEW-TODAY"] and body["items"]
+
+
+def test_bearer_token_guards_the_api_but_not_the_probes(bundles):
+    guarded = _client(bundles["popularity"][0], token="s3cret")
+    assert guarded.get("/items/SKU00001/related").status_code == 401
+    assert guarded.get("/items/SKU00001/related", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    ok = guarded.get("/items/SKU00001/related", headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200 and ok.json()["model"]["format"] == "onnx"
+    assert guarded.get("/healthz").status_code == 200 and guarded.get("/readyz").status_code == 200
+
+
+def test_request_logs_are_json_without_customer_ids(client, caplog, shop_data):
+    user = str(shop_data.user_ids[3])
+    with caplog.at_level(logging.INFO, logger="cobuy.serving"):
+        assert client.get(f"/users/{user}/recommendations", params={"recent_items": "SKU00001"}).status_code == 200
+        assert client.get("/users/raw-customer-42/recommendations").status_code == 404
+    lines = [r.getMessage() for r in caplog.records if r.name == "cobuy.serving"]
+    assert len(lines) >= 2 and not any(user in line or "raw-customer-42" in line for line in lines)
+    events = [json.loads(line) for line in lines]
+    assert {e["endpoint"] for e in events} == {"/users/{user_id}/recommendations"}
+    assert sorted(e["status"] for e in events) == [200, 404]
+
+
+def test_probes_and_metrics(bundles):
+    from fastapi.testclient import TestClient
+
+    from serving.service.app import create_app
+    from serving.service.champion import ChampionHolder
+    from serving.service.settings import ServiceSettings
+
+    folder = bundles["itemknn"][0]
+    holder = ChampionHolder("unused", "cobuy-serving", "champion", folder.parent / "cache2",
+                            resolve=lambda: None, fetch=lambda v, d: folder)
+    client = TestClient(create_app(ServiceSettings(cache_dir=str(folder.parent / "cache2")), holder=holder, poll=False))
+    assert client.get("/healthz").status_code == 200
+    holder.refresh()  # the alias names no version yet
+    not_ready = client.get("/readyz")
+    assert not_ready.status_code == 503 and "no 'champion' version" in not_ready.json()["reason"]
+    assert client.get("/items/SKU00001/related").status_code == 503
+    holder.resolve = lambda: "7"
+    holder.refresh()
+    assert client.get("/readyz").json() == {"status": "ready", "model": "cobuy-serving", "version": "7"}
+    for _ in range(3):
+        client.get("/items/SKU00001/related")
+    client.get("/items/NOPE/related")
+    text = client.get("/metrics").text
+    assert 'cobuy_model_info{family="itemknn",format="onnx",name="cobuy-serving",version="7"} 1.0' in text
+    assert 'cobuy_requests_total{endpoint="/items/{item_id}/related",status="200"} 3.0' in text
+    assert 'cobuy_request_errors_total{endpoint="/items/{item_id}/related",status="404"} 1.0' in text
+    assert 'cobuy_request_seconds_bucket{endpoint="/items/{item_id}/related",le="0.5"}' in text
+    assert 'cobuy_cache_requests_total{cache="co_purchases",result="hit"} 2.0' in text
+    assert 'cobuy_model_reloads_total{result="ok"} 1.0' in text
+
+
+def test_hybrid_is_served_natively(tmp_path, shop, shop_data, shop_clean, models):
+    from serving.serving_gate import bundle_model
+    from training.models import MODELS
+    from training.models.hybrid import Hybrid
+
+    rules = MODELS["association_rules"](min_support=0.002, min_confidence=0.05).fit(shop_data)
+    hybrid = Hybrid(models["itemknn"], rules, np.eye(shop_data.n_items, 8, dtype=np.float32),
+                    {"collaborative": 1.0, "association": 0.5}).fit(shop_data)
+    info = bundle_model(hybrid, "hybrid", shop_data, shop_clean.items, tmp_path / "hybrid")
+    assert info.format == "native" and "ONNX" in info.source["native_because"]
+    client = _client(tmp_path / "hybrid")
+    anchor, partner = planted_in_train(shop, shop_data)[0]
+    related = client.get(f"/items/{anchor}/related", params={"k": 3}).json()
+    assert related["model"]["format"] == "native" and related["items"][0]["item_id"] == partner
+    cart = client.post("/baskets/complete", json={"items": [anchor]}, params={"k": 3}).json()
+    assert partner in [r["item_id"] for r in cart["items"]]
+    native = hybrid.score_history(shop_data.user_items[:1])[0]  # the service runs the model's own code
+    served = client.app.state.holder.current.scorer.cart_scores(shop_data.user_items[0].indices,
+                                                                np.ones(shop_data.user_items[0].nnz, np.float32))
+    np.testing.assert_allclose(served, native, rtol=1e-6)
+
+
+def test_serving_gate_moves_one_alias_across_families(tmp_path, bundles, shop_data, shop_split):
+    from serving.registry import CHAMPION, alias_version, run_gate, download_serving_version
+    from serving.serving_gate import bundle_evaluator
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    evaluate = bundle_evaluator(shop_data.user_ids, shop_data.item_ids, shop_data.user_items,
+                                shop_data.matrix_for(shop_split.test))
+    decisions = []
+    for family in ("popularity", "itemknn", "popularity"):
+        register(uri, bundles[family][0], family)
+        decisions.append(run_gate(uri, "cobuy-serving", evaluate, "ndcg@20", 0.0, "pytest", tmp_path / f"g{family}",
+                                  fetch=download_serving_version))
+    first, second, third = decisions
+    assert first.promoted and second.promoted and not third.promoted
+    assert second.challenger_value > second.champion_value  # item-kNN beat popularity: one alias, two families
+    assert alias_version(uri, "cobuy-serving", CHAMPION) == second.challenger_version == "2"
+
+
+def test_hot_swap_under_load_fails_no_request(tmp_path, bundles, shop):
+    """Requests keep flowing while @champion moves from v1 (item-kNN) to v2 (popularity): every answer is a 200,
+    the service switches within seconds, and /metrics shows the new version."""
+    import httpx
+
+    from serving.service.app import create_app
+    from serving.service.settings import ServiceSettings
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    v1, v2 = register(uri, bundles["itemknn"][0], "itemknn"), register(uri, bundles["popularity"][0], "popularity")
+    set_champion(uri, v1)
+    app = create_app(ServiceSettings(tracking_uri=uri, cache_dir=str(tmp_path / "cache"), poll_seconds=0.2,
+                                     log_level="warning"))
+    server = LiveServer(app)
+    try:
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{server.url}/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        anchor = shop.planted_pairs[0][0]
+        seen, failures, stop = [], [], threading.Event()
+
+        def hammer() -> None:
+            with httpx.Client(base_url=server.url, timeout=10) as http:
+                while not stop.is_set():
+                    for r in (http.get(f"/items/{anchor}/related", params={"k": 5}),
+                              http.post("/baskets/complete", json={"items": [anchor, "SKU00002"]})):
+                        (seen if r.status_code == 200 else failures).append(
+                            (r.headers.get("x-model-version"), r.status_code, r.text[:200]))
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        set_champion(uri, v2)
+        moved = time.monotonic()
+        while not any(v == f"cobuy-serving/{v2}" for v, *_ in seen[-8:]) and time.monotonic() - moved < 60:
+            time.sleep(0.05)
+        switch_s = time.monotonic() - moved
+        time.sleep(1.0)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        versions = [v for v, *_ in seen]
+        assert not failures, failures[:3]
+        assert f"cobuy-serving/{v1}" in versions and versions[-1] == f"cobuy-serving/{v2}"
+        assert switch_s < 60
+        last_old = max(i for i, v in enumerate(versions) if v == f"cobuy-serving/{v1}")
+        assert len(versions) - last_old > 20  # and it stays switched
+        metrics = httpx.get(f"{server.url}/metrics").text
+        assert f'version="{v2}"' in metrics and f'version="{v1}"' not in metrics
+        assert "cobuy_model_version 2.0" in metrics and 'cobuy_model_reloads_total{result="ok"} 2.0' in metrics
+        print(f"hot swap: {len(seen)} requests, 0 failed, switched {switch_s:.2f} s after the alias moved")
+    finally:
+        server.stop()

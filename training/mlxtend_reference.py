@@ -30,3 +30,18 @@ def mlxtend_pair_rules(onehot: pd.DataFrame, min_support: float, min_confidence:
         "support": rules["support"], "confidence": rules["confidence"], "lift": rules["lift"],
         "leverage": rules["leverage"], "conviction": rules["conviction"],
     })
+
+
+def mlxtend_itemset_rules(onehot: pd.DataFrame, min_support: float, min_confidence: float,
+                          max_len: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """mlxtend's ``fpgrowth(max_len=...)`` itemsets and their ``association_rules`` (any antecedent and
+    consequent length): (itemsets with ``support``/``itemsets``, rules as mlxtend returns them)."""
+    from mlxtend.frequent_patterns import association_rules, fpgrowth
+
+    itemsets = fpgrowth(onehot, min_support=min_support, use_colnames=True, max_len=max_len)
+    if (itemsets["itemsets"].map(len) >= 2).sum() == 0:
+        return itemsets, pd.DataFrame(columns=["antecedents", "consequents", "antecedent support",
+                                               "consequent support", "support", "confidence", "lift", "leverage",
+                                               "conviction"])
+    rules = association_rules(itemsets, num_itemsets=len(onehot), metric="confidence", min_threshold=min_confidence)
+    return itemsets, rules

@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export MLFLOW_ENABLE_TELEMETRY := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test benchmark dev clean
+.PHONY: install demo test benchmark dev serve clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,14 +30,19 @@ $(DAGSTER_HOME)/dagster.yaml:
 	cp infra/local/dagster.yaml $@
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster job execute -m orchestration.definitions -j full_pipeline -c configs/demo.yaml
+	$(VENV)/bin/dg launch --job full_pipeline -m orchestration.definitions -c configs/demo.yaml
+	@echo "answers: $(COBUY_DATA_DIR)/answers/latest/ (open report.html)"
 
 test: install
 	-sh tests/setup_chromium.sh  # Debian's chromium for the UI screenshot test; never fails (the test skips)
 	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
+# the live service on MLflow's cobuy-serving@champion (after `make demo`: the demo's); settings: SERVE_ARGS=--help
+serve: install
+	$(VENV)/bin/python -m serving.service $(SERVE_ARGS)
+
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster dev -m orchestration.definitions
+	$(VENV)/bin/dg dev -m orchestration.definitions
 
 clean:
 	rm -rf $(VENV) .dagster_home data

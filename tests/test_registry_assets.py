@@ -224,3 +224,31 @@ def test_unreachable_mlflow_fails_the_registering_asset_fast_naming_the_uri(firs
                if r.dagster_event is not None and r.dagster_event.step_key == "model_versions"}
     assert records["STEP_FAILURE"] - records["STEP_START"] < 10.0  # inputs loaded, then the first MLflow call
     assert len(client.search_model_versions("name = 'cobuy-itemknn'")) == before
+
+
+def test_serving_gate_registers_the_best_family_as_the_one_serving_champion(first, tmp_path):
+    """One serving champion across families: the run's best family on ndcg@20 (whatever it is: a registered
+    export, the blend or the natively served hybrid) becomes cobuy-serving@champion, and the service loads it."""
+    from serving.service.champion import load_served
+    from serving.serving_gate import rank_candidates
+
+    result, resources, instance = first
+    run = _materialize(resources, dg.AssetSelection.assets("serving_champion"), {}, instance)
+    assert run.success, _failures(run)
+    row = run.output_for_node("serving_champion").iloc[0]
+    metrics = result.output_for_node("model_metrics")
+    families = set(result.output_for_node("model_versions")["family"]) | {"blend", "hybrid"}
+    best = rank_candidates(metrics, "ndcg@20", families)["family"].iloc[0]
+    assert row["challenger_family"] == row["serving_family"] == best
+    assert row["promoted"] and row["champion_version_after"] == "1"
+    assert row["challenger_format"] == ("native" if best == "hybrid" else "onnx")
+    client = _client(resources)
+    version = client.get_model_version_by_alias("cobuy-serving", "champion")
+    assert version.tags["family"] == best and version.tags["gate.promoted"] == "True"
+    from serving.registry import download_serving_version
+
+    folder = download_serving_version(resources["mlflow"].tracking_uri, "cobuy-serving", "1", tmp_path / "v1")
+    served = load_served(folder, "cobuy-serving", "1")
+    assert served.info.family == best and served.text is not None
+    item = int(np.argmax(served.evidence.counts))
+    assert np.isfinite(served.scorer.related_scores(item)).any()

@@ -319,3 +319,88 @@ def test_hot_swap_under_load_fails_no_request(tmp_path, bundles, shop):
         print(f"hot swap: {len(seen)} requests, 0 failed, switched {switch_s:.2f} s after the alias moved")
     finally:
         server.stop()
+
+
+def test_page_in_headless_chromium(bundles, tmp_path, shop):
+    """The page the service serves (no build step): search an item, see what goes with it with evidence and
+    reasons, place a new product by its title, and the version answering. Set COBUY_SERVE_SCREENSHOT=path.png to
+    keep the screenshot (docs/serving-page.png was made so)."""
+    import os
+    import shutil
+
+    pytest.importorskip("websockets.sync.client", reason="the websockets package (a dagster-webserver dependency)")
+    from tests.test_dagster_ui import HeadlessChromium, chromium_binary
+
+    binary = chromium_binary()
+    if binary is None:
+        pytest.skip("no chromium binary on PATH (tests/setup_chromium.sh installs Debian's `chromium`)")
+    app = _client(bundles["itemknn"][0]).app
+    server = LiveServer(app)
+    try:
+        browser = HeadlessChromium(binary, tmp_path / "profile", width=1400, height=1700)
+    except RuntimeError as exc:
+        server.stop()
+        pytest.skip(f"chromium could not start here: {exc}")
+
+    def wait_for(expression: str, what: str, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while not browser.js(expression):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"page never showed {what}: {browser.js('document.body.innerText')[:2000]}")
+            time.sleep(0.1)
+
+    anchor, partner = shop.planted_pairs[0]
+    titles = dict(zip(shop.tables.items["item_id"], shop.tables.items["title"]))
+    try:
+        browser.open(server.url + "/")
+        wait_for("document.getElementById('model').innerText.includes('cobuy-serving v1')", "the model version")
+        wait_for("document.querySelectorAll('#related tr').length > 0", "a related list")
+        browser.js(f"const q = document.getElementById('q'); q.value = {json.dumps(titles[anchor])};"
+                   "q.dispatchEvent(new Event('input'))")
+        wait_for(f"[...document.querySelectorAll('#found li')].some(li => li.dataset.id === '{anchor}')",
+                 "the searched item")
+        browser.js(f"[...document.querySelectorAll('#found li')].find(li => li.dataset.id === '{anchor}').click()")
+        wait_for(f"(document.querySelector('#related tr') || {{innerText: ''}}).innerText.includes("
+                 f"{json.dumps(titles[partner])})", "the planted partner first")
+        first_row = browser.js("document.querySelector('#related tr').innerText")
+        assert "x as often as chance" in first_row and "Ranked by score" in browser.js(
+            "document.getElementById('related-ranked').innerText")
+        twin = shop.twins[0][0]
+        browser.js(f"document.getElementById('new-title').value = {json.dumps(titles[twin])};"
+                   "document.getElementById('place').click()")
+        wait_for(f"document.getElementById('partners').innerText.includes({json.dumps(titles[partner])})",
+                 "the new product's likely partners")
+        png = tmp_path / "serving-page.png"
+        browser.screenshot(png)
+        assert png.stat().st_size > 20_000
+        if os.environ.get("COBUY_SERVE_SCREENSHOT"):
+            shutil.copyfile(png, os.environ["COBUY_SERVE_SCREENSHOT"])
+    finally:
+        browser.close()
+        server.stop()
+
+
+def test_help_lists_every_setting_and_the_manifests_probe_readyz():
+    import subprocess
+    import sys
+    from dataclasses import fields
+    from pathlib import Path
+
+    import yaml
+
+    from serving.service.settings import HELP, ServiceSettings
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-m", "serving.service", "--help"], capture_output=True, text=True,
+                         cwd=root, timeout=60).stdout
+    for f in fields(ServiceSettings):
+        assert f"--{f.name.replace('_', '-')}" in out and HELP[f.name][0] in out
+    assert "serving.service" in (root / "Makefile").read_text().split("\nserve:")[1].split("\n\n")[0]
+    deployment, service = yaml.safe_load_all((root / "infra/k8s/serving.yaml").read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["command"][:3] == ["python", "-m", "serving.service"]
+    assert service["kind"] == "Service" and service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert "EXPOSE 8000" in (root / "infra/docker/Dockerfile").read_text()
+    env = ServiceSettings.from_args(["--port", "9001"])
+    assert env.port == 9001 and env.token == "" and env.model_name == "cobuy-serving"

@@ -20,7 +20,7 @@ from orchestration.assets.text import TextEncoderArtifact, catalog_in_order
 from orchestration.metadata import markdown_table
 from orchestration.resources import ArtifactStore, MLflowRegistry, OnnxRuntimeResource, TrainingPlan
 from serving.exports import (FAMILIES, MAX_ABS_TOLERANCE, MIN_IDENTICAL_FRACTION, PLAN_FAMILIES, ExportCheck,
-                             export_family, export_refusal, verify_export)
+                             export_family, export_refusal, serving_model, verify_export)
 from serving.heldout import heldout_evaluator
 from serving.serving_gate import TextAssets, bundle_evaluator, bundle_model, rank_candidates
 from serving.text_onnx import OnnxTextEncoder, export_text_encoder
@@ -69,8 +69,11 @@ def exportable(models: dict[str, "Recommender | SkippedFamily"], chosen: list[st
             why_not[family] = f"not trained: {model.reason}"
         elif family not in chosen:
             why_not[family] = f"not in model_exports.families {chosen}"
+        elif getattr(model, "native_only_reason", lambda: None)() is not None:
+            why_not[family] = model.native_only_reason()
         else:
-            refusal = export_refusal(family, n_users, n_items, budget)
+            refusal = export_refusal(family, n_users, n_items, budget, form=plan.serving_form(family, n_items),
+                                     top_n=plan.item_item_top_n)
             if refusal is not None:
                 why_not[family] = refusal
             else:
@@ -114,8 +117,11 @@ def model_exports(context: dg.AssetExecutionContext, config: ExportConfig, inter
     reports = []
     for family in todo:
         path = folder / f"{family}.onnx"
-        export_family(models[family], data, path, k=config.k)
-        reports.append(verify_export(family, models[family], path, data.user_items, onnx_runtime.recommender,
+        # a large catalogue's item-item family is served as its top-N neighbours, checked against that native form
+        served = serving_model(models[family], training_plan.serving_form(family, data.n_items),
+                               training_plan.item_item_top_n)
+        export_family(served, data, path, k=config.k)
+        reports.append(verify_export(family, served, path, data.user_items, onnx_runtime.recommender,
                                      n_users=config.parity_users, seed=config.seed))
         context.log.info(f"{family}: parity {'passed' if reports[-1].passed else 'FAILED'} "
                          f"(max diff {reports[-1].max_abs_diff:.2e}) {reports[-1].error}")
@@ -286,7 +292,7 @@ def serving_champion(context: dg.AssetExecutionContext, config: ServingGateConfi
     info = bundle_model(model, family, data, validated_items, folder / "bundle", onnx_path=onnx_path, text=text,
                         source=source)
     tags = {"family": family, "format": info.format, "dagster_run_id": context.run.run_id,
-            f"candidate_{config.metric}": f"{float(ranking['value'].iloc[0]):.6f}",
+            "candidate_metric": config.metric, "candidate_value": f"{float(ranking['value'].iloc[0]):.6f}",
             **({"native_because": info.source.get("native_because", note)[:500]} if info.format == "native" else {})}
     version, _ = mlflow.register_serving(folder / "bundle", f"serving-{family}", tags)
     evaluate = bundle_evaluator(data.user_ids, data.item_ids, data.user_items, m.test)

@@ -1,0 +1,207 @@
+"""Load benchmark of the live service: locust on loopback against a dataset-sized champion.
+
+``python -m serving.load_benchmark --dataset gowalla`` (or ``online_retail``) builds the champion bundle of the
+dataset (Gowalla: a 64-d factor model of its 29,858 x 40,981 train split by truncated SVD, what the family's
+ONNX export holds whatever trained it; Online Retail: item-kNN, an item-item ONNX export), registers it as
+``cobuy-serving@champion`` in an MLflow under ``--work``, starts ``python -m serving.service`` on it, and runs
+locust headless at a constant offered rate against ``/items/{id}/related`` (items drawn by popularity) and
+``/baskets/complete`` (5-item carts from real baskets), ``--repeats`` runs of ``--seconds`` each per endpoint.
+Writes ``benchmarks/results/service-load-<dataset>.json``: per endpoint the medians over runs of ``rps``,
+``p50_ms``, ``p95_ms``, ``p99_ms`` (locust, client side), ``errors`` (all runs), ``cpu_percent`` (the server
+process), and where the time goes (the server's own mean latency and its scoring and evidence stages, from
+``/metrics``), with the load average before and after.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+TARGET = {"rps": 500, "p99_ms": 20.0}
+ENDPOINTS = {"related": "/items/{item_id}/related", "baskets": "/baskets/complete"}
+
+
+def build_champion(dataset: str, work: Path, dim: int, seed: int) -> dict:
+    """Fit the dataset's champion, bundle it and register it as cobuy-serving@champion under ``work``."""
+    from serving.registry import register_serving_version
+    from serving.serving_gate import bundle_model
+    from training.benchmark_data import prepare
+
+    p = prepare(dataset)
+    data, catalog = p.train, p.cleaned.items
+    if dataset == "gowalla":
+        from serving.benchmark import _FormModel
+        from sklearn.utils.extmath import randomized_svd
+
+        from training.models.base import FactorForm
+
+        u, s, vt = randomized_svd(data.user_items.astype(np.float32), n_components=dim, random_state=seed)
+        model, family = _FormModel(FactorForm((u * s).astype(np.float32), vt.T.astype(np.float32).copy())), "mf"
+    else:
+        from training.benchmark import default_params
+        from training.models import ItemKNN
+
+        model, family = ItemKNN(**default_params(dataset, "itemknn")).fit(data), "itemknn"
+    bundle = work / "bundle"
+    shutil.rmtree(bundle, ignore_errors=True)
+    info = bundle_model(model, family, data, catalog, bundle, source={"benchmark": "serving.load_benchmark"})
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    version, _ = register_serving_version(uri, "cobuy-serving", "load-benchmark", bundle, f"load-{dataset}",
+                                          {"family": family}, (work / "mlartifacts").as_uri())
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias("cobuy-serving", "champion", version)
+    rng = np.random.default_rng(seed)
+    counts = np.asarray(data.baskets.sum(axis=0)).ravel()
+    sold = np.flatnonzero(counts > 0)
+    items = rng.choice(sold, size=min(5000, len(sold)), p=counts[sold] / counts[sold].sum())
+    b = data.baskets.tocsr() if dataset != "gowalla" else data.user_items.tocsr()
+    big = np.flatnonzero(np.diff(b.indptr) >= 5)
+    carts = [rng.choice(b[r].indices, 5, replace=False) for r in rng.choice(big, min(5000, len(big)), replace=False)]
+    ids = data.item_ids.astype(str)
+    payloads = work / "payloads.json"
+    payloads.write_text(json.dumps({"items": ids[items].tolist(), "carts": [ids[c].tolist() for c in carts]}))
+    return {"uri": uri, "version": version, "payloads": payloads,
+            "model": {"family": family, "format": info.format, "n_items": data.n_items, "n_users": data.n_users,
+                      "dim": dim if dataset == "gowalla" else None, "n_baskets": int(data.baskets.shape[0])}}
+
+
+def _get(url: str, timeout: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.read().decode()
+
+
+def server_metrics(url: str) -> dict[str, float]:
+    """Sums and counts of the server's request latency by endpoint and of its stages, from /metrics."""
+    out = {}
+    for line in _get(f"{url}/metrics").splitlines():
+        m = re.match(r'^cobuy_(request|stage)_seconds_(sum|count)\{(endpoint|stage)="([^"]+)"\} (\S+)$', line)
+        if m:
+            out[f"{m[1]}:{m[4]}:{m[2]}"] = float(m[5])
+    return out
+
+
+def _delta(after: dict, before: dict, key: str) -> float:
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def run_locust(url: str, endpoint: str, payloads: Path, users: int, rate: float, seconds: int, work: Path,
+               server_pid: int) -> dict:
+    """One locust run; client-side figures from its stats CSV, the server's CPU share and stage times."""
+    import psutil
+
+    prefix = work / f"locust-{endpoint}"
+    env = {**os.environ, "COBUY_LOAD_PAYLOADS": str(payloads), "COBUY_LOAD_ENDPOINT": endpoint,
+           "COBUY_LOAD_RATE": str(rate)}
+    cmd = [sys.executable, "-m", "locust", "-f", str(Path(__file__).with_name("locustfile.py")), "--headless",
+           "--host", url, "-u", str(users), "-r", str(users), "--run-time", f"{seconds}s", "--csv", str(prefix),
+           "--only-summary", "--exit-code-on-error", "0", "--loglevel", "WARNING", "--stop-timeout", "5"]
+    proc = psutil.Process(server_pid)
+    before, cpu0, t0 = server_metrics(url), proc.cpu_times(), time.monotonic()
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=seconds + 120)
+    wall = time.monotonic() - t0
+    cpu1, after = proc.cpu_times(), server_metrics(url)
+    with open(f"{prefix}_stats.csv") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["Name"] == "Aggregated")
+    count = _delta(after, before, f"request:{ENDPOINTS[endpoint]}:count")
+    stages = {s: 1000 * _delta(after, before, f"stage:{s}:sum") / max(count, 1) for s in ("score", "evidence")}
+    return {"rps": float(row["Requests/s"]), "p50_ms": float(row["50%"]), "p95_ms": float(row["95%"]),
+            "p99_ms": float(row["99%"]), "requests": int(row["Request Count"]), "errors": int(row["Failure Count"]),
+            "cpu_percent": 100.0 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / wall,
+            "server_mean_ms": 1000 * _delta(after, before, f"request:{ENDPOINTS[endpoint]}:sum") / max(count, 1),
+            "server_stage_mean_ms": stages}
+
+
+def benchmark(args: argparse.Namespace) -> dict:
+    from training.benchmark import machine
+
+    work = Path(args.work or f"/tmp/cobuy-load-{args.dataset}")
+    work.mkdir(parents=True, exist_ok=True)
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    t0 = time.monotonic()
+    champion = build_champion(args.dataset, work, args.dim, args.seed)
+    build_seconds = time.monotonic() - t0
+    port = args.port
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "COBUY_SERVE_LOG_LEVEL": "warning", "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "serving.service", "--tracking-uri", champion["uri"],
+                               "--port", str(port), "--cache-dir", str(work / "cache"), "--poll-seconds", "30"],
+                              env=env, cwd=ROOT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if json.loads(_get(f"{url}/readyz"))["status"] == "ready":
+                    break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the service did not become ready (exit {server.returncode})")
+            time.sleep(0.5)
+        model = json.loads(_get(f"{url}/model"))
+        result = {"benchmark": "service_load", "dataset": args.dataset, "model": {**champion["model"],
+                  "load_seconds": model["load_seconds"]}, "target": TARGET, "endpoints": {},
+                  "locust": {"users": args.users, "rate_per_user": args.rate, "offered_rps": args.users * args.rate,
+                             "seconds": args.seconds, "repeats": args.repeats, "k": 10, "cart_items": 5},
+                  "build_seconds": round(build_seconds, 1)}
+        for endpoint in ("related", "baskets"):
+            run_locust(url, endpoint, champion["payloads"], args.users, args.rate, 5, work, server.pid)  # warm-up
+            runs = [run_locust(url, endpoint, champion["payloads"], args.users, args.rate, args.seconds, work,
+                               server.pid) for _ in range(args.repeats)]
+            med = {k: float(np.median([r[k] for r in runs])) for k in ("rps", "p50_ms", "p95_ms", "p99_ms",
+                                                                         "cpu_percent", "server_mean_ms")}
+            med["server_stage_mean_ms"] = {s: float(np.median([r["server_stage_mean_ms"][s] for r in runs]))
+                                           for s in ("score", "evidence")}
+            result["endpoints"][ENDPOINTS[endpoint]] = {**med, "errors": int(sum(r["errors"] for r in runs)),
+                                                        "requests": int(sum(r["requests"] for r in runs)),
+                                                        "runs": runs}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+    eps = result["endpoints"].values()
+    result["met_target"] = all(e["rps"] >= TARGET["rps"] and e["p99_ms"] <= TARGET["p99_ms"] and e["errors"] == 0
+                               for e in eps)
+    result["load_average_1_5_15min"] = {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]}
+    result["machine"] = machine()
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m serving.load_benchmark", description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", choices=["gowalla", "online_retail"], required=True)
+    p.add_argument("--users", type=int, default=50, help="simulated shoppers")
+    p.add_argument("--rate", type=float, default=10.0, help="requests per second per shopper (offered: users x rate)")
+    p.add_argument("--seconds", type=int, default=20, help="length of one measured run")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--dim", type=int, default=64, help="factor dimension of the Gowalla champion")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default=None, help="scratch folder (default /tmp/cobuy-load-<dataset>)")
+    p.add_argument("--out", default=None, help="result JSON (default benchmarks/results/service-load-<dataset>.json)")
+    args = p.parse_args(argv)
+    from serving.storage import write_result_json
+
+    result = benchmark(args)
+    out = Path(args.out or RESULTS / f"service-load-{args.dataset}.json")
+    write_result_json(result, out)
+    for name, e in result["endpoints"].items():
+        print(f"{name}: {e['rps']:.0f} rps, p50 {e['p50_ms']:.1f} ms, p99 {e['p99_ms']:.1f} ms, {e['errors']} errors, "
+              f"server CPU {e['cpu_percent']:.0f}%, in-server mean {e['server_mean_ms']:.2f} ms")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

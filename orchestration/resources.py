@@ -16,7 +16,8 @@ from serving import registry
 from serving.exports import PLAN_FAMILIES
 from serving.onnx_scoring import OnnxRecommender
 from serving.storage import publish_copy, read_pickle, sweep_stale_temps, write_parquet, write_pickle
-from training.models.footprint import MemoryBudget
+from training.models.footprint import MemoryBudget, item_item_form
+from training.models.sparse import DEFAULT_TOP_N, SPARSE_CAPABLE
 from training.tracking import LoggedRun, TrainingRun, log_training_run
 
 
@@ -200,11 +201,17 @@ class TrainingPlan(dg.ConfigurableResource):
     ``resources: {training_plan: {config: {families: [association_rules, itemknn]}}}``.
     ``memory_budget_gb``: the memory families may count on (None: what the machine, or its cgroup, has
     available when the family starts); a family or export whose estimate (``training.models.footprint``) is
-    above ``memory_fraction`` of it is refused up front, with the estimate, instead of being killed."""
+    above ``memory_fraction`` of it is refused up front, with the estimate, instead of being killed.
+    ``item_item_form``: how item-item families (EASE, GF-CF, ChebyCF, the blend; item-kNN's and the rules' exports)
+    are served: ``auto`` keeps the exact dense (n, n) matrix while its export fits the budget and otherwise cuts
+    each item to its ``item_item_top_n`` strongest neighbours (``training.models.sparse``); ``dense`` / ``sparse``
+    force one. Where exact EASE does not fit, ``ease_model`` fits SANSA instead (``training.models.sansa_ease``)."""
 
     families: list[str] = list(PLAN_FAMILIES)
     memory_budget_gb: Optional[float] = None
     memory_fraction: float = 0.75
+    item_item_form: str = "auto"
+    item_item_top_n: int = DEFAULT_TOP_N
 
     def unknown(self) -> list[str]:
         return sorted(set(self.families) - set(PLAN_FAMILIES))
@@ -223,6 +230,13 @@ class TrainingPlan(dg.ConfigurableResource):
         if self.memory_budget_gb is not None:
             return MemoryBudget.given(self.memory_budget_gb, self.memory_fraction)
         return MemoryBudget.measure(self.memory_fraction)
+
+    def serving_form(self, family: str, n_items: int) -> str:
+        """``sparse`` when ``family`` is an item-item family to serve as top-N neighbours at ``n_items``, else
+        ``dense`` (factor families always)."""
+        if family not in SPARSE_CAPABLE:
+            return "dense"
+        return item_item_form(n_items, self.budget(), self.item_item_form)
 
 
 class ValidationPolicy(dg.ConfigurableResource):

@@ -14,7 +14,8 @@ import scipy.sparse as sp
 from serving.onnx_scoring import OnnxRecommender, check_parity
 from training.data import InteractionData
 from training.models.base import Recommender
-from training.models.footprint import FLOAT32, MemoryBudget, item_item_export_bytes
+from training.models.footprint import FLOAT32, MemoryBudget, item_item_export_bytes, sparse_item_item_bytes
+from training.models.sparse import DEFAULT_TOP_N, SparseItemItem
 
 if TYPE_CHECKING:  # the onnx package takes a second or more to import: loaded when a family is exported
     from serving.onnx_export import ExportInfo
@@ -29,19 +30,27 @@ MAX_ABS_TOLERANCE = 1e-4  # the lifecycle issue's parity bounds
 MIN_IDENTICAL_FRACTION = 0.999
 
 
-def export_bytes(family: str, n_users: int, n_items: int, dim: int = 128) -> int:
+def export_bytes(family: str, n_users: int, n_items: int, dim: int = 128, form: str = "dense",
+                 top_n: int = DEFAULT_TOP_N) -> int:
     """Memory an export of ``family`` needs while it is written: an item-item family's dense matrix twice
-    (``item_item_export_bytes``), a factor family's (n_users + n_items, ``dim``) factors twice."""
+    (``item_item_export_bytes``) or, ``form="sparse"``, its top-``top_n`` neighbours (``sparse_item_item_bytes``);
+    a factor family's (n_users + n_items, ``dim``) factors twice."""
     if family in ITEM_ITEM_FAMILIES:
-        return item_item_export_bytes(n_items)
+        return sparse_item_item_bytes(n_items, top_n) if form == "sparse" else item_item_export_bytes(n_items)
     return 2 * (n_users + n_items) * dim * FLOAT32
 
 
-def export_refusal(family: str, n_users: int, n_items: int, budget: MemoryBudget, dim: int = 128) -> str | None:
+def export_refusal(family: str, n_users: int, n_items: int, budget: MemoryBudget, dim: int = 128,
+                   form: str = "dense", top_n: int = DEFAULT_TOP_N) -> str | None:
     """Why ``family`` is not exported at this size (its estimate against ``budget``), or None when it fits."""
-    form = (f"a dense {n_items:,} x {n_items:,} float32 matrix" if family in ITEM_ITEM_FAMILIES
-            else f"{n_users + n_items:,} factor rows")
-    return budget.refusal(f"the ONNX export of {family} ({form})", export_bytes(family, n_users, n_items, dim),
+    if family not in ITEM_ITEM_FAMILIES:
+        what = f"{n_users + n_items:,} factor rows"
+    elif form == "sparse":
+        what = f"{n_items:,} items x their top {top_n} neighbours"
+    else:
+        what = f"a dense {n_items:,} x {n_items:,} float32 matrix"
+    return budget.refusal(f"the ONNX export of {family} ({what})",
+                          export_bytes(family, n_users, n_items, dim, form, top_n),
                           f"leave {family!r} out of model_exports.families (the family is still evaluated), or "
                           "export it where more memory is free")
 
@@ -51,6 +60,14 @@ def export_family(model: Recommender, data: InteractionData, path: str | Path, k
     from serving.onnx_export import export_recommender
 
     return export_recommender(model, path, k=k, user_ids=data.user_ids, item_ids=data.item_ids)
+
+
+def serving_model(model: Recommender, form: str, top_n: int = DEFAULT_TOP_N) -> Recommender:
+    """The model as it is served: ``model`` itself (``form="dense"``, or already cut), else its top-``top_n``
+    neighbour form (``training.models.sparse.SparseItemItem``), which the export is then checked against."""
+    if form != "sparse" or isinstance(model, SparseItemItem):
+        return model
+    return SparseItemItem.from_model(model, top_n)
 
 
 @dataclass

@@ -145,3 +145,33 @@ def test_the_memory_planner_serves_large_catalogues_sparse():
     assert sparse_item_item_bytes(49_688, 200) < 2**30  # under 1 GiB where dense needs 18 GiB
     with pytest.raises(ValueError, match="auto"):
         item_item_form(10, small, "tiny")
+
+
+def test_the_pipeline_serves_item_item_families_sparse_when_the_plan_says_so(tmp_path):
+    """``item_item_form: sparse`` (what ``auto`` picks where the dense export does not fit): EASE and ChebyCF come
+    out as their top-N form, evaluated as such, and every item-item export is the sparse graph and passes parity."""
+    import dagster as dg
+
+    from orchestration.definitions import all_assets, all_checks, build_resources
+
+    selection = (dg.AssetSelection.groups("ingestion", "validation", "splits", "models")
+                 - dg.AssetSelection.assets("hybrid_model")) | dg.AssetSelection.assets("model_exports")
+    families = ["association_rules", "itemknn", "ease", "chebycf"]
+    config = {"ops": {"raw_tables": {"config": {"kind": "synthetic", "synthetic_users": 150}},
+                      "association_rules": {"config": {"min_support": 0.002}},
+                      "ease_model": {"config": {"l2": 50.0}}, "chebycf_model": {"config": {"n_factors": 16}}},
+              "resources": {"training_plan": {"config": {"families": families, "item_item_form": "sparse",
+                                                         "item_item_top_n": 10}}}}
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([*all_assets, *all_checks], selection=selection, resources=build_resources(str(tmp_path)),
+                                run_config=config, instance=instance, raise_on_error=False)
+    assert result.success, [e.event_specific_data.error.message[:500] for e in result.all_events
+                            if e.event_type_value == "STEP_FAILURE"]
+    for asset, family in (("ease_model", "ease"), ("chebycf_model", "chebycf")):
+        model = result.output_for_node(asset)
+        assert isinstance(model, SparseItemItem) and model.name == family and model.top_n == 10
+        assert model.matrix.getnnz(axis=1).max() <= 10
+    assert not isinstance(result.output_for_node("itemknn_model"), SparseItemItem)  # natively sparse: kept
+    exports = result.output_for_node("model_exports", "model_exports")
+    assert sorted(exports["family"]) == sorted(families) and exports["passed"].all()
+    assert set(exports["kind"]) == {"item_item_sparse"}

@@ -17,8 +17,10 @@ from orchestration.resources import ArtifactStore, OptunaStorage, TrainingPlan
 from training import models as families  # classes resolve on first use (torch and Lightning only for those)
 from training.models.association import why_no_rules
 from training.models.base import Recommender, SkippedFamily, missing_training_data
+from training.models.sansa_ease import SansaEASE, sansa_available
+from training.models.sparse import SparseItemItem
 from training.models.footprint import (DataSize, ease_fit_bytes, factor_fit_bytes, itemknn_fit_bytes,
-                                       spectral_fit_bytes)
+                                       sansa_fit_bytes, spectral_fit_bytes)
 from training.fitting import fit_final
 from training.blend_tuning import tune_blend
 from training.chebycf_tuning import tune_chebycf
@@ -64,7 +66,14 @@ class ItemKNNConfig(TunableConfig):
 
 
 class EASEConfig(TunableConfig):
+    """``solver``: ``exact`` inverts the dense Gram matrix (n_items^2 floats, twice); ``sansa`` fits SANSA's sparse
+    approximate inverse (training/models/sansa_ease.py; ``sansa_l2`` on its scaled Gram matrix, ``sansa_density``
+    of n_items^2 weights per factor); ``auto`` takes exact EASE while it fits the memory budget, else SANSA."""
+
     l2: float = 500.0
+    solver: Literal["auto", "exact", "sansa"] = "auto"
+    sansa_l2: float = 20.0
+    sansa_density: float = 5e-3
 
 
 class GraphFilterConfig(TunableConfig):
@@ -305,14 +314,37 @@ def itemknn_model(context: dg.AssetExecutionContext, config: ItemKNNConfig, inte
 @dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
 def ease_model(context: dg.AssetExecutionContext, config: EASEConfig, interaction_matrices: SplitMatrices,
                training_plan: TrainingPlan, optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
-    """EASE: closed-form item-item linear model (dense; n_items^2 floats)."""
-    skip = _planned(context, "ease", training_plan, interaction_matrices,
-                    ease_fit_bytes(data_size(interaction_matrices)))
+    """EASE: closed-form item-item linear model (dense; n_items^2 floats), or SANSA where that does not fit;
+    served as top-N neighbours when the catalogue is large (``training_plan.item_item_form``)."""
+    m, budget = interaction_matrices, training_plan.budget()
+    exact_bytes, sansa_bytes = ease_fit_bytes(data_size(m)), sansa_fit_bytes(data_size(m), config.sansa_density)
+    # auto: SANSA only where exact EASE does not fit and SANSA does (else the exact estimate is the reason to skip)
+    use_sansa = config.solver == "sansa" or (
+        config.solver == "auto" and budget.refusal("ease", exact_bytes, "") is not None
+        and budget.refusal("ease", sansa_bytes, "") is None and sansa_available())
+    skip = _planned(context, "ease", training_plan, m, sansa_bytes if use_sansa else exact_bytes)
     if skip is not None:
         return skip
-    model, md = fit_family(context, "ease", config, _params(config, ["l2"]), lambda p: families.EASE(**p),
-                           interaction_matrices, optuna, artifacts)
-    return dg.Output(model, metadata=md)
+    if use_sansa:
+        params, build = {"l2": config.sansa_l2, "density": config.sansa_density}, lambda p: SansaEASE(**p)
+    else:
+        params, build = _params(config, ["l2"]), lambda p: families.EASE(**p)
+    model, md = fit_family(context, "ease", config, params, build, m, optuna, artifacts)
+    model, served = served_as(context, "ease", model, training_plan, m)
+    return dg.Output(model, metadata={**md, **served, "solver": "sansa" if use_sansa else "exact"})
+
+
+def served_as(context: dg.AssetExecutionContext, family: str, model: Recommender, plan: TrainingPlan,
+              m: SplitMatrices) -> tuple[Recommender, dict]:
+    """``model`` cut to its top-N neighbours per item (``training.models.sparse``) when the plan serves this
+    catalogue's item-item families sparse, with metadata saying so; else ``model`` as it is."""
+    if plan.serving_form(family, m.train.n_items) != "sparse":
+        return model, {}
+    cut = SparseItemItem.from_model(model, plan.item_item_top_n)
+    context.log.info(f"{family}: served as its top {cut.top_n} neighbours per item ({cut.matrix.nnz:,} weights; "
+                     f"built in {cut.build_seconds:.0f} s)")
+    return cut, {"serving_form": f"top {cut.top_n} neighbours per item", "neighbour_weights": int(cut.matrix.nnz),
+                 "top_n_build_seconds": cut.build_seconds}
 
 
 @dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
@@ -344,7 +376,8 @@ def fit_spectral(context: dg.AssetExecutionContext, family: str, cls: type, conf
         return skip
     model, md = fit_family(context, family, config, {**params, "seed": config.seed}, lambda p: cls(**p), m, optuna,
                            artifacts)
-    return dg.Output(model, metadata=md)
+    model, served = served_as(context, family, model, plan, m)
+    return dg.Output(model, metadata={**md, **served})
 
 
 @dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
@@ -425,5 +458,7 @@ def blend_model(context: dg.AssetExecutionContext, config: BlendConfig, interact
                                              seed=config.seed)
     params = {"components": [list(c) for c in model.components], "weights": model.weights}
     remember_training(model, params, md)
-    return dg.Output(model, metadata={**md, "params": dg.MetadataValue.json(params), "scales": model.scales,
+    scales = model.scales
+    model, served = served_as(context, "blend", model, training_plan, m)
+    return dg.Output(model, metadata={**md, **served, "params": dg.MetadataValue.json(params), "scales": scales,
                                       "fit_seconds": model.fit_seconds})

@@ -29,6 +29,8 @@ from training.models.base import Float64Copies, LinearHistoryModel, Recommender,
 from training.ranking import top_k
 
 DEFAULT_TOP_N = 200  # chosen on Gowalla: see docs/scaling.md and benchmarks/results/gowalla-sparse-top-n.json
+# families with a top-N form: the served item-item families and the (evaluated) blend
+SPARSE_CAPABLE = ("association_rules", "itemknn", "ease", "gf_cf", "chebycf", "blend")
 
 
 @dataclass

@@ -21,6 +21,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) torch==2.13.0 uv
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -c constraints.txt -e '.[dev,production]'
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -c constraints.txt -e '.[scale]' \
+	  || echo "SANSA (EASE at 50k+ items) not installed: it needs SuiteSparse (apt-get install libsuitesparse-dev)"
 	touch $@
 
 install: $(VENV)/.installed

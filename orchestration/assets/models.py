@@ -48,10 +48,13 @@ class TunableConfig(dg.Config):
 
 class AssociationConfig(TunableConfig):
     """``dp_epsilon``: publish rules from epsilon-differentially private counts (Laplace noise, each
-    basket contributing at most ``dp_max_pairs_per_basket`` pairs; ``training/privacy.py``); None: exact."""
+    basket contributing at most ``dp_max_pairs_per_basket`` pairs; ``training/privacy.py``); None: exact.
+    ``max_len``: longest itemset mined; 2 = pair rules (exported to ONNX), more (or null: any length) adds rules
+    with multi-item antecedents, served natively (docs/association_rules.md)."""
 
     min_support: float = 0.005
     min_confidence: float = 0.05
+    max_len: Optional[int] = 2
     rank_by: Literal["lift", "confidence"] = "lift"
     dp_epsilon: Optional[float] = None
     dp_max_pairs_per_basket: int = 45
@@ -273,7 +276,7 @@ def association_rules(context: dg.AssetExecutionContext, config: AssociationConf
     if skip is not None:
         return skip
     params = _params(config, ["min_support", "min_confidence", "rank_by", "dp_epsilon", "dp_max_pairs_per_basket",
-                              "dp_seed"])
+                              "dp_seed", "max_len"])
     model, md = fit_family(context, "association_rules", config, params, lambda p: families.AssociationRules(**p),
                            interaction_matrices, optuna, artifacts)
     data = interaction_matrices.train
@@ -285,7 +288,9 @@ def association_rules(context: dg.AssetExecutionContext, config: AssociationConf
     top.insert(0, "antecedent_title", titles.reindex(data.item_ids[top["antecedent"]]).values)
     top.insert(1, "consequent_title", titles.reindex(data.item_ids[top["consequent"]]).values)
     top = top.drop(columns=["antecedent", "consequent", "antecedent_support", "consequent_support"])
-    return dg.Output(model, metadata={**md, "rules": len(model.rules), "baskets": int(data.baskets.shape[0]),
+    multi = 0 if model.multi_rules is None else len(model.multi_rules)
+    return dg.Output(model, metadata={**md, "rules": len(model.rules) + multi, "multi_item_antecedent_rules": multi,
+                                      "max_len": str(model.max_len), "baskets": int(data.baskets.shape[0]),
                                       "differential_privacy": (f"epsilon={config.dp_epsilon}, at most "
                                                                f"{config.dp_max_pairs_per_basket} pairs per basket"
                                                                if config.dp_epsilon is not None else "off"),

@@ -6,22 +6,32 @@ import time
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
-from training.association import pair_counts, pair_rules
+from training.association import RULE_COLUMNS, pair_counts, pair_rules
+from training.itemsets import ItemsetConfigError, ItemsetRules, check_settings, itemset_rules
 from training.privacy import private_pair_rules
 from training.data import InteractionData
 from training.models.base import ItemItemForm, Recommender, linear_item_matrix, require_training_data, top_k_rows
 
+DEFAULT_MAX_LEN = 2  # pairs; longer itemsets are opt-in (docs/association_rules.md, "Choosing max_len")
+
 
 class AssociationRules(Recommender):
+    """Rules ``A -> c`` with one consequent item. ``max_len`` 2: pair rules, linear in the history (one item-item
+    matrix, exported to ONNX). ``max_len`` > 2 (or None, any length): also rules whose antecedent holds 2 or more
+    items (``training.itemsets``); such a rule adds its confidence to ``c`` only when the history holds its whole
+    antecedent, so ``{A, B} -> C`` fires for a basket with A and B and not for one with A alone."""
+
     name = "association_rules"
 
     def __init__(self, min_support: float = 0.005, min_confidence: float = 0.05,
                  rank_by: Literal["lift", "confidence"] = "lift", dp_epsilon: float | None = None,
-                 dp_max_pairs_per_basket: int = 45, dp_seed: int = 0) -> None:
+                 dp_max_pairs_per_basket: int = 45, dp_seed: int = 0, max_len: int | None = DEFAULT_MAX_LEN) -> None:
         """``dp_epsilon``: when set, rules come from epsilon-differentially private counts, each basket
-        contributing at most ``dp_max_pairs_per_basket`` pairs (``training.privacy``); None: exact."""
+        contributing at most ``dp_max_pairs_per_basket`` pairs (``training.privacy``); None: exact.
+        ``max_len``: the longest itemset mined (antecedent + consequent); None: any length."""
         super().__init__()
         self.min_support = min_support
         self.min_confidence = min_confidence
@@ -29,16 +39,32 @@ class AssociationRules(Recommender):
         self.dp_epsilon = dp_epsilon
         self.dp_max_pairs_per_basket = dp_max_pairs_per_basket
         self.dp_seed = dp_seed
+        self.max_len = max_len
+        check_settings(min_support, max_len, min_confidence)
+        if max_len is not None and max_len < 2:
+            raise ItemsetConfigError(f"association_rules.max_len = {max_len}: a rule needs 2 items; set 2 (pairs) "
+                                     "or more, or null for any length")
+        if dp_epsilon is not None and max_len != 2:
+            raise ItemsetConfigError(f"association_rules.dp_epsilon = {dp_epsilon} with max_len = {max_len}: "
+                                     "differentially private rules are pair rules only; set max_len: 2, or "
+                                     "dp_epsilon: null for exact rules of longer itemsets")
+        self.multi_rules: ItemsetRules | None = None
 
     def fit(self, data: InteractionData) -> "AssociationRules":
         t0 = time.perf_counter()
         require_training_data(self.name, data, "baskets")
         self.n_items = data.n_items
-        if self.dp_epsilon is None:
-            self.rules = pair_rules(data.baskets, self.min_support, self.min_confidence)
-        else:
+        self.multi_rules = None
+        if self.dp_epsilon is not None:
             self.rules = private_pair_rules(data.baskets, self.min_support, self.min_confidence, self.dp_epsilon,
                                             self.dp_max_pairs_per_basket, self.dp_seed)
+        elif self.max_len == 2:
+            self.rules = pair_rules(data.baskets, self.min_support, self.min_confidence)
+        else:
+            found = itemset_rules(data.baskets, self.min_support, self.min_confidence, self.max_len,
+                                  max_consequent_len=1)
+            self.rules = _pair_frame(found.select(found.antecedent_len == 1))
+            self._fit_multi(found.select(found.antecedent_len >= 2), data.n_items)
         shape = (data.n_items, data.n_items)
         a, c = self.rules["antecedent"].to_numpy(), self.rules["consequent"].to_numpy()
         self.confidence = sp.csr_matrix((self.rules["confidence"].to_numpy(np.float32), (a, c)), shape=shape)
@@ -47,17 +73,70 @@ class AssociationRules(Recommender):
         self.fit_seconds = time.perf_counter() - t0
         return self
 
+    def _fit_multi(self, rules: ItemsetRules, n_items: int) -> None:
+        """Keep the rules whose antecedent has 2+ items as two sparse matrices over their distinct antecedents
+        (m of them): ``antecedent_sets`` (m, n_items), 1 for each antecedent item, with ``antecedent_sizes``
+        (m,), and ``multi_confidence`` (m, n_items), the confidence of ``antecedent -> item``."""
+        self.multi_rules = rules
+        if len(rules) == 0:
+            self.antecedent_sets = sp.csr_matrix((0, n_items), dtype=np.float32)
+            self.antecedent_sizes = np.zeros(0, np.float32)
+            self.multi_confidence = sp.csr_matrix((0, n_items), dtype=np.float32)
+            return
+        uniq, which = np.unique(rules.antecedents, axis=0, return_inverse=True)
+        which = np.asarray(which).ravel()
+        r, c = np.nonzero(uniq >= 0)
+        self.antecedent_sets = sp.csr_matrix((np.ones(len(r), np.float32), (r, uniq[r, c])),
+                                             shape=(len(uniq), n_items))
+        self.antecedent_sizes = (uniq >= 0).sum(axis=1).astype(np.float32)
+        self.multi_confidence = sp.csr_matrix((rules.metrics["confidence"].astype(np.float32),
+                                               (which, rules.consequents[:, 0])), shape=(len(uniq), n_items))
+
+    def fired(self, rows: sp.csr_matrix) -> sp.csr_matrix:
+        """(n, m) CSR, 1 where history ``rows[i]`` ((n, n_items) CSR; any positive weight counts as held) holds
+        every item of multi-item antecedent ``j``."""
+        held = (rows.tocsr() > 0).astype(np.float32)
+        hits = (held @ self.antecedent_sets.T).tocsr()
+        hits.data = (hits.data == self.antecedent_sizes[hits.indices]).astype(np.float32)
+        hits.eliminate_zeros()
+        return hits
+
     def score_history(self, rows: sp.csr_matrix) -> np.ndarray:
-        return np.asarray((rows.astype(np.float32) @ self.confidence).todense(), dtype=np.float32)
+        """Sum of the confidences of the rules fired by each history: pair rules weighted by the history's values
+        (linear), plus every multi-item rule whose whole antecedent the history holds."""
+        scores = rows.astype(np.float32) @ self.confidence
+        if self.multi_rules is not None and len(self.multi_rules):
+            scores = scores + self.fired(rows) @ self.multi_confidence
+        return np.asarray(scores.todense(), dtype=np.float32)
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         return self.score_history(self.user_items[users])
 
+    def native_only_reason(self) -> str | None:
+        """Why this model has no ONNX serving form (served natively instead), or None when it has one."""
+        if self.multi_rules is None or len(self.multi_rules) == 0:
+            return None
+        return (f"{len(self.multi_rules):,} rules with 2+ antecedent items (max_len={self.max_len}) are not linear "
+                "in the history, so there is no item-item matrix to export: served natively (the pickled model); "
+                "set association_rules.max_len: 2 for the ONNX export")
+
     def serving_form(self) -> ItemItemForm:
+        reason = self.native_only_reason()
+        if reason is not None:
+            raise NotImplementedError(reason)
         return ItemItemForm(linear_item_matrix(self))
 
     def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return top_k_rows(self.ranking, items, k)
+
+
+def _pair_frame(rules: ItemsetRules) -> pd.DataFrame:
+    """Rules with one antecedent and one consequent item as :func:`training.association.pair_rules` returns
+    them (:data:`RULE_COLUMNS`, same order)."""
+    frame = pd.DataFrame({"antecedent": rules.antecedents[:, 0], "consequent": rules.consequents[:, 0],
+                          "pair_count": rules.count, **{m: rules.metrics[m] for m in RULE_COLUMNS[3:]}})
+    return frame[RULE_COLUMNS].sort_values(["lift", "confidence", "antecedent", "consequent"],
+                                           ascending=[False, False, True, True], ignore_index=True)
 
 
 def why_no_rules(baskets: sp.csr_matrix, min_support: float, min_confidence: float,

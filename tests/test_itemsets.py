@@ -1,0 +1,142 @@
+"""Itemsets of any length: the miner and rules equal mlxtend's fpgrowth + association_rules on random baskets (every
+max_len, several supports and confidences, bit for bit), a planted {A, B} -> C rule fires in scoring only when
+the whole antecedent is held, and bad settings are refused naming the setting."""
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from training.data import InteractionData
+from training.itemsets import ItemsetConfigError, frequent_itemsets, itemset_rules, min_count
+from training.itemsets_benchmark import compare_with_mlxtend
+from training.mlxtend_reference import mlxtend_itemset_rules, one_hot
+from training.models.association import AssociationRules
+
+
+def random_baskets(seed: int, n: int, m: int) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n, m)) < rng.uniform(0.05, 0.6, m)
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
+def mlxtend(baskets, min_support, min_confidence, max_len):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mlxtend_itemset_rules(one_hot(baskets), min_support, min_confidence, max_len)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 150), m=st.integers(1, 14),
+       min_support=st.sampled_from([0.02, 0.05, 0.1, 0.25]), max_len=st.sampled_from([1, 2, 3, 4, None]),
+       min_confidence=st.sampled_from([0.0, 0.4, 0.9]))
+def test_equal_to_mlxtend_on_random_baskets(seed, n, m, min_support, max_len, min_confidence):
+    baskets = random_baskets(seed, n, m)
+    ref_sets, ref_rules = mlxtend(baskets, min_support, min_confidence, max_len)
+    isets = frequent_itemsets(baskets, min_support, max_len)
+    ours = {tuple(map(int, r)): int(c) for x, cs in zip(isets.items, isets.counts) for r, c in zip(x, cs)}
+    theirs = {tuple(sorted(s)): round(v * n) for s, v in zip(ref_sets["itemsets"], ref_sets["support"])}
+    assert ours == theirs
+    rules = itemset_rules(baskets, min_support, min_confidence, max_len)
+    cmp = compare_with_mlxtend(rules, ref_rules)
+    assert cmp["identical_rule_sets"], cmp
+    assert all(d == 0.0 for d in cmp["max_relative_difference"].values()), cmp  # same float operations
+
+
+def test_small_blocks_and_chunks_give_the_same_itemsets():
+    baskets = random_baskets(3, 300, 16)
+    whole = frequent_itemsets(baskets, 0.03, None)
+    blocked = frequent_itemsets(baskets, 0.03, None, block_multiply_adds=1)  # one itemset per product block
+    assert len(whole.items) >= 4
+    for a, b, ca, cb in zip(whole.items, blocked.items, whole.counts, blocked.counts):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(ca, cb)
+
+
+def test_min_count_matches_the_float_test():
+    for n in (1, 7, 19773, 131209):
+        for s in (1e-6, 0.001, 0.005, 0.01, 1 / 3, 0.5, 1.0):
+            c = min_count(n, s)
+            assert c / n >= s and (c == 1 or (c - 1) / n < s)
+
+
+def planted_triple_data(seed: int = 0) -> tuple[InteractionData, int, int, int]:
+    """Baskets where C is bought in nearly every basket holding both A and B, rarely with A or B alone."""
+    rng = np.random.default_rng(seed)
+    n_items, rows = 30, []
+    a, b, c = 3, 7, 11
+    for _ in range(600):
+        basket = set(rng.choice(np.arange(12, n_items), size=rng.integers(1, 4), replace=False).tolist())
+        kind = rng.random()
+        if kind < 0.2:
+            basket |= {a, b, c}
+        elif kind < 0.45:
+            basket |= {a}
+        elif kind < 0.7:
+            basket |= {b}
+        rows.append(sorted(basket))
+    indptr = np.cumsum([0] + [len(r) for r in rows])
+    baskets = sp.csr_matrix((np.ones(indptr[-1], np.float32), np.concatenate(rows), indptr),
+                            shape=(len(rows), n_items))
+    data = InteractionData(user_items=baskets, baskets=baskets, user_ids=np.arange(len(rows)),
+                           item_ids=np.arange(n_items))
+    return data, a, b, c
+
+
+def history(items, n_items):
+    return sp.csr_matrix((np.ones(len(items), np.float32), (np.zeros(len(items), int), items)), shape=(1, n_items))
+
+
+def test_planted_triple_fires_when_the_basket_holds_both_antecedent_items():
+    data, a, b, c = planted_triple_data()
+    pairs = AssociationRules(min_support=0.05, min_confidence=0.5, max_len=2).fit(data)
+    triples = AssociationRules(min_support=0.05, min_confidence=0.5, max_len=3).fit(data)
+    keys = set(triples.multi_rules.keys())
+    assert ((a, b), (c,)) in keys
+    both, only_a = history([a, b], data.n_items), history([a], data.n_items)
+    # with both A and B the triple rule adds its confidence (~1) to C; with A alone nothing changes
+    gain_both = triples.score_history(both)[0, c] - pairs.score_history(both)[0, c]
+    gain_a = triples.score_history(only_a)[0, c] - pairs.score_history(only_a)[0, c]
+    conf = triples.multi_rules.metrics["confidence"][triples.multi_rules.keys().index(((a, b), (c,)))]
+    assert gain_both == pytest.approx(conf, rel=1e-6) and conf > 0.9
+    assert gain_a == 0.0
+    ranked = np.argsort(-triples.score_history(both)[0])
+    assert [i for i in ranked if i not in (a, b)][0] == c
+    # pair rules are the same with or without longer itemsets
+    assert set(zip(pairs.rules["antecedent"], pairs.rules["consequent"])) == \
+        set(zip(triples.rules["antecedent"], triples.rules["consequent"]))
+    np.testing.assert_allclose(np.sort(pairs.rules["lift"].to_numpy()), np.sort(triples.rules["lift"].to_numpy()),
+                               rtol=1e-12)
+
+
+def test_multi_item_rules_are_served_natively_pairs_still_export():
+    data, *_ = planted_triple_data()
+    triples = AssociationRules(min_support=0.05, min_confidence=0.5, max_len=3).fit(data)
+    assert "max_len" in triples.native_only_reason()
+    with pytest.raises(NotImplementedError, match="served natively"):
+        triples.serving_form()
+    pairs = AssociationRules(min_support=0.05, min_confidence=0.5, max_len=2).fit(data)
+    assert pairs.native_only_reason() is None
+    w = pairs.serving_form().weights
+    h = history([3, 7], data.n_items)
+    np.testing.assert_allclose(h.toarray() @ w, pairs.score_history(h), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs,names", [
+    ({"max_len": 1}, "max_len"), ({"max_len": 0}, "max_len"), ({"max_len": 2.5}, "max_len"),
+    ({"min_support": 0.0}, "min_support"), ({"min_support": 1.5}, "min_support"),
+    ({"min_confidence": -0.1}, "min_confidence"), ({"dp_epsilon": 1.0, "max_len": 3}, "dp_epsilon"),
+])
+def test_bad_settings_are_refused_naming_the_setting(kwargs, names):
+    with pytest.raises(ItemsetConfigError, match=f"association_rules.{names}"):
+        AssociationRules(**kwargs)
+
+
+def test_miner_refuses_bad_settings():
+    b = random_baskets(0, 10, 4)
+    with pytest.raises(ItemsetConfigError, match="min_support"):
+        frequent_itemsets(b, 0, 3)
+    with pytest.raises(ItemsetConfigError, match="max_len"):
+        itemset_rules(b, 0.1, 0.0, 0)

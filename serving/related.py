@@ -4,13 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from serving.service.evidence import PairEvidence, reason
 from training.association import cooccurrence_at
 from training.catalog import CategoryReranker
 from training.data import InteractionData
 from training.models.base import Recommender
 
 RELATED_COLUMNS = ["item_id", "rank", "related_item_id", "score", "model", "co_purchase_count", "confidence",
-                   "lift", "cosine", "item_title", "related_title"]
+                   "lift", "cosine", "item_title", "related_title", "ranked_by", "reason"]
 
 
 def pair_evidence(data: InteractionData, a: np.ndarray, b: np.ndarray) -> pd.DataFrame:
@@ -63,6 +64,13 @@ def assemble_related(data: InteractionData, catalog: pd.DataFrame, items: np.nda
     table = pd.concat([table, pair_evidence(data, a, b)], axis=1)
     table["item_title"] = titles.reindex(item_ids).astype("string").values
     table["related_title"] = titles.reindex(related_ids).astype("string").values
+    # ``rank`` follows ``score``, not the evidence beside it: say so on every row, and in words per pair
+    table["ranked_by"] = f"score of {model_name} (the evidence columns do not order the list)"
+    names = table["item_title"].fillna(table["item_id"]).astype(str).to_numpy()
+    table["reason"] = [reason(PairEvidence(0, int(c), float(f), float(lf) if lf == lf else 0.0), n,
+                              f"the {model_name} score")
+                       for c, f, lf, n in zip(table["co_purchase_count"], table["confidence"].fillna(0.0),
+                                              table["lift"], names)]
     return table[RELATED_COLUMNS]
 
 

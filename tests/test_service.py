@@ -404,3 +404,19 @@ def test_help_lists_every_setting_and_the_manifests_probe_readyz():
     assert "EXPOSE 8000" in (root / "infra/docker/Dockerfile").read_text()
     env = ServiceSettings.from_args(["--port", "9001"])
     assert env.port == 9001 and env.token == "" and env.model_name == "cobuy-serving"
+
+
+def test_related_items_table_says_its_rank_follows_the_score_not_the_evidence(models, shop_data, shop_clean):
+    from serving.related import related_items_table
+
+    table = related_items_table(models["itemknn"], shop_data, shop_clean.items, k=20)
+    assert (table["ranked_by"] == "score of itemknn (the evidence columns do not order the list)").all()
+    for _, rows in table.groupby("item_id"):
+        assert rows.sort_values("rank")["score"].is_monotonic_decreasing
+    none = table[table["co_purchase_count"] == 0]
+    weak = table[(table["co_purchase_count"] > 0) & (table["lift"] < 1)]
+    assert len(none) and none["reason"].str.startswith("Never bought together").all()
+    assert none["reason"].str.contains("suggested by the itemknn score").all()
+    assert weak.empty or weak["reason"].str.contains("less often than chance").all()
+    strong = table[table["lift"] >= 1]
+    assert strong["reason"].str.contains("as often as chance").all()

@@ -9,6 +9,7 @@ import yaml
 
 from orchestration.assets import (answers, evaluation, hybrid, ingestion, models, registry, scoring, splits, text,
                                   validation)
+from orchestration.console import outcome_console
 from orchestration.resources import (ArtifactStore, MLflowRegistry, OnnxRuntimeResource, OptunaStorage, TableIOManager,
                                      Pseudonymizer, TrainingPlan, ValidationPolicy, default_data_dir)
 from orchestration.sensors import DriftPolicy, drift_sensor
@@ -121,4 +122,5 @@ defs = dg.Definitions(
     sensors=[drift_sensor],
     schedules=[nightly_score],
     resources=build_resources(),
+    loggers={"console": outcome_console},  # each step's outcome and the assets' messages (orchestration/console.py)
 )

@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import numpy as np
@@ -26,7 +26,7 @@ import scipy.sparse as sp
 import torch
 from torch.utils.data import DataLoader
 
-from training.models.lightning_utils import distributed_rank, trainer_parallelism
+from training.models.lightning_utils import LogProgress, distributed_rank, trainer_parallelism
 
 
 def default_model_path() -> str:
@@ -215,9 +215,10 @@ class TextEncoder:
         self.history["popularity_head_r2"] = float(1 - ((x @ w - y) ** 2).sum() / ((y - y.mean()) ** 2).sum())
 
     def fit(self, texts: list[str], pairs: np.ndarray, counts: np.ndarray,
-            checkpoint_dir: str | None = None) -> "TextEncoder":
+            checkpoint_dir: str | None = None, log: Callable[[str], None] | None = None) -> "TextEncoder":
         """Fine-tune on co-purchase ``pairs`` ((n, 2) positions into ``texts``) with their ``counts``;
-        a held-out tenth of the pairs drives checkpointing and early stopping on the validation loss."""
+        a held-out tenth of the pairs drives checkpointing and early stopping on the validation loss.
+        ``log``: told the progress about ten times (steps done, seconds, loss)."""
         t0 = time.perf_counter()
         L.seed_everything(self.cfg.seed, workers=True, verbose=False)
         order = np.random.default_rng(self.cfg.seed).permutation(len(pairs))
@@ -242,6 +243,8 @@ class TextEncoder:
                                                     save_top_k=1, save_weights_only=True)
         callbacks = [] if self.cfg.fast_dev_run else [
             L.pytorch.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=self.cfg.patience), ckpt]
+        if log is not None:
+            callbacks.append(LogProgress(log, "text encoder fine-tuning"))
         trainer = L.Trainer(max_epochs=self.cfg.max_epochs,
                             **trainer_parallelism(self.cfg.accelerator, self.cfg.devices, self.cfg.strategy),
                             logger=False,

@@ -73,7 +73,8 @@ def text_encoder(context: dg.AssetExecutionContext, config: TextEncoderSettings,
     train = interaction_matrices.train
     pairs, counts = mine_pairs(train.baskets, train.user_items, config.min_pair_count, config.user_weight)
     if config.steps > 0 and len(pairs) >= 2 * config.batch_size:
-        encoder.fit(texts, pairs, counts, checkpoint_dir=str(artifacts.run_dir(context.run, "checkpoints")))
+        encoder.fit(texts, pairs, counts, checkpoint_dir=str(artifacts.run_dir(context.run, "checkpoints")),
+                    log=context.log.info)
         encoder.fit_popularity_head(texts, np.bincount(train.baskets.indices, minlength=train.n_items))
     else:
         context.log.warning(f"not fine-tuning: steps={config.steps}, {len(pairs)} co-purchase pairs")

@@ -100,3 +100,38 @@ def trainer_parallelism(accelerator: str, devices: int | str, strategy: str) -> 
     if strategy == "auto" and devices not in (1, "1") and on_cpu:
         strategy = "ddp_spawn"
     return {"accelerator": accelerator, "devices": devices, "strategy": strategy}
+
+
+class LogProgress(L.Callback):
+    """Reports training progress through ``log`` (e.g. a Dagster step's ``context.log.info``) about ``times``
+    times over the run: steps done of the planned total, seconds so far and the last training loss, so a long
+    fine-tuning shows it is moving without a progress bar's hundreds of lines."""
+
+    def __init__(self, log: Callable[[str], None], label: str, times: int = 10) -> None:
+        super().__init__()
+        self.log, self.label, self.times = log, label, max(times, 1)
+        self.t0 = 0.0
+        self.next_mark = 0
+
+    def _total(self, trainer: L.Trainer) -> int:
+        per_epoch = trainer.num_training_batches if isinstance(trainer.num_training_batches, int) else 0
+        by_epochs = per_epoch * max(trainer.max_epochs or 1, 1)
+        return min(by_epochs, trainer.max_steps) if trainer.max_steps and trainer.max_steps > 0 else by_epochs
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import time
+
+        self.t0 = time.perf_counter()
+        self.next_mark = max(self._total(trainer) // self.times, 1)
+        self.log(f"{self.label}: {self._total(trainer)} steps planned")
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+                           ) -> None:
+        import time
+
+        step, total = trainer.global_step, self._total(trainer)
+        if step >= self.next_mark or step == total:
+            loss = trainer.callback_metrics.get("train_loss")
+            shown = f", train_loss {float(loss):.4f}" if loss is not None else ""
+            self.log(f"{self.label}: step {step}/{total}, {time.perf_counter() - self.t0:.0f} s{shown}")
+            self.next_mark = step + max(total // self.times, 1)

@@ -175,3 +175,25 @@ def test_the_pipeline_serves_item_item_families_sparse_when_the_plan_says_so(tmp
     exports = result.output_for_node("model_exports", "model_exports")
     assert sorted(exports["family"]) == sorted(families) and exports["passed"].all()
     assert set(exports["kind"]) == {"item_item_sparse"}
+
+
+def test_sansa_ease_is_linear_in_the_history_and_exports_sparse(shop_data, tmp_path):
+    """SANSA (EASE at any size) on the synthetic shop: scores are history @ (A @ B), so its top-N cut and the cut's
+    ONNX export work as for every item-item family."""
+    from training.models.sansa_ease import SansaEASE, sansa_available
+
+    if not sansa_available():
+        pytest.skip("sansa not installed (pip install 'cobuy[scale]' after installing SuiteSparse)")
+    from serving.onnx_export import export_recommender
+    from serving.onnx_scoring import OnnxRecommender, check_parity
+
+    model = SansaEASE(l2=20.0, density=0.05).fit(shop_data)
+    x = shop_data.user_items
+    users = np.arange(30)
+    scores = model.score_users(users)
+    assert scores.shape == (30, shop_data.n_items) and np.isfinite(scores).all()
+    w = (model.left @ model.right).toarray()
+    np.testing.assert_allclose(scores, x[users].toarray() @ w, rtol=1e-4, atol=1e-5)
+    cut = SparseItemItem.from_model(model, TOP_N)
+    export_recommender(cut, tmp_path / "ease.onnx", k=20)
+    assert check_parity(cut, OnnxRecommender(tmp_path / "ease.onnx", provider="cpu"), x).passed

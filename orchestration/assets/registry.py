@@ -23,11 +23,9 @@ from serving.exports import (FAMILIES, MAX_ABS_TOLERANCE, MIN_IDENTICAL_FRACTION
                              export_family, export_refusal, serving_model, verify_export)
 from serving.heldout import heldout_evaluator
 from serving.serving_gate import TextAssets, bundle_evaluator, bundle_model, rank_candidates
-from serving.text_onnx import OnnxTextEncoder, export_text_encoder
 from training.models.base import Recommender, SkippedFamily
 from training.run_record import build_training_run, quarantine_summary, training_window
 from training.splits import Split
-from training.text_encoder import item_texts
 from training.tracking import dataset_fingerprint, git_commit
 
 GROUP = "registry"
@@ -332,6 +330,10 @@ def _version_tags(mlflow: MLflowRegistry, version: "str | None") -> dict:
 def _serving_text(text_encoder: TextEncoderArtifact, validated_items: pd.DataFrame, data, folder, precision: str,
                   onnx_runtime: OnnxRuntimeResource) -> TextAssets:
     """The text encoder exported to ONNX and the catalog embedded by it (ORT), for the bundle's new-item endpoint."""
+    # torch and transformers load here, when the bundle is built, not when the code location is loaded
+    from serving.text_onnx import OnnxTextEncoder, export_text_encoder
+    from training.text_encoder import item_texts
+
     export = export_text_encoder(text_encoder.path, folder, quantize=precision == "int8",
                                  max_length=text_encoder.max_length)
     path = export.int8 if precision == "int8" else export.fp32

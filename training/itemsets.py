@@ -31,7 +31,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-MAX_LEN_DEFAULT = 3  # see docs/association_rules.md, "Choosing max_len"
 BLOCK_MULTIPLY_ADDS = 20_000_000  # per block of T^T T: bounds its output (<= 12 bytes an entry)
 MIN_BLOCK_MULTIPLY_ADDS = 2_000_000  # below this a block's fixed cost outweighs the lower triangle it skips
 
@@ -49,8 +48,8 @@ def check_settings(min_support: float, max_len: int | None, min_confidence: floa
                                  "e.g. 0.005 (an itemset must be in at least that share of baskets)")
     if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer))
                                 or max_len < 1):
-        raise ItemsetConfigError(f"{where}.max_len = {max_len!r}: set an integer >= 1 (2 = pairs; "
-                                 f"{MAX_LEN_DEFAULT} is the default) or null for itemsets of any length")
+        raise ItemsetConfigError(f"{where}.max_len = {max_len!r}: set an integer >= 1 (2 = pairs, 3 adds rules "
+                                 "with two-item antecedents) or null for itemsets of any length")
     if isinstance(min_confidence, bool) or not isinstance(min_confidence, (int, float)) \
             or not 0 <= min_confidence <= 1:
         raise ItemsetConfigError(f"{where}.min_confidence = {min_confidence!r}: set a value in [0, 1]")
@@ -102,7 +101,7 @@ def binary_csr(baskets: sp.spmatrix) -> sp.csr_matrix:
     return b
 
 
-def frequent_itemsets(baskets: sp.spmatrix, min_support: float, max_len: int | None = MAX_LEN_DEFAULT,
+def frequent_itemsets(baskets: sp.spmatrix, min_support: float, max_len: int | None = None,
                       block_multiply_adds: int = BLOCK_MULTIPLY_ADDS) -> FrequentItemsets:
     """All itemsets in at least ``min_support`` of the baskets, up to ``max_len`` items (None: any length).
 
@@ -315,7 +314,7 @@ def association_rules(itemsets: FrequentItemsets, min_confidence: float = 0.0,
 
 
 def itemset_rules(baskets: sp.spmatrix, min_support: float, min_confidence: float = 0.0,
-                  max_len: int | None = MAX_LEN_DEFAULT, max_consequent_len: int | None = None) -> ItemsetRules:
+                  max_len: int | None = None, max_consequent_len: int | None = None) -> ItemsetRules:
     """Frequent itemsets of ``baskets`` ((n_baskets, n_items) sparse) up to ``max_len`` items, then their rules
     (:func:`association_rules`)."""
     check_settings(min_support, max_len, min_confidence)

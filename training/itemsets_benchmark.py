@@ -222,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mlxtend-repeats", type=int, default=3, help="runs of mlxtend, the slow one")
     ap.add_argument("--mlxtend-max-cells", type=int, default=MLXTEND_MAX_CELLS)
     ap.add_argument("--out", type=Path, default=Path("data/benchmark-results"))
+    ap.add_argument("--update", action="store_true",
+                    help="rerun only the given settings, keeping the other settings of an existing result file")
     args = ap.parse_args(argv)
     settings = DEFAULT_SETTINGS[args.dataset]
     supports = args.supports or settings["supports"]
@@ -229,8 +231,13 @@ def main(argv: list[str] | None = None) -> int:
                 else settings["max_lens"])
     baskets, facts = load_baskets(args.dataset)
     print(f"{args.dataset}: {facts}", flush=True)
-    rows = []
     out = args.out / f"{args.dataset}-itemsets.json"
+    kept = []
+    if args.update and out.exists():
+        import json
+        chosen = {(s, m) for s in supports for m in max_lens}
+        kept = [r for r in json.loads(out.read_text())["settings"] if (r["min_support"], r["max_len"]) not in chosen]
+    rows = []
     for s in supports:
         for m in max_lens:
             row = run_setting(baskets, s, m, args.min_confidence, args.repeats, args.mlxtend_repeats,
@@ -242,10 +249,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['pyfim'].get('rules_s', float('nan')):.3f}s, "
                   f"rusket {row['rusket'].get('itemsets_and_rules_s', float('nan')):.3f}s, "
                   f"load {row['load_average_1_5_15min']['after']}", flush=True)
+            every = sorted(kept + rows, key=lambda r: (-r["min_support"], r["max_len"] or 10**9))
             result = {"dataset": args.dataset, **facts, "repeats": args.repeats,
-                      "mlxtend_repeats": args.mlxtend_repeats, "settings": rows,
-                      "all_identical": all(r["identical"] for r in rows),
-                      "min_speedup": min(r["speedup"] for r in rows), "machine": machine()}
+                      "mlxtend_repeats": args.mlxtend_repeats, "settings": every,
+                      "all_identical": all(r["identical"] for r in every),
+                      "min_speedup": min(r["speedup"] for r in every), "machine": machine()}
             write_result_json(result, out)  # after every setting: a long run leaves what it measured
     print(f"wrote {out}")
     return 0

@@ -8,6 +8,7 @@ by ONNX Runtime's dynamic quantisation (int8 weights of the MatMuls, activations
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,11 @@ def export_text_encoder(model_dir: str | Path, out_dir: str | Path, quantize: bo
     sample = tokenizer(["a red ceramic mug", "twelve pencils, assorted colours"], padding=True,
                        truncation=True, max_length=max_length, return_tensors="pt")
     fp32 = out_dir / "model.onnx"
-    with atomic_path(fp32) as tmp, torch.no_grad():
+    # TracerWarning: tracing turns the encoder's Python-level shape checks into constants of the traced sample's
+    # shape; the graph's axes are declared dynamic below and its embeddings are checked against the encoder's
+    # (tests/test_onnx_text.py), so the warnings (a dozen per export) say nothing about this export
+    with atomic_path(fp32) as tmp, torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(wrapped, (sample["input_ids"], sample["attention_mask"]), str(tmp), dynamo=False,
                           input_names=["input_ids", "attention_mask"], output_names=["embedding"],
                           dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},

@@ -26,7 +26,7 @@ import scipy.sparse as sp
 import torch
 from torch.utils.data import DataLoader
 
-from training.models.lightning_utils import LogProgress, distributed_rank, trainer_parallelism
+from training.models.lightning_utils import LogProgress, distributed_rank, quiet_fit, trainer_parallelism
 
 
 def default_model_path() -> str:
@@ -245,15 +245,16 @@ class TextEncoder:
             L.pytorch.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=self.cfg.patience), ckpt]
         if log is not None:
             callbacks.append(LogProgress(log, "text encoder fine-tuning"))
-        trainer = L.Trainer(max_epochs=self.cfg.max_epochs,
-                            **trainer_parallelism(self.cfg.accelerator, self.cfg.devices, self.cfg.strategy),
-                            logger=False,
-                            enable_progress_bar=self.cfg.progress, enable_model_summary=False,
-                            enable_checkpointing=not self.cfg.fast_dev_run, callbacks=callbacks,
-                            fast_dev_run=self.cfg.fast_dev_run, num_sanity_val_steps=0,
-                            val_check_interval=0.25 if not self.cfg.fast_dev_run else None)
-        self.module.encoder.train()
-        trainer.fit(self.module, train_dl, val_dl)
+        with quiet_fit():
+            trainer = L.Trainer(max_epochs=self.cfg.max_epochs,
+                                **trainer_parallelism(self.cfg.accelerator, self.cfg.devices, self.cfg.strategy),
+                                logger=False,
+                                enable_progress_bar=self.cfg.progress, enable_model_summary=False,
+                                enable_checkpointing=not self.cfg.fast_dev_run, callbacks=callbacks,
+                                fast_dev_run=self.cfg.fast_dev_run, num_sanity_val_steps=0,
+                                val_check_interval=0.25 if not self.cfg.fast_dev_run else None)
+            self.module.encoder.train()
+            trainer.fit(self.module, train_dl, val_dl)
         if ckpt.best_model_path:
             saved = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)
             self.module.load_state_dict(saved["state_dict"])

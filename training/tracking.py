@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import subprocess
 from contextlib import contextmanager
@@ -79,10 +80,17 @@ def tracking(uri: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
+# MLflow's SQL store announces at INFO each schema creation and migration step of a new database ("Creating
+# initial MLflow database tables...", alembic's "Running upgrade ..."): set-up chatter, not a run's outcome
+_STORE_SETUP_LOGGERS = ("mlflow.store.db.utils", "alembic.runtime.migration", "alembic")
+
+
 def ensure_experiment(uri: str, name: str, artifact_location: str | None = None) -> str:
     """The experiment's id, creating it (with ``artifact_location``) when missing."""
     from mlflow import MlflowClient
 
+    for logger_name in _STORE_SETUP_LOGGERS:
+        logging.getLogger(logger_name).setLevel(logging.WARNING)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     exp = client.get_experiment_by_name(name)
     if exp is not None:

@@ -28,7 +28,7 @@ from training.data import InteractionData, item_pair_counts
 from training.metrics import evaluate_scores
 from training.models.base import Recommender, require_training_data
 from training.models.lightning_utils import (FactorScoring, RankShards, best_epoch_callbacks, distributed_rank,
-                                             restore_best, trainer_parallelism)
+                                             quiet_fit, restore_best, trainer_parallelism)
 from training.models.graph_filter import normalised_matrix, top_singular
 from training.models.mf import TripletBatches, TripletDataset, _one_batch_loader
 
@@ -42,7 +42,8 @@ def normalised_adjacency(x: sp.csr_matrix) -> torch.Tensor:
         f = np.where(deg > 0, deg ** -0.5, 0.0).astype(np.float32)
     a = (sp.diags(f) @ a @ sp.diags(f)).tocoo()
     idx = torch.from_numpy(np.vstack([a.row, a.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(idx, torch.from_numpy(a.data), (n_u + n_i, n_u + n_i)).coalesce()
+    return torch.sparse_coo_tensor(idx, torch.from_numpy(a.data), (n_u + n_i, n_u + n_i),
+                                   check_invariants=False).coalesce()  # from scipy's COO: in bounds as built
 
 
 def propagated(base: torch.Tensor, adj: torch.Tensor, n_layers: int) -> torch.Tensor:
@@ -308,16 +309,17 @@ class LightGCN(FactorScoring, Recommender):
         max_time = {"minutes": self.max_minutes} if self.max_minutes else None
         curve_dir = tempfile.TemporaryDirectory(prefix="lightgcn-curve-")
         module.curve_file = str(Path(curve_dir.name) / "curve.json")
-        trainer = L.Trainer(max_epochs=self.max_epochs, max_time=max_time,
-                            **trainer_parallelism(self.accelerator, self.devices, self.strategy),
-                            logger=False, enable_progress_bar=self.progress, enable_model_summary=False,
-                            enable_checkpointing=ckpt is not None, callbacks=callbacks,
-                            fast_dev_run=self.fast_dev_run, num_sanity_val_steps=0,
-                            limit_val_batches=1 if validation is not None else 0,
-                            check_val_every_n_epoch=self.check_val_every_n_epoch)
-        module._t0 = time.perf_counter()
-        trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None),
-                    val_dataloaders=_one_batch_loader() if validation is not None else None)
+        with quiet_fit():
+            trainer = L.Trainer(max_epochs=self.max_epochs, max_time=max_time,
+                                **trainer_parallelism(self.accelerator, self.devices, self.strategy),
+                                logger=False, enable_progress_bar=self.progress, enable_model_summary=False,
+                                enable_checkpointing=ckpt is not None, callbacks=callbacks,
+                                fast_dev_run=self.fast_dev_run, num_sanity_val_steps=0,
+                                limit_val_batches=1 if validation is not None else 0,
+                                check_val_every_n_epoch=self.check_val_every_n_epoch)
+            module._t0 = time.perf_counter()
+            trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None),
+                        val_dataloaders=_one_batch_loader() if validation is not None else None)
         if not module.curve and Path(module.curve_file).exists():  # ran in spawned processes
             module.curve = json.loads(Path(module.curve_file).read_text())
         curve_dir.cleanup()

@@ -3,8 +3,11 @@ that checkpoint, scoring from user and item factors, and data-parallel training 
 processes or GPUs with the same result as one."""
 from __future__ import annotations
 
+import logging
 import tempfile
-from typing import Any, Callable
+import warnings
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import lightning as L
 import numpy as np
@@ -135,3 +138,28 @@ class LogProgress(L.Callback):
             shown = f", train_loss {float(loss):.4f}" if loss is not None else ""
             self.log(f"{self.label}: step {step}/{total}, {time.perf_counter() - self.t0:.0f} s{shown}")
             self.next_mark = step + max(total // self.times, 1)
+
+
+# Library notices that say nothing about this project's fits, each with why; filtered only while a fit runs.
+LIBRARY_NOTICES = (
+    (r"Your `IterableDataset` has `__len__` defined", "our batch datasets run in the training process "
+                                                     "(num_workers=0), so their length is exact"),
+    (r"You defined a `validation_step` but have no `val_dataloader`", "a fit without a validation split skips "
+                                                                      "validation on purpose"),
+    (r".*isinstance\(treespec, LeafSpec\)", "Lightning's own call of a torch API that torch deprecated"),
+    (r"Sparse CSR tensor support is in beta state", "torch's once-per-process note on the CSR products iALS uses"),
+)
+_LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+@contextmanager
+def quiet_fit() -> Iterator[None]:
+    """Around a Lightning ``Trainer``'s construction and ``fit``: Lightning's banners and tips ("GPU available",
+    "TPU available", "Tip: ... litlogger", "`Trainer.fit` stopped", logged at INFO on its rank-zero loggers) are
+    raised to WARNING, and the :data:`LIBRARY_NOTICES` are not shown; any other warning still is."""
+    for name in _LIGHTNING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        for pattern, _why in LIBRARY_NOTICES:
+            warnings.filterwarnings("ignore", message=pattern)
+        yield

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from training.data import InteractionData
 from training.metrics import evaluate_scores
 from training.models.base import Recommender, require_training_data
-from training.models.lightning_utils import FactorScoring, best_epoch_callbacks, restore_best
+from training.models.lightning_utils import FactorScoring, best_epoch_callbacks, quiet_fit, restore_best
 
 
 class TripletDataset(Dataset):
@@ -146,13 +146,14 @@ class MatrixFactorization(FactorScoring, Recommender):
         if validation is not None and not self.fast_dev_run:
             extra, ckpt = best_epoch_callbacks(monitor, self.patience, self.checkpoint_dir)
             callbacks += extra
-        trainer = L.Trainer(max_epochs=self.max_epochs, accelerator=self.accelerator, devices=1, logger=False,
-                            enable_progress_bar=self.progress, enable_model_summary=False,
-                            enable_checkpointing=ckpt is not None, callbacks=callbacks,
-                            fast_dev_run=self.fast_dev_run, num_sanity_val_steps=0,
-                            limit_val_batches=1 if validation is not None else 0, deterministic=True)
-        trainer.fit(module, train_dataloaders=self._train_loader(data),
-                    val_dataloaders=_one_batch_loader() if validation is not None else None)
+        with quiet_fit():
+            trainer = L.Trainer(max_epochs=self.max_epochs, accelerator=self.accelerator, devices=1, logger=False,
+                                enable_progress_bar=self.progress, enable_model_summary=False,
+                                enable_checkpointing=ckpt is not None, callbacks=callbacks,
+                                fast_dev_run=self.fast_dev_run, num_sanity_val_steps=0,
+                                limit_val_batches=1 if validation is not None else 0, deterministic=True)
+            trainer.fit(module, train_dataloaders=self._train_loader(data),
+                        val_dataloaders=_one_batch_loader() if validation is not None else None)
         self.best_score = restore_best(module, ckpt)
         self.epochs_trained = trainer.current_epoch
         self.user_factors = module.user.weight.detach().cpu().numpy().astype(np.float32)
@@ -182,7 +183,7 @@ def torch_csr(x: sp.csr_matrix) -> torch.Tensor:
     x = x.tocsr().astype(np.float32)
     return torch.sparse_csr_tensor(torch.from_numpy(x.indptr.astype(np.int64)),
                                    torch.from_numpy(x.indices.astype(np.int64)), torch.from_numpy(x.data),
-                                   size=x.shape)
+                                   size=x.shape, check_invariants=False)  # a canonical scipy CSR: valid as built
 
 
 class IALSModule(BPRModule):
@@ -223,7 +224,7 @@ class IALSModule(BPRModule):
         dots = torch.empty(len(cols))
         for s in range(0, len(cols), chunk):
             dots[s:s + chunk] = (w[rows[s:s + chunk]] * h[cols[s:s + chunk]]).sum(1)
-        weighted = torch.sparse_csr_tensor(x.crow_indices(), cols, dots, size=x.shape)
+        weighted = torch.sparse_csr_tensor(x.crow_indices(), cols, dots, size=x.shape, check_invariants=False)
         return weighted @ h
 
     def solve_side(self, x: torch.Tensor, w: torch.Tensor, h: torch.Tensor, reg: torch.Tensor) -> None:

@@ -118,11 +118,23 @@ def run_locust(url: str, endpoint: str, payloads: Path, users: int, rate: float,
         row = next(r for r in csv.DictReader(fh) if r["Name"] == "Aggregated")
     count = _delta(after, before, f"request:{ENDPOINTS[endpoint]}:count")
     stages = {s: 1000 * _delta(after, before, f"stage:{s}:sum") / max(count, 1) for s in ("score", "evidence")}
+    cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     return {"rps": float(row["Requests/s"]), "p50_ms": float(row["50%"]), "p95_ms": float(row["95%"]),
             "p99_ms": float(row["99%"]), "requests": int(row["Request Count"]), "errors": int(row["Failure Count"]),
-            "cpu_percent": 100.0 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / wall,
+            "cpu_percent": 100.0 * cpu_s / wall, "server_cpu_ms_per_request": 1000 * cpu_s / max(count, 1),
+            "load_average_1min": round(os.getloadavg()[0], 2),
             "server_mean_ms": 1000 * _delta(after, before, f"request:{ENDPOINTS[endpoint]}:sum") / max(count, 1),
             "server_stage_mean_ms": stages}
+
+
+def where_time_goes(e: dict) -> str:
+    """The client's median against the server's own time, its stages and its CPU per request."""
+    stages = e["server_stage_mean_ms"]
+    return (f"client p50 {e['p50_ms']:.1f} ms; inside the server {e['server_mean_ms']:.2f} ms on average, of which "
+            f"scoring {stages['score']:.2f} ms and evidence {stages['evidence']:.2f} ms (the rest: parsing, filters, "
+            f"JSON, logging, waiting for the event loop); the server used {e['server_cpu_ms_per_request']:.2f} ms of "
+            f"CPU per request, so one free core would carry about {1000 / max(e['server_cpu_ms_per_request'], 1e-6):.0f}"
+            " requests/s; the gap between the in-server time and its CPU time is time spent waiting for a core")
 
 
 def benchmark(args: argparse.Namespace) -> dict:
@@ -162,7 +174,8 @@ def benchmark(args: argparse.Namespace) -> dict:
             runs = [run_locust(url, endpoint, champion["payloads"], args.users, args.rate, args.seconds, work,
                                server.pid) for _ in range(args.repeats)]
             med = {k: float(np.median([r[k] for r in runs])) for k in ("rps", "p50_ms", "p95_ms", "p99_ms",
-                                                                         "cpu_percent", "server_mean_ms")}
+                                                                         "cpu_percent", "server_mean_ms",
+                                                                         "server_cpu_ms_per_request")}
             med["server_stage_mean_ms"] = {s: float(np.median([r["server_stage_mean_ms"][s] for r in runs]))
                                            for s in ("score", "evidence")}
             result["endpoints"][ENDPOINTS[endpoint]] = {**med, "errors": int(sum(r["errors"] for r in runs)),
@@ -175,6 +188,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     result["met_target"] = all(e["rps"] >= TARGET["rps"] and e["p99_ms"] <= TARGET["p99_ms"] and e["errors"] == 0
                                for e in eps)
     result["load_average_1_5_15min"] = {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]}
+    result["where_the_time_goes"] = {name: where_time_goes(e) for name, e in result["endpoints"].items()}
     result["machine"] = machine()
     return result
 

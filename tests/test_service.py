@@ -213,8 +213,8 @@ def test_probes_and_metrics(bundles):
     holder.resolve = lambda: "7"
     holder.refresh()
     assert client.get("/readyz").json() == {"status": "ready", "model": "cobuy-serving", "version": "7"}
-    for _ in range(3):
-        client.get("/items/SKU00001/related")
+    for _ in range(3):  # ordering by evidence reads the item's co-purchase vector: one miss, then hits
+        client.get("/items/SKU00001/related", params={"order": "co_purchases"})
     client.get("/items/NOPE/related")
     text = client.get("/metrics").text
     assert 'cobuy_model_info{family="itemknn",format="onnx",name="cobuy-serving",version="7"} 1.0' in text

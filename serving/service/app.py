@@ -131,11 +131,17 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
                               + f" (not in the catalog of {s.name} v{s.version})", unknown=unknown[:100])
         return np.asarray([p for p in pos if p >= 0], np.int64), unknown
 
-    def allowed(s: Served, q: ListQuery) -> tuple[np.ndarray, list[str]]:
+    def allowed(s: Served, q: ListQuery) -> tuple[np.ndarray | None, list[str]]:
+        """(n_items,) bool of the items the filters let through (None: no filter, every item), and the filters
+        ignored because the catalog lacks their field."""
         if q.k > settings.max_k:
             raise _error(422, f"field 'k': {q.k} is above the largest k served ({settings.max_k}, "
                               "COBUY_SERVE_MAX_K)", field="k")
-        mask, ignored = np.ones(len(s.item_ids), bool), []
+        ignored: list[str] = []
+        if q.category is None and q.min_price is None and q.max_price is None and q.in_stock is None \
+                and not q.exclude:
+            return None, ignored
+        mask = np.ones(len(s.item_ids), bool)
         if q.category is not None:
             if s.categories is None:
                 ignored.append("category: the served catalog has no category field")
@@ -163,14 +169,18 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
             mask[pos] = False
         return mask, ignored
 
-    def top(scores: np.ndarray, mask: np.ndarray, k: int, positive: bool = False) -> np.ndarray:
-        s = np.where(mask, scores, -np.inf)
-        if positive:
-            s = np.where(s > 0, s, -np.inf)
+    def top(scores: np.ndarray, mask: np.ndarray | None, k: int, positive: bool = False,
+            never: np.ndarray | None = None) -> np.ndarray:
+        """Positions of the ``k`` best ``scores`` (best first, ties to the lower position) among ``mask``
+        (None: all) but ``never`` (positions), finite and, with ``positive``, above 0."""
+        s = np.where(mask, scores, -np.inf) if mask is not None else np.array(scores, np.float64)
+        if never is not None and len(never):
+            s[never] = -np.inf
         k = min(k, len(s))
         idx = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
         idx = idx[np.lexsort((idx, -s[idx]))]
-        return idx[np.isfinite(s[idx])]
+        keep = np.isfinite(s[idx]) & (s[idx] > 0) if positive else np.isfinite(s[idx])
+        return idx[keep]  # non-positive entries rank below every positive one, so dropping them afterwards is exact
 
     def envelope(s: Served, ranked_by: str, order: str, ignored: list[str], **body) -> JSONResponse:
         content = {"model": {"name": s.name, "version": s.version, "family": s.info.family,
@@ -198,29 +208,30 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
         s = served()
         (item,), _ = positions(s, [item_id], "the path")
         mask, ignored = allowed(s, q)
-        mask[item] = False
+        itself = np.array([item])
         t0 = time.perf_counter()
-        co = s.evidence.co_purchases(int(item))
-        counts = s.evidence.counts
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lift = np.where(counts > 0, co / max(counts[item], 1) * s.evidence.n_baskets / np.maximum(counts, 1), 0.0)
-        if min_co_purchases or order != "score":
-            mask &= co >= max(min_co_purchases, 0 if order == "score" else 1)
-        if min_lift:
-            mask &= lift >= min_lift
         scores = s.scorer.related_scores(int(item))
+        by_evidence = bool(min_co_purchases or min_lift or order != "score")
+        if by_evidence:  # the anchor's whole co-purchase vector (cached): evidence filters and orders
+            co = s.evidence.co_purchases(int(item))
+            counts = s.evidence.counts
+            lift = co / max(counts[item], 1) * s.evidence.n_baskets / np.maximum(counts, 1)
+            keep = (co >= max(min_co_purchases, 0 if order == "score" else 1)) & (lift >= min_lift)
+            mask = keep if mask is None else mask & keep
         t1 = time.perf_counter()
         metrics.stage.labels("score").observe(t1 - t0)
         if order == "score":
-            idx = top(scores, mask, q.k, positive=True)
+            idx = top(scores, mask, q.k, positive=True, never=itself)
             ranked_by = f"score: {s.info.score_meaning} ({s.info.family}); evidence shown, not used to order"
         else:
             key = co.astype(np.float64) if order == "co_purchases" else lift
             finite = np.where(np.isfinite(scores), scores, np.nanmin(scores[np.isfinite(scores)], initial=0.0))
             tie = finite - finite.min()  # the model's score breaks ties, below one unit of the key
-            idx = top(key + 0.5 * tie / max(tie.max(), 1e-12) * (1e-6 if order == "lift" else 1.0), mask, q.k)
+            idx = top(key + 0.5 * tie / max(tie.max(), 1e-12) * (1e-6 if order == "lift" else 1.0), mask, q.k,
+                      never=itself)
             ranked_by = (f"{order}: the baskets' evidence with {s.titles[item]!r}; ties broken by the model's score")
-        ev = [s.evidence._evidence(int(item), int(p), int(co[p])) for p in idx]
+        ev = ([s.evidence._evidence(int(item), int(p), int(co[p])) for p in idx] if by_evidence
+              else s.evidence.pair(int(item), idx))
         rows = ranked(s, idx, scores, ev, t1)
         return envelope(s, ranked_by, order, ignored, item=item_record(s, int(item)), items=rows)
 
@@ -242,10 +253,9 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
         weights = (np.ones(len(items), np.float32) if cart.quantities is None else
                    np.asarray([w for i, w in zip(cart.items, cart.quantities) if str(i) in s.item_index], np.float32))
         mask, ignored = allowed(s, q)
-        mask[items] = False
         t0 = time.perf_counter()
         scores = s.scorer.cart_scores(items, weights)
-        idx = top(scores, mask, q.k)
+        idx = top(scores, mask, q.k, never=items)
         t1 = time.perf_counter()
         metrics.stage.labels("score").observe(t1 - t0)
         rows = ranked(s, idx, scores, s.evidence.best_anchor(items, idx), t1)
@@ -269,15 +279,13 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
         extra, _ = positions(s, recent, "recent_items")
         history = s.user_items[user].indices
         mask, ignored = allowed(s, q)
-        mask[history] = False
-        mask[extra] = False
         t0 = time.perf_counter()
         per_item = session_weight * max(len(history), 1) / max(len(extra), 1)
         scores = s.scorer.user_scores(int(user), extra, np.full(len(extra), per_item, np.float32))
-        idx = top(scores, mask, q.k)
+        anchors = np.concatenate([extra, history]).astype(np.int64)
+        idx = top(scores, mask, q.k, never=anchors)
         t1 = time.perf_counter()
         metrics.stage.labels("score").observe(t1 - t0)
-        anchors = np.concatenate([extra, history]).astype(np.int64)
         rows = ranked(s, idx, scores, s.evidence.best_anchor(anchors, idx), t1)
         return envelope(s, f"score: {s.info.score_meaning} ({s.info.family}) for this customer"
                            + (", with the session's items folded in" if len(extra) else "")

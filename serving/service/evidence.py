@@ -59,9 +59,16 @@ class Evidence:
                 self._cache.popitem(last=False)
         return vec
 
+    def co_matrix(self, anchors: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """(len(anchors), len(candidates)) baskets holding both, from the two sets of basket columns only (cost:
+        their nonzeros; no full co-purchase vector is built, so nothing is cached)."""
+        a = self.cols[:, np.asarray(anchors, np.int64)]
+        c = self.cols[:, np.asarray(candidates, np.int64)]
+        return np.asarray((a.T @ c).toarray(), np.int64)
+
     def pair(self, anchor: int, candidates: np.ndarray) -> list[PairEvidence]:
         """Evidence of ``anchor`` -> each of ``candidates`` (positions)."""
-        co = self.co_purchases(anchor)[candidates]
+        co = self.co_matrix(np.array([anchor]), candidates)[0] if len(candidates) else np.zeros(0, np.int64)
         return [self._evidence(anchor, int(c), int(n)) for c, n in zip(candidates, co)]
 
     def _evidence(self, anchor: int, candidate: int, co: int) -> PairEvidence:
@@ -74,9 +81,9 @@ class Evidence:
         """For each candidate, the evidence of the anchor (among ``anchors``) bought with it most often
         (ties: the higher lift); a candidate bought with none of them gets the first anchor's (zero) evidence."""
         anchors = np.asarray(anchors, np.int64)[:50]  # a long history: its first 50 items speak for it
-        if not len(anchors):
+        if not len(anchors) or not len(candidates):
             return [PairEvidence(-1, 0, 0.0, 0.0) for _ in candidates]
-        co = np.stack([self.co_purchases(int(a))[candidates] for a in anchors])  # (n_anchors, n_candidates)
+        co = self.co_matrix(anchors, candidates)  # (n_anchors, n_candidates)
         conf = co / np.maximum(self.counts[anchors], 1)[:, None]  # lift's order among anchors, per candidate
         best = np.argmax(co + 0.5 * conf, axis=0)  # most co-purchases; ties broken by confidence (conf <= 1)
         return [self._evidence(int(anchors[b]), int(c), int(co[b, j]))

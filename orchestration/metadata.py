@@ -13,8 +13,8 @@ def png_md(png: bytes, title: str) -> dg.MetadataValue:
 
 
 def frame_preview(df: pd.DataFrame, n: int = 10) -> dg.MetadataValue:
-    """The first ``n`` rows as a markdown table."""
-    return dg.MetadataValue.md(markdown_table(df.head(n)))
+    """The first ``n`` rows as Dagster table metadata (shown as a table in the UI; see :func:`frame_table`)."""
+    return frame_table(df, n)
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".4g") -> str:

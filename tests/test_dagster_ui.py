@@ -1,9 +1,9 @@
-"""The Dagster UI as an operator sees it: ``dagster dev`` on a free port, checked through its GraphQL API and in a
+"""The Dagster UI as an operator sees it: ``dg dev`` on a free port, checked through its GraphQL API and in a
 headless browser.
 
-One ``dagster dev -m orchestration.definitions`` (temporary DAGSTER_HOME and COBUY_DATA_DIR, the project's
+One ``dg dev -m orchestration.definitions`` (temporary DAGSTER_HOME and COBUY_DATA_DIR, the project's
 ``infra/local/dagster.yaml``) serves every test of this module. It is started in its own session, hence its own
-process group, and stopped by signalling that group: SIGTERM first (``dagster dev`` maps SIGTERM to its SIGINT
+process group, and stopped by signalling that group: SIGTERM first (``dg dev`` runs ``dagster dev``'s code, which maps SIGTERM to its SIGINT
 handler, so SIGINT is reset to the default in the child, in case pytest itself runs where SIGINT is ignored, e.g.
 a background job without job control), then SIGKILL after a grace period. The last test asserts that nothing of the
 group is left. Every failure message carries the tail of the server log.
@@ -38,7 +38,7 @@ from tests.test_assets import SMALL
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
-DAGSTER = Path(sys.executable).parent / "dagster"
+DG = Path(sys.executable).parent / "dg"  # dagster-dg-cli: `dg dev`, the command Dagster 1.13 recommends
 START_TIMEOUT_S = float(os.environ.get("COBUY_UI_START_TIMEOUT", 300))
 RUN_TIMEOUT_S = float(os.environ.get("COBUY_UI_RUN_TIMEOUT", 420))
 STOP_GRACE_S = 20.0
@@ -147,8 +147,8 @@ def _wait_until_loaded(server: DagsterDev, deadline: float) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not DAGSTER.exists():
-        pytest.fail(f"{DAGSTER} not found: run `make install`")
+    if not DG.exists():
+        pytest.fail(f"{DG} not found: run `make install` (dagster-dg-cli)")
     base = tmp_path_factory.mktemp("dagster_ui")
     home, data = base / "dagster_home", base / "data"
     home.mkdir()
@@ -160,7 +160,7 @@ def server(tmp_path_factory):
     log_path = base / "dagster_dev.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [str(DAGSTER), "dev", "-m", "orchestration.definitions", "--host", "127.0.0.1", "--port", str(port)],
+            [str(DG), "dev", "-m", "orchestration.definitions", "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # own session and process group: stopped as a group below
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -274,6 +274,54 @@ def test_full_pipeline_runs_from_the_api(server):
                                  f"{_run_report(server, run_id)}{server.log_tail()}")
     assert (server.data_dir / "assets" / "related_items.parquet").exists(), \
         f"related_items not written under COBUY_DATA_DIR={server.data_dir}"
+    assert (server.data_dir / "answers" / "latest" / "report.html").exists(), "the answers report was not written"
+    _check_metadata_shown(server)
+
+
+ASSET_METADATA = """query($key: AssetKeyInput!) { assetOrError(assetKey: $key) { __typename
+  ... on Asset { assetMaterializations(limit: 1) { metadataEntries { __typename label
+      ... on TableMetadataEntry { table { records schema { columns { name type } } } }
+      ... on UrlMetadataEntry { url }
+      ... on PathMetadataEntry { path }
+      ... on MarkdownMetadataEntry { mdStr } } } } } }"""
+
+
+def _metadata(server: DagsterDev, asset: str) -> dict[str, dict]:
+    found = server.graphql(ASSET_METADATA, {"key": {"path": [asset]}})["assetOrError"]
+    materializations = found.get("assetMaterializations") or []
+    assert materializations, f"{asset}: no materialization served{server.log_tail(2000)}"
+    return {e["label"]: e for e in materializations[0]["metadataEntries"]}
+
+
+def _png_width(md: str) -> int:
+    """The width of the PNG inlined in a markdown entry (``![..](data:image/png;base64,...)``), from its header."""
+    data = base64.b64decode(re.search(r"base64,([A-Za-z0-9+/=]+)", md).group(1))
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big")
+
+
+def _check_metadata_shown(server: DagsterDev) -> None:
+    """What the UI shows after the run: key tables as table metadata with a schema (not markdown behind a link),
+    a metrics plot that fits the dialog, and links a browser opens (http, never file://)."""
+    tables = {"model_metrics": ("at_k20", {"model", "recall", "ndcg"}),
+              "related_items": ("most_co_purchased_pairs", {"item_title", "related_title", "lift"}),
+              "association_rules": ("top_pairs_by_lift", set()),
+              "validated_interactions": ("quarantine_by_reason", {"reason", "rows"}),
+              "answers": ("bought_together", {"item_title", "partner_title", "baskets_together", "lift"})}
+    for asset, (label, columns) in tables.items():
+        entries = _metadata(server, asset)
+        entry = entries.get(label)
+        assert entry and entry["__typename"] == "TableMetadataEntry", f"{asset}.{label}: {entry}"
+        names = {c["name"] for c in entry["table"]["schema"]["columns"]}
+        assert columns <= names, f"{asset}.{label} columns {names}"
+        for e in entries.values():
+            if e["__typename"] == "UrlMetadataEntry":
+                assert e["url"].startswith("http"), f"{asset}.{e['label']}: {e['url']} does not open from a browser"
+    metrics = _metadata(server, "model_metrics")
+    at20 = metrics["at_k20"]["table"]
+    assert len(at20["records"]) == len({json.loads(r)["model"] for r in at20["records"]}) >= 2
+    assert _png_width(metrics["metrics_vs_k"]["mdStr"]) <= 800  # fits the metadata dialog
+    assert _metadata(server, "answers")["report"]["url"].startswith("http")
 
 
 # ----------------------------------------------------------------------------------------------- browser

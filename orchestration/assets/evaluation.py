@@ -5,7 +5,7 @@ import pandas as pd
 
 from orchestration.assets.models import FamilyModel
 from orchestration.assets.splits import SplitMatrices
-from orchestration.metadata import markdown_table, png_md
+from orchestration.metadata import frame_table, markdown_table, png_md
 from orchestration.resources import ArtifactStore
 from serving.storage import write_bytes
 from training.evaluation import metrics_frame
@@ -50,6 +50,6 @@ def model_metrics(context: dg.AssetExecutionContext, interaction_matrices: Split
     return dg.Output(table, metadata={
         **shown, "metrics_vs_k": png_md(png, "metrics vs K"),
         "plot_path": dg.MetadataValue.path(str(plot_path)),
-        "at_k20": dg.MetadataValue.md(markdown_table(at20)),
+        "at_k20": frame_table(at20, 100),
         "best_model": str(best["model"]), "best_recall@20": float(best["recall"]),
         "best_ndcg@20": float(best["ndcg"]), "test_users": int(best["n_users"])})

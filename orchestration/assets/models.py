@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from orchestration.assets.splits import SplitMatrices
-from orchestration.metadata import markdown_table, png_md
+from orchestration.metadata import frame_table, png_md
 from orchestration.resources import ArtifactStore, OptunaStorage, TrainingPlan
 from training import models as families  # classes resolve on first use (torch and Lightning only for those)
 from training.models.association import why_no_rules
@@ -294,7 +294,7 @@ def association_rules(context: dg.AssetExecutionContext, config: AssociationConf
                                       "differential_privacy": (f"epsilon={config.dp_epsilon}, at most "
                                                                f"{config.dp_max_pairs_per_basket} pairs per basket"
                                                                if config.dp_epsilon is not None else "off"),
-                                      "top_pairs_by_lift": dg.MetadataValue.md(markdown_table(top))})
+                                      "top_pairs_by_lift": frame_table(top, 100)})
 
 
 @dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
@@ -439,7 +439,7 @@ def lightgcn_model(context: dg.AssetExecutionContext, config: LightGCNConfig, in
     curve = pd.DataFrame(facts.pop("curve"))
     return dg.Output(model, metadata={"params": dg.MetadataValue.json(params), **facts,
                                       "fit_seconds": model.fit_seconds,
-                                      "validation_curve": dg.MetadataValue.md(markdown_table(curve))})
+                                      "validation_curve": frame_table(curve, 100)})
 
 
 @dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from orchestration.assets.splits import SplitMatrices
-from orchestration.metadata import markdown_table, png_md
+from orchestration.metadata import frame_table, png_md
 from orchestration.resources import ArtifactStore
 from training.cold_start import (PartnerPolicy, build_task, embedding_scorer, evaluate_cold, fit_partner_policy,
                                  partner_shares, popularity_scorer, tfidf_scorer, twin_partners_scorer)
@@ -156,7 +156,7 @@ def cold_partner_policy(config: PartnerPolicyConfig, training_split: Split, inte
     if policy.curve:
         curve = pd.DataFrame({"weight": list(policy.curve),
                               "validation_recall_plus_ndcg_at_20": list(policy.curve.values())})
-        meta["prior_weight_curve"] = dg.MetadataValue.md(markdown_table(curve))
+        meta["prior_weight_curve"] = frame_table(curve, 100)
         meta["prior_weight_plot"] = png_md(prior_weight_curve_png(policy.curve, policy.prior_weight), "prior weight")
     return dg.Output(policy, metadata=meta)
 
@@ -241,7 +241,7 @@ def cold_start_metrics(context: dg.AssetExecutionContext, config: ColdStartConfi
     table = pd.DataFrame(rows)
     return dg.Output(table, metadata={"cold_items": int(len(task.cold)), "prior_weight": policy.prior_weight,
                                       "prior_weight_from": policy.chosen_from,
-                                      "at_k20": dg.MetadataValue.md(markdown_table(table[table["k"] == 20]))})
+                                      "at_k20": frame_table(table[table["k"] == 20], 100)})
 
 
 def _strict_cold_start(context: dg.AssetExecutionContext, config: ColdStartConfig, training_split: Split,
@@ -278,7 +278,7 @@ def _strict_cold_start(context: dg.AssetExecutionContext, config: ColdStartConfi
         "fine_tuned": bool(result["encoder"]["fine_tuned"]), "fine_tuning_steps": steps,
         "prior_weight": policy["prior_weight"], "n_twins": policy["n_twins"], "temperature": policy["temperature"],
         "prior_weight_from": policy["chosen_from"],
-        "at_k20": dg.MetadataValue.md(markdown_table(table[table["k"] == 20])),
-        "differences_at_k20": dg.MetadataValue.md(markdown_table(difference_table(result))),
+        "at_k20": frame_table(table[table["k"] == 20], 100),
+        "differences_at_k20": frame_table(difference_table(result), 100),
         "strict_cold_start": dg.MetadataValue.json({k: result[k] for k in ("methods", "differences", "counts",
                                                                             "partner_policy", "settings")})})

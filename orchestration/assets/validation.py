@@ -13,7 +13,7 @@ import pandas as pd
 
 from data_checks.cleaning import CleaningRules, clean
 from data_checks.readers import RawTables
-from orchestration.metadata import frame_preview, markdown_table
+from orchestration.metadata import frame_preview, frame_table
 from orchestration.resources import ArtifactStore, MLflowRegistry, ValidationPolicy
 
 if TYPE_CHECKING:  # Great Expectations takes seconds to import: data_checks.expectations loads where it runs
@@ -61,8 +61,8 @@ def _data_docs_links(context: dg.AssetExecutionContext, report: "ValidationRepor
     """Links to the Data Docs: the local files, and (``publish``) http URLs of the same pages logged as an MLflow
     run's artifacts, which the MLflow UI (``mlflow.ui_url``) renders. MLflow being down costs the links, not
     the run."""
-    links: dict = {"data_docs": dg.MetadataValue.path(report.docs_index or ""),
-                   "data_docs_file": dg.MetadataValue.url(f"file://{report.docs_index}")}
+    # the local file as a path (a browser will not open file:// links from the UI's page); the link is the http one
+    links: dict = {"data_docs": dg.MetadataValue.path(report.docs_index or "")}
     if not publish or report.docs_index is None:
         return links
     try:
@@ -122,7 +122,7 @@ def validated_tables(context: dg.AssetExecutionContext, config: CleaningConfig, 
             "anonymous_rows (basket analysis only)": s["anonymous_rows"],
             "users": int(result.interactions["user_id"].nunique()),
             "items": int(result.interactions["item_id"].nunique()),
-            "quarantine_by_reason": dg.MetadataValue.md(markdown_table(reasons)),
+            "quarantine_by_reason": frame_table(reasons, 100),
             "preview": frame_preview(result.interactions)})
     if "validated_items" in selected:
         yield dg.Output(result.items, output_name="validated_items", metadata={
@@ -130,7 +130,7 @@ def validated_tables(context: dg.AssetExecutionContext, config: CleaningConfig, 
             "preview": frame_preview(result.items)})
     if "quarantine" in selected:
         yield dg.Output(result.quarantine, output_name="quarantine", metadata={
-            "rows": len(result.quarantine), "by_reason": dg.MetadataValue.md(markdown_table(reasons)),
+            "rows": len(result.quarantine), "by_reason": frame_table(reasons, 100),
             "summary": dg.MetadataValue.json(s), "preview": frame_preview(result.quarantine)})
 
     n_in, n_clean, n_q = len(raw_interactions), len(result.interactions), s["interactions_quarantined"]
@@ -143,7 +143,7 @@ def validated_tables(context: dg.AssetExecutionContext, config: CleaningConfig, 
             check_name="quarantine_rate_within_policy", asset_key="validated_interactions",
             passed=rate <= policy.max_quarantine_rate,
             metadata={"quarantine_rate": float(rate), "max_quarantine_rate": policy.max_quarantine_rate,
-                      "quarantine_by_reason": dg.MetadataValue.md(markdown_table(reasons))})
+                      "quarantine_by_reason": frame_table(reasons, 100)})
     if "expectation_suites_pass" in checks:
         frame = report.to_frame()
         blocking = report.blocking_failures()
@@ -154,5 +154,5 @@ def validated_tables(context: dg.AssetExecutionContext, config: CleaningConfig, 
                       "failed_row_level (rows quarantined)": sum(not r.success and r.level == "row"
                                                                  for r in report.results),
                       "suites": dg.MetadataValue.json(report.suites()),
-                      "results": dg.MetadataValue.md(markdown_table(frame)),
+                      "results": frame_table(frame, 100),
                       **_data_docs_links(context, report, docs, mlflow, config.publish_data_docs)})

@@ -17,7 +17,7 @@ import onnx
 import pandas as pd
 import pyarrow.parquet as pq
 import scipy.sparse as sp
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 from tqdm.auto import tqdm
 
 from serving.onnx_export import ExportInfo, factor_graph, read_ids, read_info
@@ -132,6 +132,8 @@ def neighbour_graph(export_path: str | Path) -> onnx.ModelProto:
         kept = [t for t in g.initializer if t.name not in ("user_factors", "item_factors_t")]
         del g.initializer[:]
         g.initializer.extend([inits["weights"], *kept])
+    elif info.kind == "rules":
+        out = rules_neighbour_graph(proto, info.n_items, name)
     else:
         raise ValueError(f"{export_path}: unknown export kind {info.kind!r}")
     derived = ExportInfo(info.family, "factor", info.n_items, info.k, n_users=info.n_items, dim=info.dim)
@@ -139,6 +141,24 @@ def neighbour_graph(export_path: str | Path) -> onnx.ModelProto:
     props = {"cobuy": json.dumps(derived.__dict__), **({"item_ids": props["item_ids"], "user_ids": props["item_ids"]}
                                                          if "item_ids" in props else {})}
     helper.set_model_props(out, props)
+    return out
+
+
+def rules_neighbour_graph(proto: onnx.ModelProto, n_items: int, name: str) -> onnx.ModelProto:
+    """A rules export (``serving.rules_onnx``) in the factor graph's contract: ``user_index`` (B,) item positions
+    become one-item histories (OneHot), which fire the item's pair rules (a multi-item antecedent needs more than
+    one item); the graph's own masking excludes the item itself. ``seen_index`` is accepted and not needed."""
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    g = out.graph
+    g.name = name
+    del g.input[:]
+    g.input.extend([helper.make_tensor_value_info("user_index", TensorProto.INT64, ["batch"]),
+                    helper.make_tensor_value_info("seen_index", TensorProto.INT64, ["n_seen", 2])])
+    g.initializer.extend([numpy_helper.from_array(np.array([n_items], np.int64), "one_hot_depth"),
+                          numpy_helper.from_array(np.array([0, 1], np.float32), "one_hot_values")])
+    g.node.insert(0, helper.make_node("OneHot", ["user_index", "one_hot_depth", "one_hot_values"], ["history"],
+                                      axis=-1))
     return out
 
 

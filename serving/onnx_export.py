@@ -18,6 +18,9 @@ Two graph shapes cover every exportable family (see ``Recommender.serving_form``
   (reduction ``add``); the history items are then set to -inf. The catalogue is never densified: the file
   holds n_items * N weights, and only the batch's own score block is dense.
 
+* association rules with multi-item antecedents (``RuleForm``): input ``history`` as the item-item graph's; a rule
+  adds its confidence only when the history holds its whole antecedent (``serving.rules_onnx``).
+
 All graphs output ``scores`` (B, n_items, before masking: what the parity check compares),
 ``top_scores`` float32 (B, k) and ``top_items`` int64 (B, k), best first; ONNX TopK breaks ties
 towards the lower index, as ``training.ranking.top_k`` does.
@@ -38,6 +41,8 @@ from onnx import TensorProto, helper, numpy_helper
 from serving.storage import atomic_path
 from training.models.base import FactorForm, ItemItemForm, Recommender, ServingForm
 from training.models.sparse import SparseItemItemForm
+from training.models.association import RuleForm
+from serving.rules_onnx import rules_nodes
 
 OPSET = 18
 EXTERNAL_DATA_BYTES = 256 * 1024 * 1024  # initializers above this go to a side file
@@ -48,7 +53,7 @@ class ExportInfo:
     """What the exported file holds, also written into the model's metadata."""
 
     family: str
-    kind: str  # "factor" | "item_item" | "item_item_sparse"
+    kind: str  # "factor" | "item_item" | "item_item_sparse" | "rules"
     n_items: int
     k: int
     n_users: int | None = None
@@ -92,13 +97,16 @@ def factor_graph(form: FactorForm, k: int, name: str) -> onnx.ModelProto:
 def item_item_graph(form: ItemItemForm, k: int, name: str) -> onnx.ModelProto:
     """history @ W, items already in the history set to -inf, then the top k."""
     w = np.ascontiguousarray(form.weights, dtype=np.float32)
-    n_items = w.shape[0]
-    nodes = [
-        helper.make_node("MatMul", ["history", "weights"], ["scores"]),
-        helper.make_node("Greater", ["history", "zero_f"], ["seen"]),
-        helper.make_node("Where", ["seen", "neg_inf", "scores"], ["masked"]),
-    ]
-    inits = [numpy_helper.from_array(w, "weights"), numpy_helper.from_array(np.array(0, np.float32), "zero_f"),
+    return history_graph([helper.make_node("MatMul", ["history", "weights"], ["scores"])],
+                         [numpy_helper.from_array(w, "weights")], w.shape[0], k, name)
+
+
+def history_graph(nodes: list, inits: list, n_items: int, k: int, name: str) -> onnx.ModelProto:
+    """A graph on input ``history`` float32 (B, n_items) whose ``nodes`` compute ``scores`` (B, n_items) (they may
+    use the initializers ``zero_f`` (0) and ``seen`` (history > 0)); the history's items set to -inf, then TopK."""
+    nodes = [helper.make_node("Greater", ["history", "zero_f"], ["seen"]), *nodes,
+             helper.make_node("Where", ["seen", "neg_inf", "scores"], ["masked"])]
+    inits = [*inits, numpy_helper.from_array(np.array(0, np.float32), "zero_f"),
              numpy_helper.from_array(np.array(-np.inf, np.float32), "neg_inf")]
     top_nodes, top_inits = _topk_nodes(k, n_items)
     graph = helper.make_graph(
@@ -179,6 +187,9 @@ def export_recommender(model: Recommender, path: str | Path, k: int = 20, form: 
     elif isinstance(form, ItemItemForm):
         proto = item_item_graph(form, k, name)
         info = ExportInfo(model.name, "item_item", form.weights.shape[0], min(k, form.weights.shape[0]))
+    elif isinstance(form, RuleForm):  # rules with multi-item antecedents (serving.rules_onnx)
+        proto = history_graph(*rules_nodes(form), form.n_items, k, name)
+        info = ExportInfo(model.name, "rules", form.n_items, min(k, form.n_items))
     elif isinstance(form, SparseItemItemForm):
         proto = sparse_item_item_graph(form, k, name)
         info = ExportInfo(model.name, "item_item_sparse", form.n_items, min(k, form.n_items),

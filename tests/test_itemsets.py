@@ -111,17 +111,29 @@ def test_planted_triple_fires_when_the_basket_holds_both_antecedent_items():
                                rtol=1e-12)
 
 
-def test_multi_item_rules_are_served_natively_pairs_still_export():
-    data, *_ = planted_triple_data()
-    triples = AssociationRules(min_support=0.05, min_confidence=0.5, max_len=3).fit(data)
-    assert "max_len" in triples.native_only_reason()
-    with pytest.raises(NotImplementedError, match="served natively"):
-        triples.serving_form()
-    pairs = AssociationRules(min_support=0.05, min_confidence=0.5, max_len=2).fit(data)
-    assert pairs.native_only_reason() is None
+def test_multi_item_rules_export_to_onnx_with_parity(tmp_path):
+    from serving.onnx_export import export_recommender
+    from serving.onnx_scoring import OnnxRecommender, check_parity
+    from training.models.association import RuleForm
+
+    data, a, b, c = planted_triple_data()
+    triples = AssociationRules(min_support=0.02, min_confidence=0.1, max_len=None).fit(data)
+    form = triples.serving_form()
+    assert isinstance(form, RuleForm) and form.antecedents.shape[1] >= 2
+    info = export_recommender(triples, tmp_path / "rules.onnx", k=5, form=form)
+    assert info.kind == "rules"
+    exported = OnnxRecommender(tmp_path / "rules.onnx", provider="cpu")
+    report = check_parity(triples, exported, data.user_items, n_users=600)
+    assert report.passed and report.max_abs_diff < 1e-5, report
+    both = history([a, b], data.n_items)
+    top, _ = exported.top_k(np.array([0]), both)
+    assert top[0, 0] == c  # {A, B} -> C fires in the exported graph too
+    only_a = history([a], data.n_items)
+    np.testing.assert_allclose(exported.scores(np.array([0]), only_a), triples.score_history(only_a), atol=1e-6)
+    # pair rules alone keep the dense item-item form
+    pairs = AssociationRules(min_support=0.02, min_confidence=0.1, max_len=2).fit(data)
     w = pairs.serving_form().weights
-    h = history([3, 7], data.n_items)
-    np.testing.assert_allclose(h.toarray() @ w, pairs.score_history(h), rtol=1e-6)
+    np.testing.assert_allclose(both.toarray() @ w, pairs.score_history(both), rtol=1e-6)
 
 
 @pytest.mark.parametrize("kwargs,names", [
@@ -140,3 +152,23 @@ def test_miner_refuses_bad_settings():
         frequent_itemsets(b, 0, 3)
     with pytest.raises(ItemsetConfigError, match="max_len"):
         itemset_rules(b, 0.1, 0.0, 0)
+
+
+def test_rules_export_serves_related_items_and_carts(tmp_path):
+    from serving.batch_scoring import item_neighbour_model
+    from serving.onnx_export import export_recommender
+    from serving.onnx_scoring import OnnxRecommender
+    from serving.service.scorers import RulesScorer
+
+    data, a, b, c = planted_triple_data()
+    model = AssociationRules(min_support=0.02, min_confidence=0.1, max_len=3).fit(data)
+    path = tmp_path / "rules.onnx"
+    export_recommender(model, path, k=5, item_ids=data.item_ids)
+    related = item_neighbour_model(OnnxRecommender(path, provider="cpu"), provider="cpu")
+    items, scores = related.top_k(np.array([a]), sp.csr_matrix((1, data.n_items)))
+    conf = model.confidence.toarray()[a]  # one item fires its pair rules only: related = its confidences
+    assert a not in items[0]
+    np.testing.assert_allclose(scores[0], np.sort(conf)[::-1][:5], rtol=1e-6)
+    scorer = RulesScorer(path, data.item_ids, data.user_items)
+    cart = scorer.cart_scores(np.array([a, b]), np.ones(2, np.float32))
+    np.testing.assert_allclose(cart, model.score_history(history([a, b], data.n_items))[0], atol=1e-6)

@@ -67,8 +67,6 @@ def exportable(models: dict[str, "Recommender | SkippedFamily"], chosen: list[st
             why_not[family] = f"not trained: {model.reason}"
         elif family not in chosen:
             why_not[family] = f"not in model_exports.families {chosen}"
-        elif getattr(model, "native_only_reason", lambda: None)() is not None:
-            why_not[family] = model.native_only_reason()
         else:
             refusal = export_refusal(family, n_users, n_items, budget, form=plan.serving_form(family, n_items),
                                      top_n=plan.item_item_top_n)

@@ -11,6 +11,7 @@ callers mask and take the top k):
 Forms:
 * ``ItemItemScorer`` (EASE, item-kNN, GF-CF, ChebyCF, rules, blend exports): ONNX Runtime on a graph derived
   from the export: Gather of the cart's rows of W, weighted sum (``history @ W`` without the dense history).
+* ``RulesScorer`` (association rules with multi-item antecedents): the export's own graph on a one-row history.
 * ``FactorScorer`` (MF, iALS, LightGCN, popularity exports): ONNX Runtime on the export's own graph for a known
   customer; a cart is folded in by ridge regression on the item factors; related items by cosine of factors.
 * ``NativeScorer``: models ONNX cannot express (the hybrid: per-request z-scores of several signals), run by
@@ -102,6 +103,25 @@ class ItemItemScorer:
         return self.cart_scores(np.array([item]), np.ones(1, np.float32))
 
 
+class RulesScorer(ItemItemScorer):
+    """A rules export (multi-item antecedents, ``serving.rules_onnx``), run as exported on the cart as a one-row
+    history: a rule fires on the items present (quantities do not weight it)."""
+
+    def __init__(self, export_path: str | Path, item_ids: np.ndarray, user_items: sp.csr_matrix,
+                 threads: int = 1) -> None:
+        export_path = Path(export_path)
+        _, model_items = read_ids(export_path)
+        self.item_pos = _positions(model_items, item_ids, "items", export_path)
+        self.n_model_items = read_info(export_path).n_items
+        self.session = open_session(export_path, "cpu", threads)
+        self.user_items, self.n_items = user_items, len(item_ids)
+
+    def cart_scores(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        history = np.zeros((1, self.n_model_items), np.float32)
+        history[0, self.item_pos[np.asarray(items, np.int64)]] = 1.0
+        return self.session.run(["scores"], {"history": history})[0][0][self.item_pos]
+
+
 class FactorScorer:
     """A factor export: the export's graph (ORT) for known customers, ridge fold-in for carts, cosine for
     related items. ``fold_in_l2``: the ridge penalty of the fold-in, relative to the mean squared factor norm."""
@@ -187,6 +207,8 @@ def open_scorer(folder: Path, fmt: str, model_file: str, kind_hint: str | None, 
     kind = kind_hint or read_info(path).kind
     if kind == "item_item":
         return ItemItemScorer(path, item_ids, user_items, threads)
+    if kind == "rules":
+        return RulesScorer(path, item_ids, user_items, threads)
     if kind == "factor":
         return FactorScorer(path, item_ids, user_ids, user_items, threads)
     raise ValueError(f"{path}: unknown export kind {kind!r}")

@@ -3,6 +3,7 @@ sum of confidences of rules fired by their history."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -16,6 +17,21 @@ from training.data import InteractionData
 from training.models.base import ItemItemForm, Recommender, linear_item_matrix, require_training_data, top_k_rows
 
 DEFAULT_MAX_LEN = 2  # pairs; longer itemsets are opt-in (docs/association_rules.md, "Choosing max_len")
+
+
+@dataclass
+class RuleForm:
+    """Rules with one consequent item as plain arrays, for export (``serving.rules_onnx``): m distinct
+    antecedents and R rules. ``antecedents``: (m, L) int64 item positions, each row padded by repeating its first
+    item (a row is fired when the history holds every item in it); ``rule_antecedent``: (R,) int64 row of
+    ``antecedents``; ``rule_consequent``: (R,) int64 item; ``rule_confidence``: (R,) float32. A history's score
+    for item c is the sum of ``rule_confidence`` over its fired rules with consequent c."""
+
+    n_items: int
+    antecedents: np.ndarray
+    rule_antecedent: np.ndarray
+    rule_consequent: np.ndarray
+    rule_confidence: np.ndarray
 
 
 class AssociationRules(Recommender):
@@ -112,19 +128,27 @@ class AssociationRules(Recommender):
     def score_users(self, users: np.ndarray) -> np.ndarray:
         return self.score_history(self.user_items[users])
 
-    def native_only_reason(self) -> str | None:
-        """Why this model has no ONNX serving form (served natively instead), or None when it has one."""
+    def serving_form(self) -> "ItemItemForm | RuleForm":
+        """Pair rules only: the (n_items, n_items) item-item matrix (linear in the history). With multi-item
+        antecedents: a :class:`RuleForm` of every rule (pairs as one-item antecedents), whose export fires a rule
+        only when the history holds its whole antecedent."""
         if self.multi_rules is None or len(self.multi_rules) == 0:
-            return None
-        return (f"{len(self.multi_rules):,} rules with 2+ antecedent items (max_len={self.max_len}) are not linear "
-                "in the history, so there is no item-item matrix to export: served natively (the pickled model); "
-                "set association_rules.max_len: 2 for the ONNX export")
-
-    def serving_form(self) -> ItemItemForm:
-        reason = self.native_only_reason()
-        if reason is not None:
-            raise NotImplementedError(reason)
-        return ItemItemForm(linear_item_matrix(self))
+            return ItemItemForm(linear_item_matrix(self))
+        pairs = self.confidence.tocoo()
+        multi = self.multi_confidence.tocoo()
+        width = int(self.antecedent_sizes.max())
+        sets = self.antecedent_sets.tocsr()
+        sets.sort_indices()
+        multi_rows = np.zeros((sets.shape[0], width), np.int64)
+        for j in range(width):  # the j-th item of each antecedent, or its first item where it has fewer
+            at = sets.indptr[:-1] + np.minimum(j, np.diff(sets.indptr) - 1)
+            multi_rows[:, j] = sets.indices[at]
+        singles = np.unique(pairs.row)
+        rows = np.concatenate([np.repeat(singles[:, None], width, axis=1), multi_rows])
+        single_row = np.searchsorted(singles, pairs.row)
+        return RuleForm(self.n_items, rows, np.concatenate([single_row, len(singles) + multi.row]).astype(np.int64),
+                        np.concatenate([pairs.col, multi.col]).astype(np.int64),
+                        np.concatenate([pairs.data, multi.data]).astype(np.float32))
 
     def related_items(self, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return top_k_rows(self.ranking, items, k)

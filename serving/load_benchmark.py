@@ -148,10 +148,11 @@ def benchmark(args: argparse.Namespace) -> dict:
     build_seconds = time.monotonic() - t0
     port = args.port
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "COBUY_SERVE_LOG_LEVEL": "warning", "OMP_NUM_THREADS": "1"}
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}  # as `make serve` runs it
+    log = open(work / "server.log", "wb")  # the request log stays on, as in production
     server = subprocess.Popen([sys.executable, "-m", "serving.service", "--tracking-uri", champion["uri"],
                                "--port", str(port), "--cache-dir", str(work / "cache"), "--poll-seconds", "30"],
-                              env=env, cwd=ROOT, start_new_session=True)
+                              env=env, cwd=ROOT, start_new_session=True, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 300
         while True:

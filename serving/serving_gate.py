@@ -93,7 +93,7 @@ class BundleScorer:
     def __init__(self, folder: str | Path, user_ids: Sequence, item_ids: Sequence, history: sp.csr_matrix) -> None:
         from serving.service.champion import load_served
 
-        self.served = s = load_served(folder, "gate", "0")
+        self.served = s = load_served(folder, "gate", "0", with_text=False)
         pos = np.asarray([s.item_index.get(str(i), -1) for i in item_ids], np.int64)
         self.known = np.flatnonzero(pos >= 0)
         self.bundle_item_of_known = pos[self.known]

@@ -30,9 +30,13 @@ def bundles(tmp_path_factory, models, shop_data, shop_clean):
 
     root = tmp_path_factory.mktemp("bundles")
     text = text_assets(shop_data, shop_clean.items, root / "text")
-    return {family: (root / family, bundle_model(model, family, shop_data, shop_clean.items, root / family,
-                                                 text=text if family == "itemknn" else None))
-            for family, model in models.items()}
+    out = {family: (root / family, bundle_model(model, family, shop_data, shop_clean.items, root / family,
+                                                text=text if family == "itemknn" else None))
+           for family, model in models.items()}
+    # the registry tests upload bundles: one without the 90 MB text encoder keeps them short
+    out["itemknn-plain"] = (root / "itemknn-plain", bundle_model(models["itemknn"], "itemknn", shop_data,
+                                                                 shop_clean.items, root / "itemknn-plain"))
+    return out
 
 
 def _client(folder, **settings):
@@ -256,7 +260,7 @@ def test_serving_gate_moves_one_alias_across_families(tmp_path, bundles, shop_da
                                 shop_data.matrix_for(shop_split.test))
     decisions = []
     for family in ("popularity", "itemknn", "popularity"):
-        register(uri, bundles[family][0], family)
+        register(uri, bundles[family if family != "itemknn" else "itemknn-plain"][0], family)
         decisions.append(run_gate(uri, "cobuy-serving", evaluate, "ndcg@20", 0.0, "pytest", tmp_path / f"g{family}",
                                   fetch=download_serving_version))
     first, second, third = decisions
@@ -274,7 +278,8 @@ def test_hot_swap_under_load_fails_no_request(tmp_path, bundles, shop):
     from serving.service.settings import ServiceSettings
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    v1, v2 = register(uri, bundles["itemknn"][0], "itemknn"), register(uri, bundles["popularity"][0], "popularity")
+    v1 = register(uri, bundles["itemknn-plain"][0], "itemknn")
+    v2 = register(uri, bundles["popularity"][0], "popularity")
     set_champion(uri, v1)
     app = create_app(ServiceSettings(tracking_uri=uri, cache_dir=str(tmp_path / "cache"), poll_seconds=0.2,
                                      log_level="warning"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from serving.service.settings import ServiceSettings
@@ -20,6 +21,8 @@ def configure_logging(level: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     settings = ServiceSettings.from_args(argv)
     configure_logging(settings.log_level)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # before numpy loads: a request's
+        os.environ.setdefault(name, str(settings.threads))  # small products gain nothing from BLAS threads that spin
     import uvicorn
 
     from serving.service.app import create_app

@@ -78,8 +78,10 @@ class Served:
                 "load_seconds": round(self.load_seconds, 3), "text_encoder": bool(self.text)}
 
 
-def load_served(folder: str | Path, name: str, version: str, threads: int = 1, on_cache=None) -> Served:
-    """Open the bundle in ``folder`` (see ``serving.service.bundle``); errors name the folder and the file."""
+def load_served(folder: str | Path, name: str, version: str, threads: int = 1, on_cache=None,
+                with_text: bool = True) -> Served:
+    """Open the bundle in ``folder`` (see ``serving.service.bundle``); errors name the folder and the file.
+    ``with_text=False`` leaves the text encoder unloaded (the gate scores customers only)."""
     t0 = time.perf_counter()
     folder = Path(folder)
     info = read_info(folder)
@@ -94,7 +96,7 @@ def load_served(folder: str | Path, name: str, version: str, threads: int = 1, o
                              + (f" and {rows} users" if rows is not None else ""))
     scorer = open_scorer(folder, info.format, info.model_file, None, item_ids, user_ids, user_items, threads)
     text = None
-    if info.text:
+    if info.text and with_text:
         from serving.text_onnx import OnnxTextEncoder
 
         encoder = OnnxTextEncoder(folder / "text" / info.text["model"], folder / "text", provider="cpu",

@@ -60,11 +60,22 @@ class Evidence:
         return vec
 
     def co_matrix(self, anchors: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """(len(anchors), len(candidates)) baskets holding both, from the two sets of basket columns only (cost:
-        their nonzeros; no full co-purchase vector is built, so nothing is cached)."""
-        a = self.cols[:, np.asarray(anchors, np.int64)]
-        c = self.cols[:, np.asarray(candidates, np.int64)]
-        return np.asarray((a.T @ c).toarray(), np.int64)
+        """(len(anchors), len(candidates)) baskets holding both, from the two sets of basket lists only (cost:
+        their lengths, plus one (n_baskets,) flag array; no full co-purchase vector is built, nothing cached)."""
+        ptr, rows = self.cols.indptr, self.cols.indices
+        cand = np.asarray(candidates, np.int64)
+        lens = ptr[cand + 1] - ptr[cand]
+        joined = np.concatenate([rows[ptr[c]:ptr[c + 1]] for c in cand]) if len(cand) else np.zeros(0, np.int32)
+        ends = np.cumsum(lens)
+        flag = np.zeros(self.rows.shape[0], bool)
+        out = np.zeros((len(anchors), len(cand)), np.int64)
+        for r, a in enumerate(np.asarray(anchors, np.int64)):
+            mine = rows[ptr[a]:ptr[a + 1]]
+            flag[mine] = True
+            running = np.concatenate([[0], np.cumsum(flag[joined])])
+            out[r] = running[ends] - running[ends - lens]
+            flag[mine] = False
+        return out
 
     def pair(self, anchor: int, candidates: np.ndarray) -> list[PairEvidence]:
         """Evidence of ``anchor`` -> each of ``candidates`` (positions)."""

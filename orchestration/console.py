@@ -46,7 +46,15 @@ class ConsoleFormatter(logging.Formatter):
         if event in OUTCOMES and event not in ("ASSET_CHECK_EVALUATION",):
             message = f"{event} - {message}"
         level = "" if record.levelno == logging.INFO or event in OUTCOMES else f"{record.levelname} - "
-        return f"{self.formatTime(record, '%H:%M:%S')} {where} - {level}{message}"
+        return f"{self.formatTime(record, '%H:%M:%S')} {where} - {level}{message}{_error_text(record)}"
+
+
+def _error_text(record: logging.LogRecord) -> str:
+    """A failed step's error (the exception, its cause and their user-code frames), which Dagster keeps on the
+    event rather than in the message."""
+    event = getattr(record, "dagster_event", None)
+    error = getattr(getattr(event, "event_specific_data", None), "error", None)
+    return f"\n{error.to_string()}" if error is not None and hasattr(error, "to_string") else ""
 
 
 @dg.logger(

@@ -40,3 +40,18 @@ def test_each_step_outcome_and_the_assets_messages_reach_the_console(capsys):
 def test_debug_prints_the_bookkeeping_too(capsys):
     err = _run(capsys, "DEBUG")
     assert "STEP_SUCCESS" in err and ("Started execution of step" in err or "STEP_START" in err)
+
+
+@dg.asset
+def broken() -> int:
+    raise ValueError("the cause a user needs to read")
+
+
+def test_a_failed_step_prints_its_error(capsys):
+    job = dg.define_asset_job("fails", selection=dg.AssetSelection.assets(broken))
+    defs = dg.Definitions(assets=[broken], jobs=[job], loggers={"console": outcome_console})
+    result = defs.resolve_job_def("fails").execute_in_process(
+        run_config={"loggers": {"console": {"config": {}}}}, raise_on_error=False)
+    assert not result.success
+    err = capsys.readouterr().err
+    assert " broken - STEP_FAILURE - " in err and "the cause a user needs to read" in err

@@ -112,7 +112,8 @@ class LogProgress(L.Callback):
 
     def __init__(self, log: Callable[[str], None], label: str, times: int = 10) -> None:
         super().__init__()
-        self.log, self.label, self.times = log, label, max(times, 1)
+        # not ``self.log``: Lightning points a callback's ``log`` at the module's metric logger during fit
+        self.report, self.label, self.times = log, label, max(times, 1)
         self.t0 = 0.0
         self.next_mark = 0
 
@@ -126,7 +127,7 @@ class LogProgress(L.Callback):
 
         self.t0 = time.perf_counter()
         self.next_mark = max(self._total(trainer) // self.times, 1)
-        self.log(f"{self.label}: {self._total(trainer)} steps planned")
+        self.report(f"{self.label}: {self._total(trainer)} steps planned")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
                            ) -> None:
@@ -136,7 +137,7 @@ class LogProgress(L.Callback):
         if step >= self.next_mark or step == total:
             loss = trainer.callback_metrics.get("train_loss")
             shown = f", train_loss {float(loss):.4f}" if loss is not None else ""
-            self.log(f"{self.label}: step {step}/{total}, {time.perf_counter() - self.t0:.0f} s{shown}")
+            self.report(f"{self.label}: step {step}/{total}, {time.perf_counter() - self.t0:.0f} s{shown}")
             self.next_mark = step + max(total // self.times, 1)
 
 

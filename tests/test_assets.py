@@ -48,6 +48,9 @@ def test_full_graph_materializes(run):
     assert len(plots) == 1 and plots[0].read_bytes()[:4] == b"\x89PNG"
     docs = list((base / "runs").rglob("data_docs/index.html"))
     assert len(docs) == 1
+    # the answers a person opens: this run's folder and latest, both with the report and the titled tables
+    answers = base / "answers"
+    assert (answers / "latest" / "report.html").exists() and (answers / result.run_id / "bought_together.csv").exists()
 
 
 def test_outputs_hold_the_known_answers(run):

@@ -120,10 +120,12 @@ class AssociationRules(Recommender):
     def score_history(self, rows: sp.csr_matrix) -> np.ndarray:
         """Sum of the confidences of the rules fired by each history: pair rules weighted by the history's values
         (linear), plus every multi-item rule whose whole antecedent the history holds."""
-        scores = rows.astype(np.float32) @ self.confidence
-        if self.multi_rules is not None and len(self.multi_rules):
-            scores = scores + self.fired(rows) @ self.multi_confidence
-        return np.asarray(scores.todense(), dtype=np.float32)
+        if self.multi_rules is None or len(self.multi_rules) == 0:
+            return np.asarray((rows.astype(np.float32) @ self.confidence).todense(), dtype=np.float32)
+        # summed in float64 (the float32 confidences widened exactly) and rounded once, as the rules export does
+        scores = rows.astype(np.float64) @ self.confidence.astype(np.float64)
+        scores = scores + self.fired(rows).astype(np.float64) @ self.multi_confidence.astype(np.float64)
+        return np.asarray(scores.todense(), dtype=np.float64).astype(np.float32)
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         return self.score_history(self.user_items[users])

@@ -6,8 +6,9 @@ Rust miners that install here (pyfim: Borgelt's FP-growth in C; rusket: Rust), a
     python -m training.itemsets_benchmark --dataset instacart --out benchmarks/results
 
 Writes ``<out>/<dataset>-itemsets.json``: per (min_support, max_len) ``rules``, ``identical``, ``ours_s``,
-``mlxtend_s``, ``speedup`` (medians; every run's seconds kept), the other miners' seconds and counts, and the load
-average before and after each setting. What each tool is given and timed on:
+``mlxtend_s``, ``speedup`` (medians of wall seconds; every run kept), the same from this process's CPU seconds
+(``ours_cpu_s``, ``mlxtend_cpu_s``, ``speedup_cpu``: steadier on a shared machine), the other miners' seconds and
+counts, and the load average before and after each setting. What each tool is given and timed on:
 
 * ours: the (n_baskets, n_items) CSR basket matrix -> frequent itemsets and every rule (all antecedent/consequent
   splits, as mlxtend's ``association_rules``).
@@ -34,7 +35,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from training.association_benchmark import _median_seconds as _timed
 from training.itemsets import ItemsetRules, frequent_itemsets, itemset_rules, min_count
 
 DEFAULT_SETTINGS: dict[str, dict[str, list]] = {
@@ -73,6 +73,18 @@ def load_baskets(dataset: str) -> tuple[sp.csr_matrix, dict]:
     baskets = baskets[:, sold].tocsr()
     return baskets, {"baskets": int(baskets.shape[0]), "items_in_baskets": int(baskets.shape[1]),
                      "basket_item_pairs": int(baskets.nnz), "load_seconds": time.perf_counter() - t0}
+
+
+def _timed(fn, repeats: int) -> tuple[list[float], Any, list[float]]:
+    """Wall seconds of each of ``repeats`` runs, the last result, and this process's CPU seconds of each run (on a
+    shared machine a short run's wall time swings with the other processes; its CPU time much less)."""
+    wall, cpu, out = [], [], None
+    for _ in range(max(repeats, 1)):
+        t, c = time.perf_counter(), time.process_time()
+        out = fn()
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return wall, out, cpu
 
 
 def _key(items) -> tuple[int, ...]:
@@ -128,9 +140,9 @@ def _mlxtend(baskets: sp.csr_matrix, min_support: float, max_len: int | None, mi
             return isets, association_rules(isets, num_itemsets=n, metric="confidence",
                                             min_threshold=min_confidence)
 
-    times, (isets, rules) = _timed(run, repeats)
+    times, (isets, rules), cpu = _timed(run, repeats)
     del onehot
-    return times, rules, len(isets), labels, given
+    return (times, cpu), rules, len(isets), labels, given
 
 
 def _pyfim(baskets: sp.csr_matrix, min_support: float, max_len: int | None, min_confidence: float,
@@ -142,9 +154,9 @@ def _pyfim(baskets: sp.csr_matrix, min_support: float, max_len: int | None, min_
     tx = [baskets.indices[baskets.indptr[i]:baskets.indptr[i + 1]].tolist() for i in range(baskets.shape[0])]
     supp = -min_count(baskets.shape[0], min_support)  # negative: an absolute basket count
     zmax = {} if max_len is None else {"zmax": max_len}
-    s_times, sets = _timed(lambda: fim.fpgrowth(tx, target="s", supp=supp, report="a", **zmax), repeats)
-    r_times, rules = _timed(lambda: fim.fpgrowth(tx, target="r", supp=supp, conf=100 * min_confidence, report="a",
-                                                 mode="o", **zmax), repeats)
+    s_times, sets, _ = _timed(lambda: fim.fpgrowth(tx, target="s", supp=supp, report="a", **zmax), repeats)
+    r_times, rules, _ = _timed(lambda: fim.fpgrowth(tx, target="r", supp=supp, conf=100 * min_confidence, report="a",
+                                                    mode="o", **zmax), repeats)
     return {"itemsets": len(sets), "itemsets_s": statistics.median(s_times), "itemsets_runs_s": s_times,
             "one_item_head_rules": sum(1 for r in rules if len(r[1]) > 0),
             "rules_s": statistics.median(r_times), "rules_runs_s": r_times,
@@ -166,29 +178,33 @@ def _rusket(baskets: sp.csr_matrix, min_support: float, max_len: int | None, min
             rules = rusket.association_rules(isets, num_itemsets=baskets.shape[0], min_threshold=min_confidence)
             return isets, rules, time.perf_counter() - t
 
-    times, (isets, rules, _) = _timed(run, repeats)
+    times, (isets, rules, _), _ = _timed(run, repeats)  # rusket is multi-threaded: its CPU time is not comparable
     return {"itemsets": len(isets), "rules": len(rules), "itemsets_and_rules_s": statistics.median(times),
             "runs_s": times, "rule_set": {(_key(a), _key(c)) for a, c in zip(rules["antecedents"],
                                                                             rules["consequents"])}}
 
 
 def run_setting(baskets: sp.csr_matrix, min_support: float, max_len: int | None, min_confidence: float,
-                repeats: int, mlxtend_repeats: int, max_cells: int) -> dict:
-    """One (min_support, max_len): every tool's medians, counts, and whether each agrees with ours."""
+                repeats: int, mlxtend_repeats: int, max_cells: int, ours_repeats: int = 15) -> dict:
+    """One (min_support, max_len): every tool's medians, counts, and whether each agrees with ours. Ours runs
+    ``ours_repeats`` times (it takes well under a second, so a median of many is cheap and steadier)."""
     load_before = [round(x, 2) for x in os.getloadavg()]
-    ours_t, ours = _timed(lambda: itemset_rules(baskets, min_support, min_confidence, max_len), repeats)
+    ours_t, ours, ours_cpu = _timed(lambda: itemset_rules(baskets, min_support, min_confidence, max_len),
+                                    max(repeats, ours_repeats))
     isets = frequent_itemsets(baskets, min_support, max_len)
     row: dict[str, Any] = {"min_support": min_support, "max_len": max_len, "min_confidence": min_confidence,
                            "itemsets": len(isets), "itemsets_by_length": [len(c) for c in isets.counts],
                            "rules": len(ours), "rules_one_item_consequent": int((ours.consequent_len == 1).sum()),
                            "rules_multi_item_antecedent": int((ours.antecedent_len >= 2).sum()),
-                           "ours_s": statistics.median(ours_t), "ours_runs_s": ours_t}
-    m_t, ref, m_isets, labels, given = _mlxtend(baskets, min_support, max_len, min_confidence, mlxtend_repeats,
-                                                max_cells)
+                           "ours_s": statistics.median(ours_t), "ours_runs_s": ours_t,
+                           "ours_cpu_s": statistics.median(ours_cpu)}
+    (m_t, m_cpu), ref, m_isets, labels, given = _mlxtend(baskets, min_support, max_len, min_confidence,
+                                                         mlxtend_repeats, max_cells)
     cmp = compare_with_mlxtend(ours, ref, labels)
     row.update({"mlxtend_rules": int(len(ref)), "mlxtend_itemsets": m_isets, **cmp, "mlxtend_s": statistics.median(m_t),
-                "mlxtend_runs_s": m_t, "mlxtend_input": given,
-                "speedup": statistics.median(m_t) / max(statistics.median(ours_t), 1e-12)})
+                "mlxtend_runs_s": m_t, "mlxtend_cpu_s": statistics.median(m_cpu), "mlxtend_input": given,
+                "speedup": statistics.median(m_t) / max(statistics.median(ours_t), 1e-12),
+                "speedup_cpu": statistics.median(m_cpu) / max(statistics.median(ours_cpu), 1e-12)})
     our_sets = {_key(r) for x in isets.items for r in x.tolist()}
     pf = _pyfim(baskets, min_support, max_len, min_confidence, repeats)
     if "itemset_set" in pf:
@@ -218,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--supports", type=float, nargs="+", help="min_support values (default: per dataset)")
     ap.add_argument("--max-lens", nargs="+", help="max_len values; 'none' for any length (default: per dataset)")
     ap.add_argument("--min-confidence", type=float, default=0.0)
-    ap.add_argument("--repeats", type=int, default=5, help="runs of ours, pyfim and rusket (median reported)")
+    ap.add_argument("--repeats", type=int, default=5, help="runs of pyfim and rusket (median reported)")
+    ap.add_argument("--ours-repeats", type=int, default=15, help="runs of ours (median reported)")
     ap.add_argument("--mlxtend-repeats", type=int, default=3, help="runs of mlxtend, the slow one")
     ap.add_argument("--mlxtend-max-cells", type=int, default=MLXTEND_MAX_CELLS)
     ap.add_argument("--out", type=Path, default=Path("data/benchmark-results"))
@@ -241,10 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     for s in supports:
         for m in max_lens:
             row = run_setting(baskets, s, m, args.min_confidence, args.repeats, args.mlxtend_repeats,
-                              args.mlxtend_max_cells)
+                              args.mlxtend_max_cells, args.ours_repeats)
             rows.append(row)
             print(f"min_support={s} max_len={m}: {row['rules']:,} rules, identical={row['identical']}, "
-                  f"ours {row['ours_s']:.3f}s, mlxtend {row['mlxtend_s']:.1f}s ({row['speedup']:.0f}x), "
+                  f"ours {row['ours_s']:.3f}s, mlxtend {row['mlxtend_s']:.1f}s ({row['speedup']:.0f}x; CPU "
+                  f"{row['speedup_cpu']:.0f}x), "
                   f"pyfim {row['pyfim'].get('itemsets_s', float('nan')):.3f}+"
                   f"{row['pyfim'].get('rules_s', float('nan')):.3f}s, "
                   f"rusket {row['rusket'].get('itemsets_and_rules_s', float('nan')):.3f}s, "
@@ -253,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             result = {"dataset": args.dataset, **facts, "repeats": args.repeats,
                       "mlxtend_repeats": args.mlxtend_repeats, "settings": every,
                       "all_identical": all(r["identical"] for r in every),
-                      "min_speedup": min(r["speedup"] for r in every), "machine": machine()}
+                      "min_speedup": min(r["speedup"] for r in every),
+                      "min_speedup_cpu": min(r["speedup_cpu"] for r in every), "machine": machine()}
             write_result_json(result, out)  # after every setting: a long run leaves what it measured
     print(f"wrote {out}")
     return 0

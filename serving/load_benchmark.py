@@ -34,7 +34,25 @@ TARGET = {"rps": 500, "p99_ms": 20.0}
 ENDPOINTS = {"related": "/items/{item_id}/related", "baskets": "/baskets/complete"}
 
 
-def build_champion(dataset: str, work: Path, dim: int, seed: int) -> dict:
+def online_retail_hybrid(p) -> object:
+    """Online Retail's hybrid as benchmarked (benchmarks/results/online_retail-hybrid.json: EASE, broad association
+    rules, the packaged text encoder's embeddings, recency and trend; its tuned weights), fitted on train."""
+    from training.benchmark import default_params
+    from training.hybrid_tuning import fit_hybrid
+    from training.models import MODELS, AssociationRules
+    from training.text_encoder import TextEncoder, TextEncoderConfig, item_texts
+
+    tuned = json.loads((RESULTS / "online_retail-hybrid.json").read_text())
+    texts = item_texts(p.cleaned.items.set_index("item_id").loc[p.train.item_ids].reset_index())
+    emb = TextEncoder(TextEncoderConfig(model_name="")).embed(texts)
+    collaborative = MODELS["ease"](**default_params("online_retail", "ease")).fit(p.train)
+    rules = AssociationRules(min_support=0.002, min_confidence=0.0).fit(p.train)
+    model = fit_hybrid(collaborative, rules, emb, p.train, p.split.train)
+    model.weights, model.related_weights = tuned["weights_user_recommendations"], tuned["weights_related_items"]
+    return model
+
+
+def build_champion(dataset: str, work: Path, dim: int, seed: int, family: str | None = None) -> dict:
     """Fit the dataset's champion, bundle it and register it as cobuy-serving@champion under ``work``."""
     from serving.registry import register_serving_version
     from serving.serving_gate import bundle_model
@@ -50,6 +68,8 @@ def build_champion(dataset: str, work: Path, dim: int, seed: int) -> dict:
 
         u, s, vt = randomized_svd(data.user_items.astype(np.float32), n_components=dim, random_state=seed)
         model, family = _FormModel(FactorForm((u * s).astype(np.float32), vt.T.astype(np.float32).copy())), "mf"
+    elif family == "hybrid":
+        model = online_retail_hybrid(p)
     else:
         from training.benchmark import default_params
         from training.models import ItemKNN
@@ -140,11 +160,12 @@ def where_time_goes(e: dict) -> str:
 def benchmark(args: argparse.Namespace) -> dict:
     from training.benchmark import machine
 
-    work = Path(args.work or f"/tmp/cobuy-load-{args.dataset}")
+    suffix = f"-{args.family}" if args.family == "hybrid" else ""
+    work = Path(args.work or f"/tmp/cobuy-load-{args.dataset}{suffix}")
     work.mkdir(parents=True, exist_ok=True)
     load_before = [round(x, 2) for x in os.getloadavg()]
     t0 = time.monotonic()
-    champion = build_champion(args.dataset, work, args.dim, args.seed)
+    champion = build_champion(args.dataset, work, args.dim, args.seed, args.family)
     build_seconds = time.monotonic() - t0
     port = args.port
     url = f"http://127.0.0.1:{port}"
@@ -190,7 +211,7 @@ def benchmark(args: argparse.Namespace) -> dict:
                                for e in eps)
     result["load_average_1_5_15min"] = {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]}
     result["where_the_time_goes"] = {name: where_time_goes(e) for name, e in result["endpoints"].items()}
-    result["machine"] = machine()
+    result["machine"] = {**machine(), "niceness": os.nice(0)}  # the server and locust ran at this niceness
     return result
 
 
@@ -202,6 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=int, default=20, help="length of one measured run")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--dim", type=int, default=64, help="factor dimension of the Gowalla champion")
+    p.add_argument("--family", choices=["itemknn", "hybrid"], default=None,
+                   help="Online Retail's champion: item-kNN (ONNX, default) or the hybrid (served natively)")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default=None, help="scratch folder (default /tmp/cobuy-load-<dataset>)")
@@ -210,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     from serving.storage import write_result_json
 
     result = benchmark(args)
-    out = Path(args.out or RESULTS / f"service-load-{args.dataset}.json")
+    suffix = f"-{args.family}" if args.family == "hybrid" else ""
+    out = Path(args.out or RESULTS / f"service-load-{args.dataset}{suffix}.json")
     write_result_json(result, out)
     for name, e in result["endpoints"].items():
         print(f"{name}: {e['rps']:.0f} rps, p50 {e['p50_ms']:.1f} ms, p99 {e['p99_ms']:.1f} ms, {e['errors']} errors, "

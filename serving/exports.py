@@ -65,8 +65,8 @@ def export_family(model: Recommender, data: InteractionData, path: str | Path, k
 def serving_model(model: Recommender, form: str, top_n: int = DEFAULT_TOP_N) -> Recommender:
     """The model as it is served: ``model`` itself (``form="dense"``, or already cut), else its top-``top_n``
     neighbour form (``training.models.sparse.SparseItemItem``), which the export is then checked against."""
-    if form != "sparse" or isinstance(model, SparseItemItem):
-        return model
+    if form != "sparse" or isinstance(model, SparseItemItem) or not getattr(model, "is_linear", True):
+        return model  # rules with multi-item antecedents are compact as they are (RuleForm), and not linear
     return SparseItemItem.from_model(model, top_n)
 
 

@@ -64,7 +64,8 @@ def test_noise_is_seeded_and_scaled_by_sensitivity_over_epsilon(shop_data):
 
 
 def _planted_found(shop, data, epsilon: float, seed: int) -> int:
-    model = AssociationRules(min_support=0.003, min_confidence=0.05, dp_epsilon=epsilon, dp_max_pairs_per_basket=10,
+    model = AssociationRules(min_support=0.003, min_confidence=0.05, max_len=2, dp_epsilon=epsilon,
+                             dp_max_pairs_per_basket=10,
                              dp_seed=seed).fit(data)
     anchors = pd.Index(data.item_ids).get_indexer([a for a, _ in shop.planted_pairs])
     top, _ = model.related_items(anchors, 1)

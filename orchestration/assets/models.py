@@ -49,12 +49,12 @@ class TunableConfig(dg.Config):
 class AssociationConfig(TunableConfig):
     """``dp_epsilon``: publish rules from epsilon-differentially private counts (Laplace noise, each
     basket contributing at most ``dp_max_pairs_per_basket`` pairs; ``training/privacy.py``); None: exact.
-    ``max_len``: longest itemset mined; 2 = pair rules (exported to ONNX), more (or null: any length) adds rules
-    with multi-item antecedents, served natively (docs/association_rules.md)."""
+    ``max_len``: longest itemset mined; 2 = pair rules, 3 (default) adds rules with two-item antecedents, null any
+    length; with dp_epsilon set it must be 2 (docs/association_rules.md)."""
 
     min_support: float = 0.005
     min_confidence: float = 0.05
-    max_len: Optional[int] = 2
+    max_len: Optional[int] = 3
     rank_by: Literal["lift", "confidence"] = "lift"
     dp_epsilon: Optional[float] = None
     dp_max_pairs_per_basket: int = 45

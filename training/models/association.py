@@ -16,7 +16,9 @@ from training.privacy import private_pair_rules
 from training.data import InteractionData
 from training.models.base import ItemItemForm, Recommender, linear_item_matrix, require_training_data, top_k_rows
 
-DEFAULT_MAX_LEN = 2  # pairs; longer itemsets are opt-in (docs/association_rules.md, "Choosing max_len")
+# 3: pair rules plus rules with two-item antecedents; on Online Retail +7.6% recall@20 and +8.4% ndcg@20 over pairs,
+# longer itemsets under 1% more (docs/association_rules.md, "Choosing max_len")
+DEFAULT_MAX_LEN = 3
 
 
 @dataclass
@@ -62,8 +64,8 @@ class AssociationRules(Recommender):
                                      "or more, or null for any length")
         if dp_epsilon is not None and max_len != 2:
             raise ItemsetConfigError(f"association_rules.dp_epsilon = {dp_epsilon} with max_len = {max_len}: "
-                                     "differentially private rules are pair rules only; set max_len: 2, or "
-                                     "dp_epsilon: null for exact rules of longer itemsets")
+                                     "differentially private rules are pair rules only; set max_len: 2 beside "
+                                     "dp_epsilon, or dp_epsilon: null for exact rules of longer itemsets")
         self.multi_rules: ItemsetRules | None = None
 
     def fit(self, data: InteractionData) -> "AssociationRules":
@@ -130,11 +132,17 @@ class AssociationRules(Recommender):
     def score_users(self, users: np.ndarray) -> np.ndarray:
         return self.score_history(self.user_items[users])
 
+    @property
+    def is_linear(self) -> bool:
+        """Whether scores are linear in the history (pair rules only): then one item-item matrix (or its top-N cut)
+        is the whole model; with multi-item antecedents it is not, and the model is served as its rules."""
+        return self.multi_rules is None or len(self.multi_rules) == 0
+
     def serving_form(self) -> "ItemItemForm | RuleForm":
         """Pair rules only: the (n_items, n_items) item-item matrix (linear in the history). With multi-item
         antecedents: a :class:`RuleForm` of every rule (pairs as one-item antecedents), whose export fires a rule
         only when the history holds its whole antecedent."""
-        if self.multi_rules is None or len(self.multi_rules) == 0:
+        if self.is_linear:
             return ItemItemForm(linear_item_matrix(self))
         pairs = self.confidence.tocoo()
         multi = self.multi_confidence.tocoo()

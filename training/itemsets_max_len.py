@@ -4,7 +4,8 @@ split (as the benchmark command splits it), with the tuned min_support / min_con
     python -m training.itemsets_max_len --dataset online_retail --out benchmarks/results
 
 Writes ``<out>/<dataset>-itemsets-max_len.json``: per max_len, recall/ndcg@20 (and @10), users scored, rules (pair
-and multi-item-antecedent), fit seconds (median of ``--repeats``) and scoring seconds; load average beside them.
+and multi-item-antecedent), fit seconds (median of ``--repeats``) and scoring seconds, and the ONNX export (kind,
+bytes, parity against the native model on 1,000 users); load average beside them.
 """
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    from serving.onnx_export import export_recommender
+    from serving.onnx_scoring import OnnxRecommender, check_parity
     from serving.storage import write_result_json
     from training.benchmark import default_params, machine
     from training.benchmark_data import prepare
@@ -43,13 +47,21 @@ def main(argv: list[str] | None = None) -> int:
             model.fit(p.train)
             fits.append(time.perf_counter() - t)
         frame = metrics_frame([model], p.train, p.test, ks=(10, 20))
+        with tempfile.TemporaryDirectory() as tmp:  # the export every max_len is served by, checked like any export
+            info = export_recommender(model, Path(tmp) / "rules.onnx", k=20, item_ids=p.train.item_ids)
+            t = time.perf_counter()
+            parity = check_parity(model, OnnxRecommender(Path(tmp) / "rules.onnx", provider="cpu"),
+                                  p.train.user_items, n_users=1000)
+            parity_s = time.perf_counter() - t
+            export = {"kind": info.kind, "bytes": (Path(tmp) / "rules.onnx").stat().st_size,
+                      "parity": parity.as_dict(), "parity_seconds": parity_s}
         at = {int(r.k): r for r in frame.itertuples()}
         multi = 0 if model.multi_rules is None else len(model.multi_rules)
         rows.append({"max_len": max_len, "pair_rules": int(len(model.rules)), "multi_item_antecedent_rules": multi,
                      "recall@20": float(at[20].recall), "ndcg@20": float(at[20].ndcg),
                      "recall@10": float(at[10].recall), "ndcg@10": float(at[10].ndcg),
                      "n_users": int(at[20].n_users), "fit_seconds": statistics.median(fits), "fit_runs_s": fits,
-                     "scoring_seconds": float(at[20].scoring_seconds),
+                     "scoring_seconds": float(at[20].scoring_seconds), "onnx_export": export,
                      "load_average_1_5_15min": {"before": load_before,
                                                 "after": [round(x, 2) for x in os.getloadavg()]}})
         print(rows[-1], flush=True)

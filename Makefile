@@ -12,6 +12,7 @@ export COBUY_DATA_DIR ?= $(CURDIR)/data
 export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export MLFLOW_ENABLE_TELEMETRY := false
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false  # a bar per model download: noise in a run's log
 export DO_NOT_TRACK := 1
 
 .PHONY: install demo test benchmark dev serve clean
@@ -31,8 +32,11 @@ $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
 	cp infra/local/dagster.yaml $@
 
+# Dagster mirrors a run's output through `tail -F` (1 s polls); waiting 2 s before stopping it keeps the last
+# lines (the final STEP_SUCCESS, RUN_SUCCESS) on the console (dagster-io/dagster#23336)
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dg launch --job full_pipeline -m orchestration.definitions -c configs/demo.yaml
+	DAGSTER_COMPUTE_LOG_TAIL_WAIT_AFTER_FINISH=2 \
+	  $(VENV)/bin/dg launch --job full_pipeline -m orchestration.definitions -c configs/demo.yaml
 	@echo "answers: $(COBUY_DATA_DIR)/answers/latest/ (open report.html)"
 
 test: install

@@ -19,8 +19,11 @@ OUTCOMES = frozenset({"STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED", "STEP_UP_F
 
 
 def _event_type(record: logging.LogRecord) -> str | None:
+    """The Dagster event's type by its enum name (``RUN_SUCCESS``; its stored value is the legacy
+    ``PIPELINE_SUCCESS``), or None for a plain log message."""
     event = getattr(record, "dagster_event", None)  # set by Dagster's log manager on event records
-    return getattr(event, "event_type_value", None)
+    event_type = getattr(event, "event_type", None)
+    return getattr(event_type, "name", None)
 
 
 class OutcomeFilter(logging.Filter):

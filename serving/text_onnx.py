@@ -7,10 +7,13 @@ by ONNX Runtime's dynamic quantisation (int8 weights of the MatMuls, activations
 """
 from __future__ import annotations
 
+import logging
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -40,10 +43,33 @@ class TextExport:
     tokenizer_dir: Path
 
 
+# onnxruntime's quantizer logs this on the root logger for every model; its pre-processing (shape inference and
+# graph optimisation) is for static quantization of vision models, and the int8 export's accuracy is measured
+# (tests/test_onnx_text.py, benchmarks/results/serving-text-online_retail.json)
+QUANT_PREPROCESS_HINT = "Please consider to run pre-processing before quantization"
+
+
+@contextmanager
+def _without_root_log(prefix: str) -> Iterator[None]:
+    """Drop root-logger records starting with ``prefix`` while the block runs; every other record passes."""
+    def drop(record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(prefix)
+
+    root = logging.getLogger()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
 def export_text_encoder(model_dir: str | Path, out_dir: str | Path, quantize: bool = True,
                         max_length: int = 64) -> TextExport:
     """Export the Hugging Face encoder in ``model_dir`` (a fine-tuned folder or a base model) to ONNX."""
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per load: noise in a pipeline's log
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -54,10 +80,12 @@ def export_text_encoder(model_dir: str | Path, out_dir: str | Path, quantize: bo
                        truncation=True, max_length=max_length, return_tensors="pt")
     fp32 = out_dir / "model.onnx"
     # TracerWarning: tracing turns the encoder's Python-level shape checks into constants of the traced sample's
-    # shape; the graph's axes are declared dynamic below and its embeddings are checked against the encoder's
-    # (tests/test_onnx_text.py), so the warnings (a dozen per export) say nothing about this export
+    # shape; "Exporting aten::index": advanced indexing becomes Gather/Reshape, wrong only for negative indices,
+    # which the position ids never are. The graph's axes are declared dynamic below and its embeddings are checked
+    # against the encoder's (tests/test_onnx_text.py), so these warnings (a dozen per export) say nothing here
     with atomic_path(fp32) as tmp, torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator", category=UserWarning)
         torch.onnx.export(wrapped, (sample["input_ids"], sample["attention_mask"]), str(tmp), dynamo=False,
                           input_names=["input_ids", "attention_mask"], output_names=["embedding"],
                           dynamic_axes={"input_ids": {0: "batch", 1: "tokens"},
@@ -69,7 +97,7 @@ def export_text_encoder(model_dir: str | Path, out_dir: str | Path, quantize: bo
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         int8 = out_dir / "model.int8.onnx"
-        with atomic_path(int8) as tmp:
+        with atomic_path(int8) as tmp, _without_root_log(QUANT_PREPROCESS_HINT):
             quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
     return TextExport(fp32, int8, out_dir)
 
@@ -101,6 +129,9 @@ class OnnxTextEncoder:
 def torch_embed(model_dir: str | Path, texts: list[str], batch_size: int = 256, max_length: int = 64) -> np.ndarray:
     """The reference: the same pooling in torch eager mode."""
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per load: noise in a pipeline's log
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     wrapped = PooledEncoder(AutoModel.from_pretrained(str(model_dir)).eval()).eval()

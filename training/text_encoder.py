@@ -94,6 +94,9 @@ class ContrastiveTextModule(L.LightningModule):
                  weight_decay: float = 0.01) -> None:
         super().__init__()
         from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a "Loading weights" bar per load: noise in a pipeline's log
 
         self.save_hyperparameters()
         self.encoder = AutoModel.from_pretrained(model_name)

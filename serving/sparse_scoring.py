@@ -163,13 +163,29 @@ def bench_sparse_scoring(args: argparse.Namespace) -> dict:
                               if "recall@20" in dense else None),
         "dense": dense, "model_mb": matrix.nnz * 12 / 2**20, "onnx_file_mb": file_mb, "export_seconds": export_s,
         "top_n_source": source, "provider": onnx_model.active_provider, "parity": parity.as_dict(),
-        "export": info.__dict__, "machine": machine(),
+        "export": info.__dict__, "onnx_form_probe": probe_forms(), "machine": machine(),
     }
 
 
-def sparse_initializer_probe(n_items: int = 8000, n: int = 200, seed: int = 0) -> dict:
-    """Session memory of the two ONNX forms of one random top-``n`` (n_items, n_items) matrix: an ONNX sparse
-    initializer (MatMul with the dense history) against the gathered (n_items, n) neighbour form."""
+def probe_forms(n_items: int = 8000, n: int = 200) -> list[dict]:
+    """:func:`sparse_initializer_probe` for both forms, each in a fresh Python process."""
+    import subprocess
+    import sys
+
+    out = []
+    for form in ("sparse_initializer", "gathered_neighbours"):
+        code = (f"import json; from serving.sparse_scoring import sparse_initializer_probe; "
+                f"print(json.dumps(sparse_initializer_probe({form!r}, {n_items}, {n})))")
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+        out.append(json.loads(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 else
+                   {"form": form, "error": run.stderr[-500:]})
+    return out
+
+
+def sparse_initializer_probe(form: str, n_items: int = 8000, n: int = 200, seed: int = 0) -> dict:
+    """Session memory of one ONNX form of a random top-``n`` (n_items, n_items) matrix: ``sparse_initializer`` (an
+    ONNX sparse initializer, MatMul with the dense history) or ``gathered_neighbours`` (the (n_items, n) neighbour
+    form). Run each form in a fresh process: memory freed by one session is reused by the next."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -191,15 +207,17 @@ def sparse_initializer_probe(n_items: int = 8000, n: int = 200, seed: int = 0) -
                               [helper.make_tensor_value_info("history", TensorProto.FLOAT, ["batch", n_items])],
                               [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", n_items])],
                               sparse_initializer=[sparse_init])
-    out = {"n_items": n_items, "top_n": n, "nnz": int(m.nnz), "dense_matrix_mb": n_items * n_items * 4 / 2**20}
+    out = {"form": form, "n_items": n_items, "top_n": n, "nnz": int(m.nnz),
+           "dense_matrix_mb": n_items * n_items * 4 / 2**20}
+    proto = _model(graph) if form == "sparse_initializer" else sparse_item_item_graph(sparse_form(m, n), 20, "probe")
+    del m, coo, graph
     with tempfile.TemporaryDirectory() as tmp:
-        for name, proto in (("sparse_initializer", _model(graph)),
-                            ("gathered_neighbours", sparse_item_item_graph(sparse_form(m, n), 20, "probe"))):
-            path = Path(tmp) / f"{name}.onnx"
-            onnx.save_model(proto, str(path))
-            before = rss_bytes()
-            session = open_session(path, "cpu", 1)
-            out[f"{name}_session_mb"] = (rss_bytes() - before) / 2**20
-            out[f"{name}_file_mb"] = path.stat().st_size / 2**20
-            del session
+        path = Path(tmp) / f"{form}.onnx"
+        onnx.save_model(proto, str(path))
+        del proto
+        before = rss_bytes()
+        session = open_session(path, "cpu", 1)
+        out["session_mb"] = (rss_bytes() - before) / 2**20
+        out["file_mb"] = path.stat().st_size / 2**20
+        del session
     return out

@@ -3,6 +3,10 @@
     python -m training.sparse_benchmark --dataset gowalla --families chebycf gf_cf --top-n 50 100 200 500 1000
     python -m training.sparse_benchmark --dataset gowalla --families ease        # one dense family at a time
     python -m training.sparse_benchmark --plot-only                              # redraw the PNG from the JSON
+    # ChebyCF: W's rows in two worker processes, then merged; dense figures from gowalla-chebycf.json
+    python -m training.sparse_benchmark --families chebycf --top-n 1000 --rows 0:20490 &
+    python -m training.sparse_benchmark --families chebycf --top-n 1000 --rows 20490:40981; wait
+    python -m training.sparse_benchmark --families chebycf --merge --dense json
 
 Each family is fitted with its benchmark defaults (``training.benchmark.MODEL_PARAMS``), then W's rows are built
 in blocks (``training.models.sparse.top_n_matrix``): each block's top max(N) entries are kept, and with
@@ -62,7 +66,50 @@ def evaluate(score_fn, train: sp.csr_matrix, test: sp.csr_matrix) -> dict:
     return {k: float(res[k]) for k in (*METRICS, "scoring_seconds")}
 
 
-def run_family(dataset: str, family: str, top_ns: list[int], dense: str, chunk_size: int, work: Path) -> dict:
+def build_part(dataset: str, family: str, n_max: int, chunk_size: int, work: Path, rows: tuple[int, int]) -> None:
+    """Fit the family and build only W's rows ``rows`` (start, stop) into ``work`` (a worker of ``--rows``)."""
+    from training.benchmark import default_params, load_dataset
+    from training.models import MODELS
+    from training.models.sparse import top_n_matrix
+
+    _, _, train, _ = load_dataset(dataset)
+    t0 = time.perf_counter()
+    model = MODELS[family](**default_params(dataset, family)).fit(train)
+    fit_s, t0 = time.perf_counter() - t0, time.perf_counter()
+    top = top_n_matrix(model.score_history, model.n_items, n_max, chunk_size, rows=rows)
+    work.mkdir(parents=True, exist_ok=True)
+    sp.save_npz(work / f"{dataset}-{family}-top{n_max}-rows{rows[0]}-{rows[1]}.npz", top)
+    (work / f"{dataset}-{family}-top{n_max}-rows{rows[0]}-{rows[1]}.json").write_text(json.dumps(
+        {"fit_seconds": fit_s, "build_seconds": time.perf_counter() - t0, "peak_rss_gb": peak_rss_gb(),
+         "rows": list(rows)}))
+
+
+def merged_parts(dataset: str, family: str, n_max: int, work: Path, n_items: int) -> tuple[sp.csr_matrix, dict]:
+    """The top-N matrix summed from the ``--rows`` workers' files (their rows are disjoint) and their timings."""
+    parts = sorted(work.glob(f"{dataset}-{family}-top{n_max}-rows*.npz"))
+    facts = [json.loads(p.with_suffix(".json").read_text()) for p in parts]
+    covered = sorted(tuple(f["rows"]) for f in facts)
+    if not parts or covered[0][0] != 0 or covered[-1][1] != n_items or any(
+            a[1] != b[0] for a, b in zip(covered, covered[1:])):
+        raise SystemExit(f"--merge: the row ranges {covered} do not cover 0..{n_items}; run the missing --rows")
+    total = sp.load_npz(parts[0]).tocsr()
+    for p in parts[1:]:
+        total = total + sp.load_npz(p).tocsr()
+    total.sort_indices()
+    return total, {"fit_seconds": max(f["fit_seconds"] for f in facts),
+                   "build_seconds_per_worker": [f["build_seconds"] for f in facts],
+                   "peak_rss_gb_per_worker": [f["peak_rss_gb"] for f in facts], "workers": len(parts)}
+
+
+def dense_from_json(dataset: str, family: str) -> dict:
+    """The dense model's Recall/NDCG@20 as measured by ``training.benchmark`` (its ``<dataset>-<family>.json``)."""
+    r = json.loads((RESULTS / f"{dataset}-{family}.json").read_text())
+    return {"recall@20": r["metrics"]["recall@20"], "ndcg@20": r["metrics"]["ndcg@20"],
+            "scoring_seconds": r.get("scoring_seconds_median"), "source": f"benchmarks/results/{dataset}-{family}.json"}
+
+
+def run_family(dataset: str, family: str, top_ns: list[int], dense: str, chunk_size: int, work: Path,
+               merge: bool = False) -> dict:
     from training.benchmark import default_params, load_dataset
     from training.models import MODELS
     from training.models.sparse import SparseItemItem, top_n_matrix
@@ -70,28 +117,35 @@ def run_family(dataset: str, family: str, top_ns: list[int], dense: str, chunk_s
     _, _, train, test = load_dataset(dataset)
     x = train.user_items.tocsr()
     params = default_params(dataset, family)
-    t0 = time.perf_counter()
-    model = MODELS[family](**params).fit(train)
-    fit_s = time.perf_counter() - t0
-    n = model.n_items
+    n = x.shape[1]
     w = np.empty((n, n), np.float32) if dense == "matrix" else None
+    extra: dict = {}
+    if merge:
+        top, extra = merged_parts(dataset, family, max(top_ns), work, n)
+        fit_s, build_s = extra["fit_seconds"], max(extra["build_seconds_per_worker"])
+    else:
+        t0 = time.perf_counter()
+        model = MODELS[family](**params).fit(train)
+        fit_s = time.perf_counter() - t0
 
-    def keep_block(start: int, block: np.ndarray) -> None:
-        w[start:start + block.shape[0]] = block
+        def keep_block(start: int, block: np.ndarray) -> None:
+            w[start:start + block.shape[0]] = block
 
-    score_rows = (lambda eye: eye @ model.weights) if family == "ease" else model.score_history
-    t0 = time.perf_counter()
-    top = top_n_matrix(score_rows, n, max(top_ns), chunk_size, on_block=keep_block if w is not None else None)
-    build_s = time.perf_counter() - t0
+        score_rows = (lambda eye: eye @ model.weights) if family == "ease" else model.score_history
+        t0 = time.perf_counter()
+        top = top_n_matrix(score_rows, n, max(top_ns), chunk_size, on_block=keep_block if w is not None else None)
+        build_s = time.perf_counter() - t0
+        del model
     work.mkdir(parents=True, exist_ok=True)
     sp.save_npz(work / f"{dataset}-{family}-top{max(top_ns)}.npz", top)
-    del model
     result = {"family": family, "params": params, "n_items": n, "fit_seconds": fit_s,
-              "top_n_build_seconds": build_s, "chunk_size": chunk_size,
+              "top_n_build_seconds": build_s, "chunk_size": chunk_size, **extra,
               "dense_matrix_gb": n * n * 4 / 2**30, "sparse": {}}
     if w is not None:
         result["dense"] = evaluate(lambda users: np.asarray(x[users] @ w, np.float32), x, test)
         del w
+    elif dense == "json":
+        result["dense"] = dense_from_json(dataset, family)
     for k in sorted(top_ns):
         cut = SparseItemItem(truncate_rows(top, k), x, family, k)
         row = evaluate(lambda users: cut.score_history(x[users]), x, test)
@@ -151,7 +205,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dataset", default="gowalla")
     ap.add_argument("--families", nargs="+", default=["chebycf", "gf_cf", "ease"])
     ap.add_argument("--top-n", type=int, nargs="+", default=[50, 100, 200, 500, 1000])
-    ap.add_argument("--dense", choices=["matrix", "none"], default="matrix")
+    ap.add_argument("--dense", choices=["matrix", "json", "none"], default="matrix",
+                    help="the reference: W held densely and evaluated, or the family's benchmark JSON, or none")
+    ap.add_argument("--rows", default=None, help="START:STOP: a worker building only those rows of W (no evaluation)")
+    ap.add_argument("--merge", action="store_true", help="sum the --rows workers' files, then evaluate every N")
     ap.add_argument("--chunk-size", type=int, default=1024)
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--work", type=Path, default=WORK)
@@ -159,10 +216,15 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     path = args.out / f"{args.dataset}-sparse-top-n.json"
     result = json.loads(path.read_text()) if path.exists() else {"dataset": args.dataset, "families": {}}
+    if args.rows:
+        start, stop = (int(v) for v in args.rows.split(":"))
+        for family in args.families:
+            build_part(args.dataset, family, max(args.top_n), args.chunk_size, args.work, (start, stop))
+        return
     if not args.plot_only:
         for family in args.families:
             load = os.getloadavg()
-            r = run_family(args.dataset, family, args.top_n, args.dense, args.chunk_size, args.work)
+            r = run_family(args.dataset, family, args.top_n, args.dense, args.chunk_size, args.work, args.merge)
             r.update(load_average_1_5_15_min={"before": list(load), "after": list(os.getloadavg())},
                      machine=machine())
             result["families"][family] = r

@@ -67,16 +67,19 @@ def block_top_n(block: np.ndarray, start: int, n: int) -> tuple[np.ndarray, np.n
 
 
 def top_n_matrix(score_rows: Callable[[sp.csr_matrix], np.ndarray], n_items: int, n: int,
-                 chunk_size: int = 1024, on_block: Callable[[int, np.ndarray], None] | None = None) -> sp.csr_matrix:
+                 chunk_size: int = 1024, on_block: Callable[[int, np.ndarray], None] | None = None,
+                 rows: tuple[int, int] | None = None) -> sp.csr_matrix:
     """(n_items, n_items) float32 CSR holding each row's top ``n`` entries of W, where row i of W is
     ``score_rows`` of a history holding only i (``score_rows``: (c, n_items) CSR -> (c, n_items) dense). W is
     built ``chunk_size`` rows at a time; ``on_block(start, block)`` sees each dense block before it is cut (a
-    benchmark's hook). Rows are stored with their columns sorted."""
+    benchmark's hook); ``rows`` (start, stop): only those rows (the others empty), so that processes can share
+    the work and their matrices be summed. Rows are stored with their columns sorted."""
     if n < 1:
         raise ValueError(f"top_n must be at least 1, not {n}")
-    indptr, indices, data = [np.zeros(1, np.int64)], [], []
-    for start in range(0, n_items, chunk_size):
-        stop = min(start + chunk_size, n_items)
+    first, last = rows if rows is not None else (0, n_items)
+    indptr, indices, data = [np.zeros(first + 1, np.int64)], [], []
+    for start in range(first, last, chunk_size):
+        stop = min(start + chunk_size, last)
         block = np.asarray(score_rows(unit_histories(start, stop, n_items)))
         if on_block is not None:
             on_block(start, block)
@@ -86,6 +89,7 @@ def top_n_matrix(score_rows: Callable[[sp.csr_matrix], np.ndarray], n_items: int
         indptr.append(indptr[-1][-1] + np.cumsum(keep.sum(axis=1)))
         indices.append(idx[keep])
         data.append(vals[keep])
+    indptr.append(np.full(n_items - last, indptr[-1][-1], np.int64))
     matrix = sp.csr_matrix((np.concatenate(data) if data else np.zeros(0, np.float32),
                             np.concatenate(indices) if indices else np.zeros(0, np.int64),
                             np.concatenate(indptr)), shape=(n_items, n_items))

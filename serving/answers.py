@@ -129,9 +129,9 @@ def new_item_tables(neighbours: pd.DataFrame, partners: pd.DataFrame) -> tuple[p
     """``cold_item_neighbours`` and ``cold_item_partners`` with readable column names and titles first."""
     nb = neighbours.rename(columns={"neighbour_item_id": "known_item_id", "neighbour_title": "known_title",
                                     "score": "similarity"})
-    nb = nb[["item_id", "item_title", "rank", "known_item_id", "known_title", "similarity"]]
+    nb = nb[["item_id", "item_title", "rank", "known_item_id", "known_title", "similarity"]].round({"similarity": 4})
     pt = partners.rename(columns={"partner_item_id": "partner_id"})
-    pt = pt[["item_id", "item_title", "rank", "partner_id", "partner_title", "score"]]
+    pt = pt[["item_id", "item_title", "rank", "partner_id", "partner_title", "score"]].round({"score": 4})
     return nb.reset_index(drop=True), pt.reset_index(drop=True)
 
 

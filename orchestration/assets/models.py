@@ -289,12 +289,19 @@ def association_rules(context: dg.AssetExecutionContext, config: AssociationConf
     top.insert(1, "consequent_title", titles.reindex(data.item_ids[top["consequent"]]).values)
     top = top.drop(columns=["antecedent", "consequent", "antecedent_support", "consequent_support"])
     multi = 0 if model.multi_rules is None else len(model.multi_rules)
+    extra = {}
+    if multi:
+        named = model.multi_rules.to_frame().head(20)
+        name = lambda items: " + ".join(map(str, titles.reindex(data.item_ids[list(items)]).values))  # noqa: E731
+        extra["top_multi_item_rules_by_lift"] = frame_table(pd.DataFrame({
+            "antecedent_titles": named["antecedent"].map(name), "consequent_title": named["consequent"].map(name),
+            **{c: named[c] for c in ("support", "confidence", "lift", "leverage", "conviction")}}), 100)
     return dg.Output(model, metadata={**md, "rules": len(model.rules) + multi, "multi_item_antecedent_rules": multi,
                                       "max_len": str(model.max_len), "baskets": int(data.baskets.shape[0]),
                                       "differential_privacy": (f"epsilon={config.dp_epsilon}, at most "
                                                                f"{config.dp_max_pairs_per_basket} pairs per basket"
                                                                if config.dp_epsilon is not None else "off"),
-                                      "top_pairs_by_lift": frame_table(top, 100)})
+                                      "top_pairs_by_lift": frame_table(top, 100), **extra})
 
 
 @dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)

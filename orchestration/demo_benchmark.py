@@ -4,7 +4,8 @@
 
 Clones this repository's committed ``HEAD`` next to it (``../<--name>``, so ``../shared`` resolves the same way),
 runs ``make install`` and then ``make demo`` there, and writes ``<out>/demo-time.json``: the wall seconds of each
-and their sum (``wall_s``), the load average before and after (the machine may be shared), whether the run
+and their sum (``wall_s``), the CPU seconds of each (less sensitive to a shared machine's load than wall time),
+the load average before and after (the machine may be shared), whether the run
 succeeded (``RUN_SUCCESS`` printed, ``data/answers/latest/report.html`` written), each step's own duration as
 Dagster reports it, and the demo's console output size. The clone is removed afterwards unless ``--keep``.
 """
@@ -14,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -38,11 +40,18 @@ def step_seconds(console: str) -> dict[str, float]:
     return out
 
 
-def _timed(cmd: list[str], cwd: Path, log: Path) -> tuple[float, int, str]:
-    t0 = time.perf_counter()
+def _children_cpu() -> float:
+    """User + system CPU seconds of every finished child process (and theirs) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(cmd: list[str], cwd: Path, log: Path) -> tuple[float, float, int, str]:
+    """(wall seconds, CPU seconds of the command's whole process tree, exit code, its output)."""
+    t0, cpu0 = time.perf_counter(), _children_cpu()
     with open(log, "w") as fh:
         rc = subprocess.call(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
-    return time.perf_counter() - t0, rc, log.read_text(errors="replace")
+    return time.perf_counter() - t0, _children_cpu() - cpu0, rc, log.read_text(errors="replace")
 
 
 def _load() -> list[float]:
@@ -61,15 +70,19 @@ def measure(name: str, keep: bool) -> dict:
     clone_s = time.perf_counter() - t0
     logs = clone.parent / f"{name}-logs"
     logs.mkdir(exist_ok=True)
-    install_s, install_rc, _ = _timed(["make", "install"], clone, logs / "install.log")
+    install_s, install_cpu, install_rc, _ = _timed(["make", "install"], clone, logs / "install.log")
     load_between = _load()
-    run_s, run_rc, console = _timed(["make", "demo"], clone, logs / "demo.log") if install_rc == 0 else (0.0, -1, "")
+    run_s, run_cpu, run_rc, console = (_timed(["make", "demo"], clone, logs / "demo.log") if install_rc == 0
+                                       else (0.0, 0.0, -1, ""))
     report = clone / "data" / "answers" / "latest" / "report.html"
     steps = step_seconds(console)
     result = {
         "command": "git clone; make install; make demo (fresh clone, fresh .venv)", "commit": commit,
         "wall_s": round(clone_s + install_s + run_s, 1), "clone_s": round(clone_s, 1),
         "install_s": round(install_s, 1), "run_s": round(run_s, 1), "target_s": TARGET_S,
+        # CPU seconds do not grow with other processes' load the way wall time does: on an idle 2-core machine the
+        # wall time is at most about these (each phase uses one or two cores)
+        "install_cpu_s": round(install_cpu, 1), "run_cpu_s": round(run_cpu, 1),
         "success": install_rc == 0 and run_rc == 0 and "RUN_SUCCESS" in console and report.exists(),
         "install_rc": install_rc, "run_rc": run_rc, "answers_report_written": report.exists(),
         "superseded_warning": "superseded" in console.lower(),

@@ -12,7 +12,8 @@ export COBUY_DATA_DIR ?= $(CURDIR)/data
 export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export MLFLOW_ENABLE_TELEMETRY := false
-export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false  # a bar per model download: noise in a run's log
+# no progress bar per model MLflow downloads: noise in a run's log (a comment after the value would end up in it)
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 export DO_NOT_TRACK := 1
 
 .PHONY: install demo test benchmark dev serve clean

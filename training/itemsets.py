@@ -8,9 +8,10 @@ Srikant 1994), every step a whole-array operation:
 * level k -> k + 1: Eclat's prefix classes. Two itemsets of level k with the same first k - 1 items (``P + a`` and
   ``P + b``, a < b) join into ``P + a + b``, held by ``|tid(P + a) & tid(P + b)|`` baskets. With ``M_k``
   ((n_baskets, n_k) CSC, 1 where basket b holds itemset x) re-rowed so that each row is one (class, basket)
-  pair (``T``), every class's joins are counted at once by the sparse product ``T^T T`` (itemsets of different
-  classes share no row). Itemsets of a class are contiguous, so the product is taken in blocks of columns, each
-  against only the columns after it (the upper triangle), each bounded in multiply-adds so memory stays bounded.
+  pair (``T``; that pair's row is where it sits in the parent level's tid-lists, found by binary search), every
+  class's joins are counted at once by the sparse product ``T^T T`` (itemsets of different classes share no row).
+  The product is taken in blocks of columns, each against only the columns after it (at level 1, one class, split
+  in 8 to skip most of the lower triangle), each bounded in multiply-adds so memory stays bounded.
 * the kept itemsets' tid-lists (``M_{k+1}``) are the intersections of the two joined tid-lists (scipy's
   elementwise product of the gathered columns), only while a longer level is still to be counted.
 
@@ -125,10 +126,11 @@ def frequent_itemsets(baskets: sp.spmatrix, min_support: float, max_len: int | N
     tid = bf  # M_1: each item's baskets
     local = np.arange(f, dtype=np.int64)[:, None]
     prefix = np.zeros(f, np.int64)  # at level 1 every item is in the empty prefix's class
+    parent_tid = None
     k = 1
     while (max_len is None or k < max_len) and len(local) > 1:
         local_last = local[:, -1]
-        parent, partner, count = _extensions(tid, prefix, threshold, block_multiply_adds)
+        parent, partner, count = _extensions(tid, prefix, parent_tid, threshold, block_multiply_adds)
         if len(parent) == 0:
             break
         item = local_last[partner]
@@ -138,31 +140,39 @@ def frequent_itemsets(baskets: sp.spmatrix, min_support: float, max_len: int | N
         items.append(frequent[local])
         out_counts.append(count)
         if max_len is None or k < max_len:
-            tid = _intersect(tid, parent, partner, count)
+            parent_tid, tid = tid, _intersect(tid, parent, partner, count)
     return FrequentItemsets(n, items, out_counts)
 
 
-def _extensions(tid: sp.csc_matrix, prefix: np.ndarray, threshold: int,
+def _extensions(tid: sp.csc_matrix, prefix: np.ndarray, parent_tid: sp.csc_matrix | None, threshold: int,
                 block_multiply_adds: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Frequent itemsets one item longer than the level whose tid-lists are ``tid``'s columns ((n, m) CSC), made
     by joining two itemsets of the same prefix class (Eclat's equivalence classes, Zaki 2000): ``x = P + a`` and
     ``y = P + b`` with a < b give ``P + a + b``, in ``|tid(x) & tid(y)|`` baskets. ``prefix``: (m,) class of each
-    itemset (its parent, or 0 at level 1); itemsets of a class are contiguous and sorted by last item. All classes' joins are one sparse product ``T^T T``, where ``T`` has a row per (class,
-    basket) pair seen, so items of different classes never meet. Returns (x, y, count) arrays sorted by
+    itemset (its parent at the level before, whose tid-lists are ``parent_tid``; None at level 1, one class);
+    itemsets of a class are contiguous and sorted by last item. All classes' joins are one sparse product
+    ``T^T T``, where ``T`` has a row per (class, basket) pair, so items of different classes never meet. Returns (x, y, count) arrays sorted by
     (x, y): the new level, in lexicographic order, is ``x``'s items then ``y``'s last item."""
     n, m = tid.shape
-    if prefix.min() == prefix.max():  # one class (level 1): T is the tid-lists themselves
+    one_class = parent_tid is None
+    if one_class:  # level 1: T is the tid-lists themselves
         t = tid
     else:
-        cols = np.repeat(np.arange(m, dtype=np.int64), np.diff(tid.indptr))
-        _, row = np.unique(prefix[cols] * n + tid.indices, return_inverse=True)
-        t = sp.csc_matrix((tid.data, row.ravel().astype(np.int32), tid.indptr), shape=(int(row.max()) + 1, m))
+        # T's rows are the parent level's (itemset, basket) entries: the row of basket b in class P is where
+        # (P, b) sits in the parent's tid-lists (b is there: tid(P + a) is within tid(P)); a binary search of the
+        # parent's sorted (column, row) keys finds it
+        cols = np.repeat(prefix, np.diff(tid.indptr))
+        parent_cols = np.repeat(np.arange(parent_tid.shape[1], dtype=np.int64), np.diff(parent_tid.indptr))
+        row = np.searchsorted(parent_cols * n + parent_tid.indices, cols * n + tid.indices)
+        t = sp.csc_matrix((tid.data, row.astype(np.int64), tid.indptr), shape=(parent_tid.nnz, m))
     t_rows = t.tocsr()
     row_len = np.diff(t_rows.indptr).astype(np.float64)
     cost = np.asarray(t.T @ row_len).ravel()  # multiply-adds of each itemset's row of T^T T
     # blocks of consecutive itemsets: a block starting at itemset lo joins only itemsets >= lo (the product's
-    # upper part), so more blocks skip more of the lower triangle; each block also stays within the budget
-    budget = min(block_multiply_adds, max(cost.sum() / 8, MIN_BLOCK_MULTIPLY_ADDS))
+    # upper part). With one class (level 1) the lower triangle is half the work, so it is split in 8; later
+    # levels' classes are small (T^T T is block-diagonal) and blocks only keep each product within the budget
+    split = max(cost.sum() / 8, MIN_BLOCK_MULTIPLY_ADDS) if one_class else float("inf")
+    budget = min(block_multiply_adds, split)
     bounds, acc = [0], 0.0
     for i, c in enumerate(cost):
         if acc and acc + c > budget:

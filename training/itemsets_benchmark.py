@@ -222,7 +222,18 @@ def run_setting(baskets: sp.csr_matrix, min_support: float, max_len: int | None,
         itemset_times["rusket"] = rk["itemsets_and_rules_s"]
     row["fastest"] = min(itemset_times, key=itemset_times.get)
     row["load_average_1_5_15min"] = {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]}
+    row["git_commit"] = _commit()  # a file updated with --update holds rows of several runs
     return row
+
+
+def _commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parent.parent).stdout.strip()
+    except OSError:
+        return ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,11 @@ class TextAssets:
     model_file: str
     embeddings: np.ndarray
     max_length: int = 64
+    # new items' partners as ``cold_partner_policy`` chose them (training.cold_start.PartnerPolicy); None: defaults
+    n_twins: int | None = None
+    temperature: float | None = None
+    prior_weight: float = 0.0
+    prior: np.ndarray | None = None  # (n_items,) the candidates' log popularity
 
 
 def family_of(model_name: str) -> str:
@@ -79,8 +84,12 @@ def bundle_model(model: Recommender | None, family: str, data: InteractionData, 
 def _text(text: TextAssets | None) -> dict:
     if text is None:
         return {}
+    policy = None
+    if text.n_twins is not None:
+        policy = {"n_twins": int(text.n_twins), "temperature": float(text.temperature),
+                  "prior_weight": float(text.prior_weight)}
     return {"text_dir": text.folder, "text_model": text.model_file, "text_embeddings": text.embeddings,
-            "text_max_length": text.max_length}
+            "text_max_length": text.max_length, "partner_policy": policy, "partner_prior": text.prior}
 
 
 class BundleScorer:

@@ -233,7 +233,7 @@ def test_serving_gate_registers_the_best_family_as_the_one_serving_champion(firs
     from serving.serving_gate import rank_candidates
 
     result, resources, instance = first
-    run = _materialize(resources, dg.AssetSelection.assets("serving_champion"), {}, instance)
+    run = _materialize(resources, dg.AssetSelection.assets("cold_partner_policy", "serving_champion"), {}, instance)
     assert run.success, _failures(run)
     row = run.output_for_node("serving_champion").iloc[0]
     metrics = result.output_for_node("model_metrics")
@@ -250,5 +250,7 @@ def test_serving_gate_registers_the_best_family_as_the_one_serving_champion(firs
     folder = download_serving_version(resources["mlflow"].tracking_uri, "cobuy-serving", "1", tmp_path / "v1")
     served = load_served(folder, "cobuy-serving", "1")
     assert served.info.family == best and served.text is not None
+    policy = run.output_for_node("cold_partner_policy")  # new items' partners served as the policy chose them
+    assert (served.text.n_twins, served.text.temperature) == (policy.n_twins, policy.temperature)
     item = int(np.argmax(served.evidence.counts))
     assert np.isfinite(served.scorer.related_scores(item)).any()

@@ -184,6 +184,8 @@ def test_bearer_token_guards_the_api_but_not_the_probes(bundles):
     ok = guarded.get("/items/SKU00001/related", headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200 and ok.json()["model"]["format"] == "onnx"
     assert guarded.get("/healthz").status_code == 200 and guarded.get("/readyz").status_code == 200
+    assert guarded.get("/metrics").status_code == 200 and guarded.get("/").status_code == 200
+    assert guarded.get("/model").status_code == 401 and guarded.get("/items").status_code == 401
 
 
 def test_request_logs_are_json_without_customer_ids(client, caplog, shop_data):
@@ -227,6 +229,37 @@ def test_probes_and_metrics(bundles):
     assert 'cobuy_request_seconds_bucket{endpoint="/items/{item_id}/related",le="0.5"}' in text
     assert 'cobuy_cache_requests_total{cache="co_purchases",result="hit"} 2.0' in text
     assert 'cobuy_model_reloads_total{result="ok"} 1.0' in text
+
+
+def test_new_items_follow_the_bundled_partner_policy_and_dead_services_folders_are_swept(bundles, tmp_path, shop,
+                                                                                            shop_data, shop_clean,
+                                                                                            models):
+    import dataclasses
+    import os
+
+    from serving.service.champion import ChampionHolder
+    from serving.serving_gate import bundle_model
+
+    text_dir = bundles["itemknn"][0] / "text"
+    info = json.loads((bundles["itemknn"][0] / "bundle.json").read_text())["text"]
+    text = dataclasses.replace(_text_assets_of(text_dir, info), n_twins=3, temperature=0.05, prior_weight=0.5,
+                               prior=np.log1p(np.asarray(shop_data.baskets.sum(axis=0)).ravel()))
+    bundle_model(models["itemknn"], "itemknn", shop_data, shop_clean.items, tmp_path / "policy", text=text)
+    client = _client(tmp_path / "policy")
+    body = client.post("/items/new", json={"title": "Hearthware Deluxe Tea Pot"}, params={"k": 3}).json()
+    assert "its 3 nearest sold twins" in body["ranked_by"] and "/ 0.05" in body["ranked_by"]
+    assert "plus 0.5 x the item's log popularity" in body["ranked_by"] and len(body["partners"]) == 3
+    cache = tmp_path / "cache" / "cobuy-serving"
+    (cache / "v1.999999999.dead").mkdir(parents=True)
+    (cache / f"v1.{os.getpid()}.alive").mkdir()
+    ChampionHolder("unused", "cobuy-serving", "champion", tmp_path / "cache").sweep()
+    assert sorted(p.name for p in cache.iterdir()) == [f"v1.{os.getpid()}.alive"]
+
+
+def _text_assets_of(folder, info):
+    from serving.serving_gate import TextAssets
+
+    return TextAssets(folder, info["model"], np.load(folder / "embeddings.npy"), info["max_length"])
 
 
 def test_hybrid_is_served_natively(tmp_path, shop, shop_data, shop_clean, models):

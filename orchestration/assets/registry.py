@@ -23,6 +23,7 @@ from serving.exports import (FAMILIES, MAX_ABS_TOLERANCE, MIN_IDENTICAL_FRACTION
                              export_family, export_refusal, serving_model, verify_export)
 from serving.heldout import heldout_evaluator
 from serving.serving_gate import TextAssets, bundle_evaluator, bundle_model, rank_candidates
+from training.cold_start import PartnerPolicy
 from training.models.base import Recommender, SkippedFamily
 from training.run_record import build_training_run, quarantine_summary, training_window
 from training.splits import Split
@@ -248,7 +249,8 @@ class ServingGateConfig(dg.Config):
 def serving_champion(context: dg.AssetExecutionContext, config: ServingGateConfig, model_versions: pd.DataFrame,
                      model_metrics: pd.DataFrame, blend_model: FamilyModel, hybrid_model: Any,
                      interaction_matrices: SplitMatrices, validated_items: pd.DataFrame,
-                     text_encoder: TextEncoderArtifact, training_plan: TrainingPlan, mlflow: MLflowRegistry,
+                     text_encoder: TextEncoderArtifact, cold_partner_policy: PartnerPolicy,
+                     training_plan: TrainingPlan, mlflow: MLflowRegistry,
                      onnx_runtime: OnnxRuntimeResource, artifacts: ArtifactStore) -> dg.Output[pd.DataFrame]:
     """One serving champion across families (what ``make serve`` answers from): the run's best family on the
     gate metric is bundled (its parity-checked ONNX export; the blend exported and checked here; the hybrid as
@@ -283,7 +285,7 @@ def serving_champion(context: dg.AssetExecutionContext, config: ServingGateConfi
         else:
             note = f"blend served natively: {refusal}"
     text = _serving_text(text_encoder, validated_items, data, folder / "text", config.text_precision,
-                         onnx_runtime)
+                         onnx_runtime, cold_partner_policy)
     model = natives.get(family)
     info = bundle_model(model, family, data, validated_items, folder / "bundle", onnx_path=onnx_path, text=text,
                         source=source)
@@ -326,8 +328,10 @@ def _version_tags(mlflow: MLflowRegistry, version: "str | None") -> dict:
 
 
 def _serving_text(text_encoder: TextEncoderArtifact, validated_items: pd.DataFrame, data, folder, precision: str,
-                  onnx_runtime: OnnxRuntimeResource) -> TextAssets:
-    """The text encoder exported to ONNX and the catalog embedded by it (ORT), for the bundle's new-item endpoint."""
+                  onnx_runtime: OnnxRuntimeResource, policy: PartnerPolicy) -> TextAssets:
+    """The text encoder exported to ONNX and the catalog embedded by it (ORT), for the bundle's new-item endpoint,
+    with the partner policy ``cold_item_partners`` serves (twins, temperature, prior chosen on validation)."""
+    policy.aligned_to(data.item_ids)
     # torch and transformers load here, when the bundle is built, not when the code location is loaded
     from serving.text_onnx import OnnxTextEncoder, export_text_encoder
     from training.text_encoder import item_texts
@@ -338,4 +342,5 @@ def _serving_text(text_encoder: TextEncoderArtifact, validated_items: pd.DataFra
     encoder = OnnxTextEncoder(path, export.tokenizer_dir, provider="cpu", max_length=text_encoder.max_length,
                               threads=onnx_runtime.threads)
     embeddings = encoder.embed(item_texts(catalog_in_order(validated_items, data.item_ids)))
-    return TextAssets(Path(folder), path.name, embeddings, text_encoder.max_length)
+    return TextAssets(Path(folder), path.name, embeddings, text_encoder.max_length, policy.n_twins,
+                      policy.temperature, policy.prior_weight, policy.prior)

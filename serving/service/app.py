@@ -30,7 +30,6 @@ from serving.service.settings import ServiceSettings
 
 log = logging.getLogger("cobuy.serving")
 STATIC = Path(__file__).resolve().parent / "static"
-N_TWINS, TWIN_TEMPERATURE = 20, 0.1  # new items' partners: training.cold_start.partners_from_twins' defaults
 
 
 class Cart(BaseModel):
@@ -307,11 +306,11 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
         t0 = time.perf_counter()
         sims = s.text.embeddings @ s.text.embed(text)
         near = top(sims, mask, q.k)
-        counts = s.evidence.counts
+        counts, policy = s.evidence.counts, s.text
         sold = np.flatnonzero(counts > 0)
-        m = min(N_TWINS, len(sold))
+        m = min(policy.n_twins, len(sold))
         twins = sold[np.argsort(-sims[sold], kind="stable")[:m]] if m else np.zeros(0, np.int64)
-        w = np.exp((sims[twins] - (sims[twins].max() if m else 0.0)) / TWIN_TEMPERATURE)
+        w = np.exp((sims[twins] - (sims[twins].max() if m else 0.0)) / policy.temperature)
         w = w / max(w.sum(), 1e-300)
         shares = np.zeros((len(twins), len(s.item_ids)), np.float32)
         for r, t in enumerate(twins):
@@ -319,7 +318,9 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
             co[t] = 0.0
             shares[r] = co / max(counts[t], 1)
         partner_scores = (w[:, None] * shares).sum(axis=0) if m else np.zeros(len(s.item_ids), np.float32)
-        partners = top(partner_scores, mask, q.k, positive=True)
+        if policy.prior is not None and policy.prior_weight:
+            partner_scores = partner_scores + np.float32(policy.prior_weight) * policy.prior
+        partners = top(partner_scores, mask, q.k, positive=policy.prior is None or not policy.prior_weight)
         t1 = time.perf_counter()
         metrics.stage.labels("score").observe(t1 - t0)
         neighbours = [{**item_record(s, int(p)), "similarity": round(float(sims[p]), 4)} for p in near]
@@ -333,9 +334,11 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
                          "reason": (f"Its nearest catalog twin {s.titles[t]!r} (text similarity {sims[t]:.2f}) was "
                                     f"bought with it in {ev.co_purchases} of {counts[t]} baskets.")})
         metrics.stage.labels("evidence").observe(time.perf_counter() - t1)
+        prior = (f", plus {policy.prior_weight:g} x the item's log popularity" if policy.prior is not None
+                 and policy.prior_weight else "")
         return envelope(s, "neighbours: cosine similarity of the text encoder's embeddings; partners: the share "
                            f"of its {m} nearest sold twins' baskets holding the item, twins weighted by "
-                           f"softmax(similarity / {TWIN_TEMPERATURE})", "score", ignored, text=text,
+                           f"softmax(similarity / {policy.temperature:g}){prior}", "score", ignored, text=text,
                         neighbours=neighbours, partners=rows)
 
     @app.get("/items", dependencies=api, summary="Search the catalog (for the page)")

@@ -71,11 +71,14 @@ def write_bundle(folder: str | Path, family: str, data: InteractionData, catalog
                  onnx_path: str | Path | None = None, native_model: object | None = None,
                  text_dir: str | Path | None = None, text_model: str | None = None,
                  text_embeddings: np.ndarray | None = None, text_max_length: int = 64,
+                 partner_policy: dict | None = None, partner_prior: np.ndarray | None = None,
                  source: dict | None = None) -> BundleInfo:
     """Write a bundle for a model fitted on ``data`` into ``folder`` (created). Exactly one of ``onnx_path``
     (an export; its external data files are copied beside it) and ``native_model`` (pickled). ``text_dir``:
     a folder holding the text encoder export ``text_model`` (file name) and its tokenizer;
-    ``text_embeddings`` (n_items, d) the catalog's embeddings by that encoder, in ``data``'s item order."""
+    ``text_embeddings`` (n_items, d) the catalog's embeddings by that encoder, in ``data``'s item order;
+    ``partner_policy`` ({n_twins, temperature, prior_weight}) and ``partner_prior`` ((n_items,)): how new items'
+    partners are scored (``training.cold_start.PartnerPolicy``; absent: 20 twins, temperature 0.1, no prior)."""
     if (onnx_path is None) == (native_model is None):
         raise ValueError("write_bundle: give exactly one of onnx_path (an ONNX export) and native_model")
     folder = Path(folder)
@@ -102,6 +105,10 @@ def write_bundle(folder: str | Path, family: str, data: InteractionData, catalog
         shutil.copytree(text_dir, folder / "text", dirs_exist_ok=True, ignore=skip)
         np.save(folder / "text" / "embeddings.npy", np.asarray(text_embeddings, np.float32))
         text = {"model": text_model, "max_length": int(text_max_length)}
+        if partner_policy is not None:
+            text["partner_policy"] = dict(partner_policy)
+            if partner_prior is not None:
+                np.save(folder / "text" / "partner_prior.npy", np.asarray(partner_prior, np.float32))
     info = BundleInfo(family, fmt, model_file, data.n_items, data.n_users, int(data.baskets.shape[0]),
                       SCORE_MEANING.get(family, f"the {family} model's score"), text,
                       time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), dict(source or {}))

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +33,10 @@ class TextIndex:
 
     encoder: object
     embeddings: np.ndarray
+    n_twins: int = 20  # new items' partners (training.cold_start.PartnerPolicy; these defaults when none is bundled)
+    temperature: float = 0.1
+    prior_weight: float = 0.0
+    prior: np.ndarray | None = None
 
     def embed(self, text: str) -> np.ndarray:
         return self.encoder.embed([text])[0]
@@ -54,6 +60,7 @@ class Served:
     text: TextIndex | None
     loaded_at: float = field(default_factory=time.time)
     load_seconds: float = 0.0
+    download_dir: Path | None = None  # removed once another version replaces this one
 
     def __post_init__(self) -> None:
         c = self.catalog
@@ -101,7 +108,11 @@ def load_served(folder: str | Path, name: str, version: str, threads: int = 1, o
 
         encoder = OnnxTextEncoder(folder / "text" / info.text["model"], folder / "text", provider="cpu",
                                   max_length=int(info.text.get("max_length", 64)), threads=threads)
-        text = TextIndex(encoder, np.load(folder / "text" / "embeddings.npy").astype(np.float32))
+        policy = info.text.get("partner_policy") or {}
+        prior = folder / "text" / "partner_prior.npy"
+        text = TextIndex(encoder, np.load(folder / "text" / "embeddings.npy").astype(np.float32),
+                         int(policy.get("n_twins", 20)), float(policy.get("temperature", 0.1)),
+                         float(policy.get("prior_weight", 0.0)), np.load(prior) if prior.exists() else None)
     served = Served(name, str(version), info, folder, item_ids, {str(i): n for n, i in enumerate(item_ids)}, catalog,
                     {str(u): n for n, u in enumerate(user_ids)}, user_items, scorer, Evidence(baskets, on_cache),
                     text)
@@ -131,6 +142,16 @@ class ChampionHolder:
         self._thread: threading.Thread | None = None
         self._refresh_lock = threading.Lock()
 
+    def sweep(self) -> None:
+        """Remove version folders left by services that are gone (``v<version>.<pid>.<token>`` of a dead pid)."""
+        for folder in (self.cache_dir / self.model_name).glob("v*.*.*"):
+            try:
+                os.kill(int(folder.name.split(".")[1]), 0)
+            except ProcessLookupError:
+                shutil.rmtree(folder, ignore_errors=True)
+            except (ValueError, PermissionError):
+                continue
+
     def refresh(self) -> bool:
         """Load the version the alias names now if it is not the one served; True when it swapped."""
         with self._refresh_lock:
@@ -146,17 +167,20 @@ class ChampionHolder:
                 return False
             if self.current is not None and self.current.version == str(version):
                 return False
+            # a folder of this process's own: replicas or a second `make serve` sharing the cache never touch it
+            dst = self.cache_dir / self.model_name / f"v{version}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
             try:
-                dst = self.cache_dir / self.model_name / f"v{version}"
-                if dst.exists():
-                    shutil.rmtree(dst)
                 folder = self.fetch(str(version), dst)
                 on_cache = self.metrics.cache_hook("co_purchases") if self.metrics else None
                 served = load_served(folder, self.model_name, str(version), self.threads, on_cache)
             except Exception as exc:
+                shutil.rmtree(dst, ignore_errors=True)
                 self._failed(f"loading {self.model_name} v{version} failed: {type(exc).__name__}: {exc}")
                 return False
             old, self.current, self.last_error = self.current, served, None
+            if old is not None and getattr(old, "download_dir", None):
+                shutil.rmtree(old.download_dir, ignore_errors=True)  # loaded into memory; requests hold the object
+            served.download_dir = dst if dst.exists() else None
             if self.metrics:
                 self.metrics.model_loaded(served, old)
             log.info(json.dumps({"event": "model_loaded", "model": served.name, "version": served.version,
@@ -174,6 +198,7 @@ class ChampionHolder:
     def start(self, poll_seconds: float) -> None:
         """Poll the alias every ``poll_seconds`` in a daemon thread (the first load runs at once)."""
         def loop() -> None:
+            self.sweep()
             while not self._stop.is_set():
                 self.refresh()
                 self._stop.wait(poll_seconds)

@@ -31,8 +31,8 @@ HELP = {
     "max_body_bytes": ("COBUY_SERVE_MAX_BODY_BYTES", "larger request bodies get 413"),
     "threads": ("COBUY_SERVE_THREADS", "ONNX Runtime threads per session, and BLAS threads unless "
                                        "OMP_NUM_THREADS is set"),
-    "token": ("COBUY_SERVE_TOKEN", "bearer token required on the API when set (off when empty; /healthz, /readyz "
-                                   "and the page stay open)"),
+    "token": ("COBUY_SERVE_TOKEN", "bearer token required on the API when set (off when empty; /healthz, /readyz, "
+                                   "/metrics and the page stay open)"),
     "log_level": ("COBUY_SERVE_LOG_LEVEL", "log level of the JSON request log"),
 }
 

@@ -68,17 +68,19 @@ def bundle_model(model: Recommender | None, family: str, data: InteractionData, 
     from serving.onnx_export import export_recommender
 
     folder = Path(folder)
+    parts = [str(c) for c, _ in getattr(model, "components", [])] if family == "blend" else []
+    meaning = {"score_meaning": f"a tuned blend of {' and '.join(parts)} scores"} if parts else {}
     if onnx_path is None:
         if model is None:
             raise ValueError(f"bundle_model({family!r}): give the fitted model or its ONNX export")
         try:
             model.serving_form()
         except NotImplementedError:
-            return write_bundle(folder, family, data, catalog, native_model=model, **_text(text),
+            return write_bundle(folder, family, data, catalog, native_model=model, **_text(text), **meaning,
                                 source={**(source or {}), "native_because": NATIVE_WHY})
         onnx_path = folder.parent / f".{folder.name}-export" / "model.onnx"
         export_recommender(model, onnx_path, k=k, user_ids=data.user_ids, item_ids=data.item_ids)
-    return write_bundle(folder, family, data, catalog, onnx_path=onnx_path, **_text(text), source=source)
+    return write_bundle(folder, family, data, catalog, onnx_path=onnx_path, **_text(text), source=source, **meaning)
 
 
 def _text(text: TextAssets | None) -> dict:

@@ -458,3 +458,23 @@ def test_related_items_table_says_its_rank_follows_the_score_not_the_evidence(mo
     assert weak.empty or weak["reason"].str.contains("less often than chance").all()
     strong = table[table["lift"] >= 1]
     assert strong["reason"].str.contains("as often as chance").all()
+
+
+def test_blend_is_exported_and_served_from_onnx(tmp_path, shop, shop_data, shop_clean, models):
+    """The blend (a weighted sum of item-item models) is one item-item matrix: bundled as ONNX, and the service's
+    cart scores equal the native blend's."""
+    from serving.serving_gate import bundle_model
+    from training.models import EASE
+    from training.models.blend import LinearBlend
+
+    blend = LinearBlend.from_fitted([EASE(l2=50.0).fit(shop_data), models["itemknn"]], shop_data, weights=[1.0, 0.5])
+    info = bundle_model(blend, "blend", shop_data, shop_clean.items, tmp_path / "blend")
+    assert info.format == "onnx" and info.family == "blend"
+    client = _client(tmp_path / "blend")
+    anchor, partner = planted_in_train(shop, shop_data)[0]
+    related = client.get(f"/items/{anchor}/related", params={"k": 3}).json()
+    assert related["model"]["family"] == "blend" and related["items"][0]["item_id"] == partner
+    assert "a tuned blend of ease and itemknn scores" in related["ranked_by"]
+    row = shop_data.user_items[5]
+    served = client.app.state.holder.current.scorer.cart_scores(row.indices, np.ones(row.nnz, np.float32))
+    np.testing.assert_allclose(served, blend.score_history(row)[0], rtol=1e-4, atol=1e-5)

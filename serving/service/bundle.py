@@ -38,7 +38,7 @@ SCORE_MEANING = {
     "chebycf": "ChebyCF graph filter of the purchase graph",
     "mf": "matrix-factorisation affinity", "ials": "implicit-ALS factor affinity",
     "lightgcn": "LightGCN embedding affinity",
-    "blend": "a tuned blend of ChebyCF and item-kNN scores",
+    "blend": "a tuned blend of item-item models' scores",
     "hybrid": "a tuned hybrid of collaborative scores, association lift, text, trend and category signals",
 }
 
@@ -72,7 +72,7 @@ def write_bundle(folder: str | Path, family: str, data: InteractionData, catalog
                  text_dir: str | Path | None = None, text_model: str | None = None,
                  text_embeddings: np.ndarray | None = None, text_max_length: int = 64,
                  partner_policy: dict | None = None, partner_prior: np.ndarray | None = None,
-                 source: dict | None = None) -> BundleInfo:
+                 source: dict | None = None, score_meaning: str | None = None) -> BundleInfo:
     """Write a bundle for a model fitted on ``data`` into ``folder`` (created). Exactly one of ``onnx_path``
     (an export; its external data files are copied beside it) and ``native_model`` (pickled). ``text_dir``:
     a folder holding the text encoder export ``text_model`` (file name) and its tokenizer;
@@ -110,7 +110,7 @@ def write_bundle(folder: str | Path, family: str, data: InteractionData, catalog
             if partner_prior is not None:
                 np.save(folder / "text" / "partner_prior.npy", np.asarray(partner_prior, np.float32))
     info = BundleInfo(family, fmt, model_file, data.n_items, data.n_users, int(data.baskets.shape[0]),
-                      SCORE_MEANING.get(family, f"the {family} model's score"), text,
+                      score_meaning or SCORE_MEANING.get(family, f"the {family} model's score"), text,
                       time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), dict(source or {}))
     (folder / "bundle.json").write_text(json.dumps(asdict(info), indent=1))
     return info

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,24 +40,30 @@ def _importtime(stderr: str) -> dict[str, float]:
     return out
 
 
-def one_import(code: str) -> tuple[float, dict[str, float], list[str]]:
-    """(wall seconds, cumulative import seconds per package, heavy libraries in sys.modules) of one fresh
-    interpreter running ``code`` then listing ``HEAVY`` modules it loaded."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def one_import(code: str) -> tuple[float, dict[str, float], list[str], float]:
+    """(wall seconds, cumulative import seconds per package, heavy libraries in sys.modules, CPU seconds) of one
+    fresh interpreter running ``code`` then listing ``HEAVY`` modules it loaded."""
     probe = f"{code}\nimport sys, json\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _children_cpu()
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", probe], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _children_cpu() - cpu0
     if done.returncode != 0:
         raise SystemExit(f"`{code}` failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
-    return wall, _importtime(done.stderr), json.loads(done.stdout.strip().splitlines()[-1])
+    return wall, _importtime(done.stderr), json.loads(done.stdout.strip().splitlines()[-1]), cpu
 
 
 def measure(repeats: int) -> dict:
     """Medians over ``repeats`` fresh interpreters, the floor (dagster and pandas alone) beside them."""
     load_before = [round(x, 2) for x in os.getloadavg()]
     runs = [one_import("import orchestration.definitions") for _ in range(repeats)]
-    floor = [one_import("import dagster, pandas")[0] for _ in range(repeats)]
+    floors = [one_import("import dagster, pandas") for _ in range(repeats)]
+    floor = [f[0] for f in floors]
     walls = [r[0] for r in runs]
     packages = sorted({p for r in runs for p in r[1]})
     per_package = {p: round(statistics.median(r[1].get(p, 0.0) for r in runs), 3) for p in packages}
@@ -67,6 +74,10 @@ def measure(repeats: int) -> dict:
         "wall_s": [round(w, 3) for w in walls],
         "definitions_import_s_median": per_package.get("orchestration.definitions"),
         "dagster_and_pandas_s_median": round(statistics.median(floor), 3),
+        # CPU seconds (user + system) of each interpreter: what an idle machine's wall time would be, near enough,
+        # since importing is single-threaded; steadier than wall time on a shared machine
+        "cpu_s_median": round(statistics.median(r[3] for r in runs), 3),
+        "dagster_and_pandas_cpu_s_median": round(statistics.median(f[3] for f in floors), 3),
         "heavy_libraries_loaded": sorted({m for r in runs for m in r[2]}),
         "slowest_packages_s_median": slowest,
         "target_s": 3.0, "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()],
@@ -84,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "import-time.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"import orchestration.definitions: median {result['wall_s_median']:.2f} s wall "
+    print(f"import orchestration.definitions: median {result['wall_s_median']:.2f} s wall, "
+          f"{result['cpu_s_median']:.2f} s CPU "
           f"(dagster + pandas alone {result['dagster_and_pandas_s_median']:.2f} s) at load {result['load_before']}; "
           f"heavy libraries loaded: {result['heavy_libraries_loaded'] or 'none'} -> {path}")
 

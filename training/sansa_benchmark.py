@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--factorizer", default="icf", choices=["icf", "cholmod"])
     ap.add_argument("--top-n", type=int, default=None)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--note", default="", help="recorded in the JSON (e.g. a validation figure from an earlier run)")
     args = ap.parse_args(argv)
     load = os.getloadavg()
     t0 = time.perf_counter()
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "dataset": args.dataset, "model": "ease (SANSA)", "package": "sansa 1.1.0 (Spisak et al., RecSys 2023)",
         "params": {"l2": best, "density": args.density, "factorizer": args.factorizer},
-        "validation": validation_scores, "n_users": train.n_users, "n_items": train.n_items,
+        "validation": validation_scores, "note": args.note, "n_users": train.n_users, "n_items": train.n_items,
         "train_pairs": int(train.user_items.nnz), "split": p.split.strategy,
         "recall@20": res["recall@20"], "ndcg@20": res["ndcg@20"], "n_test_users": res["n_users"],
         "fit_seconds": model.fit_seconds, "scoring_seconds": res["scoring_seconds"],

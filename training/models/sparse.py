@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from training.models.base import Float64Copies, LinearHistoryModel, Recommender, top_k_rows
 from training.ranking import top_k
 
-DEFAULT_TOP_N = 200  # chosen on Gowalla: see docs/scaling.md and benchmarks/results/gowalla-sparse-top-n.json
+DEFAULT_TOP_N = 500  # GF-CF on Gowalla: the smallest N within 1% of dense (docs/scaling.md, gowalla-sparse-top-n.json)
 # families with a top-N form: the served item-item families and the (evaluated) blend
 SPARSE_CAPABLE = ("association_rules", "itemknn", "ease", "gf_cf", "chebycf", "blend")
 

@@ -423,7 +423,9 @@ def test_asset_graph_page_in_headless_chromium(server, tmp_path):
         pytest.skip("no chromium binary on PATH (tests/setup_chromium.sh installs Debian's `chromium` as root "
                     "with apt-get; install it by hand otherwise)")
     try:
-        browser = HeadlessChromium(binary, tmp_path / "profile")
+        # a large window: zoomed to fit, the graph of ten groups keeps its node labels drawn (at 1600 x 1000 the UI
+        # drew the groups as outlines without names once the answers group was added)
+        browser = HeadlessChromium(binary, tmp_path / "profile", width=2560, height=1600)
     except Exception as err:  # noqa: BLE001 - any failure to start the browser is a reason to skip, said as such
         pytest.skip(f"{binary} cannot run headless here: {err}")
     from orchestration.definitions import defs

@@ -134,6 +134,8 @@ def neighbour_graph(export_path: str | Path) -> onnx.ModelProto:
         g.initializer.extend([inits["weights"], *kept])
     elif info.kind == "rules":
         out = rules_neighbour_graph(proto, info.n_items, name)
+    elif info.kind == "item_item_sparse":
+        out = sparse_neighbour_graph(inits, info.n_items, info.k, name)
     else:
         raise ValueError(f"{export_path}: unknown export kind {info.kind!r}")
     derived = ExportInfo(info.family, "factor", info.n_items, info.k, n_users=info.n_items, dim=info.dim)
@@ -141,6 +143,29 @@ def neighbour_graph(export_path: str | Path) -> onnx.ModelProto:
     props = {"cobuy": json.dumps(derived.__dict__), **({"item_ids": props["item_ids"], "user_ids": props["item_ids"]}
                                                          if "item_ids" in props else {})}
     helper.set_model_props(out, props)
+    return out
+
+
+def sparse_neighbour_graph(inits: dict, n_items: int, k: int, name: str) -> onnx.ModelProto:
+    """A sparse item-item export (top-N neighbours) in the factor graph's contract: the item's row of W is its
+    neighbour ids and weights (``inits``: the export's initializers, carried over by reference), written into a
+    (B, n_items) block of zeros with ScatterElements; then the factor graph's masking and TopK."""
+    out = factor_graph(FactorForm(np.zeros((1, 1), np.float32), np.zeros((n_items, 1), np.float32)), k, name)
+    g = out.graph
+    rest = [n for n in g.node if n.op_type not in ("Gather", "MatMul")]
+    node = helper.make_node
+    del g.node[:]
+    g.node.extend([node("Gather", ["neighbours", "user_index"], ["nb"], axis=0),  # (B, N)
+                   node("Gather", ["weights", "user_index"], ["wt"], axis=0),
+                   node("Shape", ["user_index"], ["batch"]),
+                   node("Concat", ["batch", "n_items"], ["score_shape"], axis=0),
+                   node("ConstantOfShape", ["score_shape"], ["zeros"],
+                        value=numpy_helper.from_array(np.zeros(1, np.float32))),
+                   node("ScatterElements", ["zeros", "nb", "wt"], ["scores"], axis=1), *rest])
+    kept = [t for t in g.initializer if t.name not in ("user_factors", "item_factors_t")]
+    del g.initializer[:]
+    g.initializer.extend([inits["neighbours"], inits["weights"],
+                          numpy_helper.from_array(np.array([n_items], np.int64), "n_items"), *kept])
     return out
 
 

@@ -46,11 +46,11 @@ class IdAlignedScorer:
         if self.model.info.kind == "factor":
             raw = self.model.session.run(["scores"], {"user_index": self.user_pos[users],
                                                       "seen_index": np.zeros((0, 2), np.int64)})[0]
-        else:
+        else:  # item-item exports, dense or sparse: the histories in the model's item positions
             h = self.history[users][:, self.known_items].tocoo()
-            dense = np.zeros((len(users), self.n_model_items), np.float32)
-            dense[h.row, self.model_item_of_known[h.col]] = 1.0
-            raw = self.model.session.run(["scores"], {"history": dense})[0]
+            rows = sp.csr_matrix((np.ones(h.nnz, np.float32), (h.row, self.model_item_of_known[h.col])),
+                                 shape=(len(users), self.n_model_items))
+            raw = self.model.scores(users, rows)
         out = np.full((len(users), self.n_items), -np.inf, dtype=np.float32)
         out[:, self.known_items] = raw[:, self.model_item_of_known]
         return out

@@ -197,3 +197,25 @@ def test_sansa_ease_is_linear_in_the_history_and_exports_sparse(shop_data, tmp_p
     cut = SparseItemItem.from_model(model, TOP_N)
     export_recommender(cut, tmp_path / "ease.onnx", k=20)
     assert check_parity(cut, OnnxRecommender(tmp_path / "ease.onnx", provider="cpu"), x).passed
+
+
+def test_sparse_exports_give_related_items_and_held_out_scores_like_the_native_model(shop_data, tmp_path):
+    """The batch paths that read an export by its kind: related items through the derived neighbour graph, and
+    id-aligned held-out scoring, both equal the native sparse model."""
+    from serving.batch_scoring import item_neighbour_model, related_from_export
+    from serving.heldout import IdAlignedScorer
+    from serving.onnx_export import export_recommender
+    from serving.onnx_scoring import OnnxRecommender
+
+    model = SparseItemItem.from_model(MODELS["gf_cf"](n_factors=16).fit(shop_data), TOP_N)
+    path = tmp_path / "gf_cf.onnx"
+    export_recommender(model, path, k=20, user_ids=shop_data.user_ids, item_ids=shop_data.item_ids)
+    exported = OnnxRecommender(path, provider="cpu")
+    items = np.arange(shop_data.n_items)
+    idx, scores = related_from_export(item_neighbour_model(exported, provider="cpu"), items, 5, progress=False)
+    native_idx, native_scores = model.related_items(items, 5)
+    np.testing.assert_array_equal(idx, native_idx)
+    np.testing.assert_allclose(scores, native_scores, rtol=1e-5)
+    scorer = IdAlignedScorer(exported, shop_data.user_ids, shop_data.item_ids, shop_data.user_items)
+    users = np.arange(20)
+    np.testing.assert_allclose(scorer(users), model.score_users(users), rtol=1e-5, atol=1e-6)

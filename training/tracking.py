@@ -108,6 +108,10 @@ def onnx_signature(kind: str, n_items: int, k: int):
                          TensorSpec(np.dtype(np.int64), (-1, 2), "seen_index")])
     elif kind == "item_item":
         inputs = Schema([TensorSpec(np.dtype(np.float32), (-1, n_items), "history")])
+    elif kind == "item_item_sparse":  # the batch's (row, item) pairs and its size
+        inputs = Schema([TensorSpec(np.dtype(np.int64), (-1,), "history_items"),
+                         TensorSpec(np.dtype(np.int64), (-1,), "history_rows"),
+                         TensorSpec(np.dtype(np.int64), (1,), "batch_size")])
     else:  # text encoder
         inputs = Schema([TensorSpec(np.dtype(np.int64), (-1, -1), "input_ids"),
                          TensorSpec(np.dtype(np.int64), (-1, -1), "attention_mask")])

@@ -478,3 +478,22 @@ def test_blend_is_exported_and_served_from_onnx(tmp_path, shop, shop_data, shop_
     row = shop_data.user_items[5]
     served = client.app.state.holder.current.scorer.cart_scores(row.indices, np.ones(row.nnz, np.float32))
     np.testing.assert_allclose(served, blend.score_history(row)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_sparse_top_n_export_is_served_by_its_own_graph(tmp_path, shop, shop_data, shop_clean, models):
+    """An item-item family cut to its top-N neighbours (kind item_item_sparse) is served from its export's own graph;
+    the served scores equal the native sparse model's."""
+    from serving.serving_gate import bundle_model
+    from training.models.sparse import SparseItemItem
+
+    sparse = SparseItemItem.from_model(models["itemknn"], 20)
+    info = bundle_model(sparse, "itemknn", shop_data, shop_clean.items, tmp_path / "sparse")
+    assert info.format == "onnx"
+    client = _client(tmp_path / "sparse")
+    scorer = client.app.state.holder.current.scorer
+    assert type(scorer).__name__ == "ExportGraphScorer" and scorer.kind == "item_item_sparse"
+    anchor, partner = planted_in_train(shop, shop_data)[0]
+    assert client.get(f"/items/{anchor}/related", params={"k": 3}).json()["items"][0]["item_id"] == partner
+    row = shop_data.user_items[5]
+    np.testing.assert_allclose(scorer.cart_scores(row.indices, np.ones(row.nnz, np.float32)),
+                               sparse.score_history(row)[0], rtol=1e-5, atol=1e-6)

@@ -14,6 +14,7 @@ Forms:
 * ``RulesScorer`` (association rules with multi-item antecedents): the export's own graph on a one-row history.
 * ``FactorScorer`` (MF, iALS, LightGCN, popularity exports): ONNX Runtime on the export's own graph for a known
   customer; a cart is folded in by ridge regression on the item factors; related items by cosine of factors.
+* ``ExportGraphScorer`` (sparse top-N item-item exports, multi-item association rules): the export's own graph.
 * ``NativeScorer``: models ONNX cannot express (the hybrid: per-request z-scores of several signals), run by
   their own Python code from the pickled model (``score_history``, ``related_items``).
 """
@@ -120,6 +121,41 @@ class RulesScorer(ItemItemScorer):
         history = np.zeros((1, self.n_model_items), np.float32)
         history[0, self.item_pos[np.asarray(items, np.int64)]] = 1.0
         return self.session.run(["scores"], {"history": history})[0][0][self.item_pos]
+
+
+class ExportGraphScorer:
+    """Exports whose own graph takes the history, run as exported by ONNX Runtime: ``item_item_sparse`` (the
+    (row, item) pairs of a history; each item's top-N neighbours scattered into the row) and ``rules``
+    (multi-item antecedents on a dense 0/1 history). Both graphs take which items a history holds, not how many:
+    a cart's quantities do not weigh here."""
+
+    def __init__(self, export_path: str | Path, kind: str, item_ids: np.ndarray, user_items: sp.csr_matrix,
+                 threads: int = 1) -> None:
+        export_path = Path(export_path)
+        _, model_items = read_ids(export_path)
+        self.item_pos = _positions(model_items, item_ids, "items", export_path)
+        self.n_model_items = read_info(export_path).n_items
+        self.session, self.kind = open_session(export_path, "cpu", threads), kind
+        self.user_items, self.n_items = user_items, len(item_ids)
+
+    def cart_scores(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        model_items = np.unique(self.item_pos[np.asarray(items, np.int64)])
+        if self.kind == "item_item_sparse":
+            feeds = {"history_items": model_items, "history_rows": np.zeros(len(model_items), np.int64),
+                     "batch_size": np.array([1], np.int64)}
+        else:
+            history = np.zeros((1, self.n_model_items), np.float32)
+            history[0, model_items] = 1.0
+            feeds = {"history": history}
+        return self.session.run(["scores"], feeds)[0][0][self.item_pos]
+
+    def user_scores(self, user: int, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        hist = np.concatenate([self.user_items[user].indices, np.asarray(items, np.int64)])
+        return self.cart_scores(hist, np.ones(len(hist), np.float32)) if len(hist) else \
+            np.zeros(self.n_items, np.float32)
+
+    def related_scores(self, item: int) -> np.ndarray:
+        return self.cart_scores(np.array([item]), np.ones(1, np.float32))
 
 
 class FactorScorer:
@@ -230,4 +266,6 @@ def open_scorer(folder: Path, fmt: str, model_file: str, kind_hint: str | None, 
         return RulesScorer(path, item_ids, user_items, threads)
     if kind == "factor":
         return FactorScorer(path, item_ids, user_ids, user_items, threads)
+    if kind in ("item_item_sparse", "rules"):
+        return ExportGraphScorer(path, kind, item_ids, user_items, threads)
     raise ValueError(f"{path}: unknown export kind {kind!r}")

@@ -155,7 +155,12 @@ def test_related_items_come_from_the_champion_with_evidence(shop_run, shop):
     result = shop_run["score"](["related_items"])
     related = result.output_for_node("related_items")
     native = related_items_table(shop_run["models"]["narrow"], data, items, k=10)
-    pd.testing.assert_frame_equal(related.drop(columns=["model", "score"]), native.drop(columns=["model", "score"]))
+    # the order label names what served it (registered name and version) where the native table names the family
+    assert related["ranked_by"].str.startswith("score of cobuy-itemknn v").all()
+    served_reasons = related["reason"].str.replace(r"cobuy-itemknn v\d+", "itemknn", regex=True)
+    assert served_reasons.tolist() == native["reason"].tolist()
+    pd.testing.assert_frame_equal(related.drop(columns=["model", "score", "ranked_by", "reason"]),
+                                  native.drop(columns=["model", "score", "ranked_by", "reason"]))
     np.testing.assert_allclose(related["score"], native["score"], rtol=1e-5)
     assert (related["model"] == f"cobuy-itemknn v{shop_run['versions']['narrow']}").all()
     top1 = related[related["rank"] == 1].set_index("item_id")["related_item_id"]

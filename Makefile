@@ -25,6 +25,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -c constraints.txt -e '.[dev,production]'
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -c constraints.txt -e '.[scale]' \
 	  || echo "SANSA (EASE at 50k+ items) not installed: it needs SuiteSparse (apt-get install libsuitesparse-dev)"
+	# bytecode now, once: uv installs none, and where PYTHONDONTWRITEBYTECODE is set every run would recompile
+	# each imported module from source (seconds per process: dagster, pandas, transformers, mlflow)
+	$(PY) -m compileall -q -j 0 $(VENV)/lib orchestration training serving data_checks > /dev/null || true
 	touch $@
 
 install: $(VENV)/.installed

@@ -236,7 +236,7 @@ def _intersect(tid: sp.csc_matrix, x: np.ndarray, y: np.ndarray, count: np.ndarr
         col_of[big] = np.arange(len(big))
         bits = np.zeros(len(big) * words, np.uint64)
         cols = np.repeat(np.arange(len(big), dtype=np.int64), lens[big])
-        rows = np.concatenate([tid.indices[tid.indptr[c]:tid.indptr[c + 1]] for c in big]).astype(np.int64)
+        rows = tid.indices[_gather(tid.indptr[big], lens[big])].astype(np.int64)
         word = cols * words + (rows >> 6)  # non-decreasing: each list is sorted
         starts = np.flatnonzero(np.r_[True, word[1:] != word[:-1]])
         bits[word[starts]] = np.bitwise_or.reduceat(np.left_shift(np.uint64(1), (rows & 63).astype(np.uint64)),
@@ -245,13 +245,20 @@ def _intersect(tid: sp.csc_matrix, x: np.ndarray, y: np.ndarray, count: np.ndarr
         small = np.where(lens[xs] < lens[ys], xs, ys)
         other = col_of[np.where(lens[xs] < lens[ys], ys, xs)]
         ln = lens[small]
-        offsets = np.repeat(tid.indptr[small].astype(np.int64) - (np.cumsum(ln) - ln), ln)
-        cand = tid.indices[np.arange(int(ln.sum()), dtype=np.int64) + offsets].astype(np.int64)
+        cand = tid.indices[_gather(tid.indptr[small], ln)].astype(np.int64)
         held = (bits[np.repeat(other * words, ln) + (cand >> 6)] >> (cand & 63).astype(np.uint64)) & np.uint64(1)
         keep = held.astype(bool)
         kept_per = np.bincount(np.repeat(np.arange(len(scan)), ln)[keep], minlength=len(scan))
         _place(indices, indptr, scan, cand[keep].astype(np.int32), kept_per, count)
     return sp.csc_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(n, len(x)))
+
+
+def _gather(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """(sum(lengths),) int64 positions ``starts[i], ..., starts[i] + lengths[i] - 1`` for each i in turn: the
+    entries of several CSC columns (``starts`` = their ``indptr``) as one index array."""
+    lengths = lengths.astype(np.int64)
+    offsets = np.repeat(starts.astype(np.int64) - (np.cumsum(lengths) - lengths), lengths)
+    return np.arange(int(lengths.sum()), dtype=np.int64) + offsets
 
 
 def _place(indices: np.ndarray, indptr: np.ndarray, which: np.ndarray, values: np.ndarray, lengths: np.ndarray,

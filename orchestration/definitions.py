@@ -10,14 +10,16 @@ import yaml
 from orchestration.assets import (answers, evaluation, hybrid, ingestion, models, registry, scoring, splits, text,
                                   validation)
 from orchestration.console import outcome_console
-from orchestration.resources import (ArtifactStore, MLflowRegistry, OnnxRuntimeResource, OptunaStorage, TableIOManager,
-                                     Pseudonymizer, TrainingPlan, ValidationPolicy, default_data_dir)
+from orchestration.resources import (ArtifactStore, CountingEngine, MLflowRegistry, OnnxRuntimeResource, OptunaStorage,
+                                     TableIOManager, Pseudonymizer, TrainingPlan, ValidationPolicy, default_data_dir)
 from orchestration.sensors import DriftPolicy, drift_sensor
 
 ASSET_MODULES = [ingestion, validation, splits, models, hybrid, text, evaluation, scoring, registry, answers]
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PSEUDONYM_KEY_ENV = "COBUY_PSEUDONYM_KEY"
 ASSET_BASE_ENV = "COBUY_ASSET_BASE"  # production: where asset outputs go (s3://bucket/prefix or a folder)
+COUNTING_ENGINE_ENV = "COBUY_COUNTING_ENGINE"  # local | spark: where rules' and item-kNN's counts are taken
+SPARK_MASTER_ENV = "COBUY_SPARK_MASTER"  # the Spark master URL (spark://..., k8s://...); production: spark when set
 
 all_assets = dg.load_assets_from_modules(ASSET_MODULES)
 all_checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
@@ -85,6 +87,9 @@ def build_resources(data_dir: "str | None" = None, environment: "str | None" = N
     ``COBUY_ASSET_BASE`` when set (``s3://cobuy/assets``; S3-compatible endpoint from ``AWS_ENDPOINT_URL``, else
     ``MLFLOW_S3_ENDPOINT_URL``, which MLflow itself reads for ``s3://`` artifacts), else under ``data_dir``;
     run artifacts stay under ``data_dir``. See ``infra/``.
+    The counting stages of rules and item-kNN run in the step's process unless ``COBUY_COUNTING_ENGINE=spark``
+    (master ``COBUY_SPARK_MASTER``, default ``local[2]``); in production ``COBUY_SPARK_MASTER`` alone selects Spark
+    (``infra/spark/``, docs/spark.md). Run config may override it: ``resources: counting: config: ...``.
     Customer ids are pseudonymised with ``COBUY_PSEUDONYM_KEY`` (required in production; locally, when unset,
     a random key generated once under ``<data_dir>/secrets/``).
     """
@@ -94,6 +99,7 @@ def build_resources(data_dir: "str | None" = None, environment: "str | None" = N
               "policy": ValidationPolicy(), "onnx_runtime": OnnxRuntimeResource(),
               # which families a run trains and the memory they may take (run config: resources: training_plan)
               "training_plan": TrainingPlan(),
+              "counting": counting_engine(env),
               # before any champion, drift is judged against validated_interactions' latest materialization
               "drift_policy": DriftPolicy(landing_dir=str(base / "landing"),
                                           decisions_log=str(base / "drift_decisions.jsonl"))}
@@ -113,6 +119,14 @@ def build_resources(data_dir: "str | None" = None, environment: "str | None" = N
                 "mlflow": MLflowRegistry(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"),
                                          artifact_location=os.environ.get("MLFLOW_ARTIFACT_LOCATION"))}
     raise ValueError(f"COBUY_ENV must be 'local' or 'production', not {env!r}")
+
+
+def counting_engine(env: str) -> CountingEngine:
+    """The counting engine for ``env``: in process by default; Spark when ``COBUY_COUNTING_ENGINE=spark``, or in
+    production when a master is named (``COBUY_SPARK_MASTER``). The tests' twin is Spark on ``local[2]``."""
+    master = os.environ.get(SPARK_MASTER_ENV)
+    default = "spark" if env == "production" and master else "local"
+    return CountingEngine(engine=os.environ.get(COUNTING_ENGINE_ENV, default), master=master or "local[2]")
 
 
 defs = dg.Definitions(

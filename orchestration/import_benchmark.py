@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # libraries that take a second or more to import and that only some assets need
 HEAVY = ("torch", "lightning", "transformers", "onnxruntime", "onnx", "mlflow", "great_expectations", "optuna",
-         "matplotlib", "sklearn")
+         "matplotlib", "sklearn", "pyspark")
 _LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 

@@ -388,3 +388,32 @@ class OnnxRuntimeResource(dg.ConfigurableResource):
     def recommender(self, path: str | Path) -> OnnxRecommender:
         """An exported recommender opened with the configured provider (``.active_provider`` says which ran)."""
         return OnnxRecommender(Path(path), provider=self.provider, threads=self.threads)
+
+
+class CountingEngine(dg.ConfigurableResource):
+    """Where the counting stages of association rules (item and itemset counts) and item-kNN (co-occurrence counts)
+    run (``training.counting``): ``local``, in the step's own process, or ``spark``, on Apache Spark at ``master``
+    (``local[2]`` on this machine, ``spark://host:7077`` for a standalone cluster, ``k8s://https://host:443`` for
+    Kubernetes; infra/spark/) with ``spark_conf`` settings. Either way the rules and neighbours are the same, bit for
+    bit; Spark only moves the counting off this process (docs/spark.md says when that pays).
+    ``itemsets``: how Spark mines itemsets: ``auto`` (MLlib FPGrowth without ``max_len``, Spark SQL prefix joins
+    with one), ``fpgrowth`` or ``sql``. pyspark is imported only when a spark engine counts."""
+
+    engine: str = "local"
+    master: str = "local[2]"
+    spark_conf: dict[str, str] = {}
+    itemsets: str = "auto"
+
+    def counting(self) -> Any:
+        """The engine to count on (``training.counting.Counting``), or None for the step's own process."""
+        if self.engine == "local":
+            return None
+        if self.engine == "spark":
+            from training.spark_counting import SparkCounting
+
+            return SparkCounting(master=self.master, conf=dict(self.spark_conf), itemsets=self.itemsets)
+        raise ValueError(f"counting.engine = {self.engine!r}: choose 'local' or 'spark'")
+
+    def describe(self) -> str:
+        """One line for the asset's metadata."""
+        return "local (in the step's process)" if self.engine == "local" else f"{self.engine} at {self.master}"

@@ -8,9 +8,14 @@ computed in the same floating-point order as mlxtend so the rule sets are identi
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from training.itemsets import FrequentItemsets
 
 RULE_COLUMNS = ["antecedent", "consequent", "pair_count", "antecedent_support", "consequent_support", "support",
                 "confidence", "lift", "leverage", "conviction"]
@@ -87,3 +92,18 @@ def cooccurrence_at(matrix: sp.csr_matrix, a: np.ndarray, b: np.ndarray, chunk_s
         sel = np.flatnonzero((inv >= start) & (inv < start + len(block)))
         out[sel] = np.asarray(co[inv[sel] - start, b[sel]]).ravel().astype(np.int64)
     return out
+
+
+def pair_rules_from_itemsets(itemsets: "FrequentItemsets", n_items: int, min_confidence: float = 0.0) -> pd.DataFrame:
+    """:func:`pair_rules` from counts taken elsewhere: ``itemsets`` (``training.itemsets.FrequentItemsets``, mined
+    with ``max_len`` >= 2 at the wanted min_support) holds the frequent items' and pairs' basket counts; the rules
+    and their metrics are computed exactly as :func:`pair_rules` computes them, so an engine that counts the same
+    (``training.counting``) gives the same frame."""
+    n = itemsets.n_baskets
+    if n == 0:
+        return pd.DataFrame({c: [] for c in RULE_COLUMNS})
+    counts = np.zeros(n_items, np.int64)
+    counts[itemsets.items[0][:, 0]] = itemsets.counts[0]
+    pairs = itemsets.items[1] if len(itemsets.items) > 1 else np.zeros((0, 2), np.int64)
+    pair_count = itemsets.counts[1] if len(itemsets.items) > 1 else np.zeros(0, np.int64)
+    return rules_from_counts(n, counts, pairs[:, 0], pairs[:, 1], pair_count, min_confidence)

@@ -29,13 +29,16 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from training.itemsets import ItemsetRules, frequent_itemsets, itemset_rules, min_count
+
+if TYPE_CHECKING:
+    from training.data import InteractionData
 
 DEFAULT_SETTINGS: dict[str, dict[str, list]] = {
     "online_retail": {"supports": [0.02, 0.01, 0.005], "max_lens": [2, 3, 4, None]},
@@ -52,8 +55,8 @@ METRIC_NAMES = {"antecedent_support": "antecedent support", "consequent_support"
 TOLERANCE = 1e-12
 
 
-def load_baskets(dataset: str) -> tuple[sp.csr_matrix, dict]:
-    """Every clean basket of a shared dataset as a (n_baskets, n_items) CSR, and facts about it."""
+def load_data(dataset: str) -> "InteractionData":
+    """Every clean interaction of a shared dataset, indexed (``training.data.InteractionData``, whole catalogue)."""
     from data_checks.cleaning import clean
     from data_checks.sources import SourceSpec, read_source
     from training.benchmark_data import DATASETS, BenchmarkInputError
@@ -66,9 +69,14 @@ def load_baskets(dataset: str) -> tuple[sp.csr_matrix, dict]:
     if not path.exists():
         raise BenchmarkInputError(f"dataset {dataset!r} not found at {path} (set COBUY_DATASETS to the folder "
                                   "holding it)")
-    t0 = time.perf_counter()
     cleaned = clean(read_source(SourceSpec(kind=kind, path=str(path))))
-    baskets = build_interaction_data(cleaned.interactions, cleaned.items["item_id"]).baskets.tocsr()
+    return build_interaction_data(cleaned.interactions, cleaned.items["item_id"])
+
+
+def load_baskets(dataset: str) -> tuple[sp.csr_matrix, dict]:
+    """Every clean basket of a shared dataset as a (n_baskets, n_items) CSR, and facts about it."""
+    t0 = time.perf_counter()
+    baskets = load_data(dataset).baskets.tocsr()
     sold = np.flatnonzero(np.diff(baskets.tocsc().indptr) > 0)  # items never in a basket cannot be frequent
     baskets = baskets[:, sold].tocsr()
     return baskets, {"baskets": int(baskets.shape[0]), "items_in_baskets": int(baskets.shape[1]),

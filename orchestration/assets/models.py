@@ -13,7 +13,8 @@ import pandas as pd
 
 from orchestration.assets.splits import SplitMatrices
 from orchestration.metadata import frame_table, png_md
-from orchestration.resources import ArtifactStore, OptunaStorage, TrainingPlan
+from orchestration.resources import ArtifactStore, CountingEngine, OptunaStorage, TrainingPlan
+from training.counting import using_engine
 from training import models as families  # classes resolve on first use (torch and Lightning only for those)
 from training.models.association import why_no_rules
 from training.models.base import Recommender, SkippedFamily, missing_training_data
@@ -269,7 +270,8 @@ def popularity_model(context: dg.AssetExecutionContext, interaction_matrices: Sp
 @dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
 def association_rules(context: dg.AssetExecutionContext, config: AssociationConfig,
                       interaction_matrices: SplitMatrices, validated_items: pd.DataFrame, training_plan: TrainingPlan,
-                      optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
+                      optuna: OptunaStorage, artifacts: ArtifactStore,
+                      counting: CountingEngine) -> dg.Output:
     """Pair rules over baskets (support, confidence, lift, leverage, conviction). No rule at the thresholds:
     skipped, with the most frequent pair's support (or the best confidence) and the threshold to lower."""
     skip = _planned(context, "association_rules", training_plan, interaction_matrices, needs="baskets")
@@ -277,8 +279,9 @@ def association_rules(context: dg.AssetExecutionContext, config: AssociationConf
         return skip
     params = _params(config, ["min_support", "min_confidence", "rank_by", "dp_epsilon", "dp_max_pairs_per_basket",
                               "dp_seed", "max_len"])
-    model, md = fit_family(context, "association_rules", config, params, lambda p: families.AssociationRules(**p),
-                           interaction_matrices, optuna, artifacts)
+    with using_engine(counting.counting()):  # counted where resources.counting says
+        model, md = fit_family(context, "association_rules", config, params, lambda p: families.AssociationRules(**p),
+                               interaction_matrices, optuna, artifacts)
     data = interaction_matrices.train
     if model.rules.empty:
         return skipped(context, "association_rules", why_no_rules(data.baskets, model.min_support,
@@ -298,6 +301,7 @@ def association_rules(context: dg.AssetExecutionContext, config: AssociationConf
             **{c: named[c] for c in ("support", "confidence", "lift", "leverage", "conviction")}}), 100)
     return dg.Output(model, metadata={**md, "rules": len(model.rules) + multi, "multi_item_antecedent_rules": multi,
                                       "max_len": str(model.max_len), "baskets": int(data.baskets.shape[0]),
+                                      "counting_engine": counting.describe(),
                                       "differential_privacy": (f"epsilon={config.dp_epsilon}, at most "
                                                                f"{config.dp_max_pairs_per_basket} pairs per basket"
                                                                if config.dp_epsilon is not None else "off"),
@@ -306,20 +310,23 @@ def association_rules(context: dg.AssetExecutionContext, config: AssociationConf
 
 @dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
 def itemknn_model(context: dg.AssetExecutionContext, config: ItemKNNConfig, interaction_matrices: SplitMatrices,
-                  training_plan: TrainingPlan, optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
+                  training_plan: TrainingPlan, optuna: OptunaStorage, artifacts: ArtifactStore,
+                  counting: CountingEngine) -> dg.Output:
     """Item-item cosine neighbours (top-k per item). No neighbour at all: skipped, saying why."""
     m = interaction_matrices
     skip = _planned(context, "itemknn", training_plan, m, itemknn_fit_bytes(data_size(m), config.k))
     if skip is not None:
         return skip
-    model, md = fit_family(context, "itemknn", config, _params(config, ["k", "shrink", "alpha", "weighting"]),
-                           lambda p: families.ItemKNN(**p), m, optuna, artifacts)
+    with using_engine(counting.counting()):  # counted where resources.counting says
+        model, md = fit_family(context, "itemknn", config, _params(config, ["k", "shrink", "alpha", "weighting"]),
+                               lambda p: families.ItemKNN(**p), m, optuna, artifacts)
     if model.similarity.nnz == 0:
         why = (f"k={model.k}: raise itemknn_model.k to 1 or more" if model.k < 1 else
                f"no two of the {m.train.n_items:,} items share a user (or a basket standing in for one) in train, "
                "so no item has a neighbour: item-kNN needs items bought together")
         return skipped(context, "itemknn", f"0 neighbours over {m.train.n_users:,} users: {why}")
-    return dg.Output(model, metadata={**md, "neighbours": int(model.similarity.nnz),
+    return dg.Output(model, metadata={**md, "counting_engine": counting.describe(),
+                                      "neighbours": int(model.similarity.nnz),
                                       "items_with_neighbours": int((model.similarity.getnnz(axis=1) > 0).sum())})
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from training.association import RULE_COLUMNS, pair_counts, pair_rules
+from training.counting import active_engine
 from training.itemsets import ItemsetConfigError, ItemsetRules, check_settings, itemset_rules
 from training.privacy import private_pair_rules
 from training.data import InteractionData
@@ -73,14 +74,18 @@ class AssociationRules(Recommender):
         require_training_data(self.name, data, "baskets")
         self.n_items = data.n_items
         self.multi_rules = None
+        # None: counted in this process; else on the engine the caller chose (training.counting), the same rules.
+        # Differentially private counts are always taken here (their noise is drawn in this process).
+        engine = active_engine()
         if self.dp_epsilon is not None:
             self.rules = private_pair_rules(data.baskets, self.min_support, self.min_confidence, self.dp_epsilon,
                                             self.dp_max_pairs_per_basket, self.dp_seed)
         elif self.max_len == 2:
-            self.rules = pair_rules(data.baskets, self.min_support, self.min_confidence)
+            self.rules = (pair_rules(data.baskets, self.min_support, self.min_confidence) if engine is None else
+                          engine.pair_rules(data.baskets, self.min_support, self.min_confidence))
         else:
-            found = itemset_rules(data.baskets, self.min_support, self.min_confidence, self.max_len,
-                                  max_consequent_len=1)
+            mine = itemset_rules if engine is None else engine.itemset_rules
+            found = mine(data.baskets, self.min_support, self.min_confidence, self.max_len, max_consequent_len=1)
             self.rules = _pair_frame(found.select(found.antecedent_len == 1))
             self._fit_multi(found.select(found.antecedent_len >= 2), data.n_items)
         shape = (data.n_items, data.n_items)

@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from training.counting import active_engine
 from training.data import InteractionData
 from training.models.base import Float64Copies, ItemItemForm, Recommender, require_training_data, top_k_rows
 
@@ -31,6 +32,50 @@ def weight_users(x: sp.csr_matrix, weighting: str) -> sp.csr_matrix:
     return x
 
 
+def item_norms(x: sp.csr_matrix, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """(n_items,) float32 ``n_i^alpha`` and ``n_i^(1 - alpha)``, ``n_i`` the sum of squared weights in column i of
+    ``x`` ((n_users, n_items) float32)."""
+    sq = np.asarray(x.multiply(x).sum(axis=0)).ravel()
+    return np.power(sq, alpha), np.power(sq, 1.0 - alpha)
+
+
+def block_neighbours(co: np.ndarray, start: int, norm_a: np.ndarray, norm_b: np.ndarray, shrink: float,
+                     k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The top-``k`` neighbours of items ``start .. start + c`` from their co-occurrence rows ``co`` ((c, n_items)
+    float32, ``x^T x``'s rows; the diagonal is ignored): sim = co / (norm_a[i] norm_b[j] + shrink). Returns (row,
+    column, float32 similarity) of the kept entries (positive ones), row-major. Every engine runs this same
+    function on the same rows, so their neighbours agree bit for bit (ties at the k-th place included: a row's
+    partition depends on that row alone)."""
+    stop = start + co.shape[0]
+    denom = norm_a[start:stop, None] * norm_b[None, :] + shrink
+    sim = np.divide(co, denom, out=np.zeros_like(co), where=denom > 0)
+    sim[np.arange(stop - start), np.arange(start, stop)] = 0.0
+    part = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    v = np.take_along_axis(sim, part, axis=1)
+    keep = v > 0
+    return np.repeat(np.arange(start, stop), k)[keep.ravel()], part[keep], v[keep]
+
+
+def knn_similarity(x: sp.csr_matrix, norm_a: np.ndarray, norm_b: np.ndarray, shrink: float, k: int,
+                   chunk_size: int = 1024, progress: bool = False) -> sp.csr_matrix:
+    """(n_items, n_items) float32 CSR of each item's top-``k`` neighbours (:func:`block_neighbours`), from ``x``
+    ((n_users, n_items) float32, weighted) in this process, ``chunk_size`` items' co-occurrence rows at a time."""
+    n_items = x.shape[1]
+    xt = x.T.tocsr()  # (n_items, n_users)
+    rows, cols, vals = [], [], []
+    for start in tqdm(range(0, n_items, chunk_size), desc="item-kNN", disable=not progress):
+        if k <= 0:
+            continue
+        stop = min(start + chunk_size, n_items)
+        r, c, v = block_neighbours((xt[start:stop] @ x).toarray(), start, norm_a, norm_b, shrink, k)
+        rows.append(r)
+        cols.append(c)
+        vals.append(v)
+    return sp.csr_matrix((np.concatenate(vals) if vals else [], (np.concatenate(rows) if rows else [],
+                                                                np.concatenate(cols) if cols else [])),
+                         shape=(n_items, n_items), dtype=np.float32)
+
+
 class ItemKNN(Float64Copies, Recommender):
     name = "itemknn"
 
@@ -46,31 +91,13 @@ class ItemKNN(Float64Copies, Recommender):
         require_training_data(self.name, data)
         self.n_items = data.n_items
         x = weight_users(data.user_items, self.weighting)
-        xt = x.T.tocsr()  # (n_items, n_users)
-        sq = np.asarray(x.multiply(x).sum(axis=0)).ravel()
-        norm_a = np.power(sq, self.alpha)
-        norm_b = np.power(sq, 1.0 - self.alpha)
-        rows, cols, vals = [], [], []
+        norm_a, norm_b = item_norms(x, self.alpha)
         k = min(self.k, self.n_items - 1)
-        for start in tqdm(range(0, self.n_items, self.chunk_size), desc="item-kNN", disable=not self.progress):
-            stop = min(start + self.chunk_size, self.n_items)
-            co = (xt[start:stop] @ x).toarray()  # (chunk, n_items)
-            denom = norm_a[start:stop, None] * norm_b[None, :] + self.shrink
-            sim = np.divide(co, denom, out=np.zeros_like(co), where=denom > 0)
-            sim[np.arange(stop - start), np.arange(start, stop)] = 0.0
-            if k <= 0:
-                continue
-            part = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-            v = np.take_along_axis(sim, part, axis=1)
-            keep = v > 0
-            rows.append(np.repeat(np.arange(start, stop), k)[keep.ravel()])
-            cols.append(part[keep])
-            vals.append(v[keep])
-        shape = (self.n_items, self.n_items)
-        self.similarity = sp.csr_matrix(
-            (np.concatenate(vals) if vals else [], (np.concatenate(rows) if rows else [],
-                                                   np.concatenate(cols) if cols else [])),
-            shape=shape, dtype=np.float32)
+        engine = active_engine()  # None: in this process; else the counting engine the caller chose
+        if engine is None:
+            self.similarity = knn_similarity(x, norm_a, norm_b, self.shrink, k, self.chunk_size, self.progress)
+        else:  # co-occurrence counted elsewhere (training.counting), the same neighbours bit for bit
+            self.similarity = engine.knn_similarity(x, norm_a, norm_b, self.shrink, k)
         self.user_items = data.user_items
         self.fit_seconds = time.perf_counter() - t0
         return self

@@ -25,6 +25,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -118,30 +119,36 @@ def _delta(after: dict, before: dict, key: str) -> float:
     return after.get(key, 0.0) - before.get(key, 0.0)
 
 
+def process_tree_cpu(pid: int) -> Callable[[], float]:
+    """A clock of the CPU seconds (user + system) used by process ``pid`` and its children (uvicorn's workers)."""
+    import psutil
+
+    tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return lambda: sum(t.user + t.system for t in (p.cpu_times() for p in tree))
+
+
 def run_locust(url: str, endpoint: str, payloads: Path, users: int, rate: float, seconds: int, work: Path,
                server_pid: int) -> dict:
     """One locust run; client-side figures from its stats CSV, the server's CPU share and stage times."""
-    import psutil
-
     prefix = work / f"locust-{endpoint}"
     env = {**os.environ, "COBUY_LOAD_PAYLOADS": str(payloads), "COBUY_LOAD_ENDPOINT": endpoint,
            "COBUY_LOAD_RATE": str(rate)}
     cmd = [sys.executable, "-m", "locust", "-f", str(Path(__file__).with_name("locustfile.py")), "--headless",
            "--host", url, "-u", str(users), "-r", str(users), "--run-time", f"{seconds}s", "--csv", str(prefix),
            "--only-summary", "--exit-code-on-error", "0", "--loglevel", "WARNING", "--stop-timeout", "5"]
-    proc = psutil.Process(server_pid)
-    before, cpu0, t0 = server_metrics(url), proc.cpu_times(), time.monotonic()
+    cpu_seconds = process_tree_cpu(server_pid)
+    before, cpu0, t0 = server_metrics(url), cpu_seconds(), time.monotonic()
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=seconds + 120)
     wall = time.monotonic() - t0
-    cpu1, after = proc.cpu_times(), server_metrics(url)
+    cpu1, after = cpu_seconds(), server_metrics(url)
     with open(f"{prefix}_stats.csv") as fh:
         row = next(r for r in csv.DictReader(fh) if r["Name"] == "Aggregated")
     count = _delta(after, before, f"request:{ENDPOINTS[endpoint]}:count")
     stages = {s: 1000 * _delta(after, before, f"stage:{s}:sum") / max(count, 1) for s in ("score", "evidence")}
-    cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    cpu_s, requests = cpu1 - cpu0, int(row["Request Count"])  # every worker's CPU, every request locust sent
     return {"rps": float(row["Requests/s"]), "p50_ms": float(row["50%"]), "p95_ms": float(row["95%"]),
-            "p99_ms": float(row["99%"]), "requests": int(row["Request Count"]), "errors": int(row["Failure Count"]),
-            "cpu_percent": 100.0 * cpu_s / wall, "server_cpu_ms_per_request": 1000 * cpu_s / max(count, 1),
+            "p99_ms": float(row["99%"]), "requests": requests, "errors": int(row["Failure Count"]),
+            "cpu_percent": 100.0 * cpu_s / wall, "server_cpu_ms_per_request": 1000 * cpu_s / max(requests, 1),
             "load_average_1min": round(os.getloadavg()[0], 2),
             "server_mean_ms": 1000 * _delta(after, before, f"request:{ENDPOINTS[endpoint]}:sum") / max(count, 1),
             "server_stage_mean_ms": stages}
@@ -172,7 +179,8 @@ def benchmark(args: argparse.Namespace) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}  # as `make serve` runs it
     log = open(work / "server.log", "wb")  # the request log stays on, as in production
     server = subprocess.Popen([sys.executable, "-m", "serving.service", "--tracking-uri", champion["uri"],
-                               "--port", str(port), "--cache-dir", str(work / "cache"), "--poll-seconds", "30"],
+                               "--port", str(port), "--cache-dir", str(work / "cache"), "--poll-seconds", "30",
+                               "--workers", str(args.workers)],
                               env=env, cwd=ROOT, start_new_session=True, stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 300
@@ -190,7 +198,7 @@ def benchmark(args: argparse.Namespace) -> dict:
                   "load_seconds": model["load_seconds"]}, "target": TARGET, "endpoints": {},
                   "locust": {"users": args.users, "rate_per_user": args.rate, "offered_rps": args.users * args.rate,
                              "seconds": args.seconds, "repeats": args.repeats, "k": 10, "cart_items": 5},
-                  "build_seconds": round(build_seconds, 1)}
+                  "build_seconds": round(build_seconds, 1), "server_workers": args.workers}
         for endpoint in ("related", "baskets"):
             run_locust(url, endpoint, champion["payloads"], args.users, args.rate, 5, work, server.pid)  # warm-up
             runs = [run_locust(url, endpoint, champion["payloads"], args.users, args.rate, args.seconds, work,
@@ -225,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dim", type=int, default=64, help="factor dimension of the Gowalla champion")
     p.add_argument("--family", choices=["itemknn", "hybrid"], default=None,
                    help="Online Retail's champion: item-kNN (ONNX, default) or the hybrid (served natively)")
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the server (each its own "
+                   "model copy and /metrics: the in-server figures are then one worker's)")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", default=None, help="scratch folder (default /tmp/cobuy-load-<dataset>)")

@@ -5,8 +5,9 @@ service answers from is one registered model, ``<prefix>serving``: each version 
 (``serving.service.bundle``) of whichever family won, in ONNX where the family has a serving form and as the
 model's own pickled Python code where it has none (the hybrid: its per-request z-scores of several signals over
 the candidate items are no fixed function of the history that an ONNX graph of the export's two forms holds).
-The gate scores challenger and champion bundles through the same code the service runs, on the same held-out
-users, whatever their families, and moves the one alias ``champion``."""
+The gate scores challenger and champion bundles through the same code the service runs, on the same validation
+split, whatever their families, and moves the one alias ``champion``; the test split is scored beside it and
+reported, never decided on, so it stays the unbiased figure of the model that serves."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -99,16 +100,21 @@ class BundleScorer:
 
     ``user_ids`` (n_users,), ``item_ids`` (n_items,): the current data's canonical ids; ``history``: its
     (n_users, n_items) CSR. A customer the bundle knows is scored as the service scores them; another one by
-    folding in their current history; items the bundle never saw get -inf."""
+    folding in their current history; items the bundle never saw get -inf. ``fold_in_all``: every customer is
+    scored by folding in ``history`` (a cart, ``POST /baskets/complete``'s path), never by what the bundle stored
+    of them: on the validation split, whose pairs a bundle fitted on train has among its own histories."""
 
-    def __init__(self, folder: str | Path, user_ids: Sequence, item_ids: Sequence, history: sp.csr_matrix) -> None:
+    def __init__(self, folder: str | Path, user_ids: Sequence, item_ids: Sequence, history: sp.csr_matrix,
+                 fold_in_all: bool = False, served=None) -> None:
         from serving.service.champion import load_served
 
-        self.served = s = load_served(folder, "gate", "0", with_text=False)
+        # ``served``: the bundle already loaded from ``folder`` (serving.service.champion.Served)
+        self.served = s = served if served is not None else load_served(folder, "gate", "0", with_text=False)
         pos = np.asarray([s.item_index.get(str(i), -1) for i in item_ids], np.int64)
         self.known = np.flatnonzero(pos >= 0)
         self.bundle_item_of_known = pos[self.known]
-        self.user_pos = np.asarray([s.user_index.get(str(u), -1) for u in user_ids], np.int64)
+        self.user_pos = (np.full(len(user_ids), -1, np.int64) if fold_in_all else
+                         np.asarray([s.user_index.get(str(u), -1) for u in user_ids], np.int64))
         self.history, self.n_items = history.tocsr(), len(item_ids)
 
     def __call__(self, users: np.ndarray) -> np.ndarray:
@@ -130,12 +136,50 @@ class BundleScorer:
         return out
 
 
-def bundle_evaluator(user_ids: Sequence, item_ids: Sequence, train: sp.csr_matrix, test: sp.csr_matrix,
-                     ks: Sequence[int] = DEFAULT_KS) -> Callable[[dict[str, Path]], dict[str, dict]]:
-    """The serving gate's ``evaluate``: {role: bundle folder} -> {role: metrics} on the same held-out ``test``
-    ((n_users, n_items) CSR of the current data, ``train`` items excluded), every bundle scored by
-    :class:`BundleScorer`."""
-    def evaluate(paths: dict[str, Path]) -> dict[str, dict]:
-        return {role: evaluate_scores(BundleScorer(p, user_ids, item_ids, train), train, test, ks)
-                for role, p in paths.items()}
-    return evaluate
+TEST_PREFIX = "test:"  # the test split's figures ride beside the validation ones under this prefix
+
+
+class SplitEvaluator:
+    """The serving gate's ``evaluate``: {role: bundle folder} -> {role: metrics}, decided on the validation split.
+
+    ``user_ids`` (n_users,), ``item_ids`` (n_items,): the current data's ids, shared by every matrix below (the
+    ``fit`` data is built on train's user positions). ``fit`` / ``validation``: (n_users, n_items) CSR of the
+    history given and the pairs held out for tuning (validation is carved from train, so every customer is folded
+    in from ``fit``, see :class:`BundleScorer`); ``train`` / ``test``: the same for the test split (scored as the
+    service answers: a known customer from the bundle's own history). Each role's metrics are the validation ones
+    (what ``serving.registry.run_gate`` compares), plus the test ones under ``test:<metric>``; ``results`` keeps
+    the last call's."""
+
+    def __init__(self, user_ids: Sequence, item_ids: Sequence, fit: sp.csr_matrix, validation: sp.csr_matrix,
+                 train: sp.csr_matrix | None = None, test: sp.csr_matrix | None = None,
+                 ks: Sequence[int] = DEFAULT_KS) -> None:
+        if validation.nnz == 0:
+            raise ValueError("the serving gate judges on the validation split, and it holds no pair: give the split "
+                             "a validation_fraction > 0")
+        self.user_ids, self.item_ids, self.ks = user_ids, item_ids, ks
+        self.fit, self.validation, self.train, self.test = fit, validation, train, test
+        self.results: dict[str, dict] = {}
+
+    def __call__(self, paths: dict[str, Path]) -> dict[str, dict]:
+        from serving.service.champion import load_served
+
+        out = {}
+        for role, p in paths.items():
+            served = load_served(p, "gate", "0", with_text=False)
+            scorer = BundleScorer(p, self.user_ids, self.item_ids, self.fit, fold_in_all=True, served=served)
+            metrics = evaluate_scores(scorer, self.fit, self.validation, self.ks)
+            if self.test is not None and self.test.nnz:
+                on_test = evaluate_scores(BundleScorer(p, self.user_ids, self.item_ids, self.train, served=served),
+                                          self.train, self.test, self.ks)
+                metrics.update({f"{TEST_PREFIX}{k}": v for k, v in on_test.items()})
+            out[role] = metrics
+        self.results = out
+        return out
+
+
+def bundle_evaluator(user_ids: Sequence, item_ids: Sequence, fit: sp.csr_matrix, validation: sp.csr_matrix,
+                     train: sp.csr_matrix | None = None, test: sp.csr_matrix | None = None,
+                     ks: Sequence[int] = DEFAULT_KS) -> SplitEvaluator:
+    """The serving gate's ``evaluate`` (see :class:`SplitEvaluator`): decided on ``validation`` with ``fit`` as
+    the history; ``test`` (with ``train`` as the history) reported beside it when given."""
+    return SplitEvaluator(user_ids, item_ids, fit, validation, train, test, ks)

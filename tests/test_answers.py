@@ -109,6 +109,11 @@ def test_the_answers_asset_writes_a_run_folder_and_latest(materialized):
         assert (folder / "report.html").exists() and (folder / "README.md").exists()
     readme = (latest / "README.md").read_text()
     assert all(a.title in readme for a in ANSWERS)
+    # which model (name, version) produced each scored table, in the folder and in the metadata
+    assert "- user recommendations produced by: cobuy-itemknn v1" in readme
+    assert "- also liked produced by: itemknn" in readme
+    md = result.asset_materializations_for_node("answers")[0].metadata
+    assert md["user recommendations produced by"].value == "cobuy-itemknn v1"
 
 
 def test_the_tables_carry_titles_and_the_two_kinds_of_related_items_stay_apart(materialized, shop):

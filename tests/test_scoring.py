@@ -325,3 +325,61 @@ def test_score_job_and_nightly_schedule_are_defined():
     graph = defs.resolve_asset_graph()
     for key in ("user_recommendations", "related_items"):  # scored after the promotion gate
         assert dg.AssetKey("champion_decisions") in graph.get(dg.AssetKey(key)).parent_keys
+
+
+def test_tables_come_from_the_serving_champion_or_say_which_model_made_them(shop_run, shop, tmp_path, shop_clean):
+    """``family: serving`` (the default): no serving champion yet -> a family's own champion, and why; popularity
+    served -> its user recommendations, but related items from item-kNN's champion, saying so in ``ranked_by``;
+    item-kNN served -> both tables from cobuy-serving, named with its version and family."""
+    from mlflow import MlflowClient
+
+    from serving.registry import register_serving_version
+    from serving.serving_gate import bundle_model
+    from training.models import Popularity
+
+    data, mlflow = shop_run["matrices"].train, shop_run["resources"]["mlflow"]
+    both = ["user_recommendations", "related_items"]
+    config = {"user_recommendations": {"config": {"chunk_size": 64, "k": K}}, "related_items": {"config": {"k": K}}}
+
+    def serve(model, family: str) -> str:
+        bundle_model(model, family, data, shop_clean.items, tmp_path / family)
+        version, _ = register_serving_version(mlflow.tracking_uri, "cobuy-serving", "cobuy-test", tmp_path / family,
+                                              f"serving-{family}", {"family": family}, mlflow.artifact_location)
+        MlflowClient(mlflow.tracking_uri, registry_uri=mlflow.tracking_uri).set_registered_model_alias(
+            "cobuy-serving", CHAMPION, version)
+        return version
+
+    result = shop_run["score"](both, config)
+    assert result.success
+    for key in both:
+        meta = _metadata(result, key)
+        assert meta["model"] == "cobuy-itemknn" and "cobuy-serving has no 'champion'" in meta["fallback_reason"]
+    assert result.output_for_node("user_recommendations").fallback_reason.startswith("cobuy-serving has no")
+
+    popularity = Popularity().fit(data)
+    v1 = serve(popularity, "popularity")
+    result = shop_run["score"](both, config)
+    recs_meta, related_meta = _metadata(result, "user_recommendations"), _metadata(result, "related_items")
+    assert (recs_meta["model"], recs_meta["model_version"], recs_meta["family"]) == ("cobuy-serving", v1, "popularity")
+    assert "fallback_reason" not in recs_meta and recs_meta["users_known_to_model"] == data.n_users
+    recs = pd.read_parquet(result.output_for_node("user_recommendations").path)
+    counts = popularity.counts.astype(np.float64)
+    for u in range(0, data.n_users, 37):  # the best-sellers the customer has not bought, ties to the lower position
+        c = counts.copy()
+        c[data.user_items[u].indices] = -np.inf
+        want = data.item_ids[np.argsort(-c, kind="stable")[:K]].astype(str).tolist()
+        assert recs[recs["user_id"] == str(data.user_ids[u])].sort_values("rank")["item_id"].tolist() == want
+    assert related_meta["model"] == "cobuy-itemknn" and "popularity has no relation" in related_meta["fallback_reason"]
+    related = result.output_for_node("related_items")
+    assert related["ranked_by"].str.contains(f"not the serving champion: cobuy-serving v{v1} \\(popularity\\)").all()
+
+    v2 = serve(shop_run["models"]["narrow"], "itemknn")
+    result = shop_run["score"](both, config)
+    related_meta = _metadata(result, "related_items")
+    assert (related_meta["model"], related_meta["model_version"]) == ("cobuy-serving", v2)
+    assert "fallback_reason" not in related_meta
+    related = result.output_for_node("related_items")
+    assert (related["model"] == f"cobuy-serving v{v2} (itemknn)").all()
+    top1 = related[related["rank"] == 1].set_index("item_id")["related_item_id"]
+    for a, b in shop.planted_pairs:
+        assert top1[a] == b

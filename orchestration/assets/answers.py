@@ -49,6 +49,23 @@ def _publish(context: dg.AssetExecutionContext, mlflow: MLflowRegistry, folder: 
     return {"report": dg.MetadataValue.url(f"{prefix}/report.html"), "report_mlflow_run": run_id}
 
 
+def produced_by(user_recommendations: ScoredTable, related_items: pd.DataFrame) -> dict[str, str]:
+    """Which model (name, version, family) produced each scored table, and why it is not the serving champion
+    when it is not (the scoring assets' fallback)."""
+    recs = f"{user_recommendations.model} v{user_recommendations.version}"
+    if getattr(user_recommendations, "family", ""):
+        recs += f" ({user_recommendations.family})"
+    if getattr(user_recommendations, "fallback_reason", ""):
+        recs += f"; not the serving champion: {user_recommendations.fallback_reason}"
+    liked = "none this run"
+    if len(related_items):
+        liked = str(related_items["model"].iloc[0])
+        order = str(related_items["ranked_by"].iloc[0])
+        if "not the serving champion" in order:
+            liked += "; " + order[order.index("not the serving champion"):]
+    return {"user recommendations produced by": recs, "also liked produced by": liked}
+
+
 @dg.asset(group_name=GROUP)
 def answers(context: dg.AssetExecutionContext, config: AnswersConfig, interaction_matrices: SplitMatrices,
             validated_items: pd.DataFrame, quarantine: pd.DataFrame, related_items: pd.DataFrame,
@@ -72,10 +89,8 @@ def answers(context: dg.AssetExecutionContext, config: AnswersConfig, interactio
         "model_metrics": model_metrics.round(4), "data_quality": data_quality_table(rows_in, rows_clean, quarantine),
     }
     png = metrics_vs_k_png(model_metrics) if len(model_metrics) else None
-    facts = {"run": context.run.run_id, "served model (user recommendations)":
-             f"{user_recommendations.model} v{user_recommendations.version}",
-             "bought together": f"pairs sharing at least {config.min_co_purchases} baskets, by lift",
-             "also liked": str(related_items["model"].iloc[0]) if len(related_items) else "none this run"}
+    facts = {"run": context.run.run_id, **produced_by(user_recommendations, related_items),
+             "bought together": f"pairs sharing at least {config.min_co_purchases} baskets, by lift"}
     root = Path(artifacts.base_dir, "answers").resolve()
     folder = write_answers(root / context.run.run_id, context.run.run_id, tables, png, facts, config.csv_max_rows)
     latest = publish_latest(folder, root / "latest")
@@ -83,6 +98,7 @@ def answers(context: dg.AssetExecutionContext, config: AnswersConfig, interactio
     metadata = {"folder": dg.MetadataValue.path(str(folder)), "latest": dg.MetadataValue.path(str(latest)),
                 "report_file": dg.MetadataValue.path(str(latest / "report.html")),
                 **{f"rows_{name}": len(df) for name, df in tables.items()},
+                **{key: value for key, value in facts.items() if key.endswith("produced by")},
                 **{name: frame_table(tables[name], 10) for name in ("bought_together", "also_liked",
                                                                    "new_item_partners", "data_quality")}}
     if config.publish_report:

@@ -22,7 +22,7 @@ from orchestration.resources import ArtifactStore, MLflowRegistry, OnnxRuntimeRe
 from serving.exports import (FAMILIES, MAX_ABS_TOLERANCE, MIN_IDENTICAL_FRACTION, PLAN_FAMILIES, ExportCheck,
                              export_family, export_refusal, serving_model, verify_export)
 from serving.heldout import heldout_evaluator
-from serving.serving_gate import TextAssets, bundle_evaluator, bundle_model, rank_candidates
+from serving.serving_gate import TEST_PREFIX, TextAssets, bundle_evaluator, bundle_model, rank_candidates
 from training.cold_start import PartnerPolicy
 from training.models.base import Recommender, SkippedFamily
 from training.run_record import build_training_run, quarantine_summary, training_window
@@ -236,8 +236,9 @@ def champion_decisions(context: dg.AssetExecutionContext, config: GateConfig, mo
 class ServingGateConfig(dg.Config):
     """The serving gate: of the families this run trained and ``families`` names (each registered export, the
     blend, the hybrid), the best on ``metric`` in ``model_metrics`` is bundled as the serving model's challenger
-    (``<prefix>serving``); it becomes ``champion`` when it beats the served champion on the same held-out split
-    by ``margin``, whatever the two families. ``text_precision``: the text encoder export bundled for new items."""
+    (``<prefix>serving``); it becomes ``champion`` when it beats the served champion on the same validation split
+    by ``margin``, whatever the two families (the test split is scored beside it and reported, not decided on).
+    ``text_precision``: the text encoder export bundled for new items."""
 
     metric: str = "ndcg@20"
     margin: float = 0.0
@@ -255,8 +256,10 @@ def serving_champion(context: dg.AssetExecutionContext, config: ServingGateConfi
     """One serving champion across families (what ``make serve`` answers from): the run's best family on the
     gate metric is bundled (its parity-checked ONNX export; the blend exported and checked here; the hybrid as
     native Python, which ONNX cannot express) with the catalog, histories and the text encoder, registered as
-    ``<prefix>serving`` @challenger, and judged against @champion on the held-out split through the service's
-    own scoring code. Per-family champions stay as history."""
+    ``<prefix>serving`` @challenger, and judged against @champion on the validation split through the service's
+    own scoring code (every customer folded in from the fit part, as a cart: a bundle fitted on train holds the
+    validation pairs in its own histories); the test split is scored beside it, reported as the unbiased figure
+    and never decided on. Per-family champions stay as history."""
     if not GATE_METRIC.match(config.metric):
         raise ValueError(f"serving gate metric {config.metric!r} must look like 'ndcg@20'")
     m, data = interaction_matrices, interaction_matrices.train
@@ -293,29 +296,51 @@ def serving_champion(context: dg.AssetExecutionContext, config: ServingGateConfi
             "candidate_metric": config.metric, "candidate_value": f"{float(ranking['value'].iloc[0]):.6f}",
             **({"native_because": info.source.get("native_because", note)[:500]} if info.format == "native" else {})}
     version, _ = mlflow.register_serving(folder / "bundle", f"serving-{family}", tags)
-    evaluate = bundle_evaluator(data.user_ids, data.item_ids, data.user_items, m.test)
+    evaluate = bundle_evaluator(data.user_ids, data.item_ids, m.fit.user_items, m.validation, data.user_items,
+                                m.test)
     d = mlflow.run_serving_gate(evaluate, config.metric, config.margin,
                                 f"dagster job {context.run.job_name}, run {context.run.run_id}", folder / "gate")
+    on_test = {role: r.get(f"{TEST_PREFIX}{config.metric}") for role, r in evaluate.results.items()}
+    _tag_split(mlflow, version, on_test)
     champion = mlflow.version_for("serving", "champion")
     served = _version_tags(mlflow, champion)
     row = {"registered_model": mlflow.serving_name(), "challenger_version": version, "challenger_family": family,
            "challenger_format": info.format, "champion_version_before": d.champion_version,
            "champion_version_after": champion, "serving_family": served.get("family"),
-           "serving_format": served.get("format"), "metric": d.metric, "challenger_value": d.challenger_value,
-           "champion_value": d.champion_value, "promoted": d.promoted, "reason": d.reason}
+           "serving_format": served.get("format"), "metric": d.metric, "split": "validation",
+           "challenger_value": d.challenger_value, "champion_value": d.champion_value,
+           "challenger_test_value": on_test.get("challenger"), "champion_test_value": on_test.get("champion"),
+           "promoted": d.promoted, "reason": d.reason}
     context.log.info(f"serving gate: {family} ({info.format}) v{version} {'PROMOTED' if d.promoted else 'not promoted'}"
                      f" ({d.reason}); serving {mlflow.serving_name()} v{champion} = {served.get('family')}")
     return dg.Output(pd.DataFrame([row], columns=SERVING_COLUMNS), metadata={
         "serving": f"{mlflow.serving_name()} v{champion}: {served.get('family')} ({served.get('format')})",
         "serving_version": dg.MetadataValue.url(mlflow.serving_version_url(str(champion))),
         "candidates": dg.MetadataValue.md(markdown_table(ranking)), "promoted": d.promoted, "reason": d.reason,
+        "decided_on": f"validation split ({config.metric}; every customer folded in from the fit part)",
+        **{f"{role}_validation_{config.metric}": v for role, v in
+           (("challenger", d.challenger_value), ("champion", d.champion_value)) if v is not None},
+        **{f"{role}_test_{config.metric} (reported, not decided on)": float(v) for role, v in on_test.items()
+           if v is not None},
         **({"native_because": info.source.get("native_because", note)} if info.format == "native" else {}),
         **({"note": note} if note else {})})
 
 
 SERVING_COLUMNS = ["registered_model", "challenger_version", "challenger_family", "challenger_format",
                    "champion_version_before", "champion_version_after", "serving_family", "serving_format", "metric",
-                   "challenger_value", "champion_value", "promoted", "reason"]
+                   "split", "challenger_value", "champion_value", "challenger_test_value", "champion_test_value",
+                   "promoted", "reason"]
+
+
+def _tag_split(mlflow: MLflowRegistry, version: str, on_test: dict) -> None:
+    """Tags on the judged version beside the gate's own: the split decided on, and the test figures reported."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow.tracking_uri, registry_uri=mlflow.tracking_uri)
+    client.set_model_version_tag(mlflow.serving_name(), version, "gate.split", "validation")
+    for role, value in on_test.items():
+        if value is not None:
+            client.set_model_version_tag(mlflow.serving_name(), version, f"gate.test_{role}_value", f"{value:.6f}")
 
 
 def _version_tags(mlflow: MLflowRegistry, version: "str | None") -> dict:

@@ -1,10 +1,15 @@
-"""Batch scoring with ONNX Runtime: whatever MLflow's ``champion`` alias names when the run starts.
+"""Batch scoring: whatever MLflow's ``champion`` alias names when the run starts.
 
-``user_recommendations`` and ``related_items`` download the family's ``@champion`` version, score it
-with the ``onnx_runtime`` resource (CUDA when available, CPU otherwise) and record the model name, version
-and provider. They come after the promotion gate (``champion_decisions``, registry group) in any job
-holding both, but read the alias themselves, so a promotion made by hand in the MLflow UI is scored too.
-``cold_item_neighbours`` places new catalog items by the text encoder, exported to ONNX and run by ORT.
+``user_recommendations`` and ``related_items`` come, by default (``family: serving``), from the one model the
+live service answers from, ``<prefix>serving@champion`` (the serving gate's, ``serving_champion``): its bundle is
+downloaded and scored by the service's own scorer and ranking (``serving.served_tables``), so a table and the
+service agree on the same version. Where that model cannot give a table (no serving champion yet; popularity
+asked for related items) the table falls back to a family's own ``@champion`` (``family: auto`` or a named
+family: its ONNX export run by the ``onnx_runtime`` resource, CUDA when available), and says so: the metadata's
+``fallback_reason`` and, for related items, the ``ranked_by`` column. Both come after the gates (``champion_decisions``
+and ``serving_champion``, registry group) in any job holding them, but read the aliases themselves, so a
+promotion made by hand in the MLflow UI is scored too. ``cold_item_neighbours`` places new catalog items by the
+text encoder, exported to ONNX and run by ORT.
 """
 import time
 from dataclasses import dataclass
@@ -24,6 +29,8 @@ from training.cold_start import PartnerPolicy
 
 GROUP = "scoring"
 GATE = dg.AssetKey("champion_decisions")  # the registry group's promotion gate: scoring runs after it
+SERVING_GATE = dg.AssetKey("serving_champion")  # the one serving champion across families: and after this one
+SERVING = "serving"  # ``family: serving``: the model <prefix>serving@champion names
 
 
 @dataclass
@@ -35,6 +42,8 @@ class ScoredTable:
     model: str
     version: str
     provider: str
+    family: str = ""
+    fallback_reason: str = ""  # why the serving champion did not produce it ("" when it did)
 
 
 @dataclass
@@ -94,65 +103,151 @@ def _champion_metadata(champion: Champion, seconds: float) -> dict:
             "provider": champion.model.active_provider, "seconds": round(seconds, 3)}
 
 
-class UserRecommendationsConfig(dg.Config):
-    """``family``: the served family whose champion is scored (``auto``: the first of ``USER_PREFERENCE`` with a
-    champion); ``chunk_size`` users per ORT call bounds memory at about chunk_size x n_items x 8 bytes (the
-    benchmark's 1024 x 40,981 on Gowalla: ~220 MB)."""
+def load_serving(context: dg.AssetExecutionContext, mlflow: MLflowRegistry, onnx_runtime: OnnxRuntimeResource,
+                 artifacts: ArtifactStore):
+    """(the bundle ``<prefix>serving@champion`` names, loaded as the service loads it without its text encoder,
+    "") or (None, why there is none). A version that exists but does not load fails the step: that is a fault,
+    not a reason to score another model."""
+    from serving.registry import download_serving_version
+    from serving.service.champion import load_served
 
-    family: str = "auto"
+    name, version = mlflow.serving_name(), mlflow.version_for(SERVING, CHAMPION)
+    if version is None:
+        return None, (f"{name} has no '{CHAMPION}' version at {mlflow.tracking_uri} (the serving gate, asset "
+                      "serving_champion, has not promoted one)")
+    folder = download_serving_version(mlflow.tracking_uri, name, version,
+                                      artifacts.run_dir(context.run, "champions", f"{SERVING}-v{version}"))
+    served = load_served(folder, name, version, threads=onnx_runtime.threads or 1, with_text=False)
+    context.log.info(f"scoring {name} version {version} ({served.info.family}, {served.info.format}): the model "
+                     "the live service answers from")
+    return served, ""
+
+
+def _served_provider(served) -> str:
+    """What runs a served version in batch: ONNX Runtime on CPU (as the service runs it), or the model's own code."""
+    return "CPUExecutionProvider" if served.info.format == "onnx" else "the model's own Python code"
+
+
+def _served_metadata(served, seconds: float) -> dict:
+    return {"model": served.name, "model_version": served.version, "family": served.info.family,
+            "format": served.info.format, "provider": _served_provider(served),
+            "produced_by": f"{served.name} v{served.version} ({served.info.family}, {served.info.format}): the "
+                           "serving champion, scored by the live service's own code", "seconds": round(seconds, 3)}
+
+
+def _fallback(context: dg.AssetExecutionContext, table: str, family: str, why: str) -> str:
+    """The family whose own champion is scored instead of the serving champion (``auto`` when ``family`` is
+    ``serving``), after logging why."""
+    context.log.warning(f"{table}: not from the serving champion ({why}); a family's own champion instead")
+    return "auto" if family == SERVING else family
+
+
+class UserRecommendationsConfig(dg.Config):
+    """``family``: ``serving`` (default): the model ``<prefix>serving@champion`` names, what the live service
+    answers from, its top ``k``; ``auto``: the first of ``USER_PREFERENCE`` with a champion of its own (also the
+    fallback when there is no serving champion); a family name: that family's champion (export's top-k).
+    ``chunk_size`` users per batch bounds memory at about chunk_size x n_items x 8 bytes (the benchmark's 1024 x
+    40,981 on Gowalla: ~220 MB)."""
+
+    family: str = SERVING
+    k: int = 20
     chunk_size: int = 1024
 
 
-@dg.asset(group_name=GROUP, deps=[GATE])
+@dg.asset(group_name=GROUP, deps=[GATE, SERVING_GATE])
 def user_recommendations(context: dg.AssetExecutionContext, config: UserRecommendationsConfig,
                          interaction_matrices: SplitMatrices, mlflow: MLflowRegistry,
                          onnx_runtime: OnnxRuntimeResource, artifacts: ArtifactStore) -> dg.Output[ScoredTable]:
-    """Top-K items for every user from the champion export (seen items excluded), streamed chunk by chunk
-    to Parquet (user_id, rank, item_id, score) in this run's folder."""
+    """Top-K items for every user (seen items excluded) from the serving champion, as the live service answers
+    them (or, falling back, from a family's champion export), streamed chunk by chunk to Parquet (user_id, rank,
+    item_id, score) in this run's folder; the metadata names the model and version that produced it."""
+    t0 = time.perf_counter()
+    path = artifacts.run_dir(context.run, "scoring") / "user_recommendations.parquet"
+    family, why = config.family, ""
+    if family == SERVING:
+        from serving.served_tables import served_user_recommendations
+
+        served, why = load_serving(context, mlflow, onnx_runtime, artifacts)
+        if served is not None:
+            facts, preview = served_user_recommendations(served, interaction_matrices.train, path, config.k,
+                                                         config.chunk_size)
+            table = ScoredTable(str(path), facts["rows"], served.name, served.version, _served_provider(served),
+                                served.info.family)
+            return dg.Output(table, metadata={
+                **_served_metadata(served, time.perf_counter() - t0), "rows": facts["rows"],
+                "users": facts["users"], "k": config.k, "scoring_seconds": round(facts["seconds"], 3),
+                **{key: facts[key] for key in ("users_known_to_model", "users_folded_in", "users_without_rows",
+                                               "items_unknown_to_model")},
+                "table": dg.MetadataValue.path(str(path)), "preview": frame_preview(preview, 10)})
+        family = _fallback(context, "user_recommendations", family, why)
     # serving.batch_scoring imports onnx: loaded when scoring runs, not with the code location
     from serving.batch_scoring import score_users_to_parquet
 
-    t0 = time.perf_counter()
-    champion = load_champion(context, config.family, mlflow, onnx_runtime, artifacts, USER_PREFERENCE)
-    path = artifacts.run_dir(context.run, "scoring") / "user_recommendations.parquet"
+    champion = load_champion(context, family, mlflow, onnx_runtime, artifacts, USER_PREFERENCE)
     facts, preview = score_users_to_parquet(champion.model, interaction_matrices.train, path,
                                             chunk_size=config.chunk_size)
-    table = ScoredTable(str(path), facts["rows"], champion.name, champion.version, facts["provider"])
+    table = ScoredTable(str(path), facts["rows"], champion.name, champion.version, facts["provider"],
+                        champion.family, why)
     return dg.Output(table, metadata={
         **_champion_metadata(champion, time.perf_counter() - t0), "rows": facts["rows"], "users": facts["users"],
+        "produced_by": f"{champion.label} ({champion.family})" + (f", not the serving champion: {why}" if why else ""),
+        **({"fallback_reason": why} if why else {}),
         "k": champion.model.info.k, "scoring_seconds": round(facts["seconds"], 3),
         "items_unknown_to_model": facts["unknown_items"], "table": dg.MetadataValue.path(str(path)),
         "preview": frame_preview(preview, 10)})
 
 
 class RelatedItemsConfig(dg.Config):
-    """``family``: whose champion gives the related items (item-item exports: a one-item history;
-    factor exports: cosine of item factors; ``auto``: the first of ``RELATED_PREFERENCE`` with a champion);
-    ``k`` at most the export's top-k."""
+    """``family``: ``serving`` (default): the model ``<prefix>serving@champion`` names, ordered as ``GET
+    /items/{id}/related`` orders them; where it cannot relate items (popularity) or there is none, the fallback is
+    ``auto``: the first of ``RELATED_PREFERENCE`` with a champion of its own (item-item exports: a one-item
+    history; factor exports: cosine of item factors); a family name: that family's champion. ``k``: at most the
+    export's top-k on that path."""
 
-    family: str = "auto"
+    family: str = SERVING
     k: int = 20
     chunk_size: int = 1024
 
 
-@dg.asset(group_name=GROUP, deps=[GATE])
+@dg.asset(group_name=GROUP, deps=[GATE, SERVING_GATE])
 def related_items(context: dg.AssetExecutionContext, config: RelatedItemsConfig, interaction_matrices: SplitMatrices,
                   validated_items: pd.DataFrame, mlflow: MLflowRegistry, onnx_runtime: OnnxRuntimeResource,
                   artifacts: ArtifactStore) -> dg.Output[pd.DataFrame]:
-    """Item -> top-K related items from the champion export (ORT), with co-purchase count, confidence,
-    lift and cosine per pair."""
+    """Item -> top-K related items from the serving champion, as the live service ranks them (or, falling back,
+    from a family's champion export run by ORT), with co-purchase count, confidence, lift and cosine per pair;
+    the ``model`` column and the metadata name what produced it, ``ranked_by`` also why when it fell back."""
+    t0 = time.perf_counter()
+    family, why = config.family, ""
+    if family == SERVING:
+        from serving.served_tables import related_refusal, served_label, served_related_items
+
+        served, why = load_serving(context, mlflow, onnx_runtime, artifacts)
+        if served is not None and related_refusal(served):
+            why = f"{served_label(served)} serves: {related_refusal(served)}"
+        elif served is not None:
+            table = served_related_items(served, interaction_matrices.train, validated_items, config.k)
+            return dg.Output(table, metadata={
+                **_served_metadata(served, time.perf_counter() - t0), **_related_metadata(table)})
+        family = _fallback(context, "related_items", family, why)
     from serving.batch_scoring import related_items_from_export
 
-    t0 = time.perf_counter()
-    champion = load_champion(context, config.family, mlflow, onnx_runtime, artifacts)
+    champion = load_champion(context, family, mlflow, onnx_runtime, artifacts)
     table = related_items_from_export(champion.model, interaction_matrices.train, validated_items, config.k,
                                       champion.label, config.chunk_size)
-    most_bought = table.sort_values(["co_purchase_count", "lift"], ascending=False)
+    if why:
+        table["ranked_by"] = table["ranked_by"] + f"; produced by {champion.label}, not the serving champion: {why}"
     return dg.Output(table, metadata={
-        **_champion_metadata(champion, time.perf_counter() - t0), "rows": len(table),
-        "items": int(table["item_id"].nunique()),
-        "most_co_purchased_pairs": frame_preview(most_bought[["item_title", "related_title", "rank",
-                                                             "co_purchase_count", "confidence", "lift", "cosine"]], 15)})
+        **_champion_metadata(champion, time.perf_counter() - t0),
+        "produced_by": f"{champion.label} ({champion.family})" + (f", not the serving champion: {why}" if why else ""),
+        **({"fallback_reason": why} if why else {}), **_related_metadata(table)})
+
+
+def _related_metadata(table: pd.DataFrame) -> dict:
+    most_bought = table.sort_values(["co_purchase_count", "lift"], ascending=False)
+    return {"rows": len(table), "items": int(table["item_id"].nunique()),
+            "most_co_purchased_pairs": frame_preview(most_bought[["item_title", "related_title", "rank",
+                                                                 "co_purchase_count", "confidence", "lift",
+                                                                 "cosine"]], 15)}
 
 
 class ColdItemNeighboursConfig(dg.Config):

@@ -4,8 +4,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import fields
 
-from serving.service.settings import ServiceSettings
+from serving.service.settings import HELP, ServiceSettings
 
 
 def configure_logging(level: str) -> None:
@@ -32,8 +33,24 @@ def main(argv: list[str] | None = None) -> None:
         f'{{"event": "start", "url": "http://{settings.host}:{settings.port}/", "tracking_uri": '
         f'"{redact_url(settings.tracking_uri)}", "model": "{settings.model_name}@{settings.alias}", '
         f'"auth": {"true" if settings.token else "false"}}}')
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, access_log=False,
-                log_level="warning", timeout_graceful_shutdown=10)
+    common = {"host": settings.host, "port": settings.port, "access_log": False, "log_level": "warning",
+              "timeout_graceful_shutdown": 10}  # uvloop and httptools when installed (uvicorn[standard])
+    if settings.workers <= 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    # worker processes build the app themselves from the environment: hand them every setting through it
+    for f in fields(ServiceSettings):
+        os.environ[HELP[f.name][0]] = str(getattr(settings, f.name))
+    uvicorn.run("serving.service.__main__:app_from_environment", factory=True, workers=settings.workers, **common)
+
+
+def app_from_environment():
+    """The app of one worker process (``--workers`` > 1), from the settings the parent put in the environment."""
+    from serving.service.app import create_app
+
+    settings = ServiceSettings.from_args([])
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
@@ -24,8 +23,11 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from serving.service.champion import ChampionHolder, Served
-from serving.service.evidence import PairEvidence, reason
+from serving.service.evidence import PairEvidence
 from serving.service.metrics import ServiceMetrics
+from serving.service.params import ListParams, RelatedParams, UserParams, query
+from serving.service.ranking import top_positions
+from serving.service.render import Raw, envelope
 from serving.service.settings import ServiceSettings
 
 log = logging.getLogger("cobuy.serving")
@@ -48,40 +50,13 @@ class NewItem(BaseModel):
     brand: str | None = Field(None, max_length=200)
 
 
-class ListQuery:
-    """The filters every list endpoint takes."""
-
-    def __init__(self, k: int = Query(10, ge=1, description="how many items"),
-                 category: str | None = Query(None, description="only items of this catalog category"),
-                 min_price: float | None = Query(None, ge=0), max_price: float | None = Query(None, ge=0),
-                 in_stock: bool | None = Query(None, description="only items in (true) or out of (false) stock"),
-                 exclude: list[str] = Query([], description="item ids never to return (repeat, or comma-separated)")
-                 ) -> None:
-        self.k, self.category, self.min_price, self.max_price = k, category, min_price, max_price
-        self.in_stock = in_stock
-        self.exclude = [e for x in exclude for e in x.split(",") if e]
+LIST, LIST_DOC = query(ListParams)
+RELATED, RELATED_DOC = query(RelatedParams)
+USER, USER_DOC = query(UserParams)
 
 
 def _error(status: int, message: str, **extra) -> HTTPException:
     return HTTPException(status, detail={"error": message, **extra})
-
-
-def item_record(s: Served, pos: int) -> dict:
-    rec = {"item_id": str(s.item_ids[pos]), "title": str(s.titles[pos])}
-    if s.categories is not None:
-        rec["category"] = s.categories[pos] or None
-    if s.prices is not None:
-        rec["price"] = None if not np.isfinite(s.prices[pos]) else round(float(s.prices[pos]), 2)
-    if s.in_stock is not None:
-        rec["in_stock"] = bool(s.in_stock[pos])
-    return rec
-
-
-def evidence_record(s: Served, ev: PairEvidence) -> dict:
-    if ev.with_item < 0:
-        return {"with_item_id": None, "co_purchases": 0, "confidence": 0.0, "lift": 0.0}
-    return {"with_item_id": str(s.item_ids[ev.with_item]), "with_title": str(s.titles[ev.with_item]),
-            "co_purchases": ev.co_purchases, "confidence": round(ev.confidence, 4), "lift": round(ev.lift, 3)}
 
 
 def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder | None = None,
@@ -91,7 +66,9 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
     settings = settings or ServiceSettings()
     metrics = ServiceMetrics()
     holder = holder or ChampionHolder(settings.tracking_uri, settings.model_name, settings.alias,
-                                      settings.cache_dir, settings.threads, metrics)
+                                      settings.cache_dir, settings.threads, metrics,
+                                      related_cache_mb=settings.related_cache_mb,
+                                      related_warm_seconds=settings.related_warm_s)
     holder.metrics = holder.metrics or metrics
 
     @asynccontextmanager
@@ -111,15 +88,8 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
             raise _error(503, f"no model loaded yet: {holder.last_error or 'loading'}")
         return current
 
-    def authorised(request: Request) -> None:
-        if not settings.token:
-            return
-        given = request.headers.get("authorization", "")
-        if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), settings.token.encode())):
-            raise HTTPException(401, detail={"error": "missing or wrong bearer token (Authorization: Bearer ...)"},
-                                headers={"WWW-Authenticate": "Bearer"})
-
-    api = [Depends(authorised)]
+    async def list_params(request: Request) -> ListParams:
+        return LIST(request)
 
     def positions(s: Served, ids: list[str], field: str, strict: bool = True) -> tuple[np.ndarray, list[str]]:
         pos = [s.item_index.get(str(i), -1) for i in ids]
@@ -130,15 +100,14 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
                               + f" (not in the catalog of {s.name} v{s.version})", unknown=unknown[:100])
         return np.asarray([p for p in pos if p >= 0], np.int64), unknown
 
-    def allowed(s: Served, q: ListQuery) -> tuple[np.ndarray | None, list[str]]:
+    def allowed(s: Served, q: ListParams) -> tuple[np.ndarray | None, list[str]]:
         """(n_items,) bool of the items the filters let through (None: no filter, every item), and the filters
         ignored because the catalog lacks their field."""
         if q.k > settings.max_k:
             raise _error(422, f"field 'k': {q.k} is above the largest k served ({settings.max_k}, "
                               "COBUY_SERVE_MAX_K)", field="k")
         ignored: list[str] = []
-        if q.category is None and q.min_price is None and q.max_price is None and q.in_stock is None \
-                and not q.exclude:
+        if not q.filtered:
             return None, ignored
         mask = np.ones(len(s.item_ids), bool)
         if q.category is not None:
@@ -168,48 +137,55 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
             mask[pos] = False
         return mask, ignored
 
-    def top(scores: np.ndarray, mask: np.ndarray | None, k: int, positive: bool = False,
-            never: np.ndarray | None = None) -> np.ndarray:
-        """Positions of the ``k`` best ``scores`` (best first, ties to the lower position) among ``mask``
-        (None: all) but ``never`` (positions), finite and, with ``positive``, above 0."""
-        s = np.where(mask, scores, -np.inf) if mask is not None else np.array(scores, np.float64)
-        if never is not None and len(never):
-            s[never] = -np.inf
-        k = min(k, len(s))
-        idx = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
-        idx = idx[np.lexsort((idx, -s[idx]))]
-        keep = np.isfinite(s[idx]) & (s[idx] > 0) if positive else np.isfinite(s[idx])
-        return idx[keep]  # non-positive entries rank below every positive one, so dropping them afterwards is exact
+    top = top_positions  # the served ranking rule, shared with the batch tables (serving.served_tables)
 
-    def envelope(s: Served, ranked_by: str, order: str, ignored: list[str], **body) -> JSONResponse:
-        content = {"model": {"name": s.name, "version": s.version, "family": s.info.family,
-                             "format": s.info.format},
-                   "ranked_by": ranked_by, "order": order, **body}
-        if ignored:
-            content["filters_ignored"] = ignored
-        return JSONResponse(content, headers={"X-Model-Version": f"{s.name}/{s.version}"})
+    stage_score, stage_evidence = metrics.stage.labels("score"), metrics.stage.labels("evidence")
 
-    def ranked(s: Served, idx: np.ndarray, scores: np.ndarray, evidence: list[PairEvidence], t0: float) -> list:
+    def answer(s: Served, ranked_by: str, order: str, ignored: list[str], **body) -> Response:
+        """The JSON answer, assembled from bytes (``serving.service.render``), naming the version that gave it."""
+        return Response(envelope(s.render, ranked_by, order, ignored, body), media_type="application/json",
+                        headers=s.render.headers)
+
+    def ranked(s: Served, idx: np.ndarray, scores: np.ndarray, evidence: list[PairEvidence], t0: float) -> Raw:
         t1 = time.perf_counter()
-        metrics.stage.labels("evidence").observe(t1 - t0)
-        rows = []
-        for p, ev in zip(idx, evidence):
-            anchor_title = str(s.titles[ev.with_item]) if ev.with_item >= 0 else ""
-            rows.append({**item_record(s, int(p)), "score": round(float(scores[p]), 6),
-                         "evidence": evidence_record(s, ev), "reason": reason(ev, anchor_title, s.info.score_meaning)})
-        return rows
+        stage_evidence.observe(t1 - t0)
+        return s.render.rows(idx, scores, evidence)
 
-    @app.get("/items/{item_id}/related", dependencies=api, summary="Bought together with one item")
-    async def related(item_id: str, q: ListQuery = Depends(),
-                      order: Literal["score", "co_purchases", "lift"] = Query(
-                          "score", description="score: the model's; co_purchases / lift: the baskets' evidence"),
-                      min_co_purchases: int = Query(0, ge=0), min_lift: float = Query(0.0, ge=0)):
+    def listed_related(s: Served, item: int, mask: np.ndarray | None, k: int) -> Raw | None:
+        """The item's top ``k`` related rows from its kept list (``serving.service.related_lists``) when the list
+        answers the request exactly; None when it cannot (no list kept, or too few pass the filters)."""
+        if s.related is None:
+            return None
+        entry = s.related.get(item)
+        pos = entry.positions
+        chosen = np.arange(min(k, len(pos))) if mask is None else np.flatnonzero(mask[pos])[:k]
+        if len(chosen) < k and not entry.complete:
+            return None
+        made = entry.rows
+        deeper = chosen[chosen >= len(made)]  # past the rows made at load: their evidence and JSON now
+        ev = dict(zip(deeper.tolist(), s.evidence.pair(item, pos[deeper]))) if len(deeper) else {}
+        return Raw(b"[" + b",".join(made[i] if i < len(made) else s.render.row(int(pos[i]), entry.scores[i], ev[i])
+                                   for i in chosen.tolist()) + b"]")
+
+    # the hot endpoints read their query themselves: each FastAPI dependency is a resolution of its own per
+    # request (docs/serving.md, where the time goes); the bearer token is checked by BearerAuth, before routing
+    @app.get("/items/{item_id}/related", summary="Bought together with one item", openapi_extra=RELATED_DOC)
+    async def related(item_id: str, request: Request):
+        q = RELATED(request)
+        order, min_co_purchases, min_lift = q.order, q.min_co_purchases, q.min_lift
         s = served()
         (item,), _ = positions(s, [item_id], "the path")
+        item = int(item)
         mask, ignored = allowed(s, q)
-        itself = np.array([item])
         t0 = time.perf_counter()
-        scores = s.scorer.related_scores(int(item))
+        if order == "score" and not min_co_purchases and not min_lift:
+            listed = listed_related(s, item, mask, q.k)
+            if listed is not None:
+                stage_score.observe(time.perf_counter() - t0)
+                return answer(s, f"score: {s.info.score_meaning} ({s.info.family}); evidence shown, not used to "
+                                 "order", "score", ignored, item=Raw(s.render.item(item)), items=listed)
+        itself = np.array([item])
+        scores = s.scorer.related_scores(item)
         by_evidence = bool(min_co_purchases or min_lift or order != "score")
         if by_evidence:  # the anchor's whole co-purchase vector (cached): evidence filters and orders
             co = s.evidence.co_purchases(int(item))
@@ -218,7 +194,7 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
             keep = (co >= max(min_co_purchases, 0 if order == "score" else 1)) & (lift >= min_lift)
             mask = keep if mask is None else mask & keep
         t1 = time.perf_counter()
-        metrics.stage.labels("score").observe(t1 - t0)
+        stage_score.observe(t1 - t0)
         if order == "score":
             idx = top(scores, mask, q.k, positive=True, never=itself)
             ranked_by = f"score: {s.info.score_meaning} ({s.info.family}); evidence shown, not used to order"
@@ -229,13 +205,14 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
             idx = top(key + 0.5 * tie / max(tie.max(), 1e-12) * (1e-6 if order == "lift" else 1.0), mask, q.k,
                       never=itself)
             ranked_by = (f"{order}: the baskets' evidence with {s.titles[item]!r}; ties broken by the model's score")
-        ev = ([s.evidence._evidence(int(item), int(p), int(co[p])) for p in idx] if by_evidence
-              else s.evidence.pair(int(item), idx))
+        ev = ([s.evidence._evidence(item, int(p), int(co[p])) for p in idx] if by_evidence
+              else s.evidence.pair(item, idx))
         rows = ranked(s, idx, scores, ev, t1)
-        return envelope(s, ranked_by, order, ignored, item=item_record(s, int(item)), items=rows)
+        return answer(s, ranked_by, order, ignored, item=Raw(s.render.item(item)), items=rows)
 
-    @app.post("/baskets/complete", dependencies=api, summary="Items to add to a live cart")
-    async def complete(cart: Cart, q: ListQuery = Depends()):
+    @app.post("/baskets/complete", summary="Items to add to a live cart", openapi_extra=LIST_DOC)
+    async def complete(cart: Cart, request: Request):
+        q = LIST(request)
         s = served()
         if len(cart.items) > settings.max_cart_items:
             raise _error(413, f"the cart holds {len(cart.items)} items; at most {settings.max_cart_items} are scored "
@@ -256,25 +233,24 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
         scores = s.scorer.cart_scores(items, weights)
         idx = top(scores, mask, q.k, never=items)
         t1 = time.perf_counter()
-        metrics.stage.labels("score").observe(t1 - t0)
+        stage_score.observe(t1 - t0)
         rows = ranked(s, idx, scores, s.evidence.best_anchor(items, idx), t1)
         body = {"cart": known, "items": rows}
         if unknown:
             body["unknown_items"] = unknown[:100]
-        return envelope(s, f"score: {s.info.score_meaning} ({s.info.family}), the cart folded in; evidence: the "
+        return answer(s, f"score: {s.info.score_meaning} ({s.info.family}), the cart folded in; evidence: the "
                            "cart item each was bought with most", "score", ignored, **body)
 
-    @app.get("/users/{user_id}/recommendations", dependencies=api, summary="For a known (pseudonymised) customer")
-    async def for_user(user_id: str, q: ListQuery = Depends(),
-                       recent_items: list[str] = Query([], description="this session's item ids, folded in"),
-                       session_weight: float = Query(1.0, ge=0, description="the session's items together weigh "
-                                                     "this many times the whole history")):
+    @app.get("/users/{user_id}/recommendations", summary="For a known (pseudonymised) customer",
+             openapi_extra=USER_DOC)
+    async def for_user(user_id: str, request: Request):
+        q = USER(request)
+        recent, session_weight = q.recent_items, q.session_weight
         s = served()
         user = s.user_index.get(user_id)
         if user is None:
             raise _error(404, f"unknown customer id {user_id!r} (not among the {len(s.user_index):,} pseudonymised "
                               f"customers of {s.name} v{s.version})")
-        recent = [e for x in recent_items for e in x.split(",") if e]
         extra, _ = positions(s, recent, "recent_items")
         history = s.user_items[user].indices
         mask, ignored = allowed(s, q)
@@ -284,15 +260,16 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
         anchors = np.concatenate([extra, history]).astype(np.int64)
         idx = top(scores, mask, q.k, never=anchors)
         t1 = time.perf_counter()
-        metrics.stage.labels("score").observe(t1 - t0)
+        stage_score.observe(t1 - t0)
         rows = ranked(s, idx, scores, s.evidence.best_anchor(anchors, idx), t1)
-        return envelope(s, f"score: {s.info.score_meaning} ({s.info.family}) for this customer"
+        return answer(s, f"score: {s.info.score_meaning} ({s.info.family}) for this customer"
                            + (", with the session's items folded in" if len(extra) else "")
                            + "; evidence: the customer's item each was bought with most", "score", ignored,
                         history_items=int(len(history)), items=rows)
 
-    @app.post("/items/new", dependencies=api, summary="Where a new product belongs, from its title")
-    async def new_item(product: NewItem, q: ListQuery = Depends()):
+    @app.post("/items/new", summary="Where a new product belongs, from its title",
+              openapi_extra=LIST_DOC)
+    async def new_item(product: NewItem, q: ListParams = Depends(list_params)):
         s = served()
         if s.text is None:
             raise _error(503, f"{s.name} v{s.version} was registered without a text encoder; new items cannot be "
@@ -322,26 +299,27 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
             partner_scores = partner_scores + np.float32(policy.prior_weight) * policy.prior
         partners = top(partner_scores, mask, q.k, positive=policy.prior is None or not policy.prior_weight)
         t1 = time.perf_counter()
-        metrics.stage.labels("score").observe(t1 - t0)
-        neighbours = [{**item_record(s, int(p)), "similarity": round(float(sims[p]), 4)} for p in near]
+        stage_score.observe(t1 - t0)
+        render = s.render
+        neighbours = [{**render.record(int(p)), "similarity": round(float(sims[p]), 4)} for p in near]
         rows = []
         for p in partners:
             r = int(np.argmax(w * shares[:, p])) if m else -1
             t = int(twins[r])
             ev = s.evidence._evidence(t, int(p), int(s.evidence.co_purchases(t)[p]))
-            rows.append({**item_record(s, int(p)), "score": round(float(partner_scores[p]), 6),
-                         "evidence": {**evidence_record(s, ev), "twin_similarity": round(float(sims[t]), 4)},
+            rows.append({**render.record(int(p)), "score": round(float(partner_scores[p]), 6),
+                         "evidence": {**render.evidence(ev), "twin_similarity": round(float(sims[t]), 4)},
                          "reason": (f"Its nearest catalog twin {s.titles[t]!r} (text similarity {sims[t]:.2f}) was "
                                     f"bought with it in {ev.co_purchases} of {counts[t]} baskets.")})
-        metrics.stage.labels("evidence").observe(time.perf_counter() - t1)
+        stage_evidence.observe(time.perf_counter() - t1)
         prior = (f", plus {policy.prior_weight:g} x the item's log popularity" if policy.prior is not None
                  and policy.prior_weight else "")
-        return envelope(s, "neighbours: cosine similarity of the text encoder's embeddings; partners: the share "
+        return answer(s, "neighbours: cosine similarity of the text encoder's embeddings; partners: the share "
                            f"of its {m} nearest sold twins' baskets holding the item, twins weighted by "
                            f"softmax(similarity / {policy.temperature:g}){prior}", "score", ignored, text=text,
                         neighbours=neighbours, partners=rows)
 
-    @app.get("/items", dependencies=api, summary="Search the catalog (for the page)")
+    @app.get("/items", summary="Search the catalog (for the page)")
     async def search(q: str = Query("", max_length=200), limit: int = Query(20, ge=1, le=200),
                      category: str | None = None):
         s = served()
@@ -354,11 +332,11 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
         if category and s.categories is not None:
             mask &= s.category_mask(category)
         idx = top(counts.astype(np.float64) + 1.0, mask, limit)
-        return envelope(s, "baskets holding the item", "baskets", [],
-                        items=[{**item_record(s, int(p)), "baskets": int(counts[p])} for p in idx],
+        return answer(s, "baskets holding the item", "baskets", [],
+                      items=[{**s.render.record(int(p)), "baskets": int(counts[p])} for p in idx],
                         categories=s.category_names)
 
-    @app.get("/model", dependencies=api, summary="Which model serves")
+    @app.get("/model", summary="Which model serves")
     async def model():
         s = served()
         return JSONResponse(s.describe(), headers={"X-Model-Version": f"{s.name}/{s.version}"})
@@ -397,8 +375,34 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
         body = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
+    if settings.token:
+        app.add_middleware(BearerAuth, token=settings.token)
     app.add_middleware(RequestLog, metrics=metrics, holder=holder, max_body_bytes=settings.max_body_bytes)
     return app
+
+
+class BearerAuth:
+    """ASGI middleware: every path but the probes, the scraper's, the page and the API docs needs
+    ``Authorization: Bearer <token>``; 401 otherwise. One string comparison per request, before routing (a
+    FastAPI dependency on each route cost a dependency resolution per request)."""
+
+    OPEN = frozenset({"/", "/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json",
+                      "/redoc"})
+
+    def __init__(self, app, token: str) -> None:
+        self.app, self.expected = app, f"Bearer {token}".encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in self.OPEN:
+            return await self.app(scope, receive, send)
+        given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        if hmac.compare_digest(given, self.expected):
+            return await self.app(scope, receive, send)
+        body = json.dumps({"error": "missing or wrong bearer token (Authorization: Bearer ...)"}).encode()
+        await send({"type": "http.response.start", "status": 401,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"www-authenticate", b"Bearer")]})
+        await send({"type": "http.response.body", "body": body})
 
 
 class RequestLog:

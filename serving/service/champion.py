@@ -22,6 +22,8 @@ import scipy.sparse as sp
 
 from serving.service.bundle import BundleInfo, read_info
 from serving.service.evidence import Evidence
+from serving.service.related_lists import RelatedLists
+from serving.service.render import Renderer
 from serving.service.scorers import open_scorer
 
 log = logging.getLogger("cobuy.serving")
@@ -61,6 +63,7 @@ class Served:
     loaded_at: float = field(default_factory=time.time)
     load_seconds: float = 0.0
     download_dir: Path | None = None  # removed once another version replaces this one
+    related: RelatedLists | None = None  # each item's related list, made once (None: scored on every request)
 
     def __post_init__(self) -> None:
         c = self.catalog
@@ -70,6 +73,7 @@ class Served:
         self.in_stock = c["in_stock"].fillna(False).to_numpy(bool) if "in_stock" in c else None
         self.category_names = sorted({x for x in self.categories if x}) if self.categories is not None else []
         self._category_masks: dict[str, np.ndarray] = {}
+        self.render = Renderer(self)  # the answers' JSON pieces of this version
 
     def category_mask(self, category: str) -> np.ndarray:
         mask = self._category_masks.get(category)
@@ -82,13 +86,17 @@ class Served:
         return {"name": self.name, "version": self.version, "family": self.info.family, "format": self.info.format,
                 "ranked_by": self.info.score_meaning, "source": self.info.source, "n_items": len(self.item_ids),
                 "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
-                "load_seconds": round(self.load_seconds, 3), "text_encoder": bool(self.text)}
+                "load_seconds": round(self.load_seconds, 3), "text_encoder": bool(self.text),
+                "related_lists_kept": len(self.related) if self.related is not None else 0}
 
 
 def load_served(folder: str | Path, name: str, version: str, threads: int = 1, on_cache=None,
-                with_text: bool = True) -> Served:
+                with_text: bool = True, related_cache_bytes: int = 0, related_warm_seconds: float = 0.0,
+                on_related_cache=None) -> Served:
     """Open the bundle in ``folder`` (see ``serving.service.bundle``); errors name the folder and the file.
-    ``with_text=False`` leaves the text encoder unloaded (the gate scores customers only)."""
+    ``with_text=False`` leaves the text encoder unloaded (the gate scores customers only).
+    ``related_cache_bytes`` > 0 keeps items' related lists (``serving.service.related_lists``), the most bought
+    made here for up to ``related_warm_seconds``."""
     t0 = time.perf_counter()
     folder = Path(folder)
     info = read_info(folder)
@@ -116,6 +124,11 @@ def load_served(folder: str | Path, name: str, version: str, threads: int = 1, o
     served = Served(name, str(version), info, folder, item_ids, {str(i): n for n, i in enumerate(item_ids)}, catalog,
                     {str(u): n for n, u in enumerate(user_ids)}, user_items, scorer, Evidence(baskets, on_cache),
                     text)
+    if related_cache_bytes > 0:
+        served.related = RelatedLists(scorer, served.evidence, served.render.row, capacity_bytes=related_cache_bytes,
+                                      on_cache=on_related_cache)
+        if related_warm_seconds > 0:
+            served.related.warm(np.argsort(-served.evidence.counts, kind="stable"), related_warm_seconds)
     served.load_seconds = time.perf_counter() - t0
     return served
 
@@ -128,11 +141,13 @@ class ChampionHolder:
     their own."""
 
     def __init__(self, tracking_uri: str, model_name: str, alias: str, cache_dir: str | Path, threads: int = 1,
-                 metrics=None, resolve=None, fetch=None) -> None:
+                 metrics=None, resolve=None, fetch=None, related_cache_mb: float = 64.0,
+                 related_warm_seconds: float = 2.0) -> None:
         from serving import registry
 
         self.tracking_uri, self.model_name, self.alias = tracking_uri, model_name, alias
         self.cache_dir, self.threads, self.metrics = Path(cache_dir), threads, metrics
+        self.related_cache_bytes, self.related_warm_seconds = int(related_cache_mb * 2**20), related_warm_seconds
         self.resolve = resolve or (lambda: registry.alias_version(tracking_uri, model_name, alias))
         self.fetch = fetch or (lambda version, dst: registry.download_serving_version(
             tracking_uri, model_name, version, dst))
@@ -172,7 +187,10 @@ class ChampionHolder:
             try:
                 folder = self.fetch(str(version), dst)
                 on_cache = self.metrics.cache_hook("co_purchases") if self.metrics else None
-                served = load_served(folder, self.model_name, str(version), self.threads, on_cache)
+                on_related = self.metrics.cache_hook("related_lists") if self.metrics else None
+                served = load_served(folder, self.model_name, str(version), self.threads, on_cache,
+                                     related_cache_bytes=self.related_cache_bytes,
+                                     related_warm_seconds=self.related_warm_seconds, on_related_cache=on_related)
             except Exception as exc:
                 shutil.rmtree(dst, ignore_errors=True)
                 self._failed(f"loading {self.model_name} v{version} failed: {type(exc).__name__}: {exc}")

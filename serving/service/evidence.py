@@ -39,6 +39,7 @@ class Evidence:
         self.cache_items = max(64, CACHE_BYTES // max(4 * self.n_items, 1))
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self._local = threading.local()  # each thread's basket flags (co_matrix)
         self.on_cache = on_cache or (lambda hit: None)
 
     def co_purchases(self, anchor: int) -> np.ndarray:
@@ -61,20 +62,29 @@ class Evidence:
 
     def co_matrix(self, anchors: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """(len(anchors), len(candidates)) baskets holding both, from the two sets of basket lists only (cost:
-        their lengths, plus one (n_baskets,) flag array; no full co-purchase vector is built, nothing cached)."""
+        their lengths; no full co-purchase vector is built, nothing cached). Up to 64 anchors at once mark their
+        baskets with one bit each in a (n_baskets,) word array (this thread's, kept zeroed between calls); the
+        candidates' basket lists are read once against it."""
         ptr, rows = self.cols.indptr, self.cols.indices
-        cand = np.asarray(candidates, np.int64)
-        lens = ptr[cand + 1] - ptr[cand]
-        joined = np.concatenate([rows[ptr[c]:ptr[c + 1]] for c in cand]) if len(cand) else np.zeros(0, np.int32)
-        ends = np.cumsum(lens)
-        flag = np.zeros(self.rows.shape[0], bool)
+        cand, anchors = np.asarray(candidates, np.int64), np.asarray(anchors, np.int64)
         out = np.zeros((len(anchors), len(cand)), np.int64)
-        for r, a in enumerate(np.asarray(anchors, np.int64)):
-            mine = rows[ptr[a]:ptr[a + 1]]
-            flag[mine] = True
-            running = np.concatenate([[0], np.cumsum(flag[joined])])
-            out[r] = running[ends] - running[ends - lens]
-            flag[mine] = False
+        if not len(cand) or not len(anchors):
+            return out
+        lens = ptr[cand + 1] - ptr[cand]
+        joined = np.concatenate([rows[ptr[c]:ptr[c + 1]] for c in cand])
+        ends = np.cumsum(lens)
+        flag = getattr(self._local, "flag", None)
+        if flag is None:
+            flag = self._local.flag = np.zeros(self.rows.shape[0], np.uint64)
+        for g in range(0, len(anchors), 64):
+            group = anchors[g:g + 64]
+            mine = [rows[ptr[a]:ptr[a + 1]] for a in group]
+            for bit, baskets in enumerate(mine):
+                flag[baskets] |= np.uint64(1 << bit)
+            bits = (flag[joined][:, None] >> np.arange(len(group), dtype=np.uint64)) & np.uint64(1)
+            running = np.concatenate([np.zeros((1, len(group)), np.int64), np.cumsum(bits, axis=0, dtype=np.int64)])
+            out[g:g + len(group)] = (running[ends] - running[ends - lens]).T
+            flag[np.concatenate(mine)] = 0
         return out
 
     def pair(self, anchor: int, candidates: np.ndarray) -> list[PairEvidence]:

@@ -24,6 +24,7 @@ class ServiceMetrics:
         self.load_seconds = Gauge("cobuy_model_load_seconds", "Seconds the served version took to load", registry=r)
         self.cache = Counter("cobuy_cache_requests", "Cache lookups by cache and result", ["cache", "result"],
                              registry=r)
+        self._children: dict[tuple[str, int], tuple] = {}
 
     def cache_hook(self, cache: str):
         hit, miss = self.cache.labels(cache, "hit"), self.cache.labels(cache, "miss")
@@ -47,10 +48,16 @@ class ServiceMetrics:
         self.reloads.labels("failed").inc()
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
-        self.requests.labels(endpoint, str(status)).inc()
-        if status >= 400:
-            self.errors.labels(endpoint, str(status)).inc()
-        self.latency.labels(endpoint).observe(seconds)
+        children = self._children.get((endpoint, status))
+        if children is None:  # the labelled series of this endpoint and status, looked up once
+            children = self._children[(endpoint, status)] = (
+                self.requests.labels(endpoint, str(status)),
+                self.errors.labels(endpoint, str(status)) if status >= 400 else None, self.latency.labels(endpoint))
+        requests, errors, latency = children
+        requests.inc()
+        if errors is not None:
+            errors.inc()
+        latency.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -31,6 +31,12 @@ HELP = {
     "max_body_bytes": ("COBUY_SERVE_MAX_BODY_BYTES", "larger request bodies get 413"),
     "threads": ("COBUY_SERVE_THREADS", "ONNX Runtime threads per session, and BLAS threads unless "
                                        "OMP_NUM_THREADS is set"),
+    "workers": ("COBUY_SERVE_WORKERS", "uvicorn worker processes (each loads the model and follows the alias "
+                                       "itself; /metrics is per process)"),
+    "related_cache_mb": ("COBUY_SERVE_RELATED_CACHE_MB", "memory for items' related lists kept per process "
+                                                         "(made once per item and version; 0: score every request)"),
+    "related_warm_s": ("COBUY_SERVE_RELATED_WARM_S", "seconds spent at load making the most-bought items' "
+                                                     "related lists"),
     "token": ("COBUY_SERVE_TOKEN", "bearer token required on the API when set (off when empty; /healthz, /readyz, "
                                    "/metrics and the page stay open)"),
     "log_level": ("COBUY_SERVE_LOG_LEVEL", "log level of the JSON request log"),
@@ -55,6 +61,9 @@ class ServiceSettings:
     max_k: int = 100  # k above it: 422
     max_body_bytes: int = 65536  # a body above it: 413
     threads: int = 1  # per ONNX Runtime session
+    workers: int = 1
+    related_cache_mb: float = 64.0
+    related_warm_s: float = 2.0
     # access and logs
     token: str = ""
     log_level: str = "info"

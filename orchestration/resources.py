@@ -13,7 +13,7 @@ from upath import UPath
 
 from data_checks.privacy import key_from_secret, load_or_create_key
 from serving import registry
-from serving.exports import PLAN_FAMILIES
+from training.families import PLANNED as PLAN_FAMILIES
 from serving.onnx_scoring import OnnxRecommender
 from serving.storage import publish_copy, read_pickle, sweep_stale_temps, write_parquet, write_pickle
 from training.models.footprint import MemoryBudget, item_item_form
@@ -195,7 +195,7 @@ class ArtifactStore(dg.ConfigurableResource):
 class TrainingPlan(dg.ConfigurableResource):
     """Which model families a run trains, and the memory one family may take.
 
-    ``families``: names from ``serving.exports.PLAN_FAMILIES`` (the served families plus ``blend`` and
+    ``families``: names from ``training.families.PLANNED`` (the served families plus ``blend`` and
     ``hybrid``; default all). A family left out is not fitted: its asset returns a ``SkippedFamily`` saying so,
     and evaluation, exports and the registry leave it out. Set it in run config, e.g.
     ``resources: {training_plan: {config: {families: [association_rules, itemknn]}}}``.

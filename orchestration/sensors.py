@@ -28,6 +28,7 @@ from data_checks.sources import SourceSpec, read_source
 from orchestration.resources import (MLflowRegistry, Pseudonymizer, StoragePath, latest_materialized_path,
                                      read_output)
 from serving.storage import atomic_path
+from training.families import SERVED
 
 RETRAIN_JOB = "retrain"
 REFERENCE_ARTIFACT = "reference_profile.json"
@@ -40,9 +41,10 @@ class DriftPolicy(dg.ConfigurableResource):
     Thresholds: a metric above its threshold requests a run (``volume_change`` compares its absolute
     value); ``None`` switches a metric off; a window under ``min_rows`` valid rows waits for more files.
     ``champion_families``: the registered families whose ``@champion`` run's ``reference_profile.json``
-    is the reference (the first one found). When no champion exists yet, the validated interactions are
-    profiled: ``reference_fallback`` when set (a Parquet file), else the file of ``validated_interactions``'
-    latest materialization in the Dagster instance (else the configured source is read and cleaned)."""
+    is the reference (the first one found; default every served family, ``training.families.SERVED``). When no
+    champion exists yet, the validated interactions are profiled: ``reference_fallback`` when set (a Parquet
+    file), else the file of ``validated_interactions``' latest materialization in the Dagster instance (else the
+    configured source is read and cleaned)."""
 
     landing_dir: str
     landing_glob: str = "*"
@@ -52,7 +54,7 @@ class DriftPolicy(dg.ConfigurableResource):
     source_path: str = ""
     reference_fallback: str = ""
     decisions_log: str = ""
-    champion_families: list[str] = ["itemknn", "ease", "gf_cf", "lightgcn", "mf", "association_rules", "popularity"]
+    champion_families: list[str] = list(SERVED)
     cooldown_seconds: float = 6 * 3600.0
     item_js: Optional[float] = DriftThresholds.item_js
     item_psi: Optional[float] = DriftThresholds.item_psi

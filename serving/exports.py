@@ -1,4 +1,5 @@
-"""Export every served model family to ONNX and verify each file against its native model.
+"""Export every served model family (``training.families.SERVED``: as factors, or in an item-item form) to ONNX
+and verify each file against its native model.
 
 The check reads the written file back (as batch scoring will), so a file that is corrupt, truncated or
 holds different weights is refused here, before anything registers or scores with it.
@@ -13,6 +14,7 @@ import scipy.sparse as sp
 
 from serving.onnx_scoring import OnnxRecommender, check_parity
 from training.data import InteractionData
+from training.families import ITEM_ITEM
 from training.models.base import Recommender
 from training.models.footprint import FLOAT32, MemoryBudget, item_item_export_bytes, sparse_item_item_bytes
 from training.models.sparse import DEFAULT_TOP_N, SparseItemItem
@@ -20,12 +22,6 @@ from training.models.sparse import DEFAULT_TOP_N, SparseItemItem
 if TYPE_CHECKING:  # the onnx package takes a second or more to import: loaded when a family is exported
     from serving.onnx_export import ExportInfo
 
-# served families, as named in the registry (``cobuy-<family>``) and in the ``families`` config
-FAMILIES = ("popularity", "association_rules", "itemknn", "ease", "gf_cf", "chebycf", "mf", "ials", "lightgcn")
-# what a run may train (``TrainingPlan.families``): the served families plus two that are evaluated, not served
-PLAN_FAMILIES = (*FAMILIES, "blend", "hybrid")
-# families exported as one dense (n_items, n_items) matrix (ItemItemForm); the others as factors
-ITEM_ITEM_FAMILIES = ("association_rules", "itemknn", "ease", "gf_cf", "chebycf")
 MAX_ABS_TOLERANCE = 1e-4  # the lifecycle issue's parity bounds
 MIN_IDENTICAL_FRACTION = 0.999
 
@@ -35,7 +31,7 @@ def export_bytes(family: str, n_users: int, n_items: int, dim: int = 128, form: 
     """Memory an export of ``family`` needs while it is written: an item-item family's dense matrix twice
     (``item_item_export_bytes``) or, ``form="sparse"``, its top-``top_n`` neighbours (``sparse_item_item_bytes``);
     a factor family's (n_users + n_items, ``dim``) factors twice."""
-    if family in ITEM_ITEM_FAMILIES:
+    if family in ITEM_ITEM:
         return sparse_item_item_bytes(n_items, top_n) if form == "sparse" else item_item_export_bytes(n_items)
     return 2 * (n_users + n_items) * dim * FLOAT32
 
@@ -43,7 +39,7 @@ def export_bytes(family: str, n_users: int, n_items: int, dim: int = 128, form: 
 def export_refusal(family: str, n_users: int, n_items: int, budget: MemoryBudget, dim: int = 128,
                    form: str = "dense", top_n: int = DEFAULT_TOP_N) -> str | None:
     """Why ``family`` is not exported at this size (its estimate against ``budget``), or None when it fits."""
-    if family not in ITEM_ITEM_FAMILIES:
+    if family not in ITEM_ITEM:
         what = f"{n_users + n_items:,} factor rows"
     elif form == "sparse":
         what = f"{n_items:,} items x their top {top_n} neighbours"

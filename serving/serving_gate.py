@@ -23,8 +23,6 @@ from training.data import InteractionData
 from training.metrics import DEFAULT_KS, evaluate_scores
 from training.models.base import Recommender
 
-# model_metrics' ``model`` column -> the family name the registry and the plan use
-MODEL_TO_FAMILY = {"mf_bpr": "mf", "mf_ials": "ials"}
 NATIVE_WHY = ("its score is per-request z-scores of several signals (collaborative, association lift, text, trend, "
               "category) over the candidate items, blended: no fixed matrix or factors of the history, which is what "
               "the ONNX exports hold; served by the model's own Python code (format native)")
@@ -46,16 +44,13 @@ class TextAssets:
     prior: np.ndarray | None = None  # (n_items,) the candidates' log popularity
 
 
-def family_of(model_name: str) -> str:
-    return MODEL_TO_FAMILY.get(model_name, model_name)
-
-
 def rank_candidates(model_metrics: pd.DataFrame, metric: str, families: Sequence[str]) -> pd.DataFrame:
     """(family, value) of ``families`` on ``metric`` (e.g. ``ndcg@20``) from ``model_metrics`` (columns ``model``,
     ``k`` and the metric names), best first; families without a row are left out."""
     name, k = metric.split("@")
     at_k = model_metrics[model_metrics["k"] == int(k)]
-    rows = [{"family": family_of(str(m)), "value": float(v)} for m, v in zip(at_k["model"], at_k[name])]
+    # a model's name is its family's (training.families), in model_metrics as in the registry and the plan
+    rows = [{"family": str(m), "value": float(v)} for m, v in zip(at_k["model"], at_k[name])]
     table = pd.DataFrame(rows, columns=["family", "value"])
     table = table[table["family"].isin(list(families))]
     return table.sort_values("value", ascending=False, kind="stable").reset_index(drop=True)

@@ -6,7 +6,7 @@ import pytest
 from data_checks.synthetic_shop import SyntheticShopConfig, generate_shop
 from orchestration.definitions import all_assets, all_checks, build_resources
 from orchestration.resources import TrainingPlan
-from serving.exports import PLAN_FAMILIES
+from training.families import PLANNED as PLAN_FAMILIES
 
 N_USERS = 150  # the shop's hidden customers; only their baskets are read
 SHOP = {"kind": "synthetic", "synthetic_users": N_USERS, "synthetic_baskets_only": True}
@@ -148,7 +148,8 @@ def test_unknown_family_in_the_plan_is_refused_with_the_vocabulary():
 def test_item_item_exports_are_refused_at_instacart_size_and_factor_exports_are_not():
     """49,688 items: a dense item-item export holds the 9.2 GiB matrix twice while it is written, over the 75% of
     a 23 GiB machine; a factor export of the same data (131,209 baskets as users) is a few hundred MiB."""
-    from serving.exports import FAMILIES, ITEM_ITEM_FAMILIES, export_refusal
+    from serving.exports import export_refusal
+    from training.families import ITEM_ITEM as ITEM_ITEM_FAMILIES, SERVED as FAMILIES
     from training.models.footprint import MemoryBudget
 
     budget = MemoryBudget.given(23.0)

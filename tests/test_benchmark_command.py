@@ -15,7 +15,7 @@ from training.benchmark_data import BenchmarkInputError, read_source_file, resol
 TINY = "kind: synthetic\nsynthetic_users: 60\n"
 TINY_PARAMS = {  # small enough for a test; every other family runs with its own defaults
     "gf_cf": {"n_factors": 16}, "chebycf": {"n_factors": 16, "order": 3},
-    "mf_bpr": {"dim": 8, "max_epochs": 2, "batch_size": 256}, "mf_ials": {"dim": 8, "max_epochs": 2},
+    "mf": {"dim": 8, "max_epochs": 2, "batch_size": 256}, "ials": {"dim": 8, "max_epochs": 2},
     "lightgcn": {"dim": 8, "n_layers": 1, "max_epochs": 2, "batch_size": 512},
 }
 
@@ -64,7 +64,7 @@ def test_every_ranking_family_writes_its_metrics_to_out(folder, model):
     r = bench(folder, model, *(["--params", json.dumps(TINY_PARAMS[model])] if model in TINY_PARAMS else []))
     check_ranking(r, model)
     assert r["params"] == TINY_PARAMS.get(model, {})  # a source file's data gets no built-in dataset's defaults
-    if model in ("mf_bpr", "mf_ials", "lightgcn"):
+    if model in ("mf", "ials", "lightgcn"):
         assert 1 <= r["fit_facts"]["epochs"] <= 2
     assert sorted(p.name for p in benchmark.RESULTS.iterdir()) == before  # the committed results untouched
 

@@ -40,7 +40,7 @@ def test_from_fitted_equals_fitting_the_blend(blend, shop_data):
 
 def test_only_linear_families_can_join():
     with pytest.raises(ValueError, match="not linear"):
-        LinearBlend([("ease", {}), ("mf_bpr", {})])
+        LinearBlend([("ease", {}), ("mf", {})])
     with pytest.raises(ValueError, match="weights"):
         LinearBlend(COMPONENTS, weights=[1.0])
 

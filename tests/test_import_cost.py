@@ -26,7 +26,7 @@ def test_loading_the_code_location_imports_none_of_the_heavy_libraries():
 
 def test_a_model_family_still_loads_its_libraries_when_asked_for():
     # the lazy registry resolves a name to its class, importing torch and Lightning at that moment
-    loaded = _loaded_after("from training.models import MODELS\nassert MODELS['mf_bpr'].__name__ == "
+    loaded = _loaded_after("from training.models import MODELS\nassert MODELS['mf'].__name__ == "
                            "'MatrixFactorization'\nfrom training.models import LightGCN")
     assert {"torch", "lightning"} <= set(loaded)
 

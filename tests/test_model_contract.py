@@ -1,4 +1,5 @@
-"""One contract suite, run against every model family in ``training.models.MODELS``."""
+"""One contract suite, run against every model family in ``training.models.MODELS`` (the registry's families,
+``training.families``; its declarations are checked by ``tests/test_families.py``)."""
 import numpy as np
 import pytest
 
@@ -9,8 +10,8 @@ FAST_PARAMS = {"association_rules": {"min_support": 0.002, "min_confidence": 0.0
                "gf_cf": {"n_factors": 32},
                "chebycf": {"n_factors": 32, "svd": "arpack"},
                "ease": {"l2": 50.0},
-               "mf_bpr": {"dim": 32, "max_epochs": 40, "lr": 0.01, "batch_size": 1024},
-               "mf_ials": {"dim": 32, "max_epochs": 10, "alpha0": 0.1, "l2": 1e-3},
+               "mf": {"dim": 32, "max_epochs": 40, "lr": 0.01, "batch_size": 1024},
+               "ials": {"dim": 32, "max_epochs": 10, "alpha0": 0.1, "l2": 1e-3},
                "lightgcn": {"dim": 32, "max_epochs": 30, "lr": 0.01, "batch_size": 1024, "init": "svd"},
                "blend": {"components": [("chebycf", {"n_factors": 32, "svd": "arpack"}), ("itemknn", {})],
                          "weights": [1.0, 0.5]}}
@@ -40,6 +41,12 @@ def fitted(request, shop_data, shop_clean):
     if name == "hybrid":
         return name, build_hybrid(shop_data, shop_clean)
     return name, MODELS[name](**FAST_PARAMS.get(name, {})).fit(shop_data)
+
+
+def test_a_model_is_named_after_its_family(fitted):
+    """The name in model_metrics, the registry and the plan is the family's (``training.families``)."""
+    name, model = fitted
+    assert model.name == name
 
 
 def test_score_users_shape_and_determinism(fitted, shop_data):
@@ -85,7 +92,7 @@ def test_fit_is_deterministic(fitted, shop_data, shop_clean):
     users = np.arange(10)
     # same seed, same model: equal up to float summation order (torch's parallel sparse products)
     np.testing.assert_allclose(model.score_users(users), again.score_users(users), rtol=1e-5, atol=1e-5)
-    other = {"mf_bpr", "mf_ials", "lightgcn"}
+    other = {"mf", "ials", "lightgcn"}
     if name in other:  # and a different seed gives a different model, so the check above has teeth
         changed = MODELS[name](**{**FAST_PARAMS[name], "seed": 7}).fit(shop_data)
         assert np.abs(changed.score_users(users) - model.score_users(users)).max() > 1e-3
@@ -113,7 +120,7 @@ def test_top_k_tie_break_and_order():
 
 # Families whose fold-in needs retraining (documented in the README).
 NO_FOLD_IN: set[str] = set()
-APPROXIMATE_FOLD_IN = {"mf_bpr", "mf_ials", "lightgcn"}
+APPROXIMATE_FOLD_IN = {"mf", "ials", "lightgcn"}
 
 
 def test_fold_in(fitted, shop_data):

@@ -52,7 +52,7 @@ def _warm_imports(cfg: TuningConfig) -> None:
 
 def _itemknn_worker(cfg: TuningConfig, fit, validation, barrier, results) -> None:
     from training.models import ItemKNN
-    from training.search_spaces import SEARCH_SPACES
+    from training.families import FAMILIES
 
     def hook(trial, model, params):
         from training.metrics import evaluate_scores
@@ -62,7 +62,7 @@ def _itemknn_worker(cfg: TuningConfig, fit, validation, barrier, results) -> Non
         return evaluate_scores(model.score_users, fit.user_items, validation, ks=(20,))["ndcg@20"]
 
     barrier.wait(timeout=120)
-    res = tune(lambda p: ItemKNN(**p), SEARCH_SPACES["itemknn"], fit, validation, cfg, objective_hook=hook)
+    res = tune(lambda p: ItemKNN(**p), dict(FAMILIES["itemknn"].search_space), fit, validation, cfg, objective_hook=hook)
     results.put((os.getpid(), res.n_trials, res.best_value))
 
 

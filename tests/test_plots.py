@@ -6,7 +6,7 @@ import pandas as pd
 
 from training.plots import metrics_vs_k_png, model_styles
 
-MODELS = ["popularity", "association_rules", "itemknn", "ease", "gf_cf", "chebycf", "mf_bpr", "mf_ials", "lightgcn",
+MODELS = ["popularity", "association_rules", "itemknn", "ease", "gf_cf", "chebycf", "mf", "ials", "lightgcn",
           "blend", "hybrid", "sansa"]
 
 

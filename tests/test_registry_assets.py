@@ -11,7 +11,7 @@ from onnx import numpy_helper
 
 from orchestration.assets import registry as registry_assets
 from orchestration.definitions import all_assets, all_checks, build_resources
-from serving.exports import FAMILIES
+from training.families import SERVED as FAMILIES
 from tests.test_assets import SMALL
 
 # the gate and everything upstream of it (the hybrid's text embeddings included: the encoder is not fine-tuned

@@ -31,6 +31,7 @@ import pandas as pd
 
 from serving.storage import write_result_json
 from data_checks.errors import InputFileError
+from training.families import FAMILIES as FAMILY_SPECS
 from training.benchmark_data import (BUILTIN_SOURCES, DATASETS, SPLIT_STRATEGIES, BenchmarkDataset,  # noqa: F401
                                      BenchmarkInputError, dataset_name, load_dataset, prepare, resolve_dataset)
 
@@ -40,10 +41,12 @@ DEFAULT_OUT = ROOT / "data" / "benchmark-results"
 DEFAULT_WORK = ROOT / "data"
 COLD_START_FOLDS = DEFAULT_WORK / "cold_start_folds"  # each rolling fold's result and embeddings
 BUILTIN_NAMES = tuple(BUILTIN_SOURCES)
-FAMILIES = ("popularity", "itemknn", "association_rules", "ease", "gf_cf", "chebycf", "mf_bpr", "mf_ials", "lightgcn",
-            "blend", "text_encoder", "hybrid")
+# every model family (training.families) and the text encoder's cold-start evaluation
+FAMILIES = (*FAMILY_SPECS, "text_encoder")
 
-# Defaults per dataset; item-kNN's were picked on Gowalla's validation split (carved from train).
+# Settings per built-in dataset, over each family's defaults (its class's signature, training/families.py);
+# item-kNN's were picked on Gowalla's validation split (carved from train). A source file's data starts from the
+# families' defaults.
 MODEL_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "gowalla": {"itemknn": {"k": 200, "alpha": 0.7, "shrink": 10.0, "weighting": "tfidf"},
                 "association_rules": {"min_support": 0.01, "min_confidence": 0.1},
@@ -51,8 +54,8 @@ MODEL_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
                 # ChebyCF's published Gowalla configuration (Kim et al., SIGIR 2025; the authors' config)
                 "chebycf": {"order": 8, "flatness": 1.5, "n_factors": 512, "alpha": 0.2, "beta": 0.4, "targets": "extrema"},
                 "ease": {"l2": 500.0},
-                "mf_bpr": {"dim": 64, "lr": 2e-3, "l2": 1e-4, "batch_size": 4096, "max_epochs": 300, "patience": 5},
-                "mf_ials": {"dim": 128, "alpha0": 0.02, "l2": 1e-3, "nu": 1.0, "max_epochs": 30, "patience": 2},
+                "mf": {"dim": 64, "lr": 2e-3, "l2": 1e-4, "batch_size": 4096, "max_epochs": 300, "patience": 5},
+                "ials": {"dim": 128, "alpha0": 0.02, "l2": 1e-3, "nu": 1.0, "max_epochs": 30, "patience": 2},
                 "lightgcn": {"dim": 64, "n_layers": 3, "lr": 5e-3, "l2": 1e-4, "batch_size": 16384, "init": "svd",
                              "max_epochs": 1000, "max_minutes": 60.0, "patience": 10, "check_val_every_n_epoch": 2}},
     "online_retail": {"itemknn": {"k": 200, "alpha": 0.5, "shrink": 10.0, "weighting": "none"},
@@ -72,7 +75,7 @@ PUBLISHED = {  # Recall@20 / NDCG@20 on the LightGCN Gowalla split, as published
     ("gowalla", "ease"): (0.1765, 0.1467),
     ("gowalla", "gf_cf"): (0.1849, 0.1518),
     ("gowalla", "chebycf"): (0.1941, 0.1616),
-    ("gowalla", "mf_bpr"): (0.1291, 0.1109),  # MF-BPR as reported in the LightGCN paper
+    ("gowalla", "mf"): (0.1291, 0.1109),  # MF-BPR as reported in the LightGCN paper
     ("gowalla", "lightgcn"): (0.1830, 0.1554),
 }
 BEST_PUBLISHED = {"gowalla": ("ChebyCF", 0.1941, 0.1616)}
@@ -119,9 +122,8 @@ def run_model(dataset: str | BenchmarkDataset, model_name: str, repeats: int, tu
     tuning = None
     wall0 = time.perf_counter()
     if tune_trials or tune_timeout:
-        tuning = tune_model(name, model_name, params, fit, validation, tune_trials, tune_timeout, tag,
-                            work=work, out=out)
-        params = {**(params if model_name not in FAST_TUNERS else {}), **tuning["best_params"]}
+        params, tuning = tune_model(name, model_name, params, fit, validation, tune_trials, tune_timeout, tag,
+                                    work=work, out=out)
     fit_times, score_times, metrics, facts = [], [], {}, {}
     for _ in range(repeats):
         model, facts = fit_final(model_name, params, train, fit, validation)
@@ -174,52 +176,26 @@ def run_association(dataset: str | BenchmarkDataset, repeats: int, tag: str = ""
     return result
 
 
-# Families with their own tuner (cached terms recombined per trial) and the validation users it samples.
-FAST_TUNERS = {"gf_cf": 5_000, "chebycf": 4_000, "blend": 4_000}
-
-
 def tune_model(dataset: str, model_name: str, params: dict, fit, validation, trials: int,
-               timeout: float | None, tag: str, work: Path | None = None, out: Path | None = None) -> dict:
-    """Optuna on the validation split carved from train; the study's storage in ``work`` (default ``data/``), its
-    files under ``out/tuning/<dataset>-<model>[-tag]`` (default: the default results folder)."""
-    from training.models import MODELS
-    from training.search_spaces import SEARCH_SPACES
-    from training.tuning import TuningConfig, sample_users, tune
+               timeout: float | None, tag: str, work: Path | None = None, out: Path | None = None
+               ) -> tuple[dict, dict]:
+    """Optuna on the validation split carved from train, with the family's own tuner (``training.family_tuning``,
+    as the Dagster assets run it); the study's storage in ``work`` (default ``data/``), its files under
+    ``out/tuning/<dataset>-<model>[-tag]`` (default: the default results folder). Returns the parameters to fit
+    with and what the result JSON records of the study."""
+    from training.family_tuning import tunable, tune_family
+    from training.tuning import TuningConfig
 
-    def build(p: dict):
-        merged = {**params, **p}
-        if model_name in ("mf_bpr", "mf_ials"):  # epochs picked on (a sample of) the validation users
-            merged["early_stopping_data"] = sample_users(validation, 10_000, 0)
-        return MODELS[model_name](**merged)
-
-    if model_name not in SEARCH_SPACES and model_name not in FAST_TUNERS:
+    if model_name not in tunable():
         raise BenchmarkInputError(f"--tune: {model_name} has no search space; the tunable families are "
-                                  f"{', '.join(sorted({*SEARCH_SPACES, *FAST_TUNERS}))}")
+                                  f"{', '.join(tunable())}")
     work, tuning_dir = Path(work or DEFAULT_WORK), Path(out or DEFAULT_OUT) / "tuning"
     work.mkdir(parents=True, exist_ok=True)
     name = f"{dataset}-{model_name}{'-' + tag if tag else ''}"
     cfg = TuningConfig(n_trials=trials or None, timeout_seconds=timeout,
                        storage=f"sqlite:///{work.resolve() / 'optuna.db'}", study_name=f"{name}-{int(time.time())}",
-                       output_dir=str(tuning_dir), max_eval_users=FAST_TUNERS.get(model_name, 10_000))
-    if model_name == "gf_cf":
-        from training.graph_filter_tuning import tune_graph_filter
-
-        res = tune_graph_filter(fit, validation, cfg)
-    elif model_name == "chebycf":
-        from training.chebycf_tuning import tune_chebycf
-
-        res = tune_chebycf(fit, validation, cfg, beta=params.get("beta", 0.4), progress=sys.stderr.isatty(),
-                           targets=params.get("targets", "extrema"))
-    elif model_name == "blend":
-        from training.blend_tuning import tune_blend
-
-        from training.models.blend import LinearBlend
-
-        res = tune_blend(fit, validation, cfg, params.get("components", LinearBlend().components))
-    else:
-        space = SEARCH_SPACES[model_name]
-        defaults = {k: v for k, v in params.items() if k in space}
-        res = tune(build, space, fit, validation, cfg, first_params=defaults if len(defaults) == len(space) else None)
+                       output_dir=str(tuning_dir), max_eval_users=FAMILY_SPECS[model_name].tune_eval_users)
+    params, res = tune_family(model_name, params, fit, validation, cfg, progress=sys.stderr.isatty())
     # keep the study's files under a stable name
     stable = tuning_dir / name
     if stable.exists():
@@ -229,8 +205,9 @@ def tune_model(dataset: str, model_name: str, params: dict, fit, validation, tri
     Path(res.files["summary"]).parent.rename(stable)
     summary = stable / "summary.json"  # committed with the results: its storage URL named relative to the project
     write_result_json(json.loads(summary.read_text()), summary)
-    return {"best_params": res.best_params, "best_validation_value": res.best_value, "metric": cfg.metric,
-            "trials": res.n_trials, "seconds": res.seconds, "files": str(stable)}  # made relative by write_result_json
+    return params, {"best_params": res.best_params, "best_validation_value": res.best_value, "metric": cfg.metric,
+                    "trials": res.n_trials, "seconds": res.seconds,
+                    "files": str(stable)}  # made relative by write_result_json
 
 
 def run_cold_start(dataset: str | BenchmarkDataset, steps: int, folds: int = 1, resume: bool = False,

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from training.data import InteractionData
 from training.metrics import evaluate_scores
 from training.models.chebycf import ChebyCF, chebyshev_coefficients
-from training.search_spaces import SEARCH_SPACES
+from training.families import FAMILIES
 from training.graph_filter_tuning import study_result
 from training.tuning import Param, TuningConfig, TuningResult, open_study, run_trials, sample_users
 
@@ -30,14 +30,14 @@ PUBLISHED = {"order": 8, "flatness": 1.5, "alpha": 0.2, "n_factors": 512, "post_
 def tune_chebycf(fit: InteractionData, validation: sp.csr_matrix, cfg: TuningConfig, beta: float = 0.4,
                  space: dict[str, Param] | None = None, svd: str = "randomized",
                  cache_dtype: type = np.float16, progress: bool = False, targets: str = "extrema") -> TuningResult:
-    """Search ``space`` (default ``SEARCH_SPACES["chebycf"]``); returns the best ChebyCF keyword arguments.
+    """Search ``space`` (default ``FAMILIES["chebycf"].search_space``); returns the best ChebyCF keyword arguments.
     ``targets``: the Chebyshev coefficient rule (see ``chebyshev_coefficients``), fixed per study.
 
     Caches: (max order + 1) bases and one ideal term per ``n_factors`` choice, each (validation users,
     n_items) in ``cache_dtype`` (float16 halves the memory; scores are summed in float32)."""
     import optuna
 
-    space = dict(space or SEARCH_SPACES["chebycf"])
+    space = dict(space or FAMILIES["chebycf"].search_space)
     t0 = time.perf_counter()
     max_order = int(space["order"].high) if space["order"].kind == "int" else max(space["order"].choices)
     factor_choices = sorted(space["n_factors"].choices)

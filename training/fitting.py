@@ -6,17 +6,20 @@ from typing import Any
 import scipy.sparse as sp
 
 from training.data import InteractionData
+from training.families import spec
 from training.models import MODELS
 from training.models.base import Recommender
 
 
 def fit_final(family: str, params: dict[str, Any], train: InteractionData, fit: InteractionData | None = None,
               validation: sp.csr_matrix | None = None) -> tuple[Recommender, dict[str, Any]]:
-    """Fit ``family`` on ``train``. Trained families first pick their epoch count by early stopping on
-    ``validation`` (fitted on ``fit``, both carved from train), then refit on train for that many
-    epochs. Returns the model and facts worth recording (epochs, validation score)."""
+    """Fit ``family`` on ``train`` as its ``FamilySpec.final_fit`` says. Trained families first pick their epoch
+    count by early stopping on ``validation`` (fitted on ``fit``, both carved from train), then refit on train for
+    that many epochs (``probe_epochs``), or keep the early-stopped model (``early_stopped``). Returns the model
+    and facts worth recording (epochs, validation score)."""
     facts: dict[str, Any] = {}
-    if family == "lightgcn" and fit is not None and validation is not None:
+    how = spec(family).final_fit
+    if how == "early_stopped" and fit is not None and validation is not None:
         # graph training is the expensive part: the model early-stopped on validation is the final one
         from training.tuning import sample_users
 
@@ -29,7 +32,7 @@ def fit_final(family: str, params: dict[str, Any], train: InteractionData, fit: 
         if getattr(model, "chosen_pop_weight", None) is not None:
             facts["pop_weight"] = model.chosen_pop_weight
         return model, facts
-    if family in ("mf_bpr", "mf_ials") and fit is not None and validation is not None:
+    if how == "probe_epochs" and fit is not None and validation is not None:
         from training.tuning import sample_users
 
         # the epoch count is picked on (a sample of) the validation users, scored after every epoch

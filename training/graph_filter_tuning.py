@@ -5,24 +5,20 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import scipy.sparse as sp
 
 from training.data import InteractionData
+from training.families import FAMILIES
 from training.metrics import evaluate_scores
 from training.models.graph_filter import GraphFilter
 from training.tuning import (Param, TuningConfig, TuningResult, finished_trials, open_study, run_trials, sample_users,
                              write_study_files)
 
-SPACE: dict[str, Param] = {
-    "alpha": Param("float", 0.0, 0.5),
-    "sharpen": Param("float", 0.0, 1.0),
-    "popularity_power": Param("float", -0.1, 0.3),
-    "ideal_power": Param("float", -1.0, 2.0),
-    "n_factors": Param("categorical", choices=[256, 512, 768]),
-}
+# the search space: ``FAMILIES["gf_cf"].search_space`` (alpha, sharpen, popularity_power, ideal_power, n_factors)
+SPACE: Mapping[str, Param] = FAMILIES["gf_cf"].search_space
 
 
 def tune_graph_filter(fit: InteractionData, validation: sp.csr_matrix, cfg: TuningConfig, max_factors: int = 768,

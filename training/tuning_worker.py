@@ -35,11 +35,11 @@ def synthetic_matrices(n_users: int, seed: int = 0) -> tuple[Any, Any]:
 
 def main(argv: list[str] | None = None) -> dict:
     from serving.storage import read_pickle
+    from training.families import FAMILIES
     from training.models import MODELS
-    from training.search_spaces import SEARCH_SPACES
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--family", required=True, choices=sorted(SEARCH_SPACES))
+    ap.add_argument("--family", required=True, choices=sorted(n for n, s in FAMILIES.items() if s.tuner == "optuna"))
     ap.add_argument("--storage", default=os.environ.get("OPTUNA_STORAGE_URL"),
                     help="study storage URL (default: $OPTUNA_STORAGE_URL)")
     ap.add_argument("--study", required=True)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = TuningConfig(n_trials=args.trials, storage=args.storage, study_name=args.study, seed=args.seed,
                        metric=args.metric, max_eval_users=args.max_eval_users, output_dir=args.output_dir,
                        heartbeat_seconds=args.heartbeat_seconds, grace_seconds=args.grace_seconds)
-    result = tune(lambda p: MODELS[args.family](**p), SEARCH_SPACES[args.family], fit, validation, cfg)
+    result = tune(lambda p: MODELS[args.family](**p), dict(FAMILIES[args.family].search_space), fit, validation, cfg)
     summary = {"study": result.study_name, "trials": result.n_trials, "best_value": result.best_value,
                "best_params": result.best_params, "seconds": round(result.seconds, 2), "pid": os.getpid()}
     print(json.dumps(summary))

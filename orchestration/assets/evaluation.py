@@ -9,10 +9,13 @@ from orchestration.metadata import frame_table, markdown_table, png_md
 from orchestration.resources import ArtifactStore
 from serving.storage import write_bytes
 from training.evaluation import metrics_frame
+from training.families import FAMILIES
 from training.models.base import SkippedFamily, trained
 from training.plots import metrics_vs_k_png
 
 GROUP = "evaluation"
+# every family's model asset (training.families), taken as keyword arguments by asset name
+ALL_MODEL_INS = {spec.asset: dg.AssetIn() for spec in FAMILIES.values()}
 
 
 def skipped_table(*models: object) -> pd.DataFrame:
@@ -21,17 +24,12 @@ def skipped_table(*models: object) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["family", "reason"])
 
 
-@dg.asset(group_name=GROUP)
-def model_metrics(context: dg.AssetExecutionContext, interaction_matrices: SplitMatrices,
-                  popularity_model: FamilyModel, association_rules: FamilyModel, itemknn_model: FamilyModel,
-                  ease_model: FamilyModel, graph_filter_model: FamilyModel, mf_model: FamilyModel,
-                  lightgcn_model: FamilyModel, chebycf_model: FamilyModel, ials_model: FamilyModel,
-                  blend_model: FamilyModel, hybrid_model: FamilyModel,
-                  artifacts: ArtifactStore) -> dg.Output[pd.DataFrame]:
+@dg.asset(group_name=GROUP, ins=ALL_MODEL_INS)
+def model_metrics(context: dg.AssetExecutionContext, interaction_matrices: SplitMatrices, artifacts: ArtifactStore,
+                  **family_models: FamilyModel) -> dg.Output[pd.DataFrame]:
     """Recall, NDCG, precision, hit rate and coverage at K in {10, 20, 50} on the test split, for every family
     the run trained; the skipped ones are listed with their reasons (``skipped``)."""
-    everything = [popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model, chebycf_model,
-                  mf_model, ials_model, lightgcn_model, blend_model, hybrid_model]
+    everything = [family_models[spec.asset] for spec in FAMILIES.values()]
     models, skipped = trained(*everything), skipped_table(*everything)
     for row in skipped.itertuples():
         context.log.warning(f"{row.family} not evaluated: skipped ({row.reason})")

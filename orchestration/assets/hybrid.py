@@ -12,6 +12,7 @@ from orchestration.assets.text import text_matrix
 from orchestration.metadata import markdown_table
 from orchestration.resources import TrainingPlan
 from training.catalog import category_levels
+from training.families import FAMILIES
 from training.hybrid_tuning import (RECENCY_DAYS, TREND_DAYS, basket_related_task, fit_hybrid, hybrid_components,
                                     refit_like, tune_hybrid, validation_related_task)
 from training.models.base import SkippedFamily
@@ -31,7 +32,7 @@ class HybridConfig(dg.Config):
     tune_trials: int = 30
     tune_max_eval_users: Optional[int] = 4000
     tune_signal_memory_gb: float = 1.5
-    weights: dict[str, float] = {"collaborative": 1.0, "association": 0.0, "text": 0.0, "trend": 0.0}
+    weights: dict[str, float] = FAMILIES["hybrid"].default("weights")
     recency_days: float = RECENCY_DAYS
     trend_days: float = TREND_DAYS
     use_categories: bool = True

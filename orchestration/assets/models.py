@@ -4,9 +4,12 @@ carved from train), then fits on the whole train split; the test split is left t
 A family the run does not train comes out as a ``SkippedFamily`` (training/models/base.py) with the reason in
 the asset's ``skipped`` metadata and in the log: left out of ``training_plan.families``, nothing in the training
 data it can learn from, an estimate above the memory available (``training.models.footprint``), or a fit that
-came out empty (no rules, no neighbours) at the configured thresholds. Downstream assets leave it out."""
+came out empty (no rules, no neighbours) at the configured thresholds. Downstream assets leave it out.
+
+Each config field that is a constructor parameter takes its default from the family's class
+(``training.families``: ``FamilySpec.default``), so a default is declared once; ``tests/test_families.py`` checks."""
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Literal, Optional
 
 import dagster as dg
 import pandas as pd
@@ -15,19 +18,16 @@ from orchestration.assets.splits import SplitMatrices
 from orchestration.metadata import frame_table, png_md
 from orchestration.resources import ArtifactStore, CountingEngine, OptunaStorage, TrainingPlan
 from training.counting import using_engine
-from training import models as families  # classes resolve on first use (torch and Lightning only for those)
 from training.models.association import why_no_rules
 from training.models.base import Recommender, SkippedFamily, missing_training_data
-from training.models.sansa_ease import SansaEASE, sansa_available
+from training.models.sansa_ease import sansa_available
 from training.models.sparse import SparseItemItem
 from training.models.footprint import (DataSize, ease_fit_bytes, factor_fit_bytes, itemknn_fit_bytes,
                                        sansa_fit_bytes, spectral_fit_bytes)
+from training.families import FAMILIES, FamilySpec
+from training.family_tuning import builder as trial_builder, factor_cap, tune_family as search
 from training.fitting import fit_final
-from training.blend_tuning import tune_blend
-from training.chebycf_tuning import tune_chebycf
-from training.graph_filter_tuning import tune_graph_filter
-from training.search_spaces import SEARCH_SPACES
-from training.tuning import TuningConfig, TuningResult, tune
+from training.tuning import TuningConfig, TuningResult
 
 GROUP = "models"
 # a model asset's output: the fitted model, or why the family was not trained this run
@@ -47,26 +47,31 @@ class TunableConfig(dg.Config):
     seed: int = 42
 
 
+POPULARITY, ASSOCIATION, ITEMKNN, EASE, GF_CF, CHEBYCF, MF, IALS, LIGHTGCN, BLEND = (FAMILIES[f] for f in (
+    "popularity", "association_rules", "itemknn", "ease", "gf_cf", "chebycf", "mf", "ials", "lightgcn", "blend"))
+SANSA = EASE.variant("sansa")  # EASE where the exact solver does not fit
+
+
 class AssociationConfig(TunableConfig):
     """``dp_epsilon``: publish rules from epsilon-differentially private counts (Laplace noise, each
     basket contributing at most ``dp_max_pairs_per_basket`` pairs; ``training/privacy.py``); None: exact.
     ``max_len``: longest itemset mined; 2 = pair rules, 3 (default) adds rules with two-item antecedents, null any
     length; with dp_epsilon set it must be 2 (docs/association_rules.md)."""
 
-    min_support: float = 0.005
-    min_confidence: float = 0.05
-    max_len: Optional[int] = 3
-    rank_by: Literal["lift", "confidence"] = "lift"
-    dp_epsilon: Optional[float] = None
-    dp_max_pairs_per_basket: int = 45
-    dp_seed: int = 0
+    min_support: float = ASSOCIATION.default("min_support")
+    min_confidence: float = ASSOCIATION.default("min_confidence")
+    max_len: Optional[int] = ASSOCIATION.default("max_len")
+    rank_by: Literal["lift", "confidence"] = ASSOCIATION.default("rank_by")
+    dp_epsilon: Optional[float] = ASSOCIATION.default("dp_epsilon")
+    dp_max_pairs_per_basket: int = ASSOCIATION.default("dp_max_pairs_per_basket")
+    dp_seed: int = ASSOCIATION.default("dp_seed")
 
 
 class ItemKNNConfig(TunableConfig):
-    k: int = 200
-    shrink: float = 10.0
-    alpha: float = 0.5
-    weighting: Literal["none", "tfidf"] = "none"
+    k: int = ITEMKNN.default("k")
+    shrink: float = ITEMKNN.default("shrink")
+    alpha: float = ITEMKNN.default("alpha")
+    weighting: Literal["none", "tfidf"] = ITEMKNN.default("weighting")
 
 
 class EASEConfig(TunableConfig):
@@ -74,30 +79,30 @@ class EASEConfig(TunableConfig):
     approximate inverse (training/models/sansa_ease.py; ``sansa_l2`` on its scaled Gram matrix, ``sansa_density``
     of n_items^2 weights per factor); ``auto`` takes exact EASE while it fits the memory budget, else SANSA."""
 
-    l2: float = 500.0
+    l2: float = EASE.default("l2")
     solver: Literal["auto", "exact", "sansa"] = "auto"
-    sansa_l2: float = 20.0
-    sansa_density: float = 5e-3
+    sansa_l2: float = SANSA.default("l2")
+    sansa_density: float = SANSA.default("density")
 
 
 class GraphFilterConfig(TunableConfig):
-    alpha: float = 0.3
-    n_factors: int = 256
-    sharpen: float = 0.0
+    alpha: float = GF_CF.default("alpha")
+    n_factors: int = GF_CF.default("n_factors")
+    sharpen: float = GF_CF.default("sharpen")
 
 
 class ChebyCFConfig(TunableConfig):
-    """Defaults: ChebyCF's published Gowalla configuration (Kim et al., SIGIR 2025)."""
+    """Defaults: ChebyCF's published Gowalla configuration (Kim et al., SIGIR 2025); ``post_beta`` null: ``beta``.
+    ``targets``: the Chebyshev coefficient rule, "extrema" as in the authors' released code (reproduces the
+    published Gowalla figures), "nodes" the exact interpolation at the Chebyshev nodes (training/models/chebycf.py)."""
 
-    order: int = 8
-    flatness: float = 1.5
-    n_factors: int = 512
-    alpha: float = 0.2
-    beta: float = 0.4
-    post_beta: float = 0.4
-    # Chebyshev coefficient rule: "extrema" as in the authors' released code (reproduces the published Gowalla
-    # figures), "nodes" the exact interpolation at the Chebyshev nodes (training/models/chebycf.py)
-    targets: Literal["extrema", "nodes"] = "extrema"
+    order: int = CHEBYCF.default("order")
+    flatness: float = CHEBYCF.default("flatness")
+    n_factors: int = CHEBYCF.default("n_factors")
+    alpha: float = CHEBYCF.default("alpha")
+    beta: float = CHEBYCF.default("beta")
+    post_beta: Optional[float] = CHEBYCF.default("post_beta")
+    targets: Literal["extrema", "nodes"] = CHEBYCF.default("targets")
 
 
 class BlendConfig(TunableConfig):
@@ -108,69 +113,65 @@ class BlendConfig(TunableConfig):
 
 
 class LightGCNConfig(TunableConfig):
-    dim: int = 64
-    n_layers: int = 3
-    lr: float = 5e-3
-    l2: float = 1e-4
-    batch_size: int = 16384
-    init: Literal["svd", "normal"] = "svd"
-    max_epochs: int = 200
-    max_minutes: Optional[float] = 60.0
-    patience: int = 10
-    devices: int = 1  # > 1: data-parallel training (DDP; gloo on CPU); batch_size stays the global batch
-    strategy: str = "auto"
-    loss: Literal["bpr", "ssm"] = "bpr"  # ssm: sampled softmax over the batch, cosine / temperature
-    temperature: float = 0.1
-    logq_correction: bool = True  # ssm: subtract log sampling probability from the logits (keeps popularity)
-    # ssm: weight of log(1 + item popularity) added to the cosine score; None: chosen on validation each epoch
-    pop_weight: Optional[float] = None
-    # budget_linear: the learning rate falls linearly to 0 at max_minutes (Li et al., ICLR 2020)
-    lr_schedule: Literal["constant", "budget_linear"] = "constant"
+    """``devices`` > 1: data-parallel training (DDP; gloo on CPU), ``batch_size`` staying the global batch;
+    ``loss`` ``ssm``: sampled softmax over the batch, cosine / ``temperature``, ``logq_correction`` subtracting the
+    log sampling probability (keeps popularity), ``pop_weight`` of log(1 + popularity) added to the score (null:
+    chosen on validation each epoch); ``lr_schedule`` ``budget_linear``: the learning rate falls linearly to 0 at
+    ``max_minutes`` (Li et al., ICLR 2020)."""
+
+    dim: int = LIGHTGCN.default("dim")
+    n_layers: int = LIGHTGCN.default("n_layers")
+    lr: float = LIGHTGCN.default("lr")
+    l2: float = LIGHTGCN.default("l2")
+    batch_size: int = LIGHTGCN.default("batch_size")
+    init: Literal["svd", "normal"] = LIGHTGCN.default("init")
+    max_epochs: int = LIGHTGCN.default("max_epochs")
+    max_minutes: Optional[float] = LIGHTGCN.default("max_minutes")
+    patience: int = LIGHTGCN.default("patience")
+    devices: int = LIGHTGCN.default("devices")
+    strategy: str = LIGHTGCN.default("strategy")
+    loss: Literal["bpr", "ssm"] = LIGHTGCN.default("loss")
+    temperature: float = LIGHTGCN.default("temperature")
+    logq_correction: bool = LIGHTGCN.default("logq_correction")
+    pop_weight: Optional[float] = LIGHTGCN.default("pop_weight")
+    lr_schedule: Literal["constant", "budget_linear"] = LIGHTGCN.default("lr_schedule")
 
 
 class MFConfig(TunableConfig):
-    dim: int = 64
-    lr: float = 2e-3
-    l2: float = 1e-4
-    batch_size: int = 4096
-    max_epochs: int = 50
-    patience: int = 5
+    dim: int = MF.default("dim")
+    lr: float = MF.default("lr")
+    l2: float = MF.default("l2")
+    batch_size: int = MF.default("batch_size")
+    max_epochs: int = MF.default("max_epochs")
+    patience: int = MF.default("patience")
 
 
 class IALSConfig(TunableConfig):
-    dim: int = 128
-    alpha0: float = 0.02
-    l2: float = 1e-3
-    nu: float = 1.0
-    cg_steps: int = 3
-    max_epochs: int = 30
-    patience: int = 3
+    dim: int = IALS.default("dim")
+    alpha0: float = IALS.default("alpha0")
+    l2: float = IALS.default("l2")
+    nu: float = IALS.default("nu")
+    cg_steps: int = IALS.default("cg_steps")
+    max_epochs: int = IALS.default("max_epochs")
+    patience: int = IALS.default("patience")
 
 
 def _image_md(path: str, title: str) -> dg.MetadataValue:
     return png_md(Path(path).read_bytes(), title)
 
 
-def tune_family(context: dg.AssetExecutionContext, family: str, config: TunableConfig, params: dict[str, Any],
-                build: Callable[[dict[str, Any]], Recommender], matrices: SplitMatrices, optuna: OptunaStorage,
+def tune_family(context: dg.AssetExecutionContext, family: FamilySpec, config: TunableConfig,
+                params: dict[str, Any], matrices: SplitMatrices, optuna: OptunaStorage,
                 artifacts: ArtifactStore) -> tuple[dict[str, Any], dict]:
-    """Run the family's Optuna study when ``config.tune_trials`` > 0; returns the parameters to fit
-    with (defaults overridden by the best trial) and metadata for the UI."""
+    """Run the family's study (its ``FamilySpec.tuner``, the one the benchmark runs too) when
+    ``config.tune_trials`` > 0; returns the parameters to fit with (``params`` overridden by the best trial) and
+    metadata for the UI."""
     if config.tune_trials <= 0:
         return params, {}
-    cfg = tuning_config(context, family, config, optuna, artifacts)
-    if family == "gf_cf":  # recombines cached terms instead of refitting per trial
-        result = tune_graph_filter(matrices.fit, matrices.validation, cfg,
-                                   max_factors=min(768, max(matrices.fit.n_items // 4, 2)))
-        params = {}
-    elif family == "chebycf":  # recombines cached Chebyshev bases; beta stays as configured
-        space = dict(SEARCH_SPACES["chebycf"])
-        space["n_factors"] = _capped_choices(space["n_factors"], matrices.fit.n_items)
-        result = tune_chebycf(matrices.fit, matrices.validation, cfg, beta=params["beta"], space=space,
-                              targets=params["targets"])
-    else:
-        result = tune(build, SEARCH_SPACES[family], matrices.fit, matrices.validation, cfg)
-    return {**params, **result.best_params}, tuning_metadata(config, result)
+    cfg = tuning_config(context, family.name, config, optuna, artifacts)
+    params, result = search(family.name, params, matrices.fit, matrices.validation, cfg,
+                            build=trial_builder(family, params, matrices.validation))
+    return params, tuning_metadata(config, result)
 
 
 def tuning_config(context: dg.AssetExecutionContext, family: str, config: TunableConfig, optuna: OptunaStorage,
@@ -195,13 +196,13 @@ def tuning_metadata(config: TunableConfig, result: TuningResult) -> dict[str, An
     return metadata
 
 
-def fit_family(context: dg.AssetExecutionContext, family: str, config: TunableConfig, params: dict[str, Any],
-               build: Callable[[dict[str, Any]], Recommender], matrices: SplitMatrices, optuna: OptunaStorage,
+def fit_family(context: dg.AssetExecutionContext, family: FamilySpec, config: TunableConfig,
+               params: dict[str, Any], matrices: SplitMatrices, optuna: OptunaStorage,
                artifacts: ArtifactStore) -> tuple[Recommender, dict]:
     """Tune (when asked), then fit on the whole train split. Returns the model and UI metadata."""
-    params, metadata = tune_family(context, family, config, params, build, matrices, optuna, artifacts)
-    context.log.info(f"fitting {family} with {params}")
-    model = remember_training(build(params).fit(matrices.train), params, metadata)
+    params, metadata = tune_family(context, family, config, params, matrices, optuna, artifacts)
+    context.log.info(f"fitting {family.name} with {params}")
+    model = remember_training(family.load()(**params).fit(matrices.train), params, metadata)
     metadata.update({"params": dg.MetadataValue.json(params), "fit_seconds": model.fit_seconds})
     return model, metadata
 
@@ -215,14 +216,11 @@ def remember_training(model: Recommender, params: dict[str, Any], metadata: dict
     return model
 
 
-def _capped_choices(param: Any, n_items: int) -> Any:
-    """A categorical number-of-singular-vectors choice capped at a quarter of the catalogue (small shops)."""
-    cap = max(n_items // 4, 2)
-    return type(param)("categorical", choices=sorted({min(c, cap) for c in param.choices}))
-
-
-def _params(config: dg.Config, names: list[str]) -> dict[str, Any]:
-    return {n: getattr(config, n) for n in names}
+def family_params(config: dg.Config, family: FamilySpec, seed: bool = False) -> dict[str, Any]:
+    """The config fields that are ``family``'s constructor parameters; ``seed``: with the run's seed
+    (``TunableConfig.seed``, for the Optuna sampler too) as the model's."""
+    params = {n: getattr(config, n) for n in type(config).model_fields if n in family.defaults and n != "seed"}
+    return {**params, "seed": getattr(config, "seed")} if seed else params
 
 
 def data_size(m: SplitMatrices) -> DataSize:
@@ -263,7 +261,7 @@ def popularity_model(context: dg.AssetExecutionContext, interaction_matrices: Sp
     skip = _planned(context, "popularity", training_plan, interaction_matrices)
     if skip is not None:
         return skip
-    model = remember_training(families.Popularity().fit(interaction_matrices.train), {}, {})
+    model = remember_training(POPULARITY.load()().fit(interaction_matrices.train), {}, {})
     return dg.Output(model, metadata={"fit_seconds": model.fit_seconds})
 
 
@@ -277,11 +275,9 @@ def association_rules(context: dg.AssetExecutionContext, config: AssociationConf
     skip = _planned(context, "association_rules", training_plan, interaction_matrices, needs="baskets")
     if skip is not None:
         return skip
-    params = _params(config, ["min_support", "min_confidence", "rank_by", "dp_epsilon", "dp_max_pairs_per_basket",
-                              "dp_seed", "max_len"])
     with using_engine(counting.counting()):  # counted where resources.counting says
-        model, md = fit_family(context, "association_rules", config, params, lambda p: families.AssociationRules(**p),
-                               interaction_matrices, optuna, artifacts)
+        model, md = fit_family(context, ASSOCIATION, config, family_params(config, ASSOCIATION), interaction_matrices,
+                               optuna, artifacts)
     data = interaction_matrices.train
     if model.rules.empty:
         return skipped(context, "association_rules", why_no_rules(data.baskets, model.min_support,
@@ -318,8 +314,7 @@ def itemknn_model(context: dg.AssetExecutionContext, config: ItemKNNConfig, inte
     if skip is not None:
         return skip
     with using_engine(counting.counting()):  # counted where resources.counting says
-        model, md = fit_family(context, "itemknn", config, _params(config, ["k", "shrink", "alpha", "weighting"]),
-                               lambda p: families.ItemKNN(**p), m, optuna, artifacts)
+        model, md = fit_family(context, ITEMKNN, config, family_params(config, ITEMKNN), m, optuna, artifacts)
     if model.similarity.nnz == 0:
         why = (f"k={model.k}: raise itemknn_model.k to 1 or more" if model.k < 1 else
                f"no two of the {m.train.n_items:,} items share a user (or a basket standing in for one) in train, "
@@ -345,10 +340,10 @@ def ease_model(context: dg.AssetExecutionContext, config: EASEConfig, interactio
     if skip is not None:
         return skip
     if use_sansa:
-        params, build = {"l2": config.sansa_l2, "density": config.sansa_density}, lambda p: SansaEASE(**p)
+        family, params = SANSA, {"l2": config.sansa_l2, "density": config.sansa_density}
     else:
-        params, build = _params(config, ["l2"]), lambda p: families.EASE(**p)
-    model, md = fit_family(context, "ease", config, params, build, m, optuna, artifacts)
+        family, params = EASE, {"l2": config.l2}
+    model, md = fit_family(context, family, config, params, m, optuna, artifacts)
     model, served = served_as(context, "ease", model, training_plan, m)
     return dg.Output(model, metadata={**md, **served, "solver": "sansa" if use_sansa else "exact"})
 
@@ -371,8 +366,7 @@ def graph_filter_model(context: dg.AssetExecutionContext, config: GraphFilterCon
                        interaction_matrices: SplitMatrices, training_plan: TrainingPlan, optuna: OptunaStorage,
                        artifacts: ArtifactStore) -> dg.Output:
     """GF-CF family: linear item-item graph filter plus ideal low-pass filter (closed form)."""
-    return fit_spectral(context, "gf_cf", families.GraphFilter, config, ["alpha", "n_factors", "sharpen"],
-                        interaction_matrices, training_plan, optuna, artifacts)
+    return fit_spectral(context, GF_CF, config, interaction_matrices, training_plan, optuna, artifacts)
 
 
 @dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
@@ -380,22 +374,19 @@ def chebycf_model(context: dg.AssetExecutionContext, config: ChebyCFConfig, inte
                   training_plan: TrainingPlan, optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
     """ChebyCF: Chebyshev-polynomial low-pass filter on the item graph plus an ideal pass filter, with degree
     normalisation (closed form; the project's most accurate family on Gowalla)."""
-    names = ["order", "flatness", "n_factors", "alpha", "beta", "post_beta", "targets"]
-    return fit_spectral(context, "chebycf", families.ChebyCF, config, names, interaction_matrices,
-                        training_plan, optuna, artifacts)
+    return fit_spectral(context, CHEBYCF, config, interaction_matrices, training_plan, optuna, artifacts)
 
 
-def fit_spectral(context: dg.AssetExecutionContext, family: str, cls: type, config: TunableConfig, names: list[str],
-                 m: SplitMatrices, plan: TrainingPlan, optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
+def fit_spectral(context: dg.AssetExecutionContext, family: FamilySpec, config: TunableConfig, m: SplitMatrices,
+                 plan: TrainingPlan, optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
     """A closed-form graph filter with its number of singular vectors capped at a quarter of the catalogue."""
-    params = _params(config, names)
-    params["n_factors"] = min(params["n_factors"], max(m.train.n_items // 4, 2))
-    skip = _planned(context, family, plan, m, spectral_fit_bytes(data_size(m), params["n_factors"]))
+    params = family_params(config, family, seed=True)
+    params["n_factors"] = min(params["n_factors"], factor_cap(m.train.n_items))
+    skip = _planned(context, family.name, plan, m, spectral_fit_bytes(data_size(m), params["n_factors"]))
     if skip is not None:
         return skip
-    model, md = fit_family(context, family, config, {**params, "seed": config.seed}, lambda p: cls(**p), m, optuna,
-                           artifacts)
-    model, served = served_as(context, family, model, plan, m)
+    model, md = fit_family(context, family, config, params, m, optuna, artifacts)
+    model, served = served_as(context, family.name, model, plan, m)
     return dg.Output(model, metadata={**md, **served})
 
 
@@ -404,32 +395,26 @@ def ials_model(context: dg.AssetExecutionContext, config: IALSConfig, interactio
                training_plan: TrainingPlan, optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
     """Matrix factorisation by iALS (Rendle et al., RecSys 2022), trained with Lightning; epochs chosen on
     validation."""
-    names = ["dim", "alpha0", "l2", "nu", "cg_steps", "max_epochs", "patience"]
-    return fit_trained_factors(context, "ials", "mf_ials", families.IALSMatrixFactorization, config, names,
-                               interaction_matrices, training_plan, optuna, artifacts)
+    return fit_trained_factors(context, IALS, config, interaction_matrices, training_plan, optuna, artifacts)
 
 
 @dg.asset(group_name=GROUP, dagster_type=FITTED_OR_SKIPPED)
 def mf_model(context: dg.AssetExecutionContext, config: MFConfig, interaction_matrices: SplitMatrices,
              training_plan: TrainingPlan, optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
     """Matrix factorisation with the BPR loss, trained with Lightning; epochs chosen on validation."""
-    names = ["dim", "lr", "l2", "batch_size", "max_epochs", "patience"]
-    return fit_trained_factors(context, "mf", "mf_bpr", families.MatrixFactorization, config, names,
-                               interaction_matrices, training_plan, optuna, artifacts)
+    return fit_trained_factors(context, MF, config, interaction_matrices, training_plan, optuna, artifacts)
 
 
-def fit_trained_factors(context: dg.AssetExecutionContext, planned_as: str, family: str, cls: type,
-                        config: TunableConfig, names: list[str], m: SplitMatrices, plan: TrainingPlan,
-                        optuna: OptunaStorage, artifacts: ArtifactStore) -> dg.Output:
+def fit_trained_factors(context: dg.AssetExecutionContext, family: FamilySpec, config: TunableConfig,
+                        m: SplitMatrices, plan: TrainingPlan, optuna: OptunaStorage,
+                        artifacts: ArtifactStore) -> dg.Output:
     """Tune (each trial fits on ``fit`` with early stopping on the validation split), pick the epoch count
-    on validation, refit on train. ``planned_as``: the family's name in ``training_plan.families``."""
-    skip = _planned(context, planned_as, plan, m, factor_fit_bytes(data_size(m), getattr(config, "dim")))
+    on validation, refit on train."""
+    skip = _planned(context, family.name, plan, m, factor_fit_bytes(data_size(m), getattr(config, "dim")))
     if skip is not None:
         return skip
-    base = {**_params(config, names), "seed": config.seed}
-    params, md = tune_family(context, family, config, base, lambda p: cls(**p, early_stopping_data=m.validation), m,
-                             optuna, artifacts)
-    final, facts = fit_final(family, params, m.train, m.fit, m.validation)
+    params, md = tune_family(context, family, config, family_params(config, family, seed=True), m, optuna, artifacts)
+    final, facts = fit_final(family.name, params, m.train, m.fit, m.validation)
     remember_training(final, params, md)
     md.update({"params": dg.MetadataValue.json(params), **facts, "fit_seconds": final.fit_seconds})
     return dg.Output(final, metadata=md)
@@ -445,9 +430,7 @@ def lightgcn_model(context: dg.AssetExecutionContext, config: LightGCNConfig, in
     skip = _planned(context, "lightgcn", training_plan, m, factor_fit_bytes(data_size(m), config.dim))
     if skip is not None:
         return skip
-    params = {**_params(config, ["dim", "n_layers", "lr", "l2", "batch_size", "init", "max_epochs", "max_minutes",
-                                 "patience", "devices", "strategy", "loss", "temperature", "logq_correction",
-                                 "pop_weight", "lr_schedule"]), "seed": config.seed}
+    params = family_params(config, LIGHTGCN, seed=True)
     model, facts = fit_final("lightgcn", params, m.train, m.fit, m.validation)
     remember_training(model, params, {})
     curve = pd.DataFrame(facts.pop("curve"))
@@ -471,9 +454,10 @@ def blend_model(context: dg.AssetExecutionContext, config: BlendConfig, interact
         return skipped(context, "blend", reason)
     if config.tune_trials > 0:
         components = [("chebycf", dict(chebycf_model.training_params)), ("itemknn", dict(itemknn_model.training_params))]
-        result = tune_blend(m.fit, m.validation, tuning_config(context, "blend", config, optuna, artifacts), components)
-        weight, md = result.best_params["weights"][1], tuning_metadata(config, result)
-    model = families.LinearBlend.from_fitted([chebycf_model, itemknn_model], m.train, weights=[1.0, weight],
+        best, result = search("blend", {}, m.fit, m.validation, tuning_config(context, "blend", config, optuna,
+                                                                               artifacts), components=components)
+        weight, md = best["weights"][1], tuning_metadata(config, result)
+    model = BLEND.load().from_fitted([chebycf_model, itemknn_model], m.train, weights=[1.0, weight],
                                              seed=config.seed)
     params = {"components": [list(c) for c in model.components], "weights": model.weights}
     remember_training(model, params, md)

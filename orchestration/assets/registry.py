@@ -19,18 +19,21 @@ from orchestration.assets.splits import SplitMatrices
 from orchestration.assets.text import TextEncoderArtifact, catalog_in_order
 from orchestration.metadata import markdown_table
 from orchestration.resources import ArtifactStore, MLflowRegistry, OnnxRuntimeResource, TrainingPlan
-from serving.exports import (FAMILIES, MAX_ABS_TOLERANCE, MIN_IDENTICAL_FRACTION, PLAN_FAMILIES, ExportCheck,
-                             export_family, export_refusal, serving_model, verify_export)
+from serving.exports import (MAX_ABS_TOLERANCE, MIN_IDENTICAL_FRACTION, ExportCheck, export_family, export_refusal,
+                             serving_model, verify_export)
 from serving.heldout import heldout_evaluator
 from serving.serving_gate import TEST_PREFIX, TextAssets, bundle_evaluator, bundle_model, rank_candidates
 from training.cold_start import PartnerPolicy
+from training.families import FAMILIES, PLANNED, SERVED
 from training.models.base import Recommender, SkippedFamily
 from training.run_record import build_training_run, quarantine_summary, training_window
 from training.splits import Split
 from training.tracking import dataset_fingerprint, git_commit
 
 GROUP = "registry"
-PARITY_CHECKS = {family: f"{family}_onnx_parity" for family in FAMILIES}
+PARITY_CHECKS = {family: f"{family}_onnx_parity" for family in SERVED}
+# the served families' model assets, taken as keyword arguments (by asset name) by the assets that need them all
+MODEL_INS = {FAMILIES[family].asset: dg.AssetIn() for family in SERVED}
 GATE_METRIC = re.compile(r"^(recall|ndcg|precision|hit_rate|coverage)@(10|20|50)$")
 
 
@@ -38,7 +41,7 @@ class ExportConfig(dg.Config):
     """``families``: which served families to export (and then register and judge); the parity check
     compares scores and top-``k`` ids on ``parity_users`` users drawn with ``seed``."""
 
-    families: list[str] = list(FAMILIES)
+    families: list[str] = list(SERVED)
     k: int = 20
     parity_users: int = 1000
     seed: int = 0
@@ -51,18 +54,18 @@ class GateConfig(dg.Config):
     margin: float = 0.0
 
 
-def _families(*models: FamilyModel) -> dict[str, "Recommender | SkippedFamily"]:
-    """The served families' model assets by family name (``models`` in the order of ``FAMILIES``)."""
-    return dict(zip(FAMILIES, models))
+def _families(models: dict[str, FamilyModel]) -> dict[str, "Recommender | SkippedFamily"]:
+    """The served families' model assets by family name (``models``: the asset inputs by asset name)."""
+    return {family: models[FAMILIES[family].asset] for family in SERVED}
 
 
 def exportable(models: dict[str, "Recommender | SkippedFamily"], chosen: list[str], n_users: int, n_items: int,
                plan: TrainingPlan) -> tuple[list[str], dict[str, str]]:
-    """The families of ``chosen`` to export (in ``FAMILIES`` order), and why each other served family is not:
+    """The families of ``chosen`` to export (in ``SERVED`` order), and why each other served family is not:
     skipped in training, left out of ``model_exports.families``, or an export too large for the memory."""
     todo, why_not = [], {}
     budget = plan.budget()
-    for family in FAMILIES:
+    for family in SERVED:
         model = models[family]
         if isinstance(model, SkippedFamily):
             why_not[family] = f"not trained: {model.reason}"
@@ -86,6 +89,7 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
 @dg.multi_asset(
     outs={"model_exports": dg.AssetOut(description="Every served family as an ONNX file, with its parity report.")},
     group_name=GROUP,
+    ins=MODEL_INS,
     can_subset=True,  # families left out by config have no check result in that run
     check_specs=[dg.AssetCheckSpec(
         name, asset="model_exports", blocking=True,
@@ -94,19 +98,16 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
         for family, name in PARITY_CHECKS.items()],
 )
 def model_exports(context: dg.AssetExecutionContext, config: ExportConfig, interaction_matrices: SplitMatrices,
-                  popularity_model: FamilyModel, association_rules: FamilyModel, itemknn_model: FamilyModel,
-                  ease_model: FamilyModel, graph_filter_model: FamilyModel, chebycf_model: FamilyModel,
-                  mf_model: FamilyModel, ials_model: FamilyModel, lightgcn_model: FamilyModel,
-                  training_plan: TrainingPlan, artifacts: ArtifactStore, onnx_runtime: OnnxRuntimeResource):
+                  training_plan: TrainingPlan, artifacts: ArtifactStore, onnx_runtime: OnnxRuntimeResource,
+                  **family_models: FamilyModel):
     """Export each selected family the run trained under the run's folder, then read every file back with ONNX
     Runtime and compare it with the native model (blocking: a failed file stops registration and scoring). A
     family skipped in training, or whose export would not fit the memory (estimate against what is available),
     is not exported and has no parity result; ``not_exported`` says why."""
-    unknown = sorted(set(config.families) - set(FAMILIES))
+    unknown = sorted(set(config.families) - set(SERVED))
     if unknown or not config.families:
-        raise ValueError(f"config families {config.families}: choose from {list(FAMILIES)} (unknown: {unknown})")
-    models = _families(popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model,
-                       chebycf_model, mf_model, ials_model, lightgcn_model)
+        raise ValueError(f"config families {config.families}: choose from {list(SERVED)} (unknown: {unknown})")
+    models = _families(family_models)
     data, folder = interaction_matrices.train, artifacts.run_dir(context.run, "onnx")
     todo, why_not = exportable(models, list(config.families), data.n_users, data.n_items, training_plan)
     for family, why in why_not.items():
@@ -142,21 +143,18 @@ def model_exports(context: dg.AssetExecutionContext, config: ExportConfig, inter
                       "max_abs_tolerance": r.max_abs_tolerance, "min_identical_fraction": r.min_identical_fraction})
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(group_name=GROUP, ins=MODEL_INS)
 def model_versions(context: dg.AssetExecutionContext, model_exports: pd.DataFrame, model_metrics: pd.DataFrame,
                    training_split: Split, interaction_matrices: SplitMatrices, quarantine: pd.DataFrame,
-                   popularity_model: FamilyModel, association_rules: FamilyModel, itemknn_model: FamilyModel,
-                   ease_model: FamilyModel, graph_filter_model: FamilyModel, chebycf_model: FamilyModel,
-                   mf_model: FamilyModel, ials_model: FamilyModel, lightgcn_model: FamilyModel,
-                   mlflow: MLflowRegistry, artifacts: ArtifactStore) -> dg.Output[pd.DataFrame]:
+                   mlflow: MLflowRegistry, artifacts: ArtifactStore, **family_models: FamilyModel
+                   ) -> dg.Output[pd.DataFrame]:
     """One MLflow run per exported family (params, metrics at K, plots, Optuna files and trials, the quarantine
     summary, the training window's reference profile, the ONNX model with its signature), registered as a
     new version with alias ``challenger``."""
     failed = model_exports.loc[~model_exports["passed"].astype(bool), "family"].tolist()
     if failed:
         raise ValueError(f"model_exports holds exports that failed their parity check: {failed}; nothing registered")
-    models = _families(popularity_model, association_rules, itemknn_model, ease_model, graph_filter_model,
-                       chebycf_model, mf_model, ials_model, lightgcn_model)
+    models = _families(family_models)
     run_id, train = context.run.run_id, training_split.train
     start, end = training_window(train)
     tags = {"dagster_run_id": run_id, "dagster_job": context.run.job_name, "git_commit": git_commit(),
@@ -242,7 +240,7 @@ class ServingGateConfig(dg.Config):
 
     metric: str = "ndcg@20"
     margin: float = 0.0
-    families: list[str] = list(PLAN_FAMILIES)
+    families: list[str] = list(PLANNED)
     text_precision: Literal["fp32", "int8"] = "int8"
 
 

@@ -1,4 +1,5 @@
-"""Model families behind one contract (:class:`training.models.base.Recommender`).
+"""Model families behind one contract (:class:`training.models.base.Recommender`), as declared in
+:mod:`training.families` (one ``FamilySpec`` each).
 
 The families are imported when first used (``MODELS["lightgcn"]`` or ``from training.models import LightGCN``), not
 when this package is: BPR-MF, iALS and LightGCN pull in torch and Lightning (seconds), and every module that only
@@ -9,35 +10,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 
+from training.families import FAMILIES as FAMILY_SPECS
 from training.models.base import Recommender
 
-# class name -> the module that defines it
-_CLASSES: dict[str, str] = {
-    "AssociationRules": "training.models.association",
-    "LinearBlend": "training.models.blend",
-    "ChebyCF": "training.models.chebycf",
-    "EASE": "training.models.ease",
-    "GraphFilter": "training.models.graph_filter",
-    "ItemKNN": "training.models.itemknn",
-    "LightGCN": "training.models.lightgcn",
-    "IALSMatrixFactorization": "training.models.mf",
-    "MatrixFactorization": "training.models.mf",
-    "Popularity": "training.models.popularity",
-}
-
-# family name (benchmarks, tuning) -> class name
-_FAMILIES: dict[str, str] = {
-    "popularity": "Popularity",
-    "association_rules": "AssociationRules",
-    "itemknn": "ItemKNN",
-    "ease": "EASE",
-    "gf_cf": "GraphFilter",
-    "chebycf": "ChebyCF",
-    "mf_bpr": "MatrixFactorization",
-    "mf_ials": "IALSMatrixFactorization",
-    "lightgcn": "LightGCN",
-    "blend": "LinearBlend",
-}
+# class name -> the module that defines it, and family name -> class name: both from the family registry
+_CLASSES: dict[str, str] = {s.model_class.split(":")[1]: s.model_class.split(":")[0] for s in FAMILY_SPECS.values()}
+# the families built from keyword arguments alone (the hybrid is assembled from fitted parts)
+_FAMILIES: dict[str, str] = {n: s.model_class.split(":")[1] for n, s in FAMILY_SPECS.items() if s.standalone}
 
 
 def _load(class_name: str) -> type[Recommender]:

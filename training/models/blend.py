@@ -17,10 +17,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.data import InteractionData
+from training.families import LINEAR
 from training.models.base import LinearHistoryModel
-
-# families whose scores are ``history @ W`` (an ItemItemForm); factor models' fold-in is not linear
-LINEAR_FAMILIES = ("itemknn", "ease", "gf_cf", "chebycf", "association_rules")
 
 
 class LinearBlend(LinearHistoryModel):
@@ -29,14 +27,15 @@ class LinearBlend(LinearHistoryModel):
     def __init__(self, components: Sequence[tuple[str, dict[str, Any]]] = (("chebycf", {}), ("itemknn", {})),
                  weights: Sequence[float] | None = None, scale_users: int = 2_000, seed: int = 0) -> None:
         """``components``: (family, parameters) pairs, each family from ``training.models.MODELS`` and linear
-        in the history; ``weights``: one per component (default equal)."""
+        in the history (``training.families.LINEAR``: scores ``history @ W``; factor models' fold-in is not);
+        ``weights``: one per component (default equal)."""
         super().__init__()
         self.components = [(str(f), dict(p)) for f, p in components]
         if not self.components:
             raise ValueError("a blend needs at least one component")
-        nonlinear = [f for f, _ in self.components if f not in LINEAR_FAMILIES]
+        nonlinear = [f for f, _ in self.components if f not in LINEAR]
         if nonlinear:
-            raise ValueError(f"{nonlinear}: not linear in the history; a blend takes {list(LINEAR_FAMILIES)}")
+            raise ValueError(f"{nonlinear}: not linear in the history; a blend takes {list(LINEAR)}")
         self.weights = [1.0] * len(self.components) if weights is None else [float(w) for w in weights]
         if len(self.weights) != len(self.components):
             raise ValueError(f"{len(self.weights)} weights for {len(self.components)} components")

@@ -41,6 +41,8 @@ from training.ranking import top_k
 
 SIGNALS = ("collaborative", "association", "text", "trend")
 CATALOG_SIGNALS = ("category",)  # present only where the catalog has categories (``Hybrid.signal_names``)
+# untuned: the collaborative signal alone (a signal not named weighs 0); Optuna's search on validation adds the others
+UNTUNED_WEIGHTS = {"collaborative": 1.0, "association": 0.0, "text": 0.0, "trend": 0.0}
 
 
 def zscore_rows(x: np.ndarray, exclude: sp.csr_matrix | None = None) -> np.ndarray:
@@ -117,9 +119,10 @@ class Hybrid(Recommender):
     name = "hybrid"
 
     def __init__(self, collaborative: Recommender, association: AssociationRules, text_embeddings: np.ndarray,
-                 weights: dict[str, float] | None = None, related_weights: dict[str, float] | None = None,
+                 weights: dict[str, float] = UNTUNED_WEIGHTS, related_weights: dict[str, float] | None = None,
                  categories: CategoryLevels | None = None) -> None:
-        """``weights``: per signal, for user recommendations (default: all 1); ``related_weights``: for
+        """``weights``: per signal, for user recommendations (default :data:`UNTUNED_WEIGHTS`, the collaborative
+        signal alone; a signal not named weighs 0; None: every signal 1); ``related_weights``: for
         ``related_items`` (default: ``weights``), since what completes a basket is not what a user buys next.
         ``categories``: the catalog's hierarchy in the items' order (``training.catalog.category_levels``); None
         turns the ``category`` signal off."""

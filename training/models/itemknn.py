@@ -79,7 +79,7 @@ def knn_similarity(x: sp.csr_matrix, norm_a: np.ndarray, norm_b: np.ndarray, shr
 class ItemKNN(Float64Copies, Recommender):
     name = "itemknn"
 
-    def __init__(self, k: int = 200, shrink: float = 0.0, alpha: float = 0.5,
+    def __init__(self, k: int = 200, shrink: float = 10.0, alpha: float = 0.5,
                  weighting: Literal["none", "tfidf"] = "none", chunk_size: int = 1024,
                  progress: bool = False) -> None:
         super().__init__()

@@ -233,9 +233,9 @@ class LightGCNModule(L.LightningModule):
 class LightGCN(FactorScoring, Recommender):
     name = "lightgcn"
 
-    def __init__(self, dim: int = 64, n_layers: int = 3, lr: float = 1e-3, l2: float = 1e-4,
-                 batch_size: int = 2048, max_epochs: int = 100, patience: int = 5, max_minutes: float | None = None,
-                 init: str = "normal", eval_k: int = 20, seed: int = 0, accelerator: str = "auto",
+    def __init__(self, dim: int = 64, n_layers: int = 3, lr: float = 5e-3, l2: float = 1e-4,
+                 batch_size: int = 16384, max_epochs: int = 200, patience: int = 10, max_minutes: float | None = 60.0,
+                 init: str = "svd", eval_k: int = 20, seed: int = 0, accelerator: str = "auto",
                  progress: bool = False, fast_dev_run: bool = False, check_val_every_n_epoch: int = 1,
                  checkpoint_dir: str | None = None, early_stopping_data: sp.csr_matrix | None = None,
                  curve_path: str | None = None, devices: int = 1, strategy: str = "auto", loss: str = "bpr",
@@ -250,7 +250,9 @@ class LightGCN(FactorScoring, Recommender):
         ``pop_weight`` None chooses it from ``POP_WEIGHT_GRID`` on the validation users at every validation epoch
         (0 without validation data).
         ``lr_schedule``: ``constant``, or ``budget_linear``, which decays the learning rate linearly to 0 at
-        ``max_minutes`` of training (required then)."""
+        ``max_minutes`` of training (required then).
+        Defaults: the settings of the Gowalla runs (docs/benchmarks.md): lr 5e-3 on 16,384-pair batches from the
+        SVD initialisation, early stopping after 10 validations without gain, at most 200 epochs or 60 minutes."""
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")

@@ -1,5 +1,5 @@
-"""Matrix factorisation trained with Lightning: the BPR loss (Rendle et al., UAI 2009), family ``mf_bpr``,
-and implicit alternating least squares (iALS), family ``mf_ials``.
+"""Matrix factorisation trained with Lightning: the BPR loss (Rendle et al., UAI 2009), family ``mf``,
+and implicit alternating least squares (iALS), family ``ials``.
 
 BPR: each epoch draws one uniformly random negative per observed (user, item) pair, resampling negatives
 the user has seen; validation computes full-ranking NDCG@K on a validation split carved from train,
@@ -115,7 +115,7 @@ def _one_batch_loader() -> DataLoader:
 
 
 class MatrixFactorization(FactorScoring, Recommender):
-    name = "mf_bpr"
+    name = "mf"
 
     def __init__(self, dim: int = 64, lr: float = 2e-3, l2: float = 1e-4, batch_size: int = 4096,
                  max_epochs: int = 50, patience: int = 5, eval_k: int = 20, seed: int = 0,
@@ -263,9 +263,9 @@ class IALSMatrixFactorization(MatrixFactorization):
     """Matrix factorisation by iALS (:class:`IALSModule`), trained with the same Lightning loop as BPR:
     validation NDCG drives early stopping and the best-epoch checkpoint."""
 
-    name = "mf_ials"
+    name = "ials"
 
-    def __init__(self, dim: int = 128, alpha0: float = 0.05, l2: float = 1e-2, nu: float = 1.0, cg_steps: int = 3,
+    def __init__(self, dim: int = 128, alpha0: float = 0.02, l2: float = 1e-3, nu: float = 1.0, cg_steps: int = 3,
                  max_epochs: int = 30, patience: int = 3, eval_k: int = 20, seed: int = 0, accelerator: str = "auto",
                  progress: bool = False, fast_dev_run: bool = False, callbacks: list | None = None,
                  checkpoint_dir: str | None = None, early_stopping_data: sp.csr_matrix | None = None) -> None:

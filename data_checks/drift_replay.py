@@ -29,7 +29,7 @@ from tqdm import tqdm
 from data_checks.drift import METRICS, DriftThresholds, interaction_profile
 from data_checks.drift_trigger import WatchState, evaluate_landing
 from data_checks.landing import LandedLayout, clean_landed, land_by_period, list_landed
-from serving.storage import write_text
+from cobuy_files.storage import write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 ONLINE_RETAIL = ROOT.parent / "shared" / "datasets" / "online_retail" / "online_retail.csv.gz"

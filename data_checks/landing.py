@@ -25,7 +25,7 @@ from data_checks.readers import RawTables
 from data_checks.schema import INTERACTION_COLUMNS, ITEM_COLUMNS, OPTIONAL_INTERACTION_COLUMNS, conform, empty_frame
 from data_checks.sources import SourceSpec, read_source
 from data_checks.tables import file_format
-from serving.storage import atomic_path
+from cobuy_files.storage import atomic_path
 
 LandedLayout = Literal["canonical", "online_retail", "events"]
 CANONICAL_FIELDS = ["user_id", "item_id", "timestamp", "basket_id", "quantity", "price"]

@@ -15,7 +15,7 @@ from data_checks.privacy import key_from_secret, load_or_create_key
 from serving import registry
 from training.families import PLANNED as PLAN_FAMILIES
 from serving.onnx_scoring import OnnxRecommender
-from serving.storage import publish_copy, read_pickle, sweep_stale_temps, write_parquet, write_pickle
+from cobuy_files.storage import publish_copy, read_pickle, sweep_stale_temps, write_parquet, write_pickle
 from training.models.footprint import MemoryBudget, item_item_form
 from training.models.sparse import DEFAULT_TOP_N, SPARSE_CAPABLE
 from training.tracking import LoggedRun, TrainingRun, log_training_run

@@ -27,7 +27,7 @@ from data_checks.readers import RawTables
 from data_checks.sources import SourceSpec, read_source
 from orchestration.resources import (MLflowRegistry, Pseudonymizer, StoragePath, latest_materialized_path,
                                      read_output)
-from serving.storage import atomic_path
+from cobuy_files.storage import atomic_path
 from training.families import SERVED
 
 RETRAIN_JOB = "retrain"

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from serving.storage import write_bytes, write_parquet, write_text
+from cobuy_files.storage import write_bytes, write_parquet, write_text
 from training.association import pair_rules
 
 

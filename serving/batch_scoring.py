@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from serving.onnx_export import ExportInfo, factor_graph, read_ids, read_info
 from serving.onnx_scoring import OnnxRecommender, write_user_recommendations
 from serving.related import RELATED_COLUMNS, assemble_related
-from serving.storage import atomic_path
+from cobuy_files.storage import atomic_path
 from training.cold_start import partner_shares, partners_from_twins
 from training.data import InteractionData
 from training.models.base import FactorForm

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.storage import write_result_json
+from cobuy_files.storage import write_result_json
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 

@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--work", default=None, help="scratch folder (default /tmp/cobuy-load-<dataset>)")
     p.add_argument("--out", default=None, help="result JSON (default benchmarks/results/service-load-<dataset>.json)")
     args = p.parse_args(argv)
-    from serving.storage import write_result_json
+    from cobuy_files.storage import write_result_json
 
     result = benchmark(args)
     suffix = f"-{args.family}" if args.family == "hybrid" else ""

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from serving.benchmark import RESULTS, PeakMemory, rss_bytes
-from serving.storage import write_result_json
+from cobuy_files.storage import write_result_json
 
 MB = 2**20
 

@@ -38,7 +38,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from serving.storage import atomic_path
+from cobuy_files.storage import atomic_path
 from training.models.base import FactorForm, ItemItemForm, Recommender, ServingForm
 from training.models.sparse import SparseItemItemForm
 from training.models.association import RuleForm

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from serving.storage import atomic_path
+from cobuy_files.storage import atomic_path
 from training.models.base import Recommender
 from training.ranking import mask_seen, top_k
 

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from serving.onnx_scoring import RECOMMENDATION_SCHEMA
 from serving.related import RELATED_COLUMNS, assemble_related, bought_items
 from serving.service.ranking import top_positions
-from serving.storage import atomic_path
+from cobuy_files.storage import atomic_path
 from training.data import InteractionData
 
 # families whose related list would not relate items: popularity ranks every item by its customers, whatever

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--work", default=None, help="scratch folder (default /tmp/cobuy-cpu-<dataset>)")
     p.add_argument("--out", default=str(RESULT))
     args = p.parse_args(argv)
-    from serving.storage import write_result_json
+    from cobuy_files.storage import write_result_json
 
     result = run(args)
     out = Path(args.out)

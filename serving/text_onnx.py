@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from serving.onnx_scoring import open_session
-from serving.storage import atomic_path
+from cobuy_files.storage import atomic_path
 
 
 class PooledEncoder(torch.nn.Module):

@@ -1,7 +1,7 @@
 """Benchmark JSON is committed: it must name files relative to the project root, never one machine's paths."""
 import json
 
-from serving.storage import PROJECT_ROOT, write_result_json
+from cobuy_files.storage import PROJECT_ROOT, write_result_json
 
 
 def test_result_json_names_paths_relative_to_the_project_root(tmp_path):

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from orchestration.resources import TableIOManager
-from serving.storage import HOST, is_temp_name, read_pickle, sweep_stale_temps, write_parquet
+from cobuy_files.storage import HOST, is_temp_name, read_pickle, sweep_stale_temps, write_parquet
 from tests.faults_support import run
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from serving.storage import write_result_json
+from cobuy_files.storage import write_result_json
 from data_checks.errors import InputFileError
 from training.families import FAMILIES as FAMILY_SPECS
 from training.benchmark_data import (BUILTIN_SOURCES, DATASETS, SPLIT_STRATEGIES, BenchmarkDataset,  # noqa: F401
@@ -435,7 +435,7 @@ def readme_table() -> str:
 def lightgcn_curves_png(results: Path | None = None) -> Path | None:
     """``gowalla-lightgcn-curve.png`` in ``results`` (default ``RESULTS``): the validation curves of every Gowalla
     LightGCN result there against wall time."""
-    from serving.storage import write_bytes
+    from cobuy_files.storage import write_bytes
     from training.plots import curves_vs_time_png
 
     results = Path(results or RESULTS)
@@ -457,7 +457,7 @@ COLD_PLOT = "online_retail-text_encoder-differences.png"  # in RESULTS
 def cold_differences_png(results: Path | None = None, dataset: str = "online_retail") -> Path | None:
     """``COLD_PLOT`` (for another dataset: ``<dataset>-text_encoder-differences.png``) in ``results`` (default
     ``RESULTS``): a forest plot of the pooled rolling-origin differences the README lists."""
-    from serving.storage import write_bytes
+    from cobuy_files.storage import write_bytes
     from training.plots import differences_png
 
     results = Path(results or RESULTS)

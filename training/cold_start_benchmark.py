@@ -86,7 +86,7 @@ def fold_embeddings(texts: list[str], item_ids: pd.Series, fit: Any, item_counts
     if embeddings_to is not None:
         import io
 
-        from serving.storage import write_bytes
+        from cobuy_files.storage import write_bytes
 
         buf = io.BytesIO()
         np.savez(buf, tuned=z_tuned, popularity_head=b_tuned, untuned=z_untuned, item_ids=np.asarray(item_ids, str))
@@ -294,7 +294,7 @@ def run_cold_start(dataset: Any, steps: int, folds: int = 1, checkpoints: Path |
                      embeddings_to=embeddings, embeddings_from=embeddings if from_kept else None,
                      **({"batch_size": batch_size} if batch_size else {}))
         if path is not None:
-            from serving.storage import write_text
+            from cobuy_files.storage import write_text
 
             write_text(json.dumps(r, default=str), path)
         results.append(r)

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=250, help="fine-tuning steps of the benchmark run whose folds to read")
     ap.add_argument("--n-near", type=int, default=3, help="nearest / random / farthest new items compared")
     args = ap.parse_args(argv)
-    from serving.storage import write_result_json
+    from cobuy_files.storage import write_result_json
     from training.benchmark import RESULTS
 
     result = run(args.folds, args.steps, args.n_near)

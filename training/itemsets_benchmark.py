@@ -246,7 +246,7 @@ def _commit() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from training.benchmark import machine
-    from serving.storage import write_result_json
+    from cobuy_files.storage import write_result_json
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", required=True, choices=sorted(DATASET_SOURCES))

@@ -21,7 +21,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     from serving.onnx_export import export_recommender
     from serving.onnx_scoring import OnnxRecommender, check_parity
-    from serving.storage import write_result_json
+    from cobuy_files.storage import write_result_json
     from training.benchmark import default_params, machine
     from training.benchmark_data import prepare
     from training.evaluation import metrics_frame

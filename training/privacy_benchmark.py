@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from serving.storage import write_result_json
+from cobuy_files.storage import write_result_json
 from training.association import pair_rules
 from training.privacy import clip_baskets, items_per_basket, private_pair_rules
 

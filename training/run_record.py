@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from serving.storage import write_bytes, write_text
+from cobuy_files.storage import write_bytes, write_text
 from training.plots import metrics_vs_k_png
 from training.tracking import TrainingRun
 

@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from serving.storage import write_result_json
+from cobuy_files.storage import write_result_json
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

@@ -203,7 +203,7 @@ def scale_rows(engine: Any, baskets: sp.csr_matrix, min_support: float, factors:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from serving.storage import write_result_json
+    from cobuy_files.storage import write_result_json
     from training.benchmark import machine
     from training.spark_counting import SparkCounting, spark_unavailable
 

@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "categories in a seeded order up to this many catalog items (sample_categories); default: all")
     ap.add_argument("--note", default="", help="free text kept in the JSON (e.g. why this fine-tuning budget)")
     args = ap.parse_args(argv)
-    from serving.storage import write_result_json
+    from cobuy_files.storage import write_result_json
     from training.benchmark import machine
     from training.text_encoder import TextEncoderConfig
 

@@ -249,7 +249,7 @@ def run_trials(study: Any, objective: Callable[[Any], float], cfg: TuningConfig,
 
 def write_study_files(study: Any, folder: Path, result: TuningResult) -> dict[str, str]:
     """best_params.json, trials.csv, summary.json and the two plots (PNG)."""
-    from serving.storage import atomic_path, write_text
+    from cobuy_files.storage import atomic_path, write_text
 
     folder.mkdir(parents=True, exist_ok=True)
     files = {"best_params": str(write_text(json.dumps(result.best_params, indent=2), folder / "best_params.json"))}
@@ -269,7 +269,7 @@ def _plots(study: Any, folder: Path) -> dict[str, str]:
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
 
-    from serving.storage import atomic_path
+    from cobuy_files.storage import atomic_path
 
     out = {}
     plots = {"optimization_history": ovm.plot_optimization_history}

@@ -34,7 +34,7 @@ def synthetic_matrices(n_users: int, seed: int = 0) -> tuple[Any, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from serving.storage import read_pickle
+    from cobuy_files.storage import read_pickle
     from training.families import FAMILIES
     from training.models import MODELS
 

@@ -7,7 +7,7 @@ from orchestration.assets.models import FamilyModel
 from orchestration.assets.splits import SplitMatrices
 from orchestration.metadata import frame_table, markdown_table, png_md
 from orchestration.resources import ArtifactStore
-from serving.storage import write_bytes
+from cobuy_files.storage import write_bytes
 from training.evaluation import metrics_frame
 from training.families import FAMILIES
 from training.models.base import SkippedFamily, trained

@@ -417,3 +417,8 @@ class CountingEngine(dg.ConfigurableResource):
     def describe(self) -> str:
         """One line for the asset's metadata."""
         return "local (in the step's process)" if self.engine == "local" else f"{self.engine} at {self.master}"
+
+    def block_rows(self, in_process: int = 1024) -> int:
+        """Rows of dense co-occurrence (item-kNN's blocks) the step's own process holds at once, for the up-front
+        memory estimate: ``in_process`` when counting here, none on Spark (its executors hold them, 64 MB each)."""
+        return in_process if self.engine == "local" else 0

@@ -138,12 +138,18 @@ def test_the_assets_count_where_the_resource_says(spark, tmp_path):
 
 def test_the_environment_picks_the_engine(monkeypatch):
     from orchestration.definitions import build_resources
+    from training.models.footprint import DataSize, itemknn_fit_bytes
 
     monkeypatch.delenv("COBUY_COUNTING_ENGINE", raising=False)
     monkeypatch.delenv("COBUY_SPARK_MASTER", raising=False)
-    assert build_resources("unused").get("counting").counting() is None  # in process by default
+    local = build_resources("unused")["counting"]
+    assert local.counting() is None  # in process by default
     monkeypatch.setenv("COBUY_COUNTING_ENGINE", "spark")
-    engine = build_resources("unused")["counting"].counting()
+    resource = build_resources("unused")["counting"]
+    engine = resource.counting()
+    # item-kNN's up-front memory estimate: the dense co-occurrence blocks are held here only when counting here
+    size = DataSize(n_users=5_000_000, n_items=1_000_000, nnz=50_000_000)
+    assert itemknn_fit_bytes(size, 200, resource.block_rows()) < itemknn_fit_bytes(size, 200, local.block_rows()) / 5
     assert isinstance(engine, SparkCounting) and engine.master == "local[2]"
     assert engine.settings()["spark.driver.memory"] == "2g"  # a local master on a small machine
     monkeypatch.delenv("COBUY_COUNTING_ENGINE")

@@ -31,7 +31,7 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,7 @@ TOLERANCE = 1e-12
 SETTINGS: dict[str, dict[str, list]] = {
     # (min_support, max_len, Spark's itemset method); None = any length
     "online_retail": {"rules": [(0.01, 2, "sql"), (0.005, 2, "sql"), (0.005, 3, "sql"), (0.005, 3, "fpgrowth"),
-                                (0.005, None, "fpgrowth"), (0.005, None, "sql")],
+                                (0.005, None, "fpgrowth")],
                       "itemknn": [("none", 200), ("tfidf", 200)]},
     "instacart": {"rules": [(0.001, 2, "sql"), (0.001, 3, "sql"), (0.001, 3, "fpgrowth"), (0.001, None, "fpgrowth")],
                   "itemknn": [("none", 200)]},
@@ -63,6 +63,12 @@ def load(dataset: str) -> tuple[sp.csr_matrix, sp.csr_matrix, dict]:
         "baskets": int(baskets.shape[0]), "items": int(baskets.shape[1]), "basket_item_pairs": int(baskets.nnz),
         "itemknn_rows": rows_are, "itemknn_row_count": int(rows.shape[0]), "itemknn_row_item_pairs": int(rows.nnz),
         "load_seconds": round(time.perf_counter() - t0, 2)}
+
+
+def row_key(row: dict) -> tuple:
+    """What a row measured: stage and setting (its place in the result file)."""
+    return (row["stage"], row.get("min_support"), row.get("max_len"), row.get("spark_itemsets"), row.get("weighting"),
+            row.get("k"), row.get("scale"))
 
 
 def _load_average() -> list[float]:
@@ -139,16 +145,16 @@ def same_csr(a: sp.csr_matrix, b: sp.csr_matrix) -> bool:
             and np.array_equal(a.data, b.data))
 
 
-def _row(stage: str, local_t: list[float], spark_t: list[float], rows: int, cmp: dict, before: list[float],
+def _row(stage: str, local_t: list[float], spark_t: list[float] | None, rows: int, cmp: dict, before: list[float],
          **extra: Any) -> dict:
-    return {"stage": stage, **extra, "rows": rows, **cmp,
-            "local_s": statistics.median(local_t[1:] or local_t), "spark_s": statistics.median(spark_t[1:] or spark_t),
-            "spark_first_s": spark_t[0], "local_runs_s": local_t[1:], "spark_runs_s": spark_t[1:],
-            "load_average_1_5_15min": {"before": before, "after": _load_average()}}
+    spark = {"spark_s": None, "spark_first_s": None, "spark_runs_s": []} if spark_t is None else {
+        "spark_s": statistics.median(spark_t[1:] or spark_t), "spark_first_s": spark_t[0], "spark_runs_s": spark_t[1:]}
+    return {"stage": stage, **extra, "rows": rows, **cmp, "local_s": statistics.median(local_t[1:] or local_t),
+            "local_runs_s": local_t[1:], **spark, "load_average_1_5_15min": {"before": before, "after": _load_average()}}
 
 
 def rules_row(engine: Any, baskets: sp.csr_matrix, min_support: float, max_len: int | None, method: str,
-              repeats: int) -> dict:
+              repeats: int, with_spark: bool = True) -> dict:
     from training.association import pair_rules
     from training.itemsets import itemset_rules
 
@@ -163,12 +169,16 @@ def rules_row(engine: Any, baskets: sp.csr_matrix, min_support: float, max_len: 
         remote = lambda: engine.itemset_rules(baskets, min_support, 0.0, max_len)  # noqa: E731
         compare = compare_itemset_rules
     local_t, ours = _timed(local, repeats)
-    spark_t, theirs = _timed(remote, repeats)
-    return _row("rules", local_t, spark_t, len(ours), compare(ours, theirs), before, min_support=min_support,
-                max_len=max_len, spark_itemsets=method, local_peak_mb=_peak_mb(local))
+    spark_t, cmp = None, {"identical": None, "bit_identical": None}
+    if with_spark:
+        spark_t, theirs = _timed(remote, repeats)
+        cmp = compare(ours, theirs)
+    return _row("rules", local_t, spark_t, len(ours), cmp, before, min_support=min_support, max_len=max_len,
+                spark_itemsets=method if with_spark else None, local_peak_mb=_peak_mb(local))
 
 
-def itemknn_row(engine: Any, rows: sp.csr_matrix, weighting: str, k: int, repeats: int) -> dict:
+def itemknn_row(engine: Any, rows: sp.csr_matrix, weighting: str, k: int, repeats: int,
+                with_spark: bool = True) -> dict:
     from training.models.itemknn import item_norms, knn_similarity, weight_users
 
     before = _load_average()
@@ -177,29 +187,27 @@ def itemknn_row(engine: Any, rows: sp.csr_matrix, weighting: str, k: int, repeat
     kk = min(k, x.shape[1] - 1)
     local = lambda: knn_similarity(x, norm_a, norm_b, 10.0, kk)  # noqa: E731
     local_t, ours = _timed(local, repeats)
-    spark_t, theirs = _timed(lambda: engine.knn_similarity(x, norm_a, norm_b, 10.0, kk), repeats)
-    same = same_csr(ours, theirs)
-    return _row("itemknn", local_t, spark_t, int(ours.nnz), {"identical": same, "bit_identical": same}, before,
-                weighting=weighting, k=k, shrink=10.0, local_peak_mb=_peak_mb(local))
+    spark_t, cmp = None, {"identical": None, "bit_identical": None}
+    if with_spark:
+        spark_t, theirs = _timed(lambda: engine.knn_similarity(x, norm_a, norm_b, 10.0, kk), repeats)
+        same = same_csr(ours, theirs)
+        cmp = {"identical": same, "bit_identical": same}
+    return _row("itemknn", local_t, spark_t, int(ours.nnz), cmp, before, weighting=weighting, k=k, shrink=10.0,
+                local_peak_mb=_peak_mb(local))
 
 
-def scale_rows(engine: Any, baskets: sp.csr_matrix, min_support: float, factors: list[int], repeats: int) -> list[dict]:
-    """Pair rules and item-kNN (k 200, unweighted, over baskets) on the baskets repeated ``m`` times."""
-    out = []
+def scale_rows(engine: Any, baskets: sp.csr_matrix, min_support: float, factors: list[int], repeats: int,
+               spark_max_scale: int) -> Iterator[dict]:
+    """Pair rules and item-kNN (k 200, unweighted, over baskets) on the baskets repeated ``m`` times; Spark beside
+    the in-process path up to ``spark_max_scale``."""
     for m in factors:
         big = sp.vstack([baskets] * m, format="csr") if m > 1 else baskets
         print(f"  scale x{m}: {big.shape[0]:,} baskets, {big.nnz:,} basket-item pairs", flush=True)
-        row = rules_row(engine, big, min_support, 2, "sql", repeats)
-        row.update(stage="scale_rules", scale=m, baskets=int(big.shape[0]), basket_item_pairs=int(big.nnz))
-        out.append(row)
-        print(f"    rules: local {row['local_s']:.2f}s spark {row['spark_s']:.2f}s identical {row['identical']}",
-              flush=True)
-        row = itemknn_row(engine, big, "none", 200, repeats)
-        row.update(stage="scale_itemknn", scale=m, baskets=int(big.shape[0]), basket_item_pairs=int(big.nnz))
-        out.append(row)
-        print(f"    item-kNN: local {row['local_s']:.2f}s spark {row['spark_s']:.2f}s identical {row['identical']}",
-              flush=True)
-    return out
+        facts = {"scale": m, "baskets": int(big.shape[0]), "basket_item_pairs": int(big.nnz)}
+        yield {**rules_row(engine, big, min_support, 2, "sql", repeats, m <= spark_max_scale),
+               "stage": "scale_rules", **facts}
+        yield {**itemknn_row(engine, big, "none", 200, repeats, m <= spark_max_scale), "stage": "scale_itemknn",
+               **facts}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up run (median reported)")
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--driver-memory", default="2g")
+    ap.add_argument("--spark-max-scale", type=int, default=1,
+                    help="scale: Spark runs only up to this repetition (the in-process path at every one)")
+    ap.add_argument("--resume", action="store_true", help="skip the settings the result file already holds")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
     reason = spark_unavailable()
@@ -231,9 +242,8 @@ def main(argv: list[str] | None = None) -> int:
                              "spark_settings": engine.settings(),
                              "repeats": args.repeats, "rows": []}
     previous = result.get("datasets", {}).get(args.dataset, {})
-    rerun = {"scale_rules", "scale_itemknn"} if "scale" in args.stages else set()
-    rerun |= set(args.stages) - {"scale"}
-    entry["rows"] = [r for r in previous.get("rows", []) if r["stage"] not in rerun]  # other stages' rows are kept
+    entry["rows"] = list(previous.get("rows", []))  # a setting measured again replaces its row; others stay
+    done = {row_key(r) for r in entry["rows"]} if args.resume else set()
 
     def save() -> None:
         every = {**result.get("datasets", {}), args.dataset: entry}
@@ -241,27 +251,32 @@ def main(argv: list[str] | None = None) -> int:
             "nice -n 10 python -m training.spark_benchmark --dataset online_retail",
             "nice -n 10 python -m training.spark_benchmark --dataset instacart",
             "nice -n 10 python -m training.spark_benchmark --dataset instacart --stages scale --scale 1 4 8"],
-            "identical": all(r["identical"] for d in every.values() for r in d["rows"]),
+            "identical": all(r["identical"] is not False for d in every.values() for r in d["rows"]),
             "datasets": every, "machine": machine()}, args.out)
 
     def measured(row: dict, what: str) -> None:
-        entry["rows"].append(row)
-        print(f"{what}: {row['rows']:,} rows, identical {row['identical']}, local {row['local_s']:.2f}s, spark "
-              f"{row['spark_s']:.2f}s (first {row['spark_first_s']:.1f}s), load "
+        entry["rows"] = [r for r in entry["rows"] if row_key(r) != row_key(row)] + [row]
+        print(f"{what}: {row['rows']:,} rows, identical {row['identical']}, local {row['local_s']:.2f}s "
+              f"(peak {row['local_peak_mb']} MB), spark {row['spark_s']} s (first {row['spark_first_s']}), load "
               f"{row['load_average_1_5_15min']['after']}", flush=True)
         save()
 
     try:
         if "rules" in args.stages:
             for s, m, method in SETTINGS[args.dataset]["rules"]:
+                if ("rules", s, m, method, None, None, None) in done:
+                    continue
                 measured(rules_row(engine, baskets, s, m, method, args.repeats),
                          f"rules min_support={s} max_len={m} ({method})")
         if "itemknn" in args.stages:
             for weighting, k in SETTINGS[args.dataset]["itemknn"]:
+                if ("itemknn", None, None, None, weighting, k, None) in done:
+                    continue
                 measured(itemknn_row(engine, rows, weighting, k, args.repeats), f"item-kNN {weighting} k={k}")
         if "scale" in args.stages:
-            entry["rows"].extend(scale_rows(engine, baskets, SCALE_SUPPORT[args.dataset], args.scale, args.repeats))
-            save()
+            for row in scale_rows(engine, baskets, SCALE_SUPPORT[args.dataset], args.scale, args.repeats,
+                                  args.spark_max_scale):
+                measured(row, f"{row['stage']} x{row['scale']}")
     finally:
         engine.stop()
     print(f"wrote {args.out}")

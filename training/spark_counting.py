@@ -54,6 +54,9 @@ LOCAL_DEFAULTS = {
     "spark.driver.host": "127.0.0.1",
     "spark.driver.bindAddress": "127.0.0.1",
     "spark.ui.showConsoleProgress": "false",
+    # FPGrowth's tree recursion is as deep as a basket is long: Online Retail's overflowed the default stack
+    # (StackOverflowError in an executor thread; local executors are the driver JVM's threads)
+    "spark.driver.extraJavaOptions": "-Xss32m",
 }
 COMMON_DEFAULTS = {"spark.sql.execution.arrow.pyspark.enabled": "true"}
 BLOCK_BYTES = 64 * 1024 * 1024  # one block of dense co-occurrence rows on an executor (float32)

@@ -310,7 +310,8 @@ def itemknn_model(context: dg.AssetExecutionContext, config: ItemKNNConfig, inte
                   counting: CountingEngine) -> dg.Output:
     """Item-item cosine neighbours (top-k per item). No neighbour at all: skipped, saying why."""
     m = interaction_matrices
-    skip = _planned(context, "itemknn", training_plan, m, itemknn_fit_bytes(data_size(m), config.k))
+    need = itemknn_fit_bytes(data_size(m), config.k, counting.block_rows())  # dense blocks here, or on Spark
+    skip = _planned(context, "itemknn", training_plan, m, need)
     if skip is not None:
         return skip
     with using_engine(counting.counting()):  # counted where resources.counting says

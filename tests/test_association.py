@@ -6,7 +6,7 @@ import pytest
 from data_checks.cleaning import clean
 from training.association import cooccurrence_at, pair_rules
 from training.data import build_interaction_data
-from training.mlxtend_reference import mlxtend_pair_rules, one_hot
+from benchmarks.mlxtend_reference import mlxtend_pair_rules, one_hot
 
 METRICS = ["antecedent_support", "consequent_support", "support", "confidence", "lift", "leverage", "conviction"]
 

@@ -1,4 +1,4 @@
-"""``python -m training.benchmark``: every path of the command on tiny data (a 60-customer synthetic shop described by
+"""``python -m benchmarks.run``: every path of the command on tiny data (a 60-customer synthetic shop described by
 a source file in tmp_path), asserting on the JSON it writes to ``--out``; source files in each accepted form; its
 errors. The rolling-origin options of the text encoder run on a stand-in fold (the real fine-tuning runs once, on one
 fold, with two steps)."""
@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import benchmark
-from training.benchmark_data import BenchmarkInputError, read_source_file, resolve_dataset
+from benchmarks import run as benchmark
+from benchmarks.data import BenchmarkInputError, read_source_file, resolve_dataset
 
 TINY = "kind: synthetic\nsynthetic_users: 60\n"
 TINY_PARAMS = {  # small enough for a test; every other family runs with its own defaults
@@ -136,7 +136,7 @@ def test_text_encoder_rolling_folds_resume_and_confirmation_from_the_command(fol
     """``--folds``, ``--confirm-from``, ``--resume``, ``--reuse-embeddings`` reach the cold-start benchmark and its
     checkpoints go to ``--work``; a stand-in fold replaces the fine-tuning."""
     from tests.test_cold_start_folds import _full_fold
-    from training import cold_start_benchmark as csb
+    from benchmarks import cold_start as csb
 
     calls = []
 
@@ -282,7 +282,7 @@ def test_a_text_benchmark_on_a_split_without_time_says_why(folder):
 
 
 def test_rule_comparison_tells_different_rules_apart():
-    from training.association_benchmark import compare_rules
+    from benchmarks.association import compare_rules
 
     ours = pd.DataFrame({"antecedent": [0, 1], "consequent": [1, 0], "support": [0.1, 0.1],
                          "confidence": [0.5, 0.25], "lift": [2.0, 2.0], "leverage": [0.05, 0.05],

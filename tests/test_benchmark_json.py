@@ -15,7 +15,7 @@ def test_result_json_names_paths_relative_to_the_project_root(tmp_path):
 
 
 def test_lightgcn_curves_are_plotted_from_every_gowalla_result(tmp_path, monkeypatch):
-    from training import benchmark
+    from benchmarks import run as benchmark
 
     monkeypatch.setattr(benchmark, "RESULTS", tmp_path)
     assert benchmark.lightgcn_curves_png() is None  # nothing to plot yet

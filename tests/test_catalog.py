@@ -214,7 +214,7 @@ def test_tuning_searches_the_category_weight(shop_clean, shop_split, shop_data):
 def test_catalog_benchmark_measures_with_and_without_on_basket_completion(shop_clean, tmp_path):
     """The benchmark's whole path on the synthetic shop (one category level): every arm measured on the same
     held-out baskets, the intervals those of the differences reported."""
-    from training.catalog_benchmark import measure
+    from benchmarks.catalog import measure
 
     r = measure(shop_clean.interactions, shop_clean.items, tmp_path, seed=0, trials=2, text="tfidf", val_baskets=100,
                 val_related_baskets=30, test_baskets=150, test_related_baskets=60, knn_k=10, min_support=0.005)

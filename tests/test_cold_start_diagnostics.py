@@ -3,7 +3,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.cold_start import ColdStartTask
-from training.cold_start_diagnostics import truth_overlap, unsold_hit_rates
+from benchmarks.cold_start_diagnostics import truth_overlap, unsold_hit_rates
 
 
 def _pairs_task() -> tuple[ColdStartTask, np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from training.cold_start import build_task
-from training.cold_start_benchmark import fold_windows, pool_folds
+from benchmarks.cold_start import fold_windows, pool_folds
 
 T = pd.Timestamp
 
@@ -96,8 +96,8 @@ def _full_fold(fold: int, n: int, lead: float, seed: int) -> dict:
 
 
 def test_a_rolling_result_reaches_the_readme_and_its_forest_plot(tmp_path, monkeypatch):
-    from training import benchmark
-    from training.cold_start_benchmark import summarise
+    from benchmarks import run as benchmark
+    from benchmarks.cold_start import summarise
 
     monkeypatch.setattr(benchmark, "RESULTS", tmp_path)
     assert benchmark.cold_differences_png() is None  # no cold-start result yet
@@ -121,7 +121,7 @@ def test_a_rolling_result_reaches_the_readme_and_its_forest_plot(tmp_path, monke
 
 
 def test_resume_reuses_only_the_folds_a_run_finished(tmp_path, monkeypatch):
-    from training import benchmark, cold_start_benchmark as csb
+    from benchmarks import cold_start as csb, data as benchmark
 
     calls, froms = [], []
 
@@ -161,8 +161,8 @@ def test_resume_reuses_only_the_folds_a_run_finished(tmp_path, monkeypatch):
 def test_confirmation_folds_are_pooled_alone_and_reach_the_readme(tmp_path, monkeypatch):
     """Folds set apart by a plan (``confirm_from``) are pooled on their own: folds 0-1 show no lead, folds 2-3 a
     lead of 0.1, and the confirmation sees exactly the later folds' items and their lead."""
-    from training import benchmark
-    from training.cold_start_benchmark import CONFIRMATION_PLAN, run_cold_start, summarise
+    from benchmarks import run as benchmark
+    from benchmarks.cold_start import CONFIRMATION_PLAN, run_cold_start, summarise
 
     monkeypatch.setattr(benchmark, "RESULTS", tmp_path)
     folds = [_full_fold(k, 20 + k, 0.1 if k >= 2 else 0.0, k) for k in range(4)]

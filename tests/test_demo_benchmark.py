@@ -1,6 +1,6 @@
 """The demo timing command reads each step's duration from Dagster's console lines (the clone-and-run itself is a
-benchmark: python -m orchestration.demo_benchmark)."""
-from orchestration.demo_benchmark import step_seconds
+benchmark: python -m benchmarks.demo_time)."""
+from benchmarks.demo_time import step_seconds
 
 
 def test_step_durations_are_read_in_every_unit_dagster_prints():

@@ -171,7 +171,7 @@ def test_synthetic_shop_seasonal_month_drifts_stable_months_do_not():
 
 # ---------------------------------------------------------------- replay
 def test_replay_on_the_synthetic_shop_fires_at_the_shift(tmp_path):
-    from data_checks.drift_replay import main
+    from benchmarks.drift_replay import main
 
     out = main(["--dataset", "synthetic", "--out", str(tmp_path)])
     by_month = {r["month"]: r for r in out["rows"]}
@@ -186,7 +186,7 @@ def test_replay_on_the_synthetic_shop_fires_at_the_shift(tmp_path):
 
 @pytest.mark.benchmark
 def test_replay_on_online_retail(tmp_path):
-    from data_checks.drift_replay import main
+    from benchmarks.drift_replay import main
     from tests.conftest import ONLINE_RETAIL, need
 
     out = main(["--dataset", "online_retail", "--path", str(need(ONLINE_RETAIL)), "--out", str(tmp_path)])

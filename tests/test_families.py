@@ -104,15 +104,18 @@ def test_dagster_config_defaults_are_the_class_defaults():
 def test_benchmark_settings_name_families_and_parameters():
     """The benchmark's per-dataset settings override the class defaults of registry families only, by constructor
     parameter; a source file's data gets the class defaults themselves."""
-    from training import benchmark as runner
+    from benchmarks import common, run
+    from benchmarks.data import BenchmarkDataset
 
-    assert set(runner.FAMILIES) == set(FAMILIES) | {"text_encoder"}
-    for dataset, families in runner.MODEL_PARAMS.items():
+    assert set(run.FAMILIES) == set(FAMILIES) | {"text_encoder"}
+    for dataset, families in common.MODEL_PARAMS.items():
         for family, params in families.items():
             assert family in FAMILIES, (dataset, family)
             unknown = set(params) - set(_signature(FAMILIES[family].load()))
             assert not unknown, (dataset, family, unknown)
-    assert {f for _, f in runner.PUBLISHED} <= set(FAMILIES)
+    assert {f for _, f in run.PUBLISHED} <= set(FAMILIES)
+    own_file = BenchmarkDataset("my_shop", {"kind": "synthetic"})
+    assert common.default_params(own_file, "itemknn") == {} and common.default_params("gowalla", "itemknn")
 
 
 def test_the_name_vocabulary_is_the_registrys_everywhere():

@@ -1,6 +1,6 @@
 """Loading the code location (``import orchestration.definitions``, done by every Dagster process: the CLI, the
 webserver, each step of a run) must not import the heavy libraries that only some assets use. Behaviour, not
-timing: the seconds are measured by ``python -m orchestration.import_benchmark``."""
+timing: the seconds are measured by ``python -m benchmarks.import_time``."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestration.import_benchmark import HEAVY, _importtime
+from benchmarks.import_time import HEAVY, _importtime
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from training.data import InteractionData
 from training.itemsets import ItemsetConfigError, frequent_itemsets, itemset_rules, min_count
-from training.itemsets_benchmark import compare_with_mlxtend
-from training.mlxtend_reference import mlxtend_itemset_rules, one_hot
+from benchmarks.itemsets import compare_with_mlxtend
+from benchmarks.mlxtend_reference import mlxtend_itemset_rules, one_hot
 from training.models.association import AssociationRules
 
 

@@ -1,6 +1,7 @@
 """Known answers on the real Gowalla split, and the benchmark command's output."""
 import json
 
+import pandas as pd
 import pytest
 
 from tests.conftest import GOWALLA, need
@@ -8,7 +9,7 @@ from tests.conftest import GOWALLA, need
 
 def test_gowalla_popularity_reproduces_the_known_answer():
     need(GOWALLA)
-    from training import benchmark
+    from benchmarks import run as benchmark
     from training.metrics import evaluate_scores
     from training.models import Popularity
 
@@ -20,7 +21,7 @@ def test_gowalla_popularity_reproduces_the_known_answer():
 
 
 def test_benchmark_command_writes_json(tmp_path, monkeypatch, capsys):
-    from training import benchmark
+    from benchmarks import run as benchmark
 
     benchmark.main(["--dataset", "synthetic", "--model", "itemknn", "--repeats", "2", "--out", str(tmp_path)])
     out = json.loads((tmp_path / "synthetic-itemknn.json").read_text())
@@ -33,7 +34,7 @@ def test_benchmark_command_writes_json(tmp_path, monkeypatch, capsys):
 
 
 def test_benchmark_params_override_the_defaults(tmp_path, monkeypatch):
-    from training import benchmark
+    from benchmarks import run as benchmark
 
     benchmark.main(["--dataset", "synthetic", "--model", "itemknn", "--repeats", "1", "--tag", "k5",
                     "--params", '{"k": 5, "shrink": 2.0}', "--out", str(tmp_path)])
@@ -42,7 +43,7 @@ def test_benchmark_params_override_the_defaults(tmp_path, monkeypatch):
 
 
 def test_benchmark_tunes_the_blend_weights(tmp_path, monkeypatch):
-    from training import benchmark
+    from benchmarks import run as benchmark
 
     benchmark.main(["--dataset", "synthetic", "--model", "blend", "--repeats", "1", "--tune", "3", "--params",
                     '{"components": [["ease", {"l2": 50.0}], ["itemknn", {"k": 50}]]}', "--out", str(tmp_path),
@@ -58,7 +59,8 @@ def test_cold_start_benchmark_chooses_prior_weights_on_validation_items_only(tmp
     """Each text method gets '+prior' and '+partners' rows whose settings were chosen on the items first sold inside
     the validation window (before the cut), never on the test's cold items; in the rolling-origin fold too, on its
     own validation items, never on its own test's."""
-    from training import benchmark, cold_start
+    from benchmarks import run as benchmark
+    from training import cold_start
 
     work = ["--out", str(tmp_path), "--work", str(tmp_path / "work")]  # the fine-tuned encoder is saved under work
     seen_tasks = []
@@ -72,10 +74,10 @@ def test_cold_start_benchmark_chooses_prior_weights_on_validation_items_only(tmp
     benchmark.main(["--dataset", "synthetic", "--model", "text_encoder", "--steps", "2", "--folds", "2", *work])
     out = json.loads((tmp_path / "synthetic-text_encoder.json").read_text())
     _, split, train, _ = benchmark.load_dataset("synthetic")
-    rows_all = benchmark.pd.concat([split.train, split.after_cutoff])
+    rows_all = pd.concat([split.train, split.after_cutoff])
     per_fold = len(seen_tasks) // 2  # fold 0 runs first, then fold 1, each choosing the same settings
     for w, tasks in zip(out["rolling"]["folds"], (seen_tasks[:per_fold], seen_tasks[per_fold:])):
-        cut, end = benchmark.pd.Timestamp(w["windows"]["cut"]), benchmark.pd.Timestamp(w["windows"]["end"])
+        cut, end = pd.Timestamp(w["windows"]["cut"]), pd.Timestamp(w["windows"]["end"])
         test_cold = set(cold_start.build_task(rows_all[rows_all["timestamp"] < end], train.item_ids, cut).cold)
         assert test_cold and tasks and all(len(t.cold) and not set(t.cold) & test_cold for t in tasks)
     assert out["rolling"]["pooled"]["basket"]["cold_items"] == sum(out["rolling"]["pooled"]["basket"][

@@ -6,7 +6,7 @@ import time
 
 import pandas as pd
 
-from orchestration.pipeline_benchmark import summarise, tree_memory
+from benchmarks.pipeline import summarise, tree_memory
 
 
 def test_tree_memory_counts_a_child_process():
@@ -39,7 +39,7 @@ def test_summary_lists_skipped_families_and_metrics_at_20():
 
 
 def test_sampler_stops_and_keeps_its_peak():
-    from orchestration.pipeline_benchmark import TreeSampler
+    from benchmarks.pipeline import TreeSampler
 
     sampler = TreeSampler(os.getpid(), 0.05)
     sampler.start()

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tests.conftest import DATASETS, need
-from training.spark_benchmark import OUT, main
+from benchmarks.spark import OUT, main
 from training.spark_counting import spark_unavailable
 
 SOURCES = {"online_retail": DATASETS / "online_retail" / "online_retail.csv.gz",

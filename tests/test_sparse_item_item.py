@@ -123,7 +123,7 @@ def test_spectral_family_rows_come_in_blocks(shop_data):
 
 
 def test_padding_and_truncation():
-    from training.sparse_benchmark import truncate_rows
+    from benchmarks.sparse_top_n import truncate_rows
 
     m = sp.csr_matrix(np.array([[0, 3, 1, 2], [0, 0, 0, 0], [5, 5, 0, 1], [1, 0, 0, 0]], np.float32))
     form = sparse_form(m, 3)

@@ -185,7 +185,7 @@ def test_the_encoder_is_fine_tuned_on_the_baskets_it_is_given_only():
 
 
 def test_category_sample_keeps_whole_categories_and_their_rows_only():
-    from training.strict_cold_start import sample_categories
+    from benchmarks.strict_cold_start import sample_categories
 
     catalog = pd.DataFrame({"item_id": [f"i{k}" for k in range(10)],
                             "category": ["a"] * 4 + ["b"] * 3 + ["c"] * 2 + [None]})

@@ -1,6 +1,6 @@
 """Fitting a :class:`~training.models.hybrid.Hybrid` from its parts and tuning its weights on validation.
 
-Used by the hybrid benchmark (``training.hybrid_benchmark``) and the ``hybrid_model`` Dagster asset.
+Used by the hybrid benchmark (``benchmarks.hybrid``) and the ``hybrid_model`` Dagster asset.
 
 Weight search: only ratios matter, so the collaborative weight lives in [0, 1] and the others in
 [0, 2], on a 0.05 grid so that 0 (signal off) is a value the sampler can pick. The single-signal

@@ -22,7 +22,7 @@ consequent ``C = Z - A``, with support(A -> C) = support(Z), confidence = suppor
 conviction (Brin et al. 1997) = (1 - support(C)) / (1 - confidence), infinite at confidence 1. Every value is
 computed in mlxtend's floating-point order (``support = count / n``; confidence as
 ``(s_Z * n) / (s_A * n)``), so the rule sets agree with ``mlxtend.frequent_patterns.fpgrowth`` +
-``association_rules`` bit for bit, thresholds included (``training.itemsets_benchmark``).
+``association_rules`` bit for bit, thresholds included (``benchmarks.itemsets``).
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ Mechanism (pure epsilon-DP with respect to adding or removing one basket):
 
 The clipping of transactions per record is the usual step in DP frequent-itemset mining (Zeng,
 Naughton & Cai 2012, "On differentially private frequent itemset mining"); the cost is measured in
-``training/privacy_benchmark.py``.
+``benchmarks/privacy.py``.
 """
 from __future__ import annotations
 

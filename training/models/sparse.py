@@ -13,7 +13,7 @@ cost is the family's scoring cost for n_items one-item histories (ChebyCF's Cheb
 catalogue instead of once per batch of users); after that, scoring a user is a sparse gather of N weights per
 history item, independent of the catalogue's size.
 
-How much accuracy the cut costs, per family and N, is measured on Gowalla (``training.sparse_benchmark``;
+How much accuracy the cut costs, per family and N, is measured on Gowalla (``benchmarks.sparse_top_n``;
 docs/scaling.md).
 """
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Benchmark command: fit, evaluate and time a model on a dataset; print a table; write JSON.
 
-    python -m training.benchmark --dataset gowalla --model itemknn
-    python -m training.benchmark --source my_shop.yaml --model itemknn --out results/
-    python -m training.benchmark --dataset online_retail --model association_rules   # also speed vs mlxtend
-    python -m training.benchmark --docs      # refresh docs/benchmarks.md's table from benchmarks/results/*.json
+    python -m benchmarks.run --dataset gowalla --model itemknn
+    python -m benchmarks.run --source my_shop.yaml --model itemknn --out results/
+    python -m benchmarks.run --dataset online_retail --model association_rules   # also speed vs mlxtend
+    python -m benchmarks.run --docs      # refresh docs/benchmarks.md's table from benchmarks/results/*.json
 
 The data: a built-in name (--dataset: gowalla, online_retail, synthetic) or a source config file (--source: the
 mapping written under ``ops: raw_tables: config:`` in Dagster run config, bare or in the full run-config nesting; see
-``training.benchmark_data``). The split is chosen by the data's shape (``training.splits.choose_strategy``) unless
+``benchmarks.data``). The split is chosen by the data's shape (``training.splits.choose_strategy``) unless
 --split names one. Results go to ``--out`` (default ``data/benchmark-results/``, ignored by git) as
 ``<dataset>-<model>[-tag].json``; the committed ``benchmarks/results/`` only when --out names it. Working files
 (Optuna studies, fine-tuned encoders, resumable folds) go to ``--work`` (default ``data/``). Timings are medians over
@@ -18,56 +18,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
-
-import numpy as np
-import pandas as pd
+from typing import Callable
 
 from cobuy_files.storage import write_result_json
 from data_checks.errors import InputFileError
 from training.families import FAMILIES as FAMILY_SPECS
-from training.benchmark_data import (BUILTIN_SOURCES, DATASETS, SPLIT_STRATEGIES, BenchmarkDataset,  # noqa: F401
-                                     BenchmarkInputError, dataset_name, load_dataset, prepare, resolve_dataset)
+from benchmarks.common import (COLD_START_FOLDS, DEFAULT_OUT, DEFAULT_WORK, RESULTS, ROOT, default_params,  # noqa: F401
+                               machine)
+from benchmarks.data import (BUILTIN_SOURCES, SPLIT_STRATEGIES, BenchmarkDataset, BenchmarkInputError,  # noqa: F401
+                             dataset_name, load_dataset, prepare, resolve_dataset)
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"  # committed results: written only when --out names this folder
-DEFAULT_OUT = ROOT / "data" / "benchmark-results"
-DEFAULT_WORK = ROOT / "data"
-COLD_START_FOLDS = DEFAULT_WORK / "cold_start_folds"  # each rolling fold's result and embeddings
 BUILTIN_NAMES = tuple(BUILTIN_SOURCES)
 # every model family (training.families) and the text encoder's cold-start evaluation
 FAMILIES = (*FAMILY_SPECS, "text_encoder")
-
-# Settings per built-in dataset, over each family's defaults (its class's signature, training/families.py);
-# item-kNN's were picked on Gowalla's validation split (carved from train). A source file's data starts from the
-# families' defaults.
-MODEL_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
-    "gowalla": {"itemknn": {"k": 200, "alpha": 0.7, "shrink": 10.0, "weighting": "tfidf"},
-                "association_rules": {"min_support": 0.01, "min_confidence": 0.1},
-                "gf_cf": {"alpha": 0.3, "n_factors": 256},  # as published
-                # ChebyCF's published Gowalla configuration (Kim et al., SIGIR 2025; the authors' config)
-                "chebycf": {"order": 8, "flatness": 1.5, "n_factors": 512, "alpha": 0.2, "beta": 0.4, "targets": "extrema"},
-                "ease": {"l2": 500.0},
-                "mf": {"dim": 64, "lr": 2e-3, "l2": 1e-4, "batch_size": 4096, "max_epochs": 300, "patience": 5},
-                "ials": {"dim": 128, "alpha0": 0.02, "l2": 1e-3, "nu": 1.0, "max_epochs": 30, "patience": 2},
-                "lightgcn": {"dim": 64, "n_layers": 3, "lr": 5e-3, "l2": 1e-4, "batch_size": 16384, "init": "svd",
-                             "max_epochs": 1000, "max_minutes": 60.0, "patience": 10, "check_val_every_n_epoch": 2}},
-    "online_retail": {"itemknn": {"k": 200, "alpha": 0.5, "shrink": 10.0, "weighting": "none"},
-                      "association_rules": {"min_support": 0.005, "min_confidence": 0.05},
-                      "gf_cf": {"alpha": 0.3, "n_factors": 256}, "ease": {"l2": 200.0}},
-    "synthetic": {"association_rules": {"min_support": 0.002, "min_confidence": 0.05}},
-}
-# ChebyCF (authors' configuration) plus item-kNN, both with their Gowalla parameters above; item-kNN's weight
-# is tuned on validation
-MODEL_PARAMS["gowalla"]["blend"] = {
-    "components": [[family, dict(MODEL_PARAMS["gowalla"][family])] for family in ("chebycf", "itemknn")],
-    "weights": [1.0, 0.3]}
 
 PUBLISHED = {  # Recall@20 / NDCG@20 on the LightGCN Gowalla split, as published
     ("gowalla", "popularity"): (0.0416, 0.0317),  # measured known answer (shared/datasets/README.md)
@@ -79,24 +46,6 @@ PUBLISHED = {  # Recall@20 / NDCG@20 on the LightGCN Gowalla split, as published
     ("gowalla", "lightgcn"): (0.1830, 0.1554),
 }
 BEST_PUBLISHED = {"gowalla": ("ChebyCF", 0.1941, 0.1616)}
-
-
-def machine() -> dict:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = ""
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-            "platform": platform.platform(), "git_commit": commit,
-            "load_average_1_5_15min": [round(x, 2) for x in os.getloadavg()],
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
-
-def default_params(dataset: str | BenchmarkDataset, model_name: str) -> dict[str, Any]:
-    """The tuned defaults of a built-in dataset (a source file's data starts from each family's own defaults)."""
-    if isinstance(dataset, BenchmarkDataset) and not dataset.builtin:
-        return {}
-    return dict(MODEL_PARAMS.get(dataset_name(dataset), {}).get(model_name, {}))
 
 
 def run_model(dataset: str | BenchmarkDataset, model_name: str, repeats: int, tune_trials: int = 0,
@@ -161,8 +110,8 @@ def run_association(dataset: str | BenchmarkDataset, repeats: int, tag: str = ""
                     work: Path | None = None, out: Path | None = None) -> dict:
     """Association rules: ranked and scored like every family (``run_model``), plus our pair rules against
     mlxtend's on all clean baskets (train and test periods alike), rules compared and timed
-    (``training.association_benchmark``)."""
-    from training.association_benchmark import MLXTEND_MAX_CELLS, speed_vs_mlxtend
+    (``benchmarks.association``)."""
+    from benchmarks.association import MLXTEND_MAX_CELLS, speed_vs_mlxtend
     from training.data import build_interaction_data
 
     t0 = time.perf_counter()
@@ -214,9 +163,9 @@ def run_cold_start(dataset: str | BenchmarkDataset, steps: int, folds: int = 1, 
                    reuse_embeddings: bool = False, confirm_from: int | None = None,
                    work: Path | None = None, batch_size: int | None = None) -> dict:
     """Cold-start items of the temporal split ranked by text alone, and with ``folds`` > 1 a rolling-origin
-    evaluation pooling the cold items of earlier cuts; see ``training.cold_start_benchmark``. ``work`` (default
+    evaluation pooling the cold items of earlier cuts; see ``benchmarks.cold_start``. ``work`` (default
     ``data/``) keeps the folds (``cold_start_folds/``) and the fine-tuned encoder (``text_encoder/<dataset>``)."""
-    from training.cold_start_benchmark import run_cold_start as run
+    from benchmarks.cold_start import run_cold_start as run
 
     work = Path(work or DEFAULT_WORK)
     return run(dataset, steps, folds, checkpoints=work / COLD_START_FOLDS.name, resume=resume,
@@ -226,8 +175,8 @@ def run_cold_start(dataset: str | BenchmarkDataset, steps: int, folds: int = 1, 
 
 def run_hybrid(dataset: str | BenchmarkDataset, trials: int, encoder_path: str | None) -> dict:
     """Hybrid of collaborative + association lift + text on the temporal split; see
-    ``training.hybrid_benchmark``."""
-    from training.hybrid_benchmark import run_hybrid as run
+    ``benchmarks.hybrid``."""
+    from benchmarks.hybrid import run_hybrid as run
 
     return run(dataset, trials, encoder_path)
 
@@ -494,7 +443,7 @@ def _json_object(text: str) -> dict:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m training.benchmark", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     data = ap.add_argument_group("data (one of --dataset or --source)")
     data.add_argument("--dataset", metavar="NAME", help="a built-in dataset: " + ", ".join(BUILTIN_NAMES))

@@ -1,7 +1,7 @@
 """One whole pipeline run, measured as a user would run it: wall time, peak memory of the process tree, which
 families ran and which were skipped (with their reasons), and each family's held-out metrics.
 
-    python -m orchestration.pipeline_benchmark --config configs/instacart.yaml --name instacart --out DIR
+    python -m benchmarks.pipeline --config configs/instacart.yaml --name instacart --out DIR
 
 The job runs through Dagster's command line in a subprocess, against a fresh Dagster home and data folder under
 ``DIR/run`` (nothing of the user's ``data/`` is touched); a sampler walks ``/proc`` every ``--interval`` seconds

@@ -2,7 +2,7 @@
 pulls in. Dagster loads the code location in every process it starts (``dg launch``, ``dagster dev``, each step of
 a run), so seconds here are paid many times.
 
-    python -m orchestration.import_benchmark --repeats 5 --out benchmarks/results
+    python -m benchmarks.import_time --repeats 5 --out benchmarks/results
 
 Each repeat is a fresh interpreter (``python -X importtime -c "import orchestration.definitions"``): the wall time
 of the whole process, the import time Python reports for ``orchestration.definitions``, and the slowest top-level
@@ -86,7 +86,7 @@ def measure(repeats: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m orchestration.import_benchmark", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.import_time", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5, help="fresh interpreters per measurement (default 5)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for import-time.json")

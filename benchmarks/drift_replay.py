@@ -6,8 +6,8 @@ the sensor judges it (:func:`data_checks.drift_trigger.evaluate_landing` with :c
 When a month fires, retraining is simulated: the reference becomes the profile of everything up to and
 including that month (what a retrained champion would have been trained on).
 
-    python -m data_checks.drift_replay --dataset online_retail
-    python -m data_checks.drift_replay --dataset synthetic
+    python -m benchmarks.drift_replay --dataset online_retail
+    python -m benchmarks.drift_replay --dataset synthetic
 
 Writes ``benchmarks/results/<dataset>-drift-replay.json`` and ``.md`` (the table in the README).
 """

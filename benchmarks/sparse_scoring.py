@@ -1,8 +1,8 @@
 """Scoring every user with a sparse top-N item-item export through ONNX Runtime: time, memory and accuracy.
 
-    python -m serving.benchmark scoring --dataset gowalla --family chebycf --threads 2   # -> serving-scoring-gowalla-chebycf.json
+    python -m benchmarks.serving scoring --dataset gowalla --family chebycf --threads 2   # -> serving-scoring-gowalla-chebycf.json
 
-The family's top-N matrix comes from ``training.sparse_benchmark`` (kept under ``data/sparse``), or is built here
+The family's top-N matrix comes from ``benchmarks.sparse_top_n`` (kept under ``data/sparse``), or is built here
 (fit, then W's rows in blocks) when absent. It is exported as an ``item_item_sparse`` ONNX graph (neighbour ids
 and weights gathered per history item, ScatterElements-add into the batch's scores, TopK), checked for parity
 against the native sparse model, then every user's top-k is computed ``--repeats`` times; the median wall time,
@@ -51,7 +51,7 @@ def ranked_metrics(top_items: np.ndarray, users: np.ndarray, test: sp.csr_matrix
 
 def load_top_n(dataset: str, family: str, n: int, train, work: Path) -> tuple[sp.csr_matrix, str]:
     """The family's top-``n`` matrix: cut from a kept top-N (N >= n) file under ``work``, else built now."""
-    from training.sparse_benchmark import truncate_rows
+    from benchmarks.sparse_top_n import truncate_rows
 
     kept = sorted(((int(p.stem.rsplit("top", 1)[1]), p) for p in work.glob(f"{dataset}-{family}-top*.npz")
                    if p.stem.rsplit("top", 1)[1].isdigit()), key=lambda t: t[0])
@@ -59,7 +59,7 @@ def load_top_n(dataset: str, family: str, n: int, train, work: Path) -> tuple[sp
         if size >= n:
             return truncate_rows(sp.load_npz(path), n), str(path.relative_to(ROOT) if path.is_relative_to(ROOT)
                                                            else path)
-    from training.benchmark import default_params
+    from benchmarks.common import default_params
     from training.models import MODELS
     from training.models.sparse import family_top_n
 
@@ -112,10 +112,11 @@ def default_top_n(dataset: str) -> int:
 
 
 def bench_sparse_scoring(args: argparse.Namespace) -> dict:
-    from serving.benchmark import PeakMemory, rss_bytes
+    from benchmarks.common import PeakMemory, rss_bytes
     from serving.onnx_export import export_recommender
     from serving.onnx_scoring import OnnxRecommender, check_parity
-    from training.benchmark import load_dataset, machine
+    from benchmarks.common import machine
+    from benchmarks.data import load_dataset
     from training.models.sparse import SparseItemItem
 
     _, _, train, test = load_dataset(args.dataset)
@@ -174,7 +175,7 @@ def probe_forms(n_items: int = 8000, n: int = 200) -> list[dict]:
 
     out = []
     for form in ("sparse_initializer", "gathered_neighbours"):
-        code = (f"import json; from serving.sparse_scoring import sparse_initializer_probe; "
+        code = (f"import json; from benchmarks.sparse_scoring import sparse_initializer_probe; "
                 f"print(json.dumps(sparse_initializer_probe({form!r}, {n_items}, {n})))")
         run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
         out.append(json.loads(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 else
@@ -189,7 +190,7 @@ def sparse_initializer_probe(form: str, n_items: int = 8000, n: int = 200, seed:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from serving.benchmark import rss_bytes
+    from benchmarks.common import rss_bytes
     from serving.onnx_export import _model, sparse_item_item_graph
     from serving.onnx_scoring import open_session
     from training.models.sparse import sparse_form

@@ -1,21 +1,21 @@
 """What the sparse top-N form costs in accuracy, per family and N, against the dense item-item matrix.
 
-    python -m training.sparse_benchmark --dataset gowalla --families chebycf gf_cf --top-n 50 100 200 500 1000
-    python -m training.sparse_benchmark --dataset gowalla --families ease        # one dense family at a time
-    python -m training.sparse_benchmark --plot-only                              # redraw the PNG from the JSON
+    python -m benchmarks.sparse_top_n --dataset gowalla --families chebycf gf_cf --top-n 50 100 200 500 1000
+    python -m benchmarks.sparse_top_n --dataset gowalla --families ease        # one dense family at a time
+    python -m benchmarks.sparse_top_n --plot-only                              # redraw the PNG from the JSON
     # ChebyCF: W's rows in two worker processes, then merged; dense figures from gowalla-chebycf.json
-    python -m training.sparse_benchmark --families chebycf --top-n 1000 --rows 0:20490 &
-    python -m training.sparse_benchmark --families chebycf --top-n 1000 --rows 20490:40981; wait
-    python -m training.sparse_benchmark --families chebycf --merge --dense json
+    python -m benchmarks.sparse_top_n --families chebycf --top-n 1000 --rows 0:20490 &
+    python -m benchmarks.sparse_top_n --families chebycf --top-n 1000 --rows 20490:40981; wait
+    python -m benchmarks.sparse_top_n --families chebycf --merge --dense json
 
-Each family is fitted with its benchmark defaults (``training.benchmark.MODEL_PARAMS``), then W's rows are built
+Each family is fitted with its benchmark defaults (``benchmarks.run.MODEL_PARAMS``), then W's rows are built
 in blocks (``training.models.sparse.top_n_matrix``): each block's top max(N) entries are kept, and with
 ``--dense matrix`` (default) the block is also copied into one dense (n_items, n_items) float32 W, the reference
 (6.7 GB on Gowalla: run one family per process where memory is short). Dense and every N are evaluated on the same
 test users (Recall / NDCG @20, seen items excluded). Results merge into ``<dataset>-sparse-top-n.json`` (one entry
 per family; ``choice``: the smallest N within 1% relative of dense on both metrics for every family measured) and
 the curve into ``<dataset>-sparse-top-n.png``. The top-max(N) matrix is kept under ``--work`` (``data/sparse``)
-for the serving benchmark (``serving.sparse_scoring``).
+for the serving benchmark (``benchmarks.sparse_scoring``).
 """
 from __future__ import annotations
 
@@ -68,7 +68,8 @@ def evaluate(score_fn, train: sp.csr_matrix, test: sp.csr_matrix) -> dict:
 
 def build_part(dataset: str, family: str, n_max: int, chunk_size: int, work: Path, rows: tuple[int, int]) -> None:
     """Fit the family and build only W's rows ``rows`` (start, stop) into ``work`` (a worker of ``--rows``)."""
-    from training.benchmark import default_params, load_dataset
+    from benchmarks.common import default_params
+    from benchmarks.data import load_dataset
     from training.models import MODELS
     from training.models.sparse import top_n_matrix
 
@@ -102,7 +103,7 @@ def merged_parts(dataset: str, family: str, n_max: int, work: Path, n_items: int
 
 
 def dense_from_json(dataset: str, family: str) -> dict:
-    """The dense model's Recall/NDCG@20 as measured by ``training.benchmark`` (its ``<dataset>-<family>.json``)."""
+    """The dense model's Recall/NDCG@20 as measured by ``benchmarks.run`` (its ``<dataset>-<family>.json``)."""
     r = json.loads((RESULTS / f"{dataset}-{family}.json").read_text())
     return {"recall@20": r["metrics"]["recall@20"], "ndcg@20": r["metrics"]["ndcg@20"],
             "scoring_seconds": r.get("scoring_seconds_median"), "source": f"benchmarks/results/{dataset}-{family}.json"}
@@ -110,7 +111,8 @@ def dense_from_json(dataset: str, family: str) -> dict:
 
 def run_family(dataset: str, family: str, top_ns: list[int], dense: str, chunk_size: int, work: Path,
                merge: bool = False) -> dict:
-    from training.benchmark import default_params, load_dataset
+    from benchmarks.common import default_params
+    from benchmarks.data import load_dataset
     from training.models import MODELS
     from training.models.sparse import SparseItemItem, top_n_matrix
 
@@ -199,7 +201,7 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from training.benchmark import machine
+    from benchmarks.common import machine
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="gowalla")

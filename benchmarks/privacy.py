@@ -1,6 +1,6 @@
 """Accuracy cost of differentially private association rules (``training/privacy.py``).
 
-    .venv/bin/python -m training.privacy_benchmark --dataset online_retail
+    .venv/bin/python -m benchmarks.privacy --dataset online_retail
 
 For each epsilon (and each per-basket pair bound), rules from noisy counts are compared with the exact
 rules on the training part of the temporal split: overlap of the top-100 pairs by lift, Jaccard of the
@@ -71,7 +71,8 @@ def matched_support(clipped, n_pairs: int) -> float:
 
 def run(dataset: str, epsilons: list[float], max_pairs: list[int], min_support: float, min_confidence: float,
         seeds: int) -> dict:
-    from training.benchmark import load_dataset, machine
+    from benchmarks.common import machine
+    from benchmarks.data import load_dataset
     from training.cold_start import build_task
 
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """Catalog knowledge, measured with and without, on Instacart's basket-completion split.
 
-``python -m training.catalog_benchmark --out DIR`` writes ``DIR/instacart-catalog.json``.
+``python -m benchmarks.catalog --out DIR`` writes ``DIR/instacart-catalog.json``.
 
 Protocol (seeded): the basket-completion split (``training.splits``, 20% of the baskets held out, half of each
 one's items hidden; validation carved the same way from the rest). Components (item-kNN: EASE's dense 50k x 50k

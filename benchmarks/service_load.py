@@ -1,6 +1,6 @@
 """Load benchmark of the live service: locust on loopback against a dataset-sized champion.
 
-``python -m serving.load_benchmark --dataset gowalla`` (or ``online_retail``) builds the champion bundle of the
+``python -m benchmarks.service_load --dataset gowalla`` (or ``online_retail``) builds the champion bundle of the
 dataset (Gowalla: a 64-d factor model of its 29,858 x 40,981 train split by truncated SVD, what the family's
 ONNX export holds whatever trained it; Online Retail: item-kNN, an item-item ONNX export), registers it as
 ``cobuy-serving@champion`` in an MLflow under ``--work``, starts ``python -m serving.service`` on it, and runs
@@ -38,7 +38,7 @@ ENDPOINTS = {"related": "/items/{item_id}/related", "baskets": "/baskets/complet
 def online_retail_hybrid(p) -> object:
     """Online Retail's hybrid as benchmarked (benchmarks/results/online_retail-hybrid.json: EASE, broad association
     rules, the packaged text encoder's embeddings, recency and trend; its tuned weights), fitted on train."""
-    from training.benchmark import default_params
+    from benchmarks.common import default_params
     from training.hybrid_tuning import fit_hybrid
     from training.models import MODELS, AssociationRules
     from training.text_encoder import TextEncoder, TextEncoderConfig, item_texts
@@ -57,28 +57,28 @@ def build_champion(dataset: str, work: Path, dim: int, seed: int, family: str | 
     """Fit the dataset's champion, bundle it and register it as cobuy-serving@champion under ``work``."""
     from serving.registry import register_serving_version
     from serving.serving_gate import bundle_model
-    from training.benchmark_data import prepare
+    from benchmarks.data import prepare
 
     p = prepare(dataset)
     data, catalog = p.train, p.cleaned.items
     if dataset == "gowalla":
-        from serving.benchmark import _FormModel
+        from benchmarks.common import FormModel
         from sklearn.utils.extmath import randomized_svd
 
         from training.models.base import FactorForm
 
         u, s, vt = randomized_svd(data.user_items.astype(np.float32), n_components=dim, random_state=seed)
-        model, family = _FormModel(FactorForm((u * s).astype(np.float32), vt.T.astype(np.float32).copy())), "mf"
+        model, family = FormModel(FactorForm((u * s).astype(np.float32), vt.T.astype(np.float32).copy())), "mf"
     elif family == "hybrid":
         model = online_retail_hybrid(p)
     else:
-        from training.benchmark import default_params
+        from benchmarks.common import default_params
         from training.models import ItemKNN
 
         model, family = ItemKNN(**default_params(dataset, "itemknn")).fit(data), "itemknn"
     bundle = work / "bundle"
     shutil.rmtree(bundle, ignore_errors=True)
-    info = bundle_model(model, family, data, catalog, bundle, source={"benchmark": "serving.load_benchmark"})
+    info = bundle_model(model, family, data, catalog, bundle, source={"benchmark": "benchmarks.service_load"})
     uri = f"sqlite:///{work / 'mlflow.db'}"
     version, _ = register_serving_version(uri, "cobuy-serving", "load-benchmark", bundle, f"load-{dataset}",
                                           {"family": family}, (work / "mlartifacts").as_uri())
@@ -165,7 +165,7 @@ def where_time_goes(e: dict) -> str:
 
 
 def benchmark(args: argparse.Namespace) -> dict:
-    from training.benchmark import machine
+    from benchmarks.common import machine
 
     suffix = f"-{args.family}" if args.family == "hybrid" else ""
     work = Path(args.work or f"/tmp/cobuy-load-{args.dataset}{suffix}")
@@ -224,7 +224,7 @@ def benchmark(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m serving.load_benchmark", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.service_load", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=["gowalla", "online_retail"], required=True)
     p.add_argument("--users", type=int, default=50, help="simulated shoppers")
     p.add_argument("--rate", type=float, default=10.0, help="requests per second per shopper (offered: users x rate)")

@@ -1,11 +1,11 @@
 """Peak memory of streaming batch scoring (ONNX Runtime, users in chunks, top-k to Parquet).
 
-    python -m serving.memory_benchmark --case gowalla     # 29,858 users x 40,981 items, 64-d factors
-    python -m serving.memory_benchmark --case synthetic   # 1,000,000 users x 100,000 items, 64-d factors
+    python -m benchmarks.serving_memory --case gowalla     # 29,858 users x 40,981 items, 64-d factors
+    python -m benchmarks.serving_memory --case synthetic   # 1,000,000 users x 100,000 items, 64-d factors
 
 The model is a 64-d factor model (for Gowalla the truncated SVD of its train split; for the synthetic
 shop random factors and ~10 random seen items per user): memory depends on the shapes only. Resident
-memory (RSS) is recorded after each stage, and ``PeakMemory`` (serving/benchmark.py) samples the peak
+memory (RSS) is recorded after each stage, and ``PeakMemory`` (benchmarks/serving.py) samples the peak
 *above* the level at which scoring starts, i.e. beyond the model (numpy factors, ONNX Runtime's copy of
 them) and the users' histories, which are in memory before scoring begins. Each (users, chunk size)
 configuration runs in a fresh forked process, so no run inherits another's arena. Streaming keeps that peak at
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from serving.benchmark import RESULTS, PeakMemory, rss_bytes
+from benchmarks.common import RESULTS, PeakMemory, rss_bytes
 from cobuy_files.storage import write_result_json
 
 MB = 2**20
@@ -133,7 +133,7 @@ def measure(case: str, form, history: sp.csr_matrix, user_counts: list[int], chu
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from training.benchmark import machine
+    from benchmarks.common import machine
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--case", choices=["gowalla", "synthetic"], required=True)
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.case == "gowalla":
-        from serving.benchmark import factor_model_for
+        from benchmarks.common import factor_model_for
 
         form, train = factor_model_for("gowalla", args.dim, args.seed)
         history = train.user_items.tocsr()

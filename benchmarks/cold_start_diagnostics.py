@@ -1,9 +1,9 @@
 """Where a new item's right answers could come from: diagnostics over the rolling-origin cold-start folds.
 
-Run after the cold-start benchmark has kept its folds' embeddings (``python -m training.benchmark --dataset
+Run after the cold-start benchmark has kept its folds' embeddings (``python -m benchmarks.run --dataset
 online_retail --model text_encoder --folds 10``, which writes ``data/cold_start_folds/*.npz``):
 
-    python -m training.cold_start_diagnostics --folds 10
+    python -m benchmarks.cold_start_diagnostics --folds 10
 
 writes ``benchmarks/results/online_retail-cold_start-diagnostics.json``. Two questions, on the wider right answers
 (same basket or same customer after the cut), each fold's new items pooled:
@@ -85,8 +85,8 @@ def unsold_hit_rates(task: ColdStartTask, embeddings: np.ndarray, counts: np.nda
 def run(folds: int, steps: int = 250, n_near: int = 3, seed: int = 0) -> dict[str, Any]:
     """Both diagnostics over the rolling-origin folds 0..``folds``-1 of Online Retail, from the fine-tuned embeddings
     the cold-start benchmark (``steps`` fine-tuning steps) kept for each (raises naming the first one missing)."""
-    from training.benchmark import COLD_START_FOLDS, machine
-    from training.cold_start_benchmark import fold_checkpoint, rolling_folds
+    from benchmarks.common import COLD_START_FOLDS, machine
+    from benchmarks.cold_start import fold_checkpoint, rolling_folds
     from training.data import build_interaction_data, item_pair_counts
 
     cleaned, _, rows_all, windows = rolling_folds("online_retail", folds)
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-near", type=int, default=3, help="nearest / random / farthest new items compared")
     args = ap.parse_args(argv)
     from cobuy_files.storage import write_result_json
-    from training.benchmark import RESULTS
+    from benchmarks.common import RESULTS
 
     result = run(args.folds, args.steps, args.n_near)
     path = write_result_json(result, Path(RESULTS) / "online_retail-cold_start-diagnostics.json")

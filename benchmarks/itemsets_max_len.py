@@ -1,7 +1,7 @@
 """Choosing ``association_rules.max_len``: the rules model's accuracy and cost at each max_len on a dataset's own
 split (as the benchmark command splits it), with the tuned min_support / min_confidence of that dataset.
 
-    python -m training.itemsets_max_len --dataset online_retail --out benchmarks/results
+    python -m benchmarks.itemsets_max_len --dataset online_retail --out benchmarks/results
 
 Writes ``<out>/<dataset>-itemsets-max_len.json``: per max_len, recall/ndcg@20 (and @10), users scored, rules (pair
 and multi-item-antecedent), fit seconds (median of ``--repeats``) and scoring seconds, and the ONNX export (kind,
@@ -22,8 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     from serving.onnx_export import export_recommender
     from serving.onnx_scoring import OnnxRecommender, check_parity
     from cobuy_files.storage import write_result_json
-    from training.benchmark import default_params, machine
-    from training.benchmark_data import prepare
+    from benchmarks.common import default_params, machine
+    from benchmarks.data import prepare
     from training.evaluation import metrics_frame
     from training.models.association import AssociationRules
 

@@ -1,4 +1,4 @@
-"""Cold-start benchmark on a temporal split (called by ``python -m training.benchmark --model text_encoder``).
+"""Cold-start benchmark on a temporal split (called by ``python -m benchmarks.run --model text_encoder``).
 
 One fold is the split's own: the items first sold after the temporal cut are ranked against the catalog by text
 alone, for both definitions of the right answers, by the fine-tuned encoder, the same encoder untuned, TF-IDF on
@@ -102,13 +102,13 @@ def fold_checkpoint(checkpoints: Path, dataset: str, steps: int, fold: int) -> P
 
 
 def rolling_folds(dataset: Any, folds: int) -> tuple[Any, Any, pd.DataFrame, list[FoldWindows]]:
-    """The dataset's cleaned tables and temporal split (``training.benchmark_data.prepare``; ``dataset``: a built-in
+    """The dataset's cleaned tables and temporal split (``benchmarks.data.prepare``; ``dataset``: a built-in
     name or a ``BenchmarkDataset``), every interaction row (before and after the cut) and the ``folds``
     rolling-origin windows over them. A dataset whose split has no time cut stops with the reason."""
-    from training import benchmark
-    from training.benchmark_data import require_temporal
+    from benchmarks import data
+    from benchmarks.data import require_temporal
 
-    cleaned, split, _, _ = benchmark.load_dataset(dataset)
+    cleaned, split, _, _ = data.load_dataset(dataset)
     require_temporal(split, "the text encoder's cold-start benchmark")
     rows_all = pd.concat([split.train, split.after_cutoff], ignore_index=True)
     end = rows_all["timestamp"].max() + pd.Timedelta(seconds=1)
@@ -253,11 +253,11 @@ def run_cold_start(dataset: Any, steps: int, folds: int = 1, checkpoints: Path |
     of run again (a long run killed part-way loses at most one fold; the code is not compared, so resume only runs of
     the same code); with ``reuse_embeddings`` such a fold is evaluated again, every method and setting, from its
     kept embeddings without fine-tuning (a new scorer tried on the same encoders). ``confirm_from``: see
-    ``summarise``. ``dataset``: a built-in name or a ``training.benchmark_data.BenchmarkDataset``;
+    ``summarise``. ``dataset``: a built-in name or a ``benchmarks.data.BenchmarkDataset``;
     ``encoder_dir``: where fold 0's fine-tuned encoder is saved (default ``data/text_encoder/<dataset>``);
     ``batch_size``: the fine-tuning batch (default ``TextEncoderConfig``'s; pairs drawn = steps x batch)."""
-    from training.benchmark import ROOT, machine
-    from training.benchmark_data import BenchmarkInputError, dataset_name
+    from benchmarks.common import ROOT, machine
+    from benchmarks.data import BenchmarkInputError, dataset_name
     from training.text_encoder import TextEncoderConfig, item_texts
 
     default_batch = TextEncoderConfig().batch_size

@@ -1,6 +1,6 @@
 """Our sparse pair rules against mlxtend's ``fpgrowth(max_len=2)`` + ``association_rules`` (the reference in
-``training.mlxtend_reference``): the same rules, and how long each takes, on all of a dataset's clean baskets
-(called by ``python -m training.benchmark --model association_rules``)."""
+``benchmarks.mlxtend_reference``): the same rules, and how long each takes, on all of a dataset's clean baskets
+(called by ``python -m benchmarks.run --model association_rules``)."""
 from __future__ import annotations
 
 import statistics
@@ -51,7 +51,7 @@ def speed_vs_mlxtend(baskets: sp.csr_matrix, repeats: int, settings=SETTINGS,
     where the dense one-hot table fits ``max_cells``, mlxtend's (at most 3 runs: it is the slow one) with the
     comparison of the two rule tables. Otherwise ``mlxtend_skipped`` says why."""
     from training.association import pair_rules
-    from training.mlxtend_reference import mlxtend_pair_rules, one_hot
+    from benchmarks.mlxtend_reference import mlxtend_pair_rules, one_hot
 
     cells = int(baskets.shape[0]) * int(baskets.shape[1])
     skipped = None

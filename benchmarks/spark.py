@@ -1,8 +1,8 @@
 """The counting stages in process and on Spark, side by side on a shared dataset: same results, and what each costs.
 
-    nice -n 10 python -m training.spark_benchmark --dataset online_retail
-    nice -n 10 python -m training.spark_benchmark --dataset instacart
-    nice -n 10 python -m training.spark_benchmark --dataset instacart --stages scale --scale 1 4 8
+    nice -n 10 python -m benchmarks.spark --dataset online_retail
+    nice -n 10 python -m benchmarks.spark --dataset instacart
+    nice -n 10 python -m benchmarks.spark --dataset instacart --stages scale --scale 1 4 8
 
 Writes (merging by dataset) ``benchmarks/results/spark-engine.json``. Per dataset and setting:
 
@@ -53,7 +53,7 @@ SCALE_SUPPORT = {"online_retail": 0.005, "instacart": 0.001}
 def load(dataset: str) -> tuple[sp.csr_matrix, sp.csr_matrix, dict]:
     """A shared dataset's clean baskets and the rows item-kNN learns from (users' histories; baskets where the
     data has no customers), both (n, n_items) CSR over the whole catalogue, and facts about them."""
-    from training.itemsets_benchmark import load_data
+    from benchmarks.itemsets import load_data
 
     t0 = time.perf_counter()
     data = load_data(dataset)
@@ -212,7 +212,7 @@ def scale_rows(engine: Any, baskets: sp.csr_matrix, min_support: float, factors:
 
 def main(argv: list[str] | None = None) -> int:
     from cobuy_files.storage import write_result_json
-    from training.benchmark import machine
+    from benchmarks.common import machine
     from training.spark_counting import SparkCounting, spark_unavailable
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -248,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     def save() -> None:
         every = {**result.get("datasets", {}), args.dataset: entry}
         write_result_json({"description": __doc__.split("\n\n")[0], "commands": [
-            "nice -n 10 python -m training.spark_benchmark --dataset online_retail",
-            "nice -n 10 python -m training.spark_benchmark --dataset instacart",
-            "nice -n 10 python -m training.spark_benchmark --dataset instacart --stages scale --scale 1 4 8"],
+            "nice -n 10 python -m benchmarks.spark --dataset online_retail",
+            "nice -n 10 python -m benchmarks.spark --dataset instacart",
+            "nice -n 10 python -m benchmarks.spark --dataset instacart --stages scale --scale 1 4 8"],
             "identical": all(r["identical"] is not False for d in every.values() for r in d["rows"]),
             "datasets": every, "machine": machine()}, args.out)
 

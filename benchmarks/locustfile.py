@@ -1,4 +1,4 @@
-"""Locust users for ``serving.load_benchmark`` (run by locust only: importing locust patches the process with gevent).
+"""Locust users for ``benchmarks.service_load`` (run by locust only: importing locust patches the process with gevent).
 
 ``COBUY_LOAD_PAYLOADS``: a JSON file {"items": [item ids], "carts": [[5 item ids], ...]} drawn from the dataset;
 ``COBUY_LOAD_ENDPOINT``: ``related`` (GET /items/{id}/related?k=10) or ``baskets`` (POST /baskets/complete,

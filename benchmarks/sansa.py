@@ -1,7 +1,7 @@
 """EASE at 50k+ items: SANSA (``training.models.sansa_ease``) next to exact EASE, accuracy, time and memory.
 
-    python -m training.sansa_benchmark --dataset gowalla --l2 1 5 20 --density 5e-3   # l2 picked on validation
-    python -m training.sansa_benchmark --dataset instacart --l2 20 --density 5e-3     # basket completion
+    python -m benchmarks.sansa --dataset gowalla --l2 1 5 20 --density 5e-3   # l2 picked on validation
+    python -m benchmarks.sansa --dataset instacart --l2 20 --density 5e-3     # basket completion
 
 Each setting is fitted on the validation split's fit part and scored on its validation users; the best l2 (NDCG@20)
 is refitted on the whole train split and evaluated on test (Recall / NDCG @20), also through its sparse top-N cut
@@ -24,7 +24,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def dataset_for(name: str):
-    from training.benchmark_data import DATASETS, BenchmarkDataset
+    from benchmarks.data import DATASETS, BenchmarkDataset
 
     if name == "instacart":
         return BenchmarkDataset("instacart", {"kind": "instacart", "path": str(DATASETS / "instacart")})
@@ -50,14 +50,14 @@ def exact_ease_figures(dataset: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from training.benchmark import machine
-    from training.benchmark_data import prepare
+    from benchmarks.common import machine
+    from benchmarks.data import prepare
     from training.data import build_interaction_data
     from training.metrics import evaluate_scores
     from training.models.footprint import DataSize, ease_fit_bytes, sansa_fit_bytes
     from training.models.sansa_ease import SansaEASE
     from training.models.sparse import SparseItemItem
-    from training.sparse_benchmark import peak_rss_gb
+    from benchmarks.sparse_top_n import peak_rss_gb
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="gowalla")

@@ -2,8 +2,8 @@
 ``association_rules`` (the reference: same rule set, values compared), and beside them in the same run the C and
 Rust miners that install here (pyfim: Borgelt's FP-growth in C; rusket: Rust), all on every clean basket of a dataset.
 
-    python -m training.itemsets_benchmark --dataset online_retail --out benchmarks/results
-    python -m training.itemsets_benchmark --dataset instacart --out benchmarks/results
+    python -m benchmarks.itemsets --dataset online_retail --out benchmarks/results
+    python -m benchmarks.itemsets --dataset instacart --out benchmarks/results
 
 Writes ``<out>/<dataset>-itemsets.json``: per (min_support, max_len) ``rules``, ``identical``, ``ours_s``,
 ``mlxtend_s``, ``speedup`` (medians of wall seconds; every run kept), the same from this process's CPU seconds
@@ -59,7 +59,7 @@ def load_data(dataset: str) -> "InteractionData":
     """Every clean interaction of a shared dataset, indexed (``training.data.InteractionData``, whole catalogue)."""
     from data_checks.cleaning import clean
     from data_checks.sources import SourceSpec, read_source
-    from training.benchmark_data import DATASETS, BenchmarkInputError
+    from benchmarks.data import DATASETS, BenchmarkInputError
     from training.data import build_interaction_data
 
     if dataset not in DATASET_SOURCES:
@@ -245,7 +245,7 @@ def _commit() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.benchmark import machine
+    from benchmarks.common import machine
     from cobuy_files.storage import write_result_json
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

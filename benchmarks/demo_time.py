@@ -1,6 +1,6 @@
 """``make demo`` as a new user meets it: a fresh ``git clone``, then the install and the run, each timed.
 
-    python -m orchestration.demo_benchmark --out benchmarks/results
+    python -m benchmarks.demo_time --out benchmarks/results
 
 Clones this repository's committed ``HEAD`` next to it (``../<--name>``, so ``../shared`` resolves the same way),
 runs ``make install`` and then ``make demo`` there, and writes ``<out>/demo-time.json``: the wall seconds of each
@@ -97,7 +97,7 @@ def measure(name: str, keep: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m orchestration.demo_benchmark", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.demo_time", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", default="cobuy-demo-clone", help="the clone's folder name, next to this repository")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for demo-time.json")

@@ -1,7 +1,7 @@
 """CPU time per request of the live service, per endpoint: the figure that a shared machine does not blur.
 
-``python -m serving.service_cpu_benchmark --dataset online_retail --label after`` builds (or reuses, under
-``--work``) the champion bundle ``serving.load_benchmark`` builds for the dataset (``synthetic``: item-kNN on the
+``python -m benchmarks.service_cpu --dataset online_retail --label after`` builds (or reuses, under
+``--work``) the champion bundle ``benchmarks.service_load`` builds for the dataset (``synthetic``: item-kNN on the
 built-in shop), starts ``python -m serving.service`` on it as ``make serve`` does (one worker, the request log on),
 then sends ``--requests`` requests one after another on one keep-alive connection (httpx) to each endpoint
 (``GET /items/{id}/related?k=10``, items drawn by popularity; ``POST /baskets/complete?k=10``, 5-item carts from
@@ -72,7 +72,7 @@ def champion(dataset: str, work: Path, seed: int) -> dict:
     if dataset == "synthetic":
         built = synthetic_champion(work, seed)
     else:
-        from serving.load_benchmark import build_champion
+        from benchmarks.service_load import build_champion
 
         got = build_champion(dataset, work, 64, seed)
         built = {"uri": got["uri"], "payloads": str(got["payloads"]), "model": got["model"]}
@@ -110,7 +110,7 @@ def requests_for(endpoint: str, payloads: dict, n: int, offset: int = 0) -> list
 
 def measure(pid: int, todo: list, client) -> dict:
     """Send ``todo`` one after another; the server's CPU seconds (user + system) and the wall time they took."""
-    from serving.load_benchmark import process_tree_cpu
+    from benchmarks.service_load import process_tree_cpu
 
     cpu_seconds = process_tree_cpu(pid)  # with --workers, every worker
     c0, t0 = cpu_seconds(), time.perf_counter()
@@ -127,7 +127,7 @@ def measure(pid: int, todo: list, client) -> dict:
 def run(args: argparse.Namespace) -> dict:
     import httpx
 
-    from training.benchmark import machine
+    from benchmarks.common import machine
 
     work = Path(args.work or f"/tmp/cobuy-cpu-{args.dataset}")
     built = champion(args.dataset, work, args.seed)
@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m serving.service_cpu_benchmark", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.service_cpu", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=["synthetic", "online_retail", "gowalla"], required=True)
     p.add_argument("--label", required=True, help="where the figures go in the result file, e.g. before / after")
     p.add_argument("--requests", type=int, default=2000, help="requests per measured run")

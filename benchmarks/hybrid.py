@@ -1,4 +1,4 @@
-"""Hybrid benchmark on a temporal split (called by ``python -m training.benchmark --model hybrid``).
+"""Hybrid benchmark on a temporal split (called by ``python -m benchmarks.run --model hybrid``).
 
 Collaborative + association lift + text similarity + sales trend (``training.models.hybrid``): the collaborative
 family is picked on validation, the blend weights are tuned with Optuna on the validation split carved
@@ -19,10 +19,10 @@ from training.hybrid_tuning import (RECENCY_DAYS, TREND_DAYS, WEIGHT_STEP, fit_h
 
 
 def run_hybrid(dataset, trials: int, encoder_path: str | None) -> dict:
-    """``dataset``: a built-in name or a ``training.benchmark_data.BenchmarkDataset``; its split must be temporal
+    """``dataset``: a built-in name or a ``benchmarks.data.BenchmarkDataset``; its split must be temporal
     (related items are scored on the baskets after the cut)."""
-    from training.benchmark import default_params, machine
-    from training.benchmark_data import dataset_name, prepare, require_temporal
+    from benchmarks.common import default_params, machine
+    from benchmarks.data import dataset_name, prepare, require_temporal
     from training.cold_start import build_task, evaluate_cold
     from training.data import build_interaction_data
     from training.metrics import evaluate_scores

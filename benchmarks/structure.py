@@ -3,6 +3,7 @@ import graph and its cycles, imports that go up the layers, and how many files n
 
     python -m benchmarks.structure --label after                       # this checkout
     git worktree add /tmp/before <commit> && python -m benchmarks.structure --root /tmp/before --label before
+    python -m benchmarks.structure --docs                              # the table in docs/architecture.md
 
 Both write into ``benchmarks/results/structure.json`` (one entry per label). The layers, lowest first, are
 :data:`LAYERS`; a module may import its own layer and those below. Every ``import`` counts, at module level or
@@ -204,13 +205,42 @@ def measure(root: Path) -> dict:
     }
 
 
+def table(figures: dict[str, dict]) -> str:
+    """Markdown: the figures of every label in ``figures`` (``structure.json``), one column each."""
+    labels = list(figures)
+    rows = [("commit", lambda f: f["git_commit"]), ("modules", lambda f: f["modules"])]
+    rows += [(f"modules in `{p}`", lambda f, p=p: f["packages"][p]["modules"]) for p in LAYERS]
+    rows += [("imports between project modules", lambda f: f["import_edges"]),
+             ("upward imports (module pairs)", lambda f: f["upward_imports"]),
+             ("import cycles (sizes)", lambda f: f"{f['cycles']} ({', '.join(map(str, f['cycle_sizes'])) or '-'})"),
+             ("benchmark modules outside `benchmarks/`", lambda f: f["benchmark_modules_outside_benchmarks"]),
+             ("library imports of benchmark modules", lambda f: len(f["library_imports_of_benchmark_modules"]))]
+    rows += [(f"library files naming `{n}`", lambda f, n=n: f["library_files_naming_each_family"][n])
+             for n in FAMILY_NAMES]
+    lines = ["| | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    lines += [f"| {name} | " + " | ".join(str(get(figures[label])) for label in labels) + " |" for name, get in rows]
+    return "\n".join(lines)
+
+
+def update_docs(figures: dict[str, dict], doc: Path = ROOT / "docs" / "architecture.md") -> None:
+    """Rewrite the table between the structure markers of ``doc``."""
+    start, end = "<!-- structure:start -->", "<!-- structure:end -->"
+    text = doc.read_text()
+    head, rest = text.split(start, 1)
+    doc.write_text(f"{head}{start}\n{table(figures)}\n{end}{rest.split(end, 1)[1]}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.structure", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=ROOT, help="the checkout to measure (default: this one)")
     ap.add_argument("--label", default="after", help="the entry to write, e.g. before or after")
     ap.add_argument("--out", type=Path, default=RESULTS / "structure.json")
+    ap.add_argument("--docs", action="store_true", help="rewrite the table in docs/architecture.md and exit")
     args = ap.parse_args(argv)
+    if args.docs:
+        update_docs(json.loads(args.out.read_text()))
+        return
     figures = measure(args.root.resolve())
     old = json.loads(args.out.read_text()) if args.out.exists() else {}
     args.out.parent.mkdir(parents=True, exist_ok=True)

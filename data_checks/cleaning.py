@@ -107,6 +107,13 @@ def _quarantine_rows(df: pd.DataFrame, reason: pd.Series, detail: pd.Series, tab
     }), QUARANTINE_COLUMNS, {})
 
 
+# GX walks an expectation's value set through pydantic each time it reads its configuration (many times a run):
+# minutes at 10^6 catalog ids. Above this many, "item in the catalog" is decided in pandas (a RowRule's ``pandas``).
+MAX_GX_VALUE_SET = 100_000
+
+# columns holding a list per row (``schema.OPTIONAL_ITEM_COLUMNS``): kept in the tables, not given to GX (see _decide)
+LIST_COLUMNS = ("category_path",)
+
 # A row's detail: fixed text, or text computed for the flagged rows only (given their boolean mask).
 Detail = Union[str, Callable[[np.ndarray], pd.Series], None]
 
@@ -158,7 +165,10 @@ def _decide(frame: pd.DataFrame, table: str, suite: str, rules: list[RowRule], s
     row the first reason, in ``rules`` order, whose expectation it fails. The order of reasons is ours (GX
     reports each expectation on its own); it is applied here, in pandas."""
     gx_rules = [r for r in rules if r.expectation is not None]
-    outcomes = session.run(suite, table, frame, [r.expectation for r in gx_rules], level="row",
+    # GX fingerprints each batch by hashing it, and pickles the whole frame when a column holds lists (a catalog's
+    # category paths: 40 s a pass at 10^6 items); no rule reads them, so GX does not get them
+    checked = frame.drop(columns=[c for c in LIST_COLUMNS if c in frame.columns])
+    outcomes = session.run(suite, table, checked, [r.expectation for r in gx_rules], level="row",
                            reasons=[r.reason for r in gx_rules]) if len(frame) else []
     found = {id(r): o for r, o in zip(gx_rules, outcomes)}
     for rule in rules:
@@ -259,20 +269,31 @@ def _interaction_rules(inter: pd.DataFrame, rules: CleaningRules, now: pd.Timest
     content = [c for c in inter.columns if c not in ("source_row", "source_file", "title", *UNPARSED_COLUMNS)]
     out.append(RowRule("duplicate_row", gxe.ExpectCompoundColumnsToBeUnique(column_list=content, ignore_row_if="never"),
                        keep_first_of=content))
-    if catalog_ids is not None and values("item_id"):
+    if catalog_ids is not None and values("item_id") and len(catalog_ids) > MAX_GX_VALUE_SET:
+        known = pd.Index(catalog_ids.dropna().astype(str))
+        ids = inter["item_id"]
+        out.append(RowRule("item_not_in_catalog", detail=f"the item is not among the catalog's {len(known):,} ids",
+                           pandas=lambda: (ids.notna() & ~ids.isin(known)).to_numpy(),
+                           pandas_name=f"item id in the catalog (more than {MAX_GX_VALUE_SET:,} ids: too many for "
+                                       "a GX value set)"))
+    elif catalog_ids is not None and values("item_id"):
         out.append(RowRule("item_not_in_catalog", gxe.ExpectColumnValuesToBeInSet(
             column="item_id", value_set=catalog_ids.dropna().astype(str).tolist())))
     return out
 
 
 def clean(raw: RawTables, rules: CleaningRules | None = None, now: pd.Timestamp | None = None,
-          gx: "GxSession | None" = None) -> CleanResult:
+          gx: "GxSession | None" = None, accepted_items: pd.DataFrame | None = None) -> CleanResult:
     """Split raw canonical tables into clean tables and quarantine.
 
     Great Expectations decides: the rules are expectations (``_interaction_rules``, ``_item_rules``) run on the
     rows as read, and each row failing one goes to quarantine with that reason, the detail naming the
     expectation. ``gx``: the session to run them in (its Data Docs then show them); a private one otherwise.
     The row-level results are in ``CleanResult.expectations``.
+
+    ``accepted_items``: a catalog cleaned already (an earlier chunk's ``CleanResult.items``, when a large source is
+    validated a chunk at a time): interactions are checked against it, it is returned as the items and is not
+    validated again (``raw.items`` is then ignored).
 
     Raises ``AssertionError`` if any row were lost (rows in != clean + quarantined).
     """
@@ -290,7 +311,10 @@ def clean(raw: RawTables, rules: CleaningRules | None = None, now: pd.Timestamp 
     items_raw = raw.items.reset_index(drop=True)
     item_quarantine = empty_frame(QUARANTINE_COLUMNS)
     catalog_ids = None
-    if len(items_raw):
+    if accepted_items is not None:
+        items_raw = items_raw.iloc[:0]
+        items, catalog_ids = accepted_items, accepted_items["item_id"]
+    elif len(items_raw):
         fi = _Flagger(items_raw.index)
         row_results += _decide(items_raw, "items", "items_as_read_rows", _item_rules(), session, fi)
         item_quarantine = _quarantine_rows(items_raw, fi.reason, fi.detail, "items")
@@ -298,7 +322,7 @@ def clean(raw: RawTables, rules: CleaningRules | None = None, now: pd.Timestamp 
         catalog_ids = items["item_id"]
     row_results += _decide(inter, "interactions", "interactions_as_read_rows",
                            _interaction_rules(inter, rules, now, catalog_ids), session, f)
-    if not len(items_raw):
+    if not len(items_raw) and accepted_items is None:
         items = _derive_catalog(inter[f.reason.isna()])
 
     quarantine = pd.concat([_quarantine_rows(inter, f.reason, f.detail, "interactions"), item_quarantine],

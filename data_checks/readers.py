@@ -25,7 +25,16 @@ from data_checks.schema import (
     conform,
     empty_frame,
 )
-from data_checks.tables import first_data_row, id_strings, numbers, prices, read_table, timestamps, unparsed
+from data_checks.tables import (
+    first_data_row,
+    id_strings,
+    numbers,
+    prices,
+    read_table,
+    timestamps,
+    trimmed_text,
+    unparsed,
+)
 from data_checks.text_files import (
     WHITESPACE,
     RowNumbers,
@@ -202,8 +211,27 @@ def _category_path(value: object) -> list[str] | None:
     return levels or None
 
 
+def _category_paths(values: pd.Series) -> tuple[np.ndarray, pd.arrays.StringArray]:
+    """Each value's :func:`_category_path` (object array of lists or None) and the levels joined with
+    `` > `` (missing where None); worked out once per distinct value (a catalog repeats its categories)."""
+    try:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    except TypeError:  # unhashable values (lists read from JSON): one by one
+        codes, uniques = np.arange(len(values)), values.to_numpy(dtype=object)
+    found = [_category_path(v) for v in uniques]
+    paths = np.empty(len(found) + 1, dtype=object)  # the last slot: missing values (code -1)
+    paths[:len(found)] = found
+    text = np.array([CATEGORY_SEPARATOR.join(p) if p else None for p in found] + [None], dtype=object)
+    at = np.where(codes < 0, len(found), codes)
+    own = pd.Series([list(p) if p is not None else None for p in paths[at]], dtype=object)  # a list per row
+    return own.to_numpy(), pd.array(text[at], dtype="string")
+
+
 def _text_column(values: pd.Series) -> pd.Series:
     """Text fields as strings: JSON lists of strings joined with ", " (e.g. a list-valued brand)."""
+    fast = trimmed_text(values, blanks_missing=False)
+    if fast is not None:
+        return fast
     if values.dtype == object:
         values = values.map(lambda v: ", ".join(str(x) for x in v) if isinstance(v, (list, tuple)) else v)
     return values.astype("string").str.strip()
@@ -225,9 +253,9 @@ def read_catalog(cat: CatalogFile) -> pd.DataFrame:
         "source_file": str(cpath),
     })
     if "category" in ccols:
-        paths = df[ccols["category"]].map(_category_path)
-        items["category_path"] = paths.values
-        items["category"] = pd.array([CATEGORY_SEPARATOR.join(p) if p else None for p in paths], dtype="string")
+        paths, joined = _category_paths(df[ccols["category"]])
+        items["category_path"] = paths
+        items["category"] = joined
     return conform(items, ITEM_COLUMNS, OPTIONAL_ITEM_COLUMNS)
 
 

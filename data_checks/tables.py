@@ -239,7 +239,15 @@ def _record_lines(path: Path, text: str, delimiter: str, header: bool = True,
 
 
 def id_strings(values: pd.Series) -> pd.Series:
-    """Normalise identifiers to strings: ``17850.0`` -> ``"17850"``, whitespace stripped, blanks missing."""
+    """Normalise identifiers to strings: ``17850.0`` -> ``"17850"``, whitespace stripped, blanks missing.
+    Columns of integers, or of ASCII text only (the usual case), are converted whole-column; others value by
+    value."""
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return values.astype(str).astype("string")
+    fast = trimmed_text(values, blanks_missing=True)
+    if fast is not None:
+        return fast
+
     def one(v: object) -> object:
         if v is None or (isinstance(v, float) and v != v):
             return None
@@ -248,6 +256,30 @@ def id_strings(values: pd.Series) -> pd.Series:
         s = str(v).strip()
         return s or None
     return values.map(one).astype("string")
+
+
+# what Python's str.strip() removes from ASCII text: space, \t \n \v \f \r and the separators \x1c-\x1f
+_ASCII_EDGE_SPACE = r"^[\t\n\x0b\x0c\r\x1c-\x1f ]+|[\t\n\x0b\x0c\r\x1c-\x1f ]+$"
+
+
+def trimmed_text(values: pd.Series, blanks_missing: bool) -> pd.Series | None:
+    """A column holding only ASCII text (or missing values) stripped as ``str.strip`` would, whole-column with
+    Arrow's kernels, as pandas ``string`` (blanks missing when ``blanks_missing``); None for any other column (the
+    caller then goes value by value)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (values.dtype == object or isinstance(values.dtype, pd.StringDtype)):
+        return None
+    if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+        return None
+    text = pa.array(values.to_numpy(dtype=object), pa.string(), from_pandas=True)
+    if pc.all(pc.string_is_ascii(text)).as_py() is False:
+        return None
+    text = pc.replace_substring_regex(text, _ASCII_EDGE_SPACE, "")
+    if blanks_missing:
+        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    return pd.Series(text.to_numpy(zero_copy_only=False), index=values.index, dtype="string")
 
 
 _NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
@@ -336,7 +368,12 @@ def timestamps(values: pd.Series, fmt: str | None = None) -> pd.Series:
 
 
 def unparsed(parsed: pd.Series, raw: pd.Series) -> pd.Series:
-    """Raw text where parsing gave a missing value but the field was not blank (else missing)."""
-    text = raw.astype("string").str.strip()
-    bad = parsed.isna().to_numpy() & text.notna().to_numpy() & (text != "").fillna(False).to_numpy()
-    return text.where(bad, pd.NA).str.slice(0, 200)
+    """Raw text where parsing gave a missing value but the field was not blank (else missing). Only the values
+    that did not parse are turned into text."""
+    out = pd.Series(pd.NA, index=raw.index, dtype="string")
+    failed = parsed.isna().to_numpy() & raw.notna().to_numpy()
+    if failed.any():
+        text = raw[failed].astype("string").str.strip()
+        bad = text.notna() & (text != "").fillna(False)
+        out[text.index[bad.to_numpy(dtype=bool)]] = text[bad].str.slice(0, 200)
+    return out

@@ -176,3 +176,66 @@ def item_item_form(n_items: int, budget: MemoryBudget, setting: str = "auto") ->
         raise ValueError(f"item_item_form must be 'auto', 'dense' or 'sparse', not {setting!r}")
     usable = budget.usable_bytes
     return "dense" if usable is None or item_item_export_bytes(n_items) <= usable else "sparse"
+
+
+# ---------------------------------------------------------------- a large shop's pipeline, stage by stage
+# (orchestration's synthetic-scale benchmark refuses a stage up front when its estimate does not fit)
+
+def generation_bytes(rows_per_part: int, n_items: int) -> int:
+    """``data_checks.synthetic_scale``: one part's arrays (about 200 bytes a line: draws, sorts, Arrow strings)
+    and the catalog's (about 150 bytes an item)."""
+    return 200 * rows_per_part + 150 * n_items
+
+
+def ingestion_bytes(rows_per_part: int, n_items: int) -> int:
+    """``data_checks.chunked.ingest_parts``: one part read and mapped to canonical columns (string ids as Python
+    objects and their copies, about 600 bytes a row) and the catalog with its category paths (about 500 bytes
+    an item)."""
+    return 600 * rows_per_part + 500 * n_items
+
+
+def validation_bytes(rows_per_part: int, n_items: int) -> int:
+    """``data_checks.chunked.validate_parts``: one part under Great Expectations' row rules (the frame, GX's
+    copies and masks, the duplicate check's hashing: about 1.5 kB a row) and the accepted catalog with its ids
+    as the in-set expectation's value set (about 700 bytes an item)."""
+    return 1500 * rows_per_part + 700 * n_items
+
+
+def part_matrix_bytes(rows: int, n_users: int) -> int:
+    """``training.part_matrices``: one id column in Arrow (about 16 bytes a row), three int64 position arrays and
+    the COO/CSR copies of two matrices (about 24 bytes a row each), the users' ids as Python strings (70 bytes)."""
+    return rows * (16 + 3 * 8 + 2 * 24) + n_users * 70
+
+
+def pair_rules_bytes(pair_products: int, nnz: int) -> int:
+    """``training.association.pair_rules``: the basket matrix's CSC/CSR copies (12 bytes an entry, three of them)
+    and the pair counts ``B_f^T B_f`` with its upper triangle as COO (about 40 bytes for each of the
+    ``pair_products``, sum over baskets of (frequent items in it)^2, the counts' worst case)."""
+    return 36 * nnz + 40 * pair_products
+
+
+def block_knn_bytes(nnz: int, n_items: int, k: int, max_block_pairs: int) -> int:
+    """``training.models.sparse_blocks.cosine_top_k``: the user-item matrix and its transpose (12 bytes an entry,
+    three copies with the weighted one), one block's product and its similarities, sort keys and selection
+    (about 60 bytes for each of ``max_block_pairs``), and the kept neighbours (k per item, 12 bytes, twice)."""
+    return 36 * nnz + 60 * max_block_pairs + 24 * n_items * min(k, max(n_items - 1, 0))
+
+
+def ials_fit_bytes(size: DataSize, dim: int) -> int:
+    """iALS (``training.models.mf.IALSModule``): user and item factors and the conjugate-gradient vectors
+    (residual, direction, product, right-hand side and a temporary: seven (n, dim) float32 arrays a side), the
+    observed pairs as two torch CSR copies with int64 indices and the per-pair rows and dots (about 64 bytes a
+    pair)."""
+    return 7 * (size.n_users + size.n_items) * dim * FLOAT32 + 64 * size.nnz
+
+
+def factor_export_bytes(n_users: int, n_items: int, dim: int) -> int:
+    """A factor model's ONNX export (``serving.onnx_export.factor_graph``): the factors, their contiguous copies
+    and the protobuf's copy while the file is written (three float32 copies of (n_users + n_items, dim))."""
+    return 3 * (n_users + n_items) * dim * FLOAT32
+
+
+def factor_scoring_bytes(n_items: int, batch: int) -> int:
+    """ONNX Runtime scoring a batch of users through a factor export: the (batch, n_items) scores, their masked
+    copy and TopK's workspace (four float32 blocks)."""
+    return 4 * batch * n_items * FLOAT32

@@ -34,7 +34,7 @@ class RelatedLists:
     """``scorer``: the served scorer (``related_scores(item)`` -> (n_items,) scores); ``evidence``:
     ``serving.service.evidence.Evidence``; ``row(pos, score, ev) -> bytes``: the JSON of one row."""
 
-    def __init__(self, scorer, evidence, row, depth: int = 100, json_depth: int = 20,
+    def __init__(self, scorer, evidence, row, depth: int = 100, json_depth: int = 10,
                  capacity_bytes: int = 64 * 2**20, on_cache=None) -> None:
         self.scorer, self.evidence, self.row = scorer, evidence, row
         self.depth, self.json_depth, self.capacity = depth, json_depth, capacity_bytes

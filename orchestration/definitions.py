@@ -60,8 +60,9 @@ promote_job = dg.define_asset_job(
     description="The promotion gate only: judge each family's @challenger against @champion on held-out data.")
 serve_job = dg.define_asset_job(
     "publish_related_items", selection=dg.AssetSelection.assets(scoring.related_items),
-    description="Rebuild related_items from a family's @champion (family auto: item-kNN, else association "
-                "rules, else a factor model; whichever has a champion) with ONNX Runtime.")
+    description="Rebuild related_items from cobuy-serving@champion (what the live service answers from), or, where "
+                "it cannot relate items or there is none, from a family's @champion (item-kNN, else association "
+                "rules, else a factor model) with ONNX Runtime.")
 score_job = dg.define_asset_job(
     "score", selection=dg.AssetSelection.groups(scoring.GROUP),
     description="Batch scoring with whatever MLflow's @champion names now: user recommendations, related items "

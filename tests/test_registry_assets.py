@@ -241,10 +241,15 @@ def test_serving_gate_registers_the_best_family_as_the_one_serving_champion(firs
     best = rank_candidates(metrics, "ndcg@20", families)["family"].iloc[0]
     assert row["challenger_family"] == row["serving_family"] == best
     assert row["promoted"] and row["champion_version_after"] == "1"
+    # decided on validation, the test split's figure reported beside it
+    assert row["split"] == "validation" and 0 < row["challenger_test_value"] <= 1
+    assert row["challenger_value"] != row["challenger_test_value"]
     assert row["challenger_format"] == ("native" if best == "hybrid" else "onnx")
     client = _client(resources)
     version = client.get_model_version_by_alias("cobuy-serving", "champion")
     assert version.tags["family"] == best and version.tags["gate.promoted"] == "True"
+    assert version.tags["gate.split"] == "validation"
+    assert float(version.tags["gate.test_challenger_value"]) == pytest.approx(row["challenger_test_value"], abs=1e-6)
     from serving.registry import download_serving_version
 
     folder = download_serving_version(resources["mlflow"].tracking_uri, "cobuy-serving", "1", tmp_path / "v1")

@@ -174,7 +174,8 @@ class SparkCounting:
         m = x.tocsr()
         entries = _entries(self.session(), m, "u", "i", weights=m.data.astype(np.float32))
         a, b = entries.alias("a"), entries.alias("b")
-        pairs = a.join(b, (F.col("a.u") == F.col("b.u")) & (F.col("a.i") != F.col("b.i")))
+        # a sort-merge join, never a broadcast one: the entries are the event log, not a small table
+        pairs = a.join(b.hint("merge"), (F.col("a.u") == F.col("b.u")) & (F.col("a.i") != F.col("b.i")))
         if np.all(m.data == 1):
             return pairs.groupBy(F.col("a.i").alias("i"), F.col("b.i").alias("j")).agg(
                 F.count(F.lit(1)).cast("float").alias("c"))

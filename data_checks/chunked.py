@@ -12,6 +12,7 @@ Duplicates are found inside a part: sources whose orders each lie in one part (a
 """
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +107,10 @@ def validate_parts(ingested: IngestedParts, out: str | Path, rules: CleaningRule
         totals["read_s"] += t1 - t0
         totals["clean_s"] += t2 - t1
         totals["write_s"] += time.perf_counter() - t2
+        # GX's context holds the part's frame in reference cycles, which the cyclic collector (counting objects,
+        # not bytes) left alone: 0.8 GB a part held until the end, 17 GB at 19 parts of 2 * 10^6 rows
+        del inter, raw, result
+        gc.collect()
     assert totals["interactions_clean"] + totals["interactions_quarantined"] == totals["interactions_in"], \
         "interaction rows lost in chunked validation"
     if accepted is None:  # no part: the catalog on its own

@@ -179,7 +179,7 @@ def item_item_form(n_items: int, budget: MemoryBudget, setting: str = "auto") ->
 
 
 # ---------------------------------------------------------------- a large shop's pipeline, stage by stage
-# (orchestration's synthetic-scale benchmark refuses a stage up front when its estimate does not fit)
+# (benchmarks/synthetic_scale.py refuses a stage up front when its estimate does not fit)
 
 def generation_bytes(rows_per_part: int, n_items: int) -> int:
     """``data_checks.synthetic_scale``: one part's arrays (about 200 bytes a line: draws, sorts, Arrow strings)

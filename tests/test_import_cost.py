@@ -37,3 +37,11 @@ def test_the_benchmark_reads_cumulative_import_times_per_package():
               "import time:       200 |     250000 |   numpy\n"
               "import time:       300 |    1500000 | orchestration.definitions\n")
     assert _importtime(stderr) == {"numpy": 0.25, "orchestration.definitions": 1.5}
+
+
+def test_validation_imports_from_a_command_line_snippet():
+    # Great Expectations imports pyspark.sql.connect when pyspark is installed; without Spark Connect's gRPC
+    # packages pyspark takes a `python -c` process for a doctest run and ends it with exit status 0, silently
+    probe = "import great_expectations\nprint('validation loaded')"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("validation loaded"), done.stderr[-2000:]

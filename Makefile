@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	# bytecode now, once: uv installs none, and where PYTHONDONTWRITEBYTECODE is set every run would recompile
 	# each imported module from source (seconds per process: dagster, pandas, transformers, mlflow); skipped:
 	# what no local run imports (libraries' own tests, transformers' other architectures, kubernetes, moto)
-	$(PY) -m compileall -q -j 0 -x '$(NO_BYTECODE)' $(VENV)/lib orchestration training serving data_checks \
+	$(PY) -m compileall -q -j 0 -x '$(NO_BYTECODE)' $(VENV)/lib cobuy_files data_checks training serving orchestration benchmarks \
 	  > /dev/null || true
 	touch $@
 

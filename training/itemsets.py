@@ -267,8 +267,7 @@ def _place(indices: np.ndarray, indptr: np.ndarray, which: np.ndarray, values: n
     (w,), into their places of the CSC arrays ``indices``/``indptr``; each length must equal ``count``."""
     if not np.array_equal(lengths, count[which]):
         raise AssertionError("tid-list sizes disagree with the counted supports")
-    dest = np.repeat(indptr[which] - (np.cumsum(lengths) - lengths), lengths) + np.arange(len(values))
-    indices[dest] = values
+    indices[_gather(indptr[which], lengths)] = values
 
 
 RULE_METRICS = ("antecedent_support", "consequent_support", "support", "confidence", "lift", "leverage",

@@ -12,7 +12,8 @@ work; each new trial is claimed under a lock kept in the storage itself, so the 
 to exactly ``n_trials`` (none lost, none run twice). A study whose worker died is resumed by calling
 ``tune`` again: finished trials are kept, the dead worker's trial is found by its missed heartbeats and
 run again with the same parameters, and only the missing trials run. The sampler is re-seeded from
-``seed + trial number`` so a trial's parameters do not depend on which worker, or which attempt, ran it.
+``seed + k`` (k: the trials before it that did not fail) so a trial's parameters do not depend on which
+worker, or which attempt, ran it.
 """
 from __future__ import annotations
 
@@ -205,6 +206,14 @@ class _ClaimLock:
         self.release()
 
 
+def _slot(trial: Any) -> int:
+    """The number of trials before ``trial`` that did not FAIL: its place in an uninterrupted study."""
+    from optuna.trial import TrialState
+
+    return sum(t.number < trial.number and t.state != TrialState.FAIL
+               for t in trial.study.get_trials(deepcopy=False))
+
+
 def run_trials(study: Any, objective: Callable[[Any], float], cfg: TuningConfig,
                first_params: dict[str, Any] | None = None, poll_seconds: float = 0.5) -> None:
     """Run trials of ``study`` until it holds ``cfg.n_trials`` finished ones (COMPLETE or PRUNED), or until
@@ -222,8 +231,10 @@ def run_trials(study: Any, objective: Callable[[Any], float], cfg: TuningConfig,
 
     def claimed(trial: optuna.Trial) -> float:
         lock.release()  # the trial exists now (RUNNING): others may claim the next one
-        # the parameters of trial n depend on (seed, n, finished history), not on the worker that runs it
-        trial.study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + trial.number)
+        # the parameters of the k-th trial depend on (seed, k, finished history), not on the worker that runs
+        # it: k counts the trials before this one that did not FAIL, so a failed trial (requeued with its
+        # parameters under a new number) does not shift the seeds of the trials after it
+        trial.study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + _slot(trial))
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         return objective(trial)
 

@@ -48,7 +48,8 @@ def test_equal_to_mlxtend_on_random_baskets(seed, n, m, min_support, max_len, mi
 def test_small_blocks_and_chunks_give_the_same_itemsets():
     baskets = random_baskets(3, 300, 16)
     whole = frequent_itemsets(baskets, 0.03, None)
-    blocked = frequent_itemsets(baskets, 0.03, None, block_multiply_adds=1)  # one itemset per product block
+    blocked = frequent_itemsets(baskets, 0.03, None, block_multiply_adds=1,  # one item per product block
+                                pair_method="product")
     assert len(whole.items) >= 4
     for a, b, ca, cb in zip(whole.items, blocked.items, whole.counts, blocked.counts):
         np.testing.assert_array_equal(a, b)
@@ -174,19 +175,22 @@ def test_rules_export_serves_related_items_and_carts(tmp_path):
     np.testing.assert_allclose(cart, model.score_history(history([a, b], data.n_items))[0], atol=1e-6)
 
 
-@pytest.mark.parametrize("skew", [0, 4, 10**9])
-def test_bit_tested_and_merged_intersections_agree(monkeypatch, skew):
-    """A best-seller beside rare items: every itemset and count is the same whether the joined tid-lists are
-    merged (skew huge), bit-tested (skew 0) or mixed."""
-    import training.itemsets as itemsets
-
+@pytest.mark.parametrize("pair_method,chunk", [("enumerate", 64), ("product", 64), ("enumerate", 1 << 22),
+                                               ("product", 1 << 22)])
+def test_pair_counters_and_chunk_sizes_agree(pair_method, chunk):
+    """A best-seller beside rare items: every itemset and count is the same whether pairs are enumerated or
+    multiplied and whatever the chunk of enumerated pairs / ANDed bitset words (64: one word at a time)."""
     rng = np.random.default_rng(5)
     dense = rng.random((400, 12)) < np.r_[0.9, 0.6, rng.uniform(0.03, 0.3, 10)]
     baskets = sp.csr_matrix(dense.astype(np.float32))
-    reference = itemsets.frequent_itemsets(baskets, 0.01, None)
-    monkeypatch.setattr(itemsets, "SKEW", skew)
-    got = itemsets.frequent_itemsets(baskets, 0.01, None)
+    reference = frequent_itemsets(baskets, 0.01, None)
+    got = frequent_itemsets(baskets, 0.01, None, chunk=chunk, pair_method=pair_method)
     assert len(reference.items) >= 4
     for a, b, ca, cb in zip(reference.items, got.items, reference.counts, got.counts):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(ca, cb)
+
+
+def test_unknown_pair_method_is_refused():
+    with pytest.raises(ValueError, match="pair_method"):
+        frequent_itemsets(random_baskets(1, 50, 6), 0.05, None, pair_method="sideways")

@@ -1,20 +1,21 @@
-"""Frequent itemsets of any length and the association rules between them, on sparse matrices.
+"""Frequent itemsets of any length and the association rules between them, on sparse matrices and bitsets.
 
-The miner is level-wise over vertical tid-lists (Zaki's Eclat, 2000, counted like Apriori's levels, Agrawal &
-Srikant 1994), every step a whole-array operation:
+The miner is Eclat (Zaki 2000) on vertical bitsets, counted level by level like Apriori (Agrawal & Srikant 1994),
+every step a whole-array numpy/scipy operation (no per-basket or per-itemset Python loop):
 
-* level 1: item counts are the column sums of the (n_baskets, n_items) basket matrix ``B``; only the frequent
-  items' columns (``B_f``, (n_baskets, f)) take part after that (the apriori property).
-* level k -> k + 1: Eclat's prefix classes. Two itemsets of level k with the same first k - 1 items (``P + a`` and
-  ``P + b``, a < b) join into ``P + a + b``, held by ``|tid(P + a) & tid(P + b)|`` baskets. With ``M_k``
-  ((n_baskets, n_k) CSC, 1 where basket b holds itemset x) re-rowed so that each row is one (class, basket)
-  pair (``T``; that pair's row is where it sits in the parent level's tid-lists, found by binary search), every
-  class's joins are counted at once by the sparse product ``T^T T`` (itemsets of different classes share no row).
-  The product is taken in blocks of columns, each against only the columns after it (at level 1, one class, split
-  in 8 to skip most of the lower triangle), each bounded in multiply-adds so memory stays bounded.
-* the kept itemsets' tid-lists (``M_{k+1}``) are the intersections of the two joined tid-lists, only while a longer
-  level is still to be counted: the shorter list scanned against a bit-packed copy of the longer one, or, for lists
-  of equal length, merged (scipy's elementwise product of the gathered columns).
+* level 1: item counts are the column sums of the (n_baskets, n_items) basket matrix; only frequent items take
+  part after that (the apriori property). They are relabelled **rarest first** (label 0 = least frequent), so in
+  every itemset the first item is its rarest, and every longer itemset's baskets lie within that item's few
+  baskets (the ordering Borgelt 2003 recommends for Eclat).
+* level 2: pair counts. Where baskets are short (pair occurrences per basket few against the f x f count table),
+  every pair occurrence is enumerated and counted with one ``np.bincount`` into a dense (f, f) table; where baskets
+  are long (a few hundred items each), the sparse product ``X^T X`` in column blocks, each block against only the
+  columns after it, is cheaper (:func:`_pair_counts`).
+* level k -> k + 1 (k >= 2): Eclat's prefix classes. Two itemsets with the same first k - 1 items (``P + a`` and
+  ``P + b``, a < b) join into ``P + a + b``. Each itemset keeps its baskets as a bitset **over its first item's
+  baskets only** (``ceil(t / 64)`` uint64 words for a first item in ``t`` baskets, not ``n / 64``), so a join is
+  the AND of two short bitsets and its count their ``np.bitwise_count``; candidates whose new pair (the two last
+  items) is not frequent are dropped first. The AND of a frequent join is its bitset at the next level.
 
 Rules follow Agrawal et al. (1993): every split of a frequent itemset ``Z`` into a non-empty antecedent ``A`` and
 consequent ``C = Z - A``, with support(A -> C) = support(Z), confidence = support(Z) / support(A), lift (Brin et al.
@@ -28,18 +29,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-BLOCK_MULTIPLY_ADDS = 20_000_000  # per block of T^T T: bounds its output (<= 12 bytes an entry)
+BLOCK_MULTIPLY_ADDS = 20_000_000  # per column block of the pair product X^T X: bounds its output
 MIN_BLOCK_MULTIPLY_ADDS = 2_000_000  # below this a block's fixed cost outweighs the lower triangle it skips
-# a tid-list longer than SKEW x its partner is bit-tested, not merged (_intersect). CPU seconds measured for
-# merge-only / SKEW 16 / SKEW 0: Instacart 0.001 max_len 4 0.51 / 0.34 / 0.30, Online Retail 0.005 any length
-# 0.43 / 0.45 / 0.44 (load ~15)
-SKEW = 1
-BITMAP_BYTES = 256 * 1024 * 1024  # at most this much for the bit-packed long tid-lists
+CHUNK = 1 << 22  # pair occurrences enumerated, or bitset words ANDed, at a time (bounds the temporaries)
+# pairs are enumerated (not multiplied) while occurrences <= ENUMERATE_RATIO x f^2 and the (f, f) table is at most
+# ENUMERATE_MAX_CELLS. CPU ms measured (enumerate / product): Instacart 0.001 (4.6 M occurrences, f = 1,865)
+# 75 / 150-180, 0.002 (3.0 M, 848) 31 / 82-99; Online Retail 0.005 (18.7 M, 1,549) 180-200 / 110-145 (load ~4)
+ENUMERATE_RATIO = 6.0
+ENUMERATE_MAX_CELLS = 1 << 25
 
 
 class ItemsetConfigError(ValueError):
@@ -109,12 +112,14 @@ def binary_csr(baskets: sp.spmatrix) -> sp.csr_matrix:
 
 
 def frequent_itemsets(baskets: sp.spmatrix, min_support: float, max_len: int | None = None,
-                      block_multiply_adds: int = BLOCK_MULTIPLY_ADDS) -> FrequentItemsets:
+                      block_multiply_adds: int = BLOCK_MULTIPLY_ADDS, chunk: int = CHUNK,
+                      pair_method: Literal["auto", "enumerate", "product"] = "auto") -> FrequentItemsets:
     """All itemsets in at least ``min_support`` of the baskets, up to ``max_len`` items (None: any length).
 
     ``baskets``: (n_baskets, n_items) sparse, nonzero where a basket holds an item. Returns
     :class:`FrequentItemsets` in the basket matrix's item positions (the same itemsets and supports as mlxtend's
-    ``fpgrowth(min_support=..., max_len=...)``)."""
+    ``fpgrowth(min_support=..., max_len=...)``). ``block_multiply_adds``, ``chunk`` and ``pair_method`` change how
+    the work is split and which pair counter runs, never the result."""
     check_settings(min_support, max_len)
     b = binary_csr(baskets)
     n = int(b.shape[0])
@@ -127,130 +132,202 @@ def frequent_itemsets(baskets: sp.spmatrix, min_support: float, max_len: int | N
     f = len(frequent)
     if (max_len is not None and max_len < 2) or f < 2:
         return FrequentItemsets(n, items, out_counts)
-    bf = b[:, frequent].tocsc()  # (n, f) frequent columns, local item index = position in `frequent`
-    bf.sort_indices()
-    tid = bf  # M_1: each item's baskets
-    local = np.arange(f, dtype=np.int64)[:, None]
-    prefix = np.zeros(f, np.int64)  # at level 1 every item is in the empty prefix's class
-    parent_tid = None
-    k = 1
-    while (max_len is None or k < max_len) and len(local) > 1:
-        local_last = local[:, -1]
-        parent, partner, count = _extensions(tid, prefix, parent_tid, threshold, block_multiply_adds)
-        if len(parent) == 0:
-            break
-        item = local_last[partner]
-        prefix = parent
-        local = np.concatenate([local[parent], item[:, None]], axis=1)
-        k += 1
-        items.append(frequent[local])
-        out_counts.append(count)
-        if max_len is None or k < max_len:
-            parent_tid, tid = tid, _intersect(tid, parent, partner, count)
+    order = frequent[np.argsort(counts[frequent], kind="stable")]  # (f,) item position of each label, rarest first
+    x_csr, x_csc = _relabel(b, order)
+    first, second, count = _pair_counts(x_csr, x_csc, threshold, block_multiply_adds, chunk, pair_method)
+    levels = [(np.stack([first, second], axis=1), count)]  # label space, rows in lexicographic order
+    if (max_len is None or max_len > 2) and len(first) > 1:
+        pair_codes = first * f + second  # sorted: the frequent pairs, for the apriori check of each join
+        bits, width = _pair_bitsets(x_csc, first, second, chunk)
+        k = 2
+        while (max_len is None or k < max_len) and len(levels[-1][0]) > 1:
+            keep_bits = max_len is None or k + 1 < max_len
+            level, count, bits, width = _join(levels[-1][0], bits, width, pair_codes, f, threshold, keep_bits,
+                                              chunk)
+            if len(level) == 0:
+                break
+            levels.append((level, count))
+            k += 1
+    for labels, count in levels:  # back to item positions: each row ascending, rows lexicographic
+        pos = np.sort(order[labels], axis=1)
+        srt = np.lexsort(pos.T[::-1])
+        items.append(pos[srt].astype(np.int64))
+        out_counts.append(count[srt].astype(np.int64))
     return FrequentItemsets(n, items, out_counts)
 
 
-def _extensions(tid: sp.csc_matrix, prefix: np.ndarray, parent_tid: sp.csc_matrix | None, threshold: int,
-                block_multiply_adds: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Frequent itemsets one item longer than the level whose tid-lists are ``tid``'s columns ((n, m) CSC), made
-    by joining two itemsets of the same prefix class (Eclat's equivalence classes, Zaki 2000): ``x = P + a`` and
-    ``y = P + b`` with a < b give ``P + a + b``, in ``|tid(x) & tid(y)|`` baskets. ``prefix``: (m,) class of each
-    itemset (its parent at the level before, whose tid-lists are ``parent_tid``; None at level 1, one class);
-    itemsets of a class are contiguous and sorted by last item. All classes' joins are one sparse product
-    ``T^T T``, where ``T`` has a row per (class, basket) pair, so items of different classes never meet. Returns (x, y, count) arrays sorted by
-    (x, y): the new level, in lexicographic order, is ``x``'s items then ``y``'s last item."""
-    n, m = tid.shape
-    one_class = parent_tid is None
-    if one_class:  # level 1: T is the tid-lists themselves
-        t = tid
-    else:
-        # T's rows are the parent level's (itemset, basket) entries: the row of basket b in class P is where
-        # (P, b) sits in the parent's tid-lists (b is there: tid(P + a) is within tid(P)); a binary search of the
-        # parent's sorted (column, row) keys finds it
-        cols = np.repeat(prefix, np.diff(tid.indptr))
-        parent_cols = np.repeat(np.arange(parent_tid.shape[1], dtype=np.int64), np.diff(parent_tid.indptr))
-        row = np.searchsorted(parent_cols * n + parent_tid.indices, cols * n + tid.indices)
-        t = sp.csc_matrix((tid.data, row.astype(np.int64), tid.indptr), shape=(parent_tid.nnz, m))
-    t_rows = t.tocsr()
-    row_len = np.diff(t_rows.indptr).astype(np.float64)
-    cost = np.asarray(t.T @ row_len).ravel()  # multiply-adds of each itemset's row of T^T T
-    # blocks of consecutive itemsets: a block starting at itemset lo joins only itemsets >= lo (the product's
-    # upper part). With one class (level 1) the lower triangle is half the work, so it is split in 8; later
-    # levels' classes are small (T^T T is block-diagonal) and blocks only keep each product within the budget
-    split = max(cost.sum() / 8, MIN_BLOCK_MULTIPLY_ADDS) if one_class else float("inf")
-    budget = min(block_multiply_adds, split)
+def _relabel(b: sp.csr_matrix, order: np.ndarray) -> tuple[sp.csr_matrix, sp.csc_matrix]:
+    """The basket matrix cut to the frequent items, column ``j`` = item ``order[j]``: (n, f) as CSR with each
+    row's labels ascending, and as CSC with each column's baskets ascending (its tid-list)."""
+    n, f = b.shape[0], len(order)
+    label = np.full(b.shape[1], -1, np.int32)
+    label[order] = np.arange(f, dtype=np.int32)
+    lab = label[b.indices]
+    keep = lab >= 0
+    indptr = np.concatenate([[0], np.cumsum(keep)])[b.indptr]
+    x = sp.csr_matrix((np.ones(int(indptr[-1]), np.float32), lab[keep], indptr), shape=(n, f))
+    x_csc = x.tocsc()  # a counting sort: each column's baskets come out ascending
+    return x_csc.tocsr(), x_csc  # and back: each row's labels ascending
+
+
+def _pair_counts(x_csr: sp.csr_matrix, x_csc: sp.csc_matrix, threshold: int, block_multiply_adds: int,
+                 chunk: int, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frequent pairs of labels: (p,) ``first`` < ``second`` and their basket ``count``, sorted by (first,
+    second). ``x_csr`` / ``x_csc``: the (n, f) relabelled basket matrix (:func:`_relabel`). ``method``:
+    "enumerate" (every pair occurrence into one dense (f, f) histogram), "product" (``X^T X`` in column blocks)
+    or "auto" (by their estimated costs, ``ENUMERATE_RATIO``)."""
+    f = x_csr.shape[1]
+    lens = np.diff(x_csr.indptr).astype(np.int64)
+    occurrences = int((lens * (lens - 1) // 2).sum())
+    if method == "auto":
+        cheap = occurrences <= ENUMERATE_RATIO * f * f and f * f <= ENUMERATE_MAX_CELLS
+        method = "enumerate" if cheap else "product"
+    if method == "enumerate":
+        table = _enumerate_pairs(x_csr, chunk)
+        code = np.flatnonzero(table >= threshold)  # ascending: (first, second) order; first < second (rows sorted)
+        return code // f, code % f, table[code]
+    if method != "product":
+        raise ValueError(f"pair_method = {method!r}: choose auto, enumerate or product")
+    return _product_pairs(x_csr, x_csc, threshold, block_multiply_adds)
+
+
+def _enumerate_pairs(x_csr: sp.csr_matrix, chunk: int) -> np.ndarray:
+    """(f * f,) int64 pair histogram, ``table[a * f + b]`` = baskets holding labels a < b (zero elsewhere).
+    ``x_csr``: (n, f) with each row's labels ascending. Entry ``e`` of a row pairs with the entries after it in
+    that row; the entries are taken in runs of about ``chunk`` pair occurrences."""
+    f, nnz = x_csr.shape[1], x_csr.nnz
+    labels = x_csr.indices.astype(np.int64)
+    lens = np.diff(x_csr.indptr).astype(np.int64)
+    partners = np.repeat(x_csr.indptr[1:].astype(np.int64), lens) - 1 - np.arange(nnz, dtype=np.int64)  # (nnz,)
+    ends = np.cumsum(partners)
+    table = np.zeros(f * f, np.int64)
+    start = 0
+    while start < nnz:
+        stop = max(int(np.searchsorted(ends, ends[start] - partners[start] + chunk, side="right")), start + 1)
+        k = partners[start:stop]
+        code = np.repeat(labels[start:stop] * f, k)
+        code += labels[_gather(np.arange(start + 1, stop + 1), k)]
+        table += np.bincount(code, minlength=f * f)
+        start = stop
+    return table
+
+
+def _product_pairs(x_csr: sp.csr_matrix, x_csc: sp.csc_matrix, threshold: int,
+                   block_multiply_adds: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As :func:`_pair_counts` by the sparse product ``X^T X`` ((n, f) ``X``), in blocks of consecutive columns
+    each against only the columns after its first (the upper triangle, about half the work), blocks bounded in
+    multiply-adds (at most ``block_multiply_adds``, and about an eighth of the whole)."""
+    f = x_csr.shape[1]
+    row_len = np.diff(x_csr.indptr).astype(np.float64)
+    cost = np.asarray(x_csc.T @ row_len).ravel()  # (f,) multiply-adds of each row of X^T X
+    budget = min(block_multiply_adds, max(cost.sum() / 8, MIN_BLOCK_MULTIPLY_ADDS))
     bounds, acc = [0], 0.0
     for i, c in enumerate(cost):
         if acc and acc + c > budget:
             bounds.append(i)
             acc = 0.0
         acc += c
-    bounds.append(m)
+    bounds.append(f)
     xs, ys, counts = [], [], []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        co = (t[:, lo:hi].T.tocsr() @ t_rows[:, lo:]).tocoo()
+        co = (x_csc[:, lo:hi].T.tocsr() @ x_csr[:, lo:]).tocoo()
         x = co.row.astype(np.int64) + lo
-        co.col = co.col + lo
-        keep = (co.col > x) & (co.data >= threshold)
+        y = co.col.astype(np.int64) + lo
+        keep = (y > x) & (co.data >= threshold)
         xs.append(x[keep])
-        ys.append(co.col[keep].astype(np.int64))
+        ys.append(y[keep])
         counts.append(np.rint(co.data[keep]).astype(np.int64))
     x, y, count = np.concatenate(xs), np.concatenate(ys), np.concatenate(counts)
     srt = np.lexsort((y, x))
     return x[srt], y[srt], count[srt]
 
 
-def _intersect(tid: sp.csc_matrix, x: np.ndarray, y: np.ndarray, count: np.ndarray,
-               chunk: int = 20_000_000) -> sp.csc_matrix:
-    """(n, len(x)) CSC tid-lists of the joined itemsets: ``tid(x[t]) & tid(y[t])``. A pair of lists of similar
-    length is merged (scipy's elementwise product of the gathered columns, in chunks of about ``chunk`` gathered
-    entries); when one list is more than ``SKEW`` times the other (a rare item with a best-seller), only the
-    short one is scanned, each basket tested in a bit-packed copy of the long one. ``count``: their known sizes
-    (checked)."""
-    n = tid.shape[0]
-    lens = np.diff(tid.indptr).astype(np.int64)
-    short, long_ = np.minimum(lens[x], lens[y]), np.maximum(lens[x], lens[y])
-    skewed = long_ > SKEW * np.maximum(short, 1)
-    big = np.unique(np.where(lens[x] >= lens[y], x, y)[skewed])
-    words = (n + 63) // 64
-    if len(big) * words * 8 > BITMAP_BYTES:  # keep the bitmaps within budget: the longest lists first
-        big = np.sort(big[np.argsort(-lens[big], kind="stable")][:BITMAP_BYTES // (words * 8)])
-        skewed &= np.isin(np.where(lens[x] >= lens[y], x, y), big)
-    indptr = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
-    indices = np.empty(int(indptr[-1]), np.int32)
-    merge = np.flatnonzero(~skewed)
-    if len(merge):
-        xm, ym = x[merge], y[merge]
-        work = np.cumsum(lens[xm] + lens[ym])
-        first = 0
-        while first < len(merge):
-            stop = max(int(np.searchsorted(work, work[first] - (lens[xm[first]] + lens[ym[first]]) + chunk,
-                                           side="right")), first + 1)
-            part = tid[:, xm[first:stop]].multiply(tid[:, ym[first:stop]]).tocsc()
-            part.sort_indices()
-            _place(indices, indptr, merge[first:stop], part.indices, np.diff(part.indptr), count)
-            first = stop
-    scan = np.flatnonzero(skewed)
-    if len(scan):
-        col_of = np.full(tid.shape[1], -1, np.int64)
-        col_of[big] = np.arange(len(big))
-        bits = np.zeros(len(big) * words, np.uint64)
-        cols = np.repeat(np.arange(len(big), dtype=np.int64), lens[big])
-        rows = tid.indices[_gather(tid.indptr[big], lens[big])].astype(np.int64)
-        word = cols * words + (rows >> 6)  # non-decreasing: each list is sorted
-        starts = np.flatnonzero(np.r_[True, word[1:] != word[:-1]])
-        bits[word[starts]] = np.bitwise_or.reduceat(np.left_shift(np.uint64(1), (rows & 63).astype(np.uint64)),
-                                                    starts)
-        xs, ys = x[scan], y[scan]
-        small = np.where(lens[xs] < lens[ys], xs, ys)
-        other = col_of[np.where(lens[xs] < lens[ys], ys, xs)]
-        ln = lens[small]
-        cand = tid.indices[_gather(tid.indptr[small], ln)].astype(np.int64)
-        held = (bits[np.repeat(other * words, ln) + (cand >> 6)] >> (cand & 63).astype(np.uint64)) & np.uint64(1)
-        keep = held.astype(bool)
-        kept_per = np.bincount(np.repeat(np.arange(len(scan)), ln)[keep], minlength=len(scan))
-        _place(indices, indptr, scan, cand[keep].astype(np.int32), kept_per, count)
-    return sp.csc_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(n, len(x)))
+def _pair_bitsets(x_csc: sp.csc_matrix, first: np.ndarray, second: np.ndarray,
+                  chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each frequent pair's baskets as a bitset over its first item's baskets: bit j of pair p is set when the
+    j-th basket of ``first[p]`` holds ``second[p]``. Returns (flat uint64 words, (p,) words per pair =
+    ``ceil(t / 64)`` for a first item in t baskets); pair p's words follow pair p - 1's. Each first item's
+    baskets are tested in a bit-packed copy of the second item's (padding tests a basket no item holds)."""
+    n = x_csc.shape[0]
+    t = np.diff(x_csc.indptr).astype(np.int64)
+    words = (t + 63) // 64
+    # the second items' bitmaps over all baskets (plus basket n, empty), as bytes: (len(seconds), row_bytes)
+    seconds = np.unique(second)
+    row_bytes = (n + 8) // 8
+    row_of = np.zeros(x_csc.shape[1], np.int64)
+    row_of[seconds] = np.arange(len(seconds))
+    baskets = x_csc.indices[_gather(x_csc.indptr[seconds], t[seconds])].astype(np.int64)
+    byte = np.repeat(np.arange(len(seconds), dtype=np.int64) * row_bytes, t[seconds]) + (baskets >> 3)
+    starts = np.flatnonzero(np.r_[True, byte[1:] != byte[:-1]])  # byte is non-decreasing: each list is sorted
+    bitmap = np.zeros(len(seconds) * row_bytes, np.uint8)
+    bitmap[byte[starts]] = np.bitwise_or.reduceat(np.left_shift(np.uint8(1), (baskets & 7).astype(np.uint8)),
+                                                  starts)
+    # the first items' basket lists padded to whole words with basket n
+    firsts = np.unique(first)
+    padded_len = 64 * words[firsts]
+    padded_at = np.zeros(x_csc.shape[1], np.int64)
+    padded_at[firsts] = np.cumsum(padded_len) - padded_len
+    padded = np.full(int(padded_len.sum()), n, np.int64)
+    padded[_gather(padded_at[firsts], t[firsts])] = x_csc.indices[_gather(x_csc.indptr[firsts], t[firsts])]
+    width = words[first]
+    out = np.empty(int(width.sum()), np.uint64)
+    ends = np.cumsum(width)
+    lo = 0
+    while lo < len(first):  # runs of pairs of about `chunk` tested baskets
+        hi = max(int(np.searchsorted(ends, ends[lo] - width[lo] + chunk // 64, side="right")), lo + 1)
+        w = width[lo:hi]
+        basket = padded[_gather(padded_at[first[lo:hi]], 64 * w)]
+        held = bitmap[np.repeat(row_of[second[lo:hi]] * row_bytes, 64 * w) + (basket >> 3)]
+        held >>= (basket & 7).astype(np.uint8)
+        held &= np.uint8(1)
+        out[ends[lo] - width[lo]:ends[hi - 1]] = np.packbits(held, bitorder="little").view(np.uint64)
+        lo = hi
+    return out, width
+
+
+def _join(level: np.ndarray, bits: np.ndarray, width: np.ndarray, pair_codes: np.ndarray, f: int, threshold: int,
+          keep_bits: bool, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The frequent itemsets one item longer than ``level`` ((m, k) labels, rows lexicographic; itemset i's bitset
+    is ``width[i]`` words of ``bits`` after those of itemsets < i, over its first item's baskets). Itemsets x < y
+    with the same first k - 1 items join into x's items + y's last item, kept when that last pair is frequent
+    (``pair_codes``: sorted ``a * f + b`` of the frequent pairs) and ``popcount(bits(x) & bits(y)) >=
+    threshold``. Returns the new level ((m', k + 1), lexicographic), its (m',) counts, and, when ``keep_bits``,
+    its bitsets and widths in the same form (else None, None)."""
+    m, k = level.shape
+    new_class = np.r_[True, np.any(level[1:, :-1] != level[:-1, :-1], axis=1)]
+    class_end = np.repeat(np.r_[np.flatnonzero(new_class)[1:], m], np.diff(np.r_[np.flatnonzero(new_class), m]))
+    partners = class_end - 1 - np.arange(m)  # (m,) later itemsets in the same class
+    x = np.repeat(np.arange(m, dtype=np.int64), partners)
+    y = _gather(np.arange(1, m + 1), partners)
+    code = level[x, -1].astype(np.int64) * f + level[y, -1]
+    at = np.minimum(np.searchsorted(pair_codes, code), len(pair_codes) - 1)
+    ok = pair_codes[at] == code  # apriori: the pair of the two last items must be frequent
+    x, y = x[ok], y[ok]
+    offset = np.cumsum(width) - width
+    w = width[x]  # x and y share their first item, so their bitsets' widths
+    ends = np.cumsum(w)
+    counts, kept, new_bits = [], [], []
+    lo = 0
+    while lo < len(x):  # runs of candidates of about `chunk` words
+        hi = max(int(np.searchsorted(ends, ends[lo] - w[lo] + chunk, side="right")), lo + 1)
+        wx = w[lo:hi]
+        at_x = _gather(offset[x[lo:hi]], wx)
+        anded = bits[at_x] & bits[at_x + np.repeat(offset[y[lo:hi]] - offset[x[lo:hi]], wx)]
+        seg = np.cumsum(wx) - wx
+        c = np.add.reduceat(np.bitwise_count(anded), seg, dtype=np.int64)
+        keep = c >= threshold
+        counts.append(c[keep])
+        kept.append(np.flatnonzero(keep) + lo)
+        if keep_bits:
+            new_bits.append(anded[_gather(seg[keep], wx[keep])])
+        lo = hi
+    if not counts:
+        return np.zeros((0, k + 1), level.dtype), np.zeros(0, np.int64), None, None
+    keep = np.concatenate(kept)
+    out = np.concatenate([level[x[keep]], level[y[keep], -1:]], axis=1)
+    if not keep_bits:
+        return out, np.concatenate(counts), None, None
+    return out, np.concatenate(counts), np.concatenate(new_bits), w[keep]
 
 
 def _gather(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -259,15 +336,6 @@ def _gather(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     lengths = lengths.astype(np.int64)
     offsets = np.repeat(starts.astype(np.int64) - (np.cumsum(lengths) - lengths), lengths)
     return np.arange(int(lengths.sum()), dtype=np.int64) + offsets
-
-
-def _place(indices: np.ndarray, indptr: np.ndarray, which: np.ndarray, values: np.ndarray, lengths: np.ndarray,
-           count: np.ndarray) -> None:
-    """Write the tid-lists of itemsets ``which`` ((w,), ascending), concatenated in ``values`` with ``lengths``
-    (w,), into their places of the CSC arrays ``indices``/``indptr``; each length must equal ``count``."""
-    if not np.array_equal(lengths, count[which]):
-        raise AssertionError("tid-list sizes disagree with the counted supports")
-    indices[_gather(indptr[which], lengths)] = values
 
 
 RULE_METRICS = ("antecedent_support", "consequent_support", "support", "confidence", "lift", "leverage",

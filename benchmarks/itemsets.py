@@ -244,12 +244,33 @@ def _commit() -> str:
         return ""
 
 
+def markdown_table(result: dict) -> str:
+    """The docs' table of one ``<dataset>-itemsets.json``: a row per (min_support, max_len), then the summary line
+    (``python -m benchmarks.itemsets --table FILE`` prints it for docs/association_rules.md)."""
+    head = ("| min_support | max_len | rules (multi-item antecedent) | identical | ours s (CPU s) | mlxtend s (CPU s) "
+            "| speedup wall / CPU | pyfim s itemsets + rules | rusket s | fastest | load 1 min |")
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for r in result["settings"]:
+        pf, rk = r["pyfim"], r["rusket"]
+        lines.append(
+            f"| {r['min_support']:g} | {r['max_len'] or 'any'} | {r['rules']:,} ({r['rules_multi_item_antecedent']:,}) "
+            f"| {'yes' if r['identical'] else 'NO'} | {r['ours_s']:.3f} ({r['ours_cpu_s']:.3f}) "
+            f"| {r['mlxtend_s']:.1f} ({r['mlxtend_cpu_s']:.1f}) | {r['speedup']:.0f}x / {r['speedup_cpu']:.0f}x "
+            f"| {pf.get('itemsets_s', float('nan')):.3f} + {pf.get('rules_s', float('nan')):.3f} "
+            f"| {rk.get('itemsets_and_rules_s', float('nan')):.3f} | {r['fastest']} "
+            f"| {r['load_average_1_5_15min']['before'][0]} |")
+    lines += ["", f"all identical: {result['all_identical']}; min speedup wall {result['min_speedup']:.0f}x, "
+                  f"CPU {result['min_speedup_cpu']:.0f}x"]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.common import machine
     from cobuy_files.storage import write_result_json
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dataset", required=True, choices=sorted(DATASET_SOURCES))
+    ap.add_argument("--table", type=Path, metavar="JSON", help="print the docs' markdown table of a result file")
+    ap.add_argument("--dataset", choices=sorted(DATASET_SOURCES))
     ap.add_argument("--supports", type=float, nargs="+", help="min_support values (default: per dataset)")
     ap.add_argument("--max-lens", nargs="+", help="max_len values; 'none' for any length (default: per dataset)")
     ap.add_argument("--min-confidence", type=float, default=0.0)
@@ -261,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--update", action="store_true",
                     help="rerun only the given settings, keeping the other settings of an existing result file")
     args = ap.parse_args(argv)
+    if args.table:
+        import json
+        print(markdown_table(json.loads(args.table.read_text())))
+        return 0
+    if args.dataset is None:
+        ap.error("--dataset is required (or --table JSON)")
     settings = DEFAULT_SETTINGS[args.dataset]
     supports = args.supports or settings["supports"]
     max_lens = ([None if m.lower() == "none" else int(m) for m in args.max_lens] if args.max_lens

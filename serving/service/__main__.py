@@ -1,17 +1,48 @@
 """``python -m serving.service [--flags]`` (``make serve``): the service on uvicorn. ``--help`` lists the settings."""
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
+import threading
+import time
 from dataclasses import fields
 
 from serving.service.settings import HELP, ServiceSettings
 
 
+class BatchedStreamHandler(logging.StreamHandler):
+    """A ``StreamHandler`` on its own 64 KiB buffer over stderr's file, written every ``FLUSH_SECONDS`` (and at
+    exit, and when the buffer fills) rather than once per line: the request log's line per request was a write
+    system call per request (stderr writes through under PYTHONUNBUFFERED)."""
+
+    FLUSH_SECONDS = 0.5
+
+    def __init__(self) -> None:
+        stream = io.TextIOWrapper(io.BufferedWriter(io.FileIO(os.dup(sys.stderr.fileno()), "w"), 1 << 16),
+                                  encoding="utf-8", errors="backslashreplace")
+        super().__init__(stream)
+        threading.Thread(target=self._flusher, name="log-flush", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)  # under the handler's lock (Handler.handle)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def _flusher(self) -> None:
+        while True:
+            time.sleep(self.FLUSH_SECONDS)
+            self.flush()
+
+
 def configure_logging(level: str) -> None:
-    """JSON lines on stderr (the request log formats its own JSON; uvicorn's access log is off)."""
-    handler = logging.StreamHandler(sys.stderr)
+    """JSON lines on stderr, written in batches (:class:`BatchedStreamHandler`; the request log formats its own
+    JSON; uvicorn's access log is off)."""
+    handler = BatchedStreamHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("cobuy.serving")
     logger.handlers[:] = [handler]

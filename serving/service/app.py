@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from serving.service.champion import ChampionHolder, Served
 from serving.service.evidence import PairEvidence
+from serving.service.hot_routes import HotRoutes
 from serving.service.metrics import ServiceMetrics
 from serving.service.params import ListParams, RelatedParams, UserParams, query
 from serving.service.ranking import top_positions
@@ -375,6 +376,9 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
         body = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
+    routes = {r.path: r for r in app.routes if getattr(r, "path", None)}
+    app.add_middleware(HotRoutes, related=related, complete=complete, cart_model=Cart, routes=routes,
+                       on_http_error=http_error, on_invalid=invalid, max_body=settings.max_body_bytes)
     if settings.token:
         app.add_middleware(BearerAuth, token=settings.token)
     app.add_middleware(RequestLog, metrics=metrics, holder=holder, max_body_bytes=settings.max_body_bytes)

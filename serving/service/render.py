@@ -15,6 +15,7 @@ import numpy as np
 from serving.service.evidence import PairEvidence, reason
 
 _encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+TAILS_KEPT = 200_000  # pairs whose evidence JSON is kept per version (about 60 MB at most); then started afresh
 _string = encode_basestring  # a str as a JSON string (quotes and escapes; UTF-8 kept, as ensure_ascii=False)
 
 
@@ -43,6 +44,7 @@ class Renderer:
         self._json: list[bytes | None] = [None] * len(served.item_ids)
         self._strings: list[tuple[str, str] | None] = [None] * len(served.item_ids)
         self._lock = threading.Lock()
+        self._tails: dict[tuple[int, int, int], bytes] = {}  # (anchor, item, co-purchases) -> end of the row
         info = served.info
         self.model = dumps({"name": served.name, "version": served.version, "family": info.family,
                             "format": info.format})
@@ -86,7 +88,19 @@ class Renderer:
 
     def row(self, pos: int, score: float, ev: PairEvidence) -> bytes:
         """One recommended item: its record, ``score``, the ``evidence`` of the pair (:meth:`evidence`) and the
-        reason in words; formatted here rather than by ``json.dumps`` of a dict (a third of the cost)."""
+        reason in words; formatted here rather than by ``json.dumps`` of a dict (a third of the cost). The evidence
+        and reason of a pair are the same in every answer of this version: kept, up to ``TAILS_KEPT`` pairs."""
+        key = (ev.with_item, pos, ev.co_purchases)
+        tail = self._tails.get(key)
+        if tail is None:
+            tail = self._tail(ev)
+            if len(self._tails) >= TAILS_KEPT:
+                self._tails.clear()
+            self._tails[key] = tail
+        return b"".join((self.item(pos)[:-1], b',"score":', _number(round(float(score), 6)).encode(), tail))
+
+    def _tail(self, ev: PairEvidence) -> bytes:
+        """``,"evidence":{...},"reason":"..."}``: the end of a row."""
         if ev.with_item < 0:
             evidence, anchor = '{"with_item_id":null,"co_purchases":0,"confidence":0.0,"lift":0.0}', ""
         else:
@@ -94,9 +108,8 @@ class Renderer:
             evidence = (f'{{"with_item_id":{item_id},"with_title":{title},"co_purchases":{int(ev.co_purchases)},'
                         f'"confidence":{_number(round(ev.confidence, 4))},"lift":{_number(round(ev.lift, 3))}}}')
             anchor = str(self.s.titles[ev.with_item])
-        tail = (f',"score":{_number(round(float(score), 6))},"evidence":{evidence},'
-                f'"reason":{_string(reason(ev, anchor, self.s.info.score_meaning))}}}')
-        return self.item(pos)[:-1] + tail.encode()
+        return (f',"evidence":{evidence},"reason":{_string(reason(ev, anchor, self.s.info.score_meaning))}}}'
+                .encode())
 
     def rows(self, positions: np.ndarray, scores: np.ndarray, evidence: list[PairEvidence]) -> Raw:
         """A JSON list of :meth:`row` for ``positions`` ((n,) item positions), ``scores`` (indexed by position)."""

@@ -18,6 +18,7 @@ import csv
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -138,9 +139,12 @@ def run_locust(url: str, endpoint: str, payloads: Path, users: int, rate: float,
            "--only-summary", "--exit-code-on-error", "0", "--loglevel", "WARNING", "--stop-timeout", "5"]
     cpu_seconds = process_tree_cpu(server_pid)
     before, cpu0, t0 = server_metrics(url), cpu_seconds(), time.monotonic()
+    gen0 = resource.getrusage(resource.RUSAGE_CHILDREN)  # locust's CPU: the children waited for since
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=seconds + 120)
     wall = time.monotonic() - t0
+    gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu1, after = cpu_seconds(), server_metrics(url)
+    generator_s = (gen1.ru_utime - gen0.ru_utime) + (gen1.ru_stime - gen0.ru_stime)
     with open(f"{prefix}_stats.csv") as fh:
         row = next(r for r in csv.DictReader(fh) if r["Name"] == "Aggregated")
     count = _delta(after, before, f"request:{ENDPOINTS[endpoint]}:count")
@@ -149,6 +153,8 @@ def run_locust(url: str, endpoint: str, payloads: Path, users: int, rate: float,
     return {"rps": float(row["Requests/s"]), "p50_ms": float(row["50%"]), "p95_ms": float(row["95%"]),
             "p99_ms": float(row["99%"]), "requests": requests, "errors": int(row["Failure Count"]),
             "cpu_percent": 100.0 * cpu_s / wall, "server_cpu_ms_per_request": 1000 * cpu_s / max(requests, 1),
+            "generator_cpu_percent": 100.0 * generator_s / wall,  # locust itself (start-up included), same box
+            "generator_cpu_ms_per_request": 1000 * generator_s / max(requests, 1),
             "load_average_1min": round(os.getloadavg()[0], 2),
             "server_mean_ms": 1000 * _delta(after, before, f"request:{ENDPOINTS[endpoint]}:sum") / max(count, 1),
             "server_stage_mean_ms": stages}
@@ -161,7 +167,9 @@ def where_time_goes(e: dict) -> str:
             f"scoring {stages['score']:.2f} ms and evidence {stages['evidence']:.2f} ms (the rest: parsing, filters, "
             f"JSON, logging, waiting for the event loop); the server used {e['server_cpu_ms_per_request']:.2f} ms of "
             f"CPU per request, so one free core would carry about {1000 / max(e['server_cpu_ms_per_request'], 1e-6):.0f}"
-            " requests/s; the gap between the in-server time and its CPU time is time spent waiting for a core")
+            f" requests/s; locust used {e.get('generator_cpu_ms_per_request', float('nan')):.2f} ms of CPU per "
+            f"request ({e.get('generator_cpu_percent', float('nan')):.0f}% of a core); the gap between the in-server "
+            "time and the client's is time spent waiting for a core (the run queue) and in the client")
 
 
 def benchmark(args: argparse.Namespace) -> dict:
@@ -203,9 +211,9 @@ def benchmark(args: argparse.Namespace) -> dict:
             run_locust(url, endpoint, champion["payloads"], args.users, args.rate, 5, work, server.pid)  # warm-up
             runs = [run_locust(url, endpoint, champion["payloads"], args.users, args.rate, args.seconds, work,
                                server.pid) for _ in range(args.repeats)]
-            med = {k: float(np.median([r[k] for r in runs])) for k in ("rps", "p50_ms", "p95_ms", "p99_ms",
-                                                                         "cpu_percent", "server_mean_ms",
-                                                                         "server_cpu_ms_per_request")}
+            med = {k: float(np.median([r[k] for r in runs])) for k in (
+                "rps", "p50_ms", "p95_ms", "p99_ms", "cpu_percent", "server_mean_ms", "server_cpu_ms_per_request",
+                "generator_cpu_percent", "generator_cpu_ms_per_request")}
             med["server_stage_mean_ms"] = {s: float(np.median([r["server_stage_mean_ms"][s] for r in runs]))
                                            for s in ("score", "evidence")}
             result["endpoints"][ENDPOINTS[endpoint]] = {**med, "errors": int(sum(r["errors"] for r in runs)),

@@ -74,3 +74,31 @@ def test_pairs_from_kept_vectors_equal_the_counted_ones():
         assert np.array_equal(kept.pairs(anchors, cand), counted.pairs(anchors, cand))
         assert kept.best_anchor(anchors, cand) == counted.best_anchor(anchors, cand)
         assert kept.pair(int(anchors[0]), cand) == counted.pair(int(anchors[0]), cand)
+
+
+def test_factor_cart_top_equals_the_top_of_every_score(tmp_path):
+    """A factor model's cart top k, scored by decreasing factor norm until no item left can reach it, is the top k
+    of the full scores to the bit, with filters, exclusions and any k."""
+    from serving.service.scorers import FACTOR_BLOCK, FactorScorer
+
+    rng = np.random.default_rng(5)
+    n, d = 6 * FACTOR_BLOCK + 77, 16
+    scorer = FactorScorer.__new__(FactorScorer)  # the arrays only: no export needed for the scoring rule
+    scorer.v = (rng.normal(size=(n, d)) * rng.exponential(size=(n, 1)) ** 2).astype(np.float32)
+    scorer.l2, scorer.n_items = 0.1, n
+    exact = np.linalg.norm(scorer.v.astype(np.float64), axis=1)
+    scorer.by_norm = np.argsort(-exact, kind="stable")
+    scorer.v_by_norm = np.ascontiguousarray(scorer.v[scorer.by_norm])
+    scorer.norm_by_norm = exact[scorer.by_norm]
+    stopped = 0
+    for trial in range(60):
+        items = rng.choice(n, 5, replace=False)
+        weights = rng.uniform(0.5, 3, 5).astype(np.float32)
+        mask = rng.random(n) < 0.3 if trial % 3 == 0 else None
+        k = int(rng.choice([1, 10, 100]))
+        full = scorer.cart_scores(items, weights)
+        idx, read = scorer.cart_top(items, weights, mask, k, never=items)
+        assert idx.tolist() == top_positions(full, mask, k, never=items).tolist(), trial
+        assert np.array_equal(read[idx], full[idx])
+        stopped += bool(np.isinf(read).any())
+    assert stopped > 0  # the bound did cut the scoring short

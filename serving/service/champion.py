@@ -142,12 +142,13 @@ class ChampionHolder:
 
     def __init__(self, tracking_uri: str, model_name: str, alias: str, cache_dir: str | Path, threads: int = 1,
                  metrics=None, resolve=None, fetch=None, related_cache_mb: float = 64.0,
-                 related_warm_seconds: float = 2.0) -> None:
+                 related_warm_seconds: float = 2.0, related_warm_background: bool = True) -> None:
         from serving import registry
 
         self.tracking_uri, self.model_name, self.alias = tracking_uri, model_name, alias
         self.cache_dir, self.threads, self.metrics = Path(cache_dir), threads, metrics
         self.related_cache_bytes, self.related_warm_seconds = int(related_cache_mb * 2**20), related_warm_seconds
+        self.related_warm_background = related_warm_background  # after the load, fill the related lists' cache
         self.resolve = resolve or (lambda: registry.alias_version(tracking_uri, model_name, alias))
         self.fetch = fetch or (lambda version, dst: registry.download_serving_version(
             tracking_uri, model_name, version, dst))
@@ -201,11 +202,22 @@ class ChampionHolder:
             served.download_dir = dst if dst.exists() else None
             if self.metrics:
                 self.metrics.model_loaded(served, old)
+            if served.related is not None and self.related_warm_background:
+                self._warm_rest(served)
             log.info(json.dumps({"event": "model_loaded", "model": served.name, "version": served.version,
                                  "family": served.info.family, "format": served.info.format,
                                  "previous_version": old.version if old else None,
                                  "load_seconds": round(served.load_seconds, 3)}))
             return True
+
+    def _warm_rest(self, served: Served) -> None:
+        """Go on making the most-bought items' related lists in a daemon thread while the version serves, until the
+        cache is full (on Gowalla's 40,981 items about 12,000 lists of 64 MB, 6 s of CPU once per version), the
+        version is replaced or the holder stops: a list made here is a request that does not score the item."""
+        order = np.argsort(-served.evidence.counts, kind="stable")
+        keep_going = lambda: self.current is served and not self._stop.is_set()  # noqa: E731
+        threading.Thread(target=served.related.warm, args=(order, float("inf"), keep_going, 0.0005),
+                         name="related-warm", daemon=True).start()
 
     def _failed(self, message: str) -> None:
         self.last_error = message

@@ -7,7 +7,7 @@ pick from the list: when at least ``k`` pass, or the list holds every positively
 top ``k`` of the filtered catalog (any item off the list scores at most the list's last, and ties were settled by
 position); otherwise the caller scores the item in full. Entries are kept LRU up to ``capacity_bytes``; the
 most-bought items can be made at load (``warm``), so a new version answers its busiest items from the first
-request.
+request, and the rest of the cache filled in the background after (``serving.service.champion``).
 """
 from __future__ import annotations
 
@@ -77,15 +77,21 @@ class RelatedLists:
                 _, old = self._entries.popitem(last=False)
                 self._bytes -= old.nbytes
 
-    def warm(self, items: np.ndarray, seconds: float) -> int:
-        """Make the entries of ``items`` in order (e.g. the most bought first) for at most ``seconds``; returns
-        how many were made."""
+    def warm(self, items: np.ndarray, seconds: float, keep_going=None, pause: float = 0.0) -> int:
+        """Make the entries of ``items`` in order (e.g. the most bought first) for at most ``seconds``, until the
+        cache is full or ``keep_going()`` is false, skipping those kept already and sleeping ``pause`` seconds
+        after each (a background warm leaves the requests the interpreter); returns how many were made."""
         deadline, made = time.perf_counter() + seconds, 0
-        for item in np.asarray(items, np.int64):
-            if time.perf_counter() >= deadline or self._bytes >= self.capacity:
+        for item in np.asarray(items, np.int64).tolist():
+            if time.perf_counter() >= deadline or self._bytes >= self.capacity or \
+                    (keep_going is not None and not keep_going()):
                 break
-            self._keep(int(item), self.make(int(item)))
+            if item in self._entries:
+                continue
+            self._keep(item, self.make(item))
             made += 1
+            if pause:
+                time.sleep(pause)
         return made
 
     def __len__(self) -> int:

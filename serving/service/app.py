@@ -9,6 +9,7 @@ served catalog lacks is ignored and named in ``filters_ignored``. Each answer na
 from __future__ import annotations
 
 import hmac
+import itertools
 import json
 import logging
 import time
@@ -419,6 +420,8 @@ class RequestLog:
 
     def __init__(self, app, metrics: ServiceMetrics, holder: ChampionHolder, max_body_bytes: int) -> None:
         self.app, self.metrics, self.holder, self.max_body = app, metrics, holder, max_body_bytes
+        # request ids: a random prefix per process and a counter (uuid4 read /dev/urandom per request: 0.1 ms here)
+        self.id_prefix, self.ids = uuid.uuid4().hex[:6], itertools.count()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -453,7 +456,8 @@ class RequestLog:
         self.metrics.observe(endpoint, status, seconds)
         if log.isEnabledFor(logging.INFO):
             current = self.holder.current
-            log.info(json.dumps({"ts": round(time.time(), 3), "event": "request", "id": uuid.uuid4().hex[:12],
+            log.info(json.dumps({"ts": round(time.time(), 3), "event": "request",
+                                 "id": f"{self.id_prefix}{next(self.ids):06x}",
                                  "method": scope.get("method"), "endpoint": endpoint, "status": status,
                                  "ms": round(seconds * 1000, 3),
                                  "model_version": current.version if current is not None else None}))

@@ -20,6 +20,24 @@ def test_fast_dev_run(shop_data, shop_clean):
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-5)
 
 
+def test_short_fine_tuning_is_validated_once(shop_data, shop_clean, monkeypatch):
+    """A 3-step fine-tuning checks its held-out pairs once (not four times: that would be most of its work); the
+    best checkpoint is still kept."""
+    from training.text_encoder import ContrastiveTextModule
+
+    texts = item_texts(shop_clean.items)
+    pairs, counts = mine_pairs(shop_data.baskets, shop_data.user_items, 2)
+    calls = []
+    original = ContrastiveTextModule.validation_step
+    monkeypatch.setattr(ContrastiveTextModule, "validation_step",
+                        lambda self, batch, idx: calls.append(idx) or original(self, batch, idx))
+    enc = TextEncoder(TextEncoderConfig(batch_size=8, steps=3))
+    enc.fit(texts, pairs, counts)
+    val_batches = max(3 * 8 // 10, 8 * 4) // 8  # the held-out pairs, in batches
+    assert len(calls) == val_batches and enc.history["steps"] == 3
+    assert np.isfinite(enc.history["best_val_loss"])
+
+
 def test_pair_sampling_follows_counts():
     pairs = np.array([[0, 1], [1, 2], [2, 3]])
     counts = np.array([1.0, 1.0, 8.0])
@@ -47,7 +65,7 @@ def test_cold_twin_finds_its_twins_partner(twin_setup):
     texts = item_texts(c.items)
     index = {i: n for n, i in enumerate(data.item_ids)}
     pairs, counts = mine_pairs(data.baskets, data.user_items, 2, user_weight=0.0)
-    enc = TextEncoder(TextEncoderConfig(steps=60, batch_size=32, lr=3e-4, seed=0))
+    enc = TextEncoder(TextEncoderConfig(steps=45, batch_size=32, lr=3e-4, seed=0))  # twins max rank 2 (60: 4)
     base_z = enc.embed(texts)
     enc.fit(texts, pairs, counts)
     z = enc.embed(texts)

@@ -182,6 +182,13 @@ class TextEncoderConfig:
     fast_dev_run: bool = False
 
 
+def validation_checks(steps: int, most: int = 4, every: int = 10) -> int:
+    """How often an epoch of ``steps`` training steps is validated: ``most`` times (for checkpointing and early
+    stopping), but at most once per ``every`` steps, so a short fine-tuning (a demo's, a test's) is not mostly
+    validation: each check encodes the whole held-out set, as much work as several training steps."""
+    return max(1, min(most, steps // every))
+
+
 class TextEncoder:
     """Fine-tune, embed, save and load. ``embed`` returns (n, hidden) float32, L2-normalised."""
 
@@ -255,7 +262,8 @@ class TextEncoder:
                                 enable_progress_bar=self.cfg.progress, enable_model_summary=False,
                                 enable_checkpointing=not self.cfg.fast_dev_run, callbacks=callbacks,
                                 fast_dev_run=self.cfg.fast_dev_run, num_sanity_val_steps=0,
-                                val_check_interval=0.25 if not self.cfg.fast_dev_run else None)
+                                val_check_interval=(None if self.cfg.fast_dev_run
+                                                    else 1.0 / validation_checks(self.cfg.steps)))
             self.module.encoder.train()
             trainer.fit(self.module, train_dl, val_dl)
         if ckpt.best_model_path:

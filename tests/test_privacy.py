@@ -80,15 +80,29 @@ def test_quarantine_records_carry_pseudonyms_only(shop):
 
 
 # ----------------------------------------------------------------- scanning outputs for raw ids
-def _patterns(ids: set[str]) -> dict[str, re.Pattern]:
-    """One bytes regex per encoding: any of ``ids`` not inside a longer word (``U00001`` must not
-    match inside ``SKU00001``). UTF-16/32 catch numpy's fixed-width unicode arrays in pickles."""
+def _patterns(ids: set[str]) -> dict[str, tuple[re.Pattern, re.Pattern]]:
+    """Per encoding, (the ids not followed by a word character, the word character before one): an id inside a
+    longer word does not count (``U00001`` must not match inside ``SKU00001``). UTF-16/32 catch numpy's
+    fixed-width unicode arrays in pickles. The word before is checked per candidate (:func:`_hits`), not by a
+    lookbehind: one in front of the alternation keeps the regex engine from skipping ahead to the ids' first
+    characters, 50x slower over the hundreds of MB of model weights a run writes."""
     out = {}
     for enc, pad in (("utf-8", b""), ("utf-16-le", b"\x00"), ("utf-32-le", b"\x00\x00\x00")):
         alnum = b"[A-Za-z0-9]" + re.escape(pad)
         body = b"|".join(re.escape(i.encode(enc)) for i in sorted(ids, key=len, reverse=True))
-        out[enc] = re.compile(b"(?<!" + alnum + b")(?:" + body + b")(?!" + alnum + b")")
+        out[enc] = (re.compile(b"(?:" + body + b")(?!" + alnum + b")"), re.compile(alnum))
     return out
+
+
+def _hits(blob: bytes, ids: re.Pattern, before: re.Pattern, width: int) -> set[bytes]:
+    """Every id in ``blob`` whose preceding ``width``-byte character is not a word character (overlaps too)."""
+    hits, pos = set(), 0
+    while (m := ids.search(blob, pos)) is not None:
+        start = m.start()
+        if start < width or not before.fullmatch(blob, start - width, start):
+            hits.add(m.group())
+        pos = start + 1
+    return hits
 
 
 def _blobs(path: Path) -> list[bytes]:
@@ -115,9 +129,10 @@ def find_raw_ids(roots: list[Path], ids: set[str], texts: dict[str, str] | None 
     found: dict[str, list[str]] = {}
     items = [(str(p), b) for root in roots for p in sorted(root.rglob("*")) if p.is_file() for b in _blobs(p)]
     items += [(name, t.encode()) for name, t in (texts or {}).items()]
+    widths = {"utf-8": 1, "utf-16-le": 2, "utf-32-le": 4}
     for name, blob in items:
-        for enc, pat in pats.items():
-            hits = {m.group().decode(enc) for m in pat.finditer(blob)}
+        for enc, (pat, before) in pats.items():
+            hits = {h.decode(enc) for h in _hits(blob, pat, before, widths[enc])}
             if hits:
                 found.setdefault(name, []).extend(sorted(hits))
     return found

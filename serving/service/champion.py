@@ -6,6 +6,7 @@ put in place by one reference assignment. A request reads the reference once and
 the end, so nothing fails during a swap, and the old version is freed when its last request is done."""
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -133,6 +134,20 @@ def load_served(folder: str | Path, name: str, version: str, threads: int = 1, o
     return served
 
 
+GC_SETTLE_SECONDS = 5.0  # after a swap: the old version's requests are done, its objects garbage
+
+
+def settle_gc() -> None:
+    """Collect the garbage (a replaced version: its catalog and renderer refer to each other, so only the cyclic
+    collector frees it), then freeze what is left, the loaded version with its libraries, out of the collector's
+    sight (``gc.freeze``): a full collection walked all of it, 60 ms with every request waiting (Online Retail's
+    baskets p99 170 ms at 500 requests/s); it now walks what requests and caches made since. Unfrozen first, so a
+    version frozen at the previous swap is collected at this one."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class ChampionHolder:
     """The version being served, kept current with the alias (see the module docstring).
 
@@ -230,7 +245,8 @@ class ChampionHolder:
         def loop() -> None:
             self.sweep()
             while not self._stop.is_set():
-                self.refresh()
+                if self.refresh() and not self._stop.wait(min(poll_seconds, GC_SETTLE_SECONDS)):
+                    settle_gc()
                 self._stop.wait(poll_seconds)
 
         self._thread = threading.Thread(target=loop, name="champion-poll", daemon=True)

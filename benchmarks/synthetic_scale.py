@@ -417,8 +417,25 @@ def _stage_limit(text: str) -> tuple[str, float]:
     return name, float(gb)
 
 
+def stage_table(result: dict) -> str:
+    """The docs' table of a result file's stages (``python -m benchmarks.synthetic_scale --table FILE``)."""
+    lines = ["| stage | status | wall s | CPU s | peak RSS of the tree (GiB) | added (GiB) | held after (GiB) | estimate "
+             "| load (1-min, max) |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in result["stages"].items():
+        if r.get("status") in ("refused", "skipped"):
+            lines.append(f"| {name} | {r['status']}: {r.get('reason', '')} | | | | | | {r.get('estimate', '')} | |")
+            continue
+        lines.append(f"| {name} | {r['status']} | {r['wall_s']} | {r['cpu_s']} | {r['peak_rss_gb']} "
+                     f"| {r['peak_added_gb']} | {r.get('held_after_gb', '')} | {r['estimate']} | {r['load_max']} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if argv and argv[0] == "--table":
+        print(stage_table(json.loads(Path(argv[1]).read_text())))
+        return {}
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="--table FILE (alone): print a result file's stages as the docs' table")
     p.add_argument("--items", type=int, default=1_000_000)
     p.add_argument("--customers", type=int, default=5_000_000)
     p.add_argument("--interactions", type=int, default=50_000_000)

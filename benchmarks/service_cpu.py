@@ -97,22 +97,6 @@ def _ready(url: str, server: subprocess.Popen, timeout: float = 300) -> dict:
     raise RuntimeError(f"the service did not become ready (exit {server.poll()})")
 
 
-def settled(url: str, timeout: float = 180) -> dict:
-    """/model once the related lists the service makes in the background after a load stop growing (its count
-    unchanged for 2 s): the figures are then of the steady state, not of the warm-up's CPU."""
-    import httpx
-
-    deadline, last, since = time.monotonic() + timeout, -1, time.monotonic()
-    while True:
-        model = httpx.get(f"{url}/model", timeout=5).json()
-        kept = model.get("related_lists_kept", 0)
-        if kept != last:
-            last, since = kept, time.monotonic()
-        if time.monotonic() - since >= 2 or time.monotonic() > deadline:
-            return model
-        time.sleep(0.5)
-
-
 def requests_for(endpoint: str, payloads: dict, n: int, offset: int = 0) -> list[tuple[str, str, dict | None]]:
     """(method, path, json body) of ``n`` requests, cycling through the payloads from ``offset``."""
     out = []
@@ -144,6 +128,7 @@ def run(args: argparse.Namespace) -> dict:
     import httpx
 
     from benchmarks.common import machine
+    from benchmarks.service_load import settled
 
     work = Path(args.work or f"/tmp/cobuy-cpu-{args.dataset}")
     built = champion(args.dataset, work, args.seed)

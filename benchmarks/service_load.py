@@ -120,6 +120,22 @@ def _delta(after: dict, before: dict, key: str) -> float:
     return after.get(key, 0.0) - before.get(key, 0.0)
 
 
+def settled(url: str, timeout: float = 180) -> dict:
+    """/model once the related lists the service makes in the background after a load stop growing (its count
+    unchanged for 2 s): the figures are then of the steady state, not of the warm-up's CPU."""
+    import httpx
+
+    deadline, last, since = time.monotonic() + timeout, -1, time.monotonic()
+    while True:
+        model = httpx.get(f"{url}/model", timeout=5).json()
+        kept = model.get("related_lists_kept", 0)
+        if kept != last:
+            last, since = kept, time.monotonic()
+        if time.monotonic() - since >= 2 or time.monotonic() > deadline:
+            return model
+        time.sleep(0.5)
+
+
 def process_tree_cpu(pid: int) -> Callable[[], float]:
     """A clock of the CPU seconds (user + system) used by process ``pid`` and its children (uvicorn's workers)."""
     import psutil
@@ -203,8 +219,6 @@ def benchmark(args: argparse.Namespace) -> dict:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the service did not become ready (exit {server.returncode})")
             time.sleep(0.5)
-        from benchmarks.service_cpu import settled
-
         model = settled(url)  # the related lists made in the background after the load: done
         result = {"benchmark": "service_load", "dataset": args.dataset, "model": {**champion["model"],
                   "load_seconds": model["load_seconds"], "related_lists_kept": model.get("related_lists_kept")},
@@ -241,8 +255,10 @@ def benchmark(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.service_load", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=["gowalla", "online_retail"], required=True)
-    p.add_argument("--users", type=int, default=50, help="simulated shoppers")
-    p.add_argument("--rate", type=float, default=10.0, help="requests per second per shopper (offered: users x rate)")
+    p.add_argument("--users", type=int, default=10,
+                   help="simulated clients, each a keep-alive connection (the shop's front-end servers calling the "
+                        "service through a connection pool; 10 x 50 requests/s = 500 offered)")
+    p.add_argument("--rate", type=float, default=50.0, help="requests per second per client (offered: users x rate)")
     p.add_argument("--processes", type=int, default=1,
                    help="locust processes sharing the users: on loopback locust's own latency grows with the users "
                         "one process simulates (50 users at 100 requests/s: p50 17-19 ms, where a plain asyncio client "

@@ -191,6 +191,18 @@ def test_pair_counters_and_chunk_sizes_agree(pair_method, chunk):
         np.testing.assert_array_equal(ca, cb)
 
 
+def test_bitmaps_made_a_few_items_at_a_time_give_the_same_itemsets():
+    """The second items' basket bitmaps within a budget of one item's bitmap at a time (a shop with millions of
+    baskets and thousands of frequent items would otherwise need them all at once): the same itemsets."""
+    baskets = random_baskets(11, 300, 14)
+    whole = frequent_itemsets(baskets, 0.02, None)
+    grouped = frequent_itemsets(baskets, 0.02, None, bitmap_bytes=1, chunk=64)
+    assert len(whole.items) >= 4
+    for a, b, ca, cb in zip(whole.items, grouped.items, whole.counts, grouped.counts):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(ca, cb)
+
+
 def test_unknown_pair_method_is_refused():
     with pytest.raises(ValueError, match="pair_method"):
         frequent_itemsets(random_baskets(1, 50, 6), 0.05, None, pair_method="sideways")

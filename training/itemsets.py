@@ -43,6 +43,7 @@ CHUNK = 1 << 22  # pair occurrences enumerated, or bitset words ANDed, at a time
 # 75 / 150-180, 0.002 (3.0 M, 848) 31 / 82-99; Online Retail 0.005 (18.7 M, 1,549) 180-200 / 110-145 (load ~4)
 ENUMERATE_RATIO = 6.0
 ENUMERATE_MAX_CELLS = 1 << 25
+BITMAP_BYTES = 256 * 1024 * 1024  # at most this much for the pairs' second items' basket bitmaps at a time
 
 
 class ItemsetConfigError(ValueError):
@@ -113,13 +114,15 @@ def binary_csr(baskets: sp.spmatrix) -> sp.csr_matrix:
 
 def frequent_itemsets(baskets: sp.spmatrix, min_support: float, max_len: int | None = None,
                       block_multiply_adds: int = BLOCK_MULTIPLY_ADDS, chunk: int = CHUNK,
-                      pair_method: Literal["auto", "enumerate", "product"] = "auto") -> FrequentItemsets:
+                      pair_method: Literal["auto", "enumerate", "product"] = "auto",
+                      bitmap_bytes: int = BITMAP_BYTES) -> FrequentItemsets:
     """All itemsets in at least ``min_support`` of the baskets, up to ``max_len`` items (None: any length).
 
     ``baskets``: (n_baskets, n_items) sparse, nonzero where a basket holds an item. Returns
     :class:`FrequentItemsets` in the basket matrix's item positions (the same itemsets and supports as mlxtend's
-    ``fpgrowth(min_support=..., max_len=...)``). ``block_multiply_adds``, ``chunk`` and ``pair_method`` change how
-    the work is split and which pair counter runs, never the result."""
+    ``fpgrowth(min_support=..., max_len=...)``). ``block_multiply_adds``, ``chunk``, ``pair_method`` and
+    ``bitmap_bytes`` (the most the second items' basket bitmaps take at a time) change how the work is split and
+    which pair counter runs, never the result."""
     check_settings(min_support, max_len)
     b = binary_csr(baskets)
     n = int(b.shape[0])
@@ -138,7 +141,7 @@ def frequent_itemsets(baskets: sp.spmatrix, min_support: float, max_len: int | N
     levels = [(np.stack([first, second], axis=1), count)]  # label space, rows in lexicographic order
     if (max_len is None or max_len > 2) and len(first) > 1:
         pair_codes = first * f + second  # sorted: the frequent pairs, for the apriori check of each join
-        bits, width = _pair_bitsets(x_csc, first, second, chunk)
+        bits, width = _pair_bitsets(x_csc, first, second, chunk, bitmap_bytes)
         k = 2
         while (max_len is None or k < max_len) and len(levels[-1][0]) > 1:
             keep_bits = max_len is None or k + 1 < max_len
@@ -242,26 +245,16 @@ def _product_pairs(x_csr: sp.csr_matrix, x_csc: sp.csc_matrix, threshold: int,
     return x[srt], y[srt], count[srt]
 
 
-def _pair_bitsets(x_csc: sp.csc_matrix, first: np.ndarray, second: np.ndarray,
-                  chunk: int) -> tuple[np.ndarray, np.ndarray]:
+def _pair_bitsets(x_csc: sp.csc_matrix, first: np.ndarray, second: np.ndarray, chunk: int,
+                  bitmap_bytes: int = BITMAP_BYTES) -> tuple[np.ndarray, np.ndarray]:
     """Each frequent pair's baskets as a bitset over its first item's baskets: bit j of pair p is set when the
     j-th basket of ``first[p]`` holds ``second[p]``. Returns (flat uint64 words, (p,) words per pair =
     ``ceil(t / 64)`` for a first item in t baskets); pair p's words follow pair p - 1's. Each first item's
-    baskets are tested in a bit-packed copy of the second item's (padding tests a basket no item holds)."""
+    baskets are tested in a bit-packed copy of the second item's (padding tests a basket no item holds); the
+    second items' bitmaps (n / 8 bytes each) are made a group at a time, at most ``bitmap_bytes`` together."""
     n = x_csc.shape[0]
     t = np.diff(x_csc.indptr).astype(np.int64)
     words = (t + 63) // 64
-    # the second items' bitmaps over all baskets (plus basket n, empty), as bytes: (len(seconds), row_bytes)
-    seconds = np.unique(second)
-    row_bytes = (n + 8) // 8
-    row_of = np.zeros(x_csc.shape[1], np.int64)
-    row_of[seconds] = np.arange(len(seconds))
-    baskets = x_csc.indices[_gather(x_csc.indptr[seconds], t[seconds])].astype(np.int64)
-    byte = np.repeat(np.arange(len(seconds), dtype=np.int64) * row_bytes, t[seconds]) + (baskets >> 3)
-    starts = np.flatnonzero(np.r_[True, byte[1:] != byte[:-1]])  # byte is non-decreasing: each list is sorted
-    bitmap = np.zeros(len(seconds) * row_bytes, np.uint8)
-    bitmap[byte[starts]] = np.bitwise_or.reduceat(np.left_shift(np.uint8(1), (baskets & 7).astype(np.uint8)),
-                                                  starts)
     # the first items' basket lists padded to whole words with basket n
     firsts = np.unique(first)
     padded_len = 64 * words[firsts]
@@ -270,18 +263,35 @@ def _pair_bitsets(x_csc: sp.csc_matrix, first: np.ndarray, second: np.ndarray,
     padded = np.full(int(padded_len.sum()), n, np.int64)
     padded[_gather(padded_at[firsts], t[firsts])] = x_csc.indices[_gather(x_csc.indptr[firsts], t[firsts])]
     width = words[first]
+    offset = np.cumsum(width) - width  # (p,) where each pair's words start in the output
     out = np.empty(int(width.sum()), np.uint64)
-    ends = np.cumsum(width)
-    lo = 0
-    while lo < len(first):  # runs of pairs of about `chunk` tested baskets
-        hi = max(int(np.searchsorted(ends, ends[lo] - width[lo] + chunk // 64, side="right")), lo + 1)
-        w = width[lo:hi]
-        basket = padded[_gather(padded_at[first[lo:hi]], 64 * w)]
-        held = bitmap[np.repeat(row_of[second[lo:hi]] * row_bytes, 64 * w) + (basket >> 3)]
-        held >>= (basket & 7).astype(np.uint8)
-        held &= np.uint8(1)
-        out[ends[lo] - width[lo]:ends[hi - 1]] = np.packbits(held, bitorder="little").view(np.uint64)
-        lo = hi
+    row_bytes = (n + 8) // 8  # a second item's bitmap over baskets 0..n (basket n: the padding, empty)
+    seconds = np.unique(second)
+    per_group = max(1, bitmap_bytes // row_bytes)
+    row_of = np.zeros(x_csc.shape[1], np.int64)
+    for g in range(0, len(seconds), per_group):
+        group = seconds[g:g + per_group]
+        row_of[group] = np.arange(len(group))
+        baskets = x_csc.indices[_gather(x_csc.indptr[group], t[group])].astype(np.int64)
+        byte = np.repeat(np.arange(len(group), dtype=np.int64) * row_bytes, t[group]) + (baskets >> 3)
+        starts = np.flatnonzero(np.r_[True, byte[1:] != byte[:-1]])  # non-decreasing: each list is sorted
+        bitmap = np.zeros(len(group) * row_bytes, np.uint8)
+        if len(starts):
+            bitmap[byte[starts]] = np.bitwise_or.reduceat(
+                np.left_shift(np.uint8(1), (baskets & 7).astype(np.uint8)), starts)
+        pairs = np.flatnonzero(np.isin(second, group))  # ascending
+        ends = np.cumsum(width[pairs])
+        lo = 0
+        while lo < len(pairs):  # runs of pairs of about `chunk` tested baskets
+            hi = max(int(np.searchsorted(ends, ends[lo] - width[pairs[lo]] + chunk // 64, side="right")), lo + 1)
+            p = pairs[lo:hi]
+            w = width[p]
+            basket = padded[_gather(padded_at[first[p]], 64 * w)]
+            held = bitmap[np.repeat(row_of[second[p]] * row_bytes, 64 * w) + (basket >> 3)]
+            held >>= (basket & 7).astype(np.uint8)
+            held &= np.uint8(1)
+            out[_gather(offset[p], w)] = np.packbits(held, bitorder="little").view(np.uint64)
+            lo = hi
     return out, width
 
 

@@ -86,9 +86,13 @@ class EASEConfig(TunableConfig):
 
 
 class GraphFilterConfig(TunableConfig):
+    """``svd``: how the ideal low-pass filter's singular vectors are found: ``arpack`` exact, ``randomized`` (Halko
+    et al., 2011) several times faster for hundreds of vectors on large catalogues (training/models/graph_filter.py)."""
+
     alpha: float = GF_CF.default("alpha")
     n_factors: int = GF_CF.default("n_factors")
     sharpen: float = GF_CF.default("sharpen")
+    svd: Literal["arpack", "randomized"] = GF_CF.default("svd")
 
 
 class ChebyCFConfig(TunableConfig):

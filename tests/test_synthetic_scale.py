@@ -175,3 +175,30 @@ def test_item_knn_finds_planted_pairs(shop, tmp_path):
     found = related_recall(model.related_items, {str(i): p for p, i in enumerate(data.item_ids)}, s.planted_pairs,
                            s.bundles)
     assert found["pairs_found"] >= 0.9 and found["basket_pairs_found"] >= 0.9
+
+
+def test_stage_estimates_cover_the_measured_million_item_run():
+    """The memory estimates a stage is refused by, at the sizes of the recorded 1M-item run, are at least what
+    that run measured each stage to add: an estimate lowered below a measurement fails here, not at 1M items."""
+    import json
+    from pathlib import Path
+
+    from training.models import footprint
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "synthetic-1m-pipeline.json"
+    run = json.loads(path.read_text())
+    shop, m, s, stages = run["shop_config"], run["matrices"], run["settings"], run["stages"]
+    size = footprint.DataSize(m["users"], m["items"], m["user_item_pairs"])
+    estimates = {
+        "ingest": footprint.ingestion_bytes(shop["rows_per_part"], shop["n_items"]),
+        "validate": footprint.validation_bytes(shop["rows_per_part"], shop["n_items"]),
+        "matrices": footprint.part_matrix_bytes(m["basket_items"], m["users"]),
+        "itemknn_export": footprint.sparse_item_item_bytes(m["items"], s["knn_k"])
+        + footprint.factor_scoring_bytes(m["items"], s["parity_users"]),
+        "ials": footprint.ials_fit_bytes(size, s["ials_dim"]),
+        "ials_export": footprint.factor_export_bytes(m["users"], m["items"], s["ials_dim"])
+        + footprint.factor_scoring_bytes(m["items"], s["parity_users"]),
+    }
+    short = {name: (footprint.human_bytes(need), stages[name]["peak_added_gb"]) for name, need in estimates.items()
+             if need < stages[name]["peak_added_gb"] * 2**30}
+    assert not short, f"estimate below the measured peak added (estimate, GiB measured): {short}"

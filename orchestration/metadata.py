@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 
@@ -42,9 +43,10 @@ def _cell(v: object) -> object:
         return None
     if isinstance(v, (bool, int, float, str)):
         return v
-    if hasattr(v, "item"):  # numpy scalars
-        return v.item()
-    return str(v)[:200]
+    if isinstance(v, np.generic):  # numpy scalars (a datetime64 or bytes comes back as text)
+        item = v.item()
+        return item if isinstance(item, (bool, int, float, str)) else str(item)[:200]
+    return str(v)[:200]  # anything else, lists and arrays in a cell included (a catalog's category path)
 
 
 def frame_table(df: pd.DataFrame, n: int = 10, descriptions: "dict[str, str] | None" = None) -> dg.MetadataValue:

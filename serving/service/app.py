@@ -232,11 +232,7 @@ def create_app(settings: ServiceSettings | None = None, holder: ChampionHolder |
                    np.asarray([w for i, w in zip(cart.items, cart.quantities) if str(i) in s.item_index], np.float32))
         mask, ignored = allowed(s, q)
         t0 = time.perf_counter()
-        if hasattr(s.scorer, "cart_top"):  # the scorer's own top k: the same answer, reading fewer scores
-            idx, scores = s.scorer.cart_top(items, weights, mask, q.k, never=items)
-        else:
-            scores = s.scorer.cart_scores(items, weights)
-            idx = top(scores, mask, q.k, never=items)
+        idx, scores = s.scorer.cart_top(items, weights, mask, q.k, never=items)  # top_positions, as `top`
         t1 = time.perf_counter()
         stage_score.observe(t1 - t0)
         rows = ranked(s, idx, scores, s.evidence.best_anchor(items, idx), t1)

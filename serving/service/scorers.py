@@ -6,7 +6,9 @@ callers mask and take the top k):
 * ``cart_scores(items, weights)``: fold-in of a live cart (item positions (n,), weights (n,), e.g. quantities);
 * ``user_scores(user, items, weights)``: a known customer (position in the bundle's users), with the session's
   items folded in where given;
-* ``related_scores(item)``: the items that go with one item.
+* ``related_scores(item)``: the items that go with one item;
+* ``cart_top(items, weights, mask, k, never)``: the top k of ``cart_scores`` and those scores (``Scorer``; the
+  factor form reads fewer scores for the same answer).
 
 Forms:
 * ``ItemItemScorer`` (EASE, item-kNN, GF-CF, ChebyCF, rules, blend exports): ONNX Runtime on a graph derived
@@ -77,7 +79,21 @@ def _positions(model_ids: np.ndarray | None, bundle_ids: np.ndarray, what: str, 
     return out
 
 
-class ItemItemScorer:
+class Scorer:
+    """What every form shares: :meth:`cart_top`, the top k of a cart's scores, which a form may answer reading fewer
+    scores (``FactorScorer``) as long as it answers the same."""
+
+    def cart_scores(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def cart_top(self, items: np.ndarray, weights: np.ndarray, mask: np.ndarray | None, k: int,
+                 never: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(top ``k`` positions among ``mask`` but ``never``, best first; the (n_items,) scores they came from)."""
+        scores = self.cart_scores(items, weights)
+        return top_positions(scores, mask, k, never=never), scores
+
+
+class ItemItemScorer(Scorer):
     """An item-item export run by ONNX Runtime through :func:`cart_graph`."""
 
     def __init__(self, export_path: str | Path, item_ids: np.ndarray, user_items: sp.csr_matrix,
@@ -125,7 +141,7 @@ class RulesScorer(ItemItemScorer):
         return self.session.run(["scores"], {"history": history})[0][0][self.item_pos]
 
 
-class ExportGraphScorer:
+class ExportGraphScorer(Scorer):
     """Exports whose own graph takes the history, run as exported by ONNX Runtime: ``item_item_sparse`` (the
     (row, item) pairs of a history; each item's top-N neighbours scattered into the row) and ``rules``
     (multi-item antecedents on a dense 0/1 history). Both graphs take which items a history holds, not how many:
@@ -160,7 +176,7 @@ class ExportGraphScorer:
         return self.cart_scores(np.array([item]), np.ones(1, np.float32))
 
 
-class FactorScorer:
+class FactorScorer(Scorer):
     """A factor export: the export's graph (ORT) for known customers, ridge fold-in for carts, cosine for
     related items. ``fold_in_l2``: the ridge penalty of the fold-in, relative to the mean squared factor norm."""
 
@@ -243,7 +259,7 @@ class FactorScorer:
         return self.v_unit @ self.v_unit[item]
 
 
-class NativeScorer:
+class NativeScorer(Scorer):
     """A pickled model run by its own code (``training.models``' contract), for forms ONNX cannot express."""
 
     def __init__(self, pickle_path: str | Path, n_items: int, user_items: sp.csr_matrix) -> None:

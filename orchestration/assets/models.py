@@ -16,6 +16,7 @@ import pandas as pd
 
 from orchestration.assets.splits import SplitMatrices
 from orchestration.metadata import frame_table, png_md
+from orchestration.progress import progress_log
 from orchestration.resources import ArtifactStore, CountingEngine, OptunaStorage, TrainingPlan
 from training.counting import using_engine
 from training.models.association import why_no_rules
@@ -359,7 +360,7 @@ def served_as(context: dg.AssetExecutionContext, family: str, model: Recommender
     catalogue's item-item families sparse, with metadata saying so; else ``model`` as it is."""
     if plan.serving_form(family, m.train.n_items) != "sparse":
         return model, {}
-    cut = SparseItemItem.from_model(model, plan.item_item_top_n)
+    cut = SparseItemItem.from_model(model, plan.item_item_top_n, progress=progress_log(context, f"{family} top-N rows"))
     context.log.info(f"{family}: served as its top {cut.top_n} neighbours per item ({cut.matrix.nnz:,} weights; "
                      f"built in {cut.build_seconds:.0f} s)")
     return cut, {"serving_form": f"top {cut.top_n} neighbours per item", "neighbour_weights": int(cut.matrix.nnz),

@@ -68,12 +68,14 @@ def block_top_n(block: np.ndarray, start: int, n: int) -> tuple[np.ndarray, np.n
 
 def top_n_matrix(score_rows: Callable[[sp.csr_matrix], np.ndarray], n_items: int, n: int,
                  chunk_size: int = 1024, on_block: Callable[[int, np.ndarray], None] | None = None,
-                 rows: tuple[int, int] | None = None) -> sp.csr_matrix:
+                 rows: tuple[int, int] | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> sp.csr_matrix:
     """(n_items, n_items) float32 CSR holding each row's top ``n`` entries of W, where row i of W is
     ``score_rows`` of a history holding only i (``score_rows``: (c, n_items) CSR -> (c, n_items) dense). W is
     built ``chunk_size`` rows at a time; ``on_block(start, block)`` sees each dense block before it is cut (a
     benchmark's hook); ``rows`` (start, stop): only those rows (the others empty), so that processes can share
-    the work and their matrices be summed. Rows are stored with their columns sorted."""
+    the work and their matrices be summed; ``progress(rows_done, rows_total)`` is called after each block. Rows are
+    stored with their columns sorted."""
     if n < 1:
         raise ValueError(f"top_n must be at least 1, not {n}")
     first, last = rows if rows is not None else (0, n_items)
@@ -89,6 +91,8 @@ def top_n_matrix(score_rows: Callable[[sp.csr_matrix], np.ndarray], n_items: int
         indptr.append(indptr[-1][-1] + np.cumsum(keep.sum(axis=1)))
         indices.append(idx[keep])
         data.append(vals[keep])
+        if progress is not None:
+            progress(stop - first, last - first)
     indptr.append(np.full(n_items - last, indptr[-1][-1], np.int64))
     matrix = sp.csr_matrix((np.concatenate(data) if data else np.zeros(0, np.float32),
                             np.concatenate(indices) if indices else np.zeros(0, np.int64),
@@ -109,10 +113,11 @@ def sparse_rows_top_n(matrix: sp.spmatrix, n: int) -> sp.csr_matrix:
     return out
 
 
-def family_top_n(model: Recommender, n: int, chunk_size: int = 1024) -> sp.csr_matrix:
+def family_top_n(model: Recommender, n: int, chunk_size: int = 1024,
+                 progress: Callable[[int, int], None] | None = None) -> sp.csr_matrix:
     """The top-``n`` matrix of a fitted item-item family: from its sparse matrix where it has one (item-kNN,
     association rules), from its dense weights in row slices (EASE), else from ``score_history`` (GF-CF, ChebyCF,
-    the blend: W's rows computed block by block)."""
+    the blend: W's rows computed block by block, ``progress(rows_done, rows_total)`` after each)."""
     if isinstance(model, SparseItemItem):
         return sparse_rows_top_n(model.matrix, n)
     if model.name == "itemknn":
@@ -121,8 +126,8 @@ def family_top_n(model: Recommender, n: int, chunk_size: int = 1024) -> sp.csr_m
         return sparse_rows_top_n(model.confidence, n)
     weights = getattr(model, "weights", None)
     if isinstance(weights, np.ndarray) and weights.ndim == 2:  # EASE's B, already (n_items, n_items)
-        return top_n_matrix(lambda eye: eye @ weights, model.n_items, n, chunk_size)
-    return top_n_matrix(model.score_history, model.n_items, n, chunk_size)
+        return top_n_matrix(lambda eye: eye @ weights, model.n_items, n, chunk_size, progress=progress)
+    return top_n_matrix(model.score_history, model.n_items, n, chunk_size, progress=progress)
 
 
 class SparseItemItem(Float64Copies, LinearHistoryModel):
@@ -141,10 +146,12 @@ class SparseItemItem(Float64Copies, LinearHistoryModel):
         self.top_n = int(top_n)
 
     @classmethod
-    def from_model(cls, model: Recommender, n: int, chunk_size: int = 1024) -> "SparseItemItem":
-        """Cut ``model`` (fitted, linear in the history) to its top ``n`` neighbours per item."""
+    def from_model(cls, model: Recommender, n: int, chunk_size: int = 1024,
+                   progress: Callable[[int, int], None] | None = None) -> "SparseItemItem":
+        """Cut ``model`` (fitted, linear in the history) to its top ``n`` neighbours per item (``progress``: see
+        :func:`family_top_n`)."""
         t0 = time.perf_counter()
-        sparse = cls(family_top_n(model, n, chunk_size), model.user_items, model.name, n)
+        sparse = cls(family_top_n(model, n, chunk_size, progress), model.user_items, model.name, n)
         sparse.build_seconds = time.perf_counter() - t0
         sparse.fit_seconds = (model.fit_seconds or 0.0) + sparse.build_seconds
         sparse.training_params = dict(getattr(model, "training_params", {}) or {})  # the family's own, refittable

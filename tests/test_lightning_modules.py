@@ -4,6 +4,8 @@ import pytest
 
 from training.models import MatrixFactorization
 
+pytestmark = pytest.mark.heavy(77)  # seconds on 2 quiet cores: make test starts the heaviest files first
+
 
 def test_mf_fast_dev_run(shop_data):
     m = MatrixFactorization(dim=8, fast_dev_run=True).fit(shop_data)
@@ -20,6 +22,18 @@ def test_mf_learns_and_keeps_the_best_epoch(shop_clean, shop_split, tmp_path):
                             checkpoint_dir=str(tmp_path)).fit(fit, val)
     untrained = MatrixFactorization(dim=16, fast_dev_run=True).fit(fit)
     check_learned_best_epoch_and_fold_in(m, untrained, fit, val, min_agree=8)
+    assert list(tmp_path.glob("*.ckpt")), "a checkpoint folder that was given is kept"
+
+
+def test_best_epoch_checkpoint_in_a_temporary_folder_is_removed(shop_clean, shop_split, tmp_path, monkeypatch):
+    import tempfile
+
+    from training.data import build_interaction_data
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    fit = build_interaction_data(shop_split.fit, shop_clean.items["item_id"])
+    m = MatrixFactorization(dim=8, batch_size=1024, max_epochs=2).fit(fit, fit.matrix_for(shop_split.validation))
+    assert m.best_score is not None and not list(tmp_path.iterdir())
 
 
 def check_learned_best_epoch_and_fold_in(m, untrained, fit, val, min_agree):

@@ -9,6 +9,8 @@ from training.data import build_interaction_data
 from training.splits import SplitConfig, make_split
 from training.text_encoder import TextEncoder, TextEncoderConfig, item_texts, mine_pairs, sample_pairs
 
+pytestmark = pytest.mark.heavy(170)  # seconds on 2 quiet cores: make test starts the heaviest files first
+
 
 def test_fast_dev_run(shop_data, shop_clean):
     texts = item_texts(shop_clean.items)
@@ -20,10 +22,14 @@ def test_fast_dev_run(shop_data, shop_clean):
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-5)
 
 
-def test_short_fine_tuning_is_validated_once(shop_data, shop_clean, monkeypatch):
+def test_short_fine_tuning_is_validated_once(shop_data, shop_clean, monkeypatch, tmp_path):
     """A 3-step fine-tuning checks its held-out pairs once (not four times: that would be most of its work); the
-    best checkpoint is still kept."""
+    best checkpoint is still kept, and its temporary folder (90 MB of weights) is removed once read back."""
+    import tempfile
+
     from training.text_encoder import ContrastiveTextModule
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
     texts = item_texts(shop_clean.items)
     pairs, counts = mine_pairs(shop_data.baskets, shop_data.user_items, 2)
@@ -36,6 +42,7 @@ def test_short_fine_tuning_is_validated_once(shop_data, shop_clean, monkeypatch)
     val_batches = max(3 * 8 // 10, 8 * 4) // 8  # the held-out pairs, in batches
     assert len(calls) == val_batches and enc.history["steps"] == 3
     assert np.isfinite(enc.history["best_val_loss"])
+    assert not list(tmp_path.glob("ckpt-*")), "the temporary checkpoint folder is left behind"
 
 
 def test_pair_sampling_follows_counts():

@@ -13,7 +13,6 @@ Hugging Face name or local path works through ``model_name``.
 """
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,8 @@ import scipy.sparse as sp
 import torch
 from torch.utils.data import DataLoader
 
-from training.models.lightning_utils import LogProgress, distributed_rank, quiet_fit, trainer_parallelism
+from training.models.lightning_utils import (LogProgress, best_checkpoint, discard_temporary, distributed_rank, quiet_fit,
+                                             trainer_parallelism)
 
 
 def default_model_path() -> str:
@@ -248,9 +248,7 @@ class TextEncoder:
         train_dl = DataLoader([tuple(x) for x in train], batch_size=per_rank, shuffle=False,
                               collate_fn=self._collate, drop_last=True)
         val_dl = DataLoader([tuple(x) for x in val], batch_size=per_rank, collate_fn=self._collate, drop_last=True)
-        ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoint_dir or tempfile.mkdtemp(prefix="ckpt-"),
-                                                    monitor="val_loss", mode="min",
-                                                    save_top_k=1, save_weights_only=True)
+        ckpt = best_checkpoint("val_loss", "min", checkpoint_dir)
         callbacks = [] if self.cfg.fast_dev_run else [
             L.pytorch.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=self.cfg.patience), ckpt]
         if log is not None:
@@ -267,10 +265,14 @@ class TextEncoder:
             self.module.encoder.train()
             trainer.fit(self.module, train_dl, val_dl)
         if ckpt.best_model_path:
-            saved = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)
+            try:
+                saved = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)
+            finally:
+                discard_temporary(ckpt)
             self.module.load_state_dict(saved["state_dict"])
             best = ckpt.best_model_score if ckpt.best_model_score is not None else saved.get("val_loss")
             self.history["best_val_loss"] = float(best)
+        discard_temporary(ckpt)
         self.history["steps"] = int(trainer.global_step or trainer.callback_metrics.get("trained_steps", 0))
         self.history["train_pairs"] = int(len(train))
         self.history["distinct_pairs"] = int(len(pairs))

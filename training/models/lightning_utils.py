@@ -4,6 +4,7 @@ processes or GPUs with the same result as one."""
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -17,19 +18,38 @@ from training.models.base import FactorForm
 from training.ranking import top_k
 
 
+def best_checkpoint(monitor: str, mode: str, checkpoint_dir: str | None) -> L.pytorch.callbacks.ModelCheckpoint:
+    """A checkpoint of the best epoch (weights only) in ``checkpoint_dir``, or where it is None in a temporary
+    folder that :func:`discard_temporary` removes once the weights are read back (a fine-tuned encoder's is 90 MB)."""
+    ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoint_dir or tempfile.mkdtemp(prefix="ckpt-"),
+                                                monitor=monitor, mode=mode, save_top_k=1, save_weights_only=True)
+    ckpt.cobuy_temporary = checkpoint_dir is None
+    return ckpt
+
+
+def discard_temporary(ckpt: L.pytorch.callbacks.ModelCheckpoint | None) -> None:
+    """Remove ``ckpt``'s folder when :func:`best_checkpoint` made it temporary; a given folder stays."""
+    if ckpt is not None and getattr(ckpt, "cobuy_temporary", False) and ckpt.dirpath:
+        shutil.rmtree(ckpt.dirpath, ignore_errors=True)
+
+
 def best_epoch_callbacks(monitor: str, patience: int, checkpoint_dir: str | None
                          ) -> tuple[list, L.pytorch.callbacks.ModelCheckpoint]:
     """Early stopping on ``monitor`` (higher is better) and a checkpoint of the best epoch."""
-    ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=checkpoint_dir or tempfile.mkdtemp(prefix="ckpt-"),
-                                                monitor=monitor, mode="max", save_top_k=1, save_weights_only=True)
+    ckpt = best_checkpoint(monitor, "max", checkpoint_dir)
     return [L.pytorch.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=patience), ckpt], ckpt
 
 
 def restore_best(module: L.LightningModule, ckpt: L.pytorch.callbacks.ModelCheckpoint | None) -> float | None:
-    """Load the best checkpoint's weights into ``module``; returns its monitored score."""
+    """Load the best checkpoint's weights into ``module`` and discard a temporary checkpoint folder; returns the
+    monitored score."""
     if ckpt is None or not ckpt.best_model_path:
+        discard_temporary(ckpt)
         return None
-    state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+    try:
+        state = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+    finally:
+        discard_temporary(ckpt)
     module.load_state_dict(state)
     return float(ckpt.best_model_score) if ckpt.best_model_score is not None else None
 

@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 # pip finds the CPU build of torch on machines that ship it in their wheel folder; elsewhere set
 # TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu" to keep CUDA packages off a CPU box.
 TORCH_PIP_ARGS ?=
-# test files run on this many processes (pytest-xdist); a file's tests stay on one (shared fixtures)
+# test files run on this many processes (pytest-xdist); a file's tests stay on one (shared fixtures); the files
+# marked heavy start first, in the order tests/conftest.py gives them (--no-loadscope-reorder keeps it)
 TEST_WORKERS ?= 2
 NO_BYTECODE := /tests?/|/transformers/models/(?!(auto|bert)/)[^/]+/|/(kubernetes|moto|cfnlint)/
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
@@ -48,7 +49,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 
 test: install
 	-sh tests/setup_chromium.sh  # Debian's chromium for the UI screenshot test; never fails (the test skips)
-	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # the live service on MLflow's cobuy-serving@champion (after `make demo`: the demo's); settings: SERVE_ARGS=--help
 serve: install

@@ -8,6 +8,8 @@ from data_checks.synthetic_shop import SyntheticShopConfig, generate_shop
 from orchestration.definitions import all_assets, all_checks, build_resources
 from orchestration.resources import ValidationPolicy
 
+pytestmark = pytest.mark.heavy(80)  # seconds on 2 quiet cores: make test starts the heaviest files first
+
 SMALL = {"ops": {"raw_tables": {"config": {"kind": "synthetic", "synthetic_users": 150}},
                  "association_rules": {"config": {"min_support": 0.002, "min_confidence": 0.05}},
                  "itemknn_model": {"config": {"tune_trials": 3}},

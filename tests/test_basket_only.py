@@ -8,6 +8,8 @@ from orchestration.definitions import all_assets, all_checks, build_resources
 from orchestration.resources import TrainingPlan
 from training.families import PLANNED as PLAN_FAMILIES
 
+pytestmark = pytest.mark.heavy(58)  # seconds on 2 quiet cores: make test starts the heaviest files first
+
 N_USERS = 150  # the shop's hidden customers; only their baskets are read
 SHOP = {"kind": "synthetic", "synthetic_users": N_USERS, "synthetic_baskets_only": True}
 # cheap settings for every family: no tuning, small factors, few epochs, the text encoder as packaged

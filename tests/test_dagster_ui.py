@@ -35,7 +35,7 @@ import pytest
 
 from tests.test_assets import SMALL
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy(54)]
 
 ROOT = Path(__file__).resolve().parent.parent
 DG = Path(sys.executable).parent / "dg"  # dagster-dg-cli: `dg dev`, the command Dagster 1.13 recommends

@@ -16,7 +16,7 @@ import pytest
 
 from training.metrics import evaluate_scores
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy(34)]
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,8 @@ from orchestration.resources import TableIOManager
 from cobuy_files.storage import HOST, is_temp_name, read_pickle, sweep_stale_temps, write_parquet
 from tests.faults_support import run
 
+pytestmark = pytest.mark.heavy(33)  # seconds on 2 quiet cores: make test starts the heaviest files first
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

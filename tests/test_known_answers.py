@@ -6,6 +6,8 @@ import pytest
 
 from tests.conftest import GOWALLA, need
 
+pytestmark = pytest.mark.heavy(28)  # seconds on 2 quiet cores: make test starts the heaviest files first
+
 
 @pytest.mark.benchmark  # dataset-sized: all 29,858 Gowalla users ranked over 40,981 items (about a minute)
 def test_gowalla_popularity_reproduces_the_known_answer():

@@ -29,6 +29,8 @@ from orchestration.resources import Pseudonymizer
 from tests.conftest import ONLINE_RETAIL, need
 from tests.test_assets import SMALL
 
+pytestmark = pytest.mark.heavy(40)  # seconds on 2 quiet cores: make test starts the heaviest files first
+
 KEY = b"k" * 32
 
 

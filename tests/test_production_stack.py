@@ -12,7 +12,7 @@ import pytest
 
 from tests.services import postgres  # noqa: F401 - fixture
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy(35)]
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -45,6 +45,8 @@ from data_checks.readers import (
 from data_checks.schema import INTERACTION_COLUMNS, ITEM_COLUMNS, OPTIONAL_INTERACTION_COLUMNS, conform
 from tests.test_readers import HEADER
 
+pytestmark = pytest.mark.heavy(39)  # seconds on 2 quiet cores: make test starts the heaviest files first
+
 ROOT = Path(__file__).resolve().parent.parent
 _COMMON = dict(derandomize=True, database=None, deadline=None, print_blob=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])

@@ -14,6 +14,8 @@ from orchestration.definitions import all_assets, all_checks, build_resources
 from training.families import SERVED as FAMILIES
 from tests.test_assets import SMALL
 
+pytestmark = pytest.mark.heavy(61)  # seconds on 2 quiet cores: make test starts the heaviest files first
+
 # the gate and everything upstream of it (the hybrid's text embeddings included: the encoder is not fine-tuned
 # here, to keep the test short)
 UPSTREAM = dg.AssetSelection.assets("champion_decisions").upstream()

@@ -11,6 +11,8 @@ from orchestration.assets import scoring
 from orchestration.definitions import build_resources
 from serving.registry import CHAMPION
 
+pytestmark = pytest.mark.heavy(28)  # seconds on 2 quiet cores: make test starts the heaviest files first
+
 CONFIG = {"user_recommendations": {"config": {"family": "itemknn", "chunk_size": 64}},
           "related_items": {"config": {"family": "itemknn", "k": 10, "chunk_size": 64}},
           "cold_item_neighbours": {"config": {"k": 5}},

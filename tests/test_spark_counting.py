@@ -18,7 +18,7 @@ from training.models.association import AssociationRules
 from training.models.itemknn import ItemKNN, weight_users
 from training.spark_counting import SparkCounting, spark_unavailable
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.heavy(29)]
 
 
 @pytest.fixture(scope="module")

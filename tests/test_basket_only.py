@@ -128,8 +128,13 @@ def test_a_plan_with_two_families_trains_only_those(tmp_path):
     assert "not trained" in done["model_exports"].metadata["not_exported"].value
 
 
-def test_memory_refusal_names_the_estimate(tmp_path):
-    """EASE on a fake 256 KiB budget: refused before fitting, with the estimate and the budget in the reason."""
+def test_memory_refusal_names_the_estimate(tmp_path, monkeypatch):
+    """EASE on a fake 256 KiB budget: refused before fitting, with the estimate and the budget in the reason, and,
+    where SANSA would fit but is not installed, how to install it."""
+    import orchestration.assets.models as model_assets
+
+    monkeypatch.setattr(model_assets, "sansa_available", lambda: False)
+    monkeypatch.setattr(model_assets, "sansa_fit_bytes", lambda size, density: 100 * 1024)
     selection = dg.AssetSelection.groups("ingestion", "validation", "splits") | dg.AssetSelection.assets(
         "ease_model")
     resources = build_resources(str(tmp_path))
@@ -141,6 +146,9 @@ def test_memory_refusal_names_the_estimate(tmp_path):
     assert reason.startswith("ease at 212 items") and "needs about 702.2 KiB" in reason  # 2 x 212^2 float64
     assert "more than the 192.0 KiB allowed (75% of 256.0 KiB available, memory_budget_gb in config)" in reason
     assert "leave 'ease' out of training_plan.families" in reason
+    assert reason.endswith("or install SANSA (pip install 'cobuy[scale]', which needs SuiteSparse: apt-get install "
+                           "libsuitesparse-dev), with which EASE is fitted as a sparse approximate inverse in about "
+                           "100.0 KiB")
 
 
 def test_unknown_family_in_the_plan_is_refused_with_the_vocabulary():

@@ -23,7 +23,7 @@ from training.models.association import why_no_rules
 from training.models.base import Recommender, SkippedFamily, missing_training_data
 from training.models.sansa_ease import sansa_available
 from training.models.sparse import SparseItemItem
-from training.models.footprint import (DataSize, ease_fit_bytes, factor_fit_bytes, itemknn_fit_bytes,
+from training.models.footprint import (DataSize, ease_fit_bytes, factor_fit_bytes, human_bytes, itemknn_fit_bytes,
                                        sansa_fit_bytes, spectral_fit_bytes)
 from training.families import FAMILIES, FamilySpec
 from training.family_tuning import builder as trial_builder, factor_cap, tune_family as search
@@ -342,9 +342,14 @@ def ease_model(context: dg.AssetExecutionContext, config: EASEConfig, interactio
     use_sansa = config.solver == "sansa" or (
         config.solver == "auto" and budget.refusal("ease", exact_bytes, "") is not None
         and budget.refusal("ease", sansa_bytes, "") is None and sansa_available())
-    skip = _planned(context, "ease", training_plan, m, sansa_bytes if use_sansa else exact_bytes)
-    if skip is not None:
-        return skip
+    reason = reason_to_skip("ease", training_plan, m, sansa_bytes if use_sansa else exact_bytes, "users")
+    if reason is not None and not use_sansa and config.solver == "auto" and training_plan.not_planned("ease") is None \
+            and budget.refusal("ease", sansa_bytes, "") is None and not sansa_available():
+        reason += (f"; or install SANSA (pip install 'cobuy[scale]', which needs SuiteSparse: apt-get install "
+                   f"libsuitesparse-dev), with which EASE is fitted as a sparse approximate inverse in about "
+                   f"{human_bytes(sansa_bytes)}")
+    if reason is not None:
+        return skipped(context, "ease", reason)
     if use_sansa:
         family, params = SANSA, {"l2": config.sansa_l2, "density": config.sansa_density}
     else:

@@ -100,6 +100,26 @@ def _asset_outcomes(dagster_home: Path) -> tuple[str, dict[str, dict]]:
     return run.status.value, outcomes
 
 
+def step_seconds(dagster_home: Path) -> dict[str, float]:
+    """The latest run's steps and how long each ran (Dagster's STEP_SUCCESS / STEP_FAILURE durations), longest
+    first: where a whole run's wall time went."""
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get()
+    runs = instance.get_runs(limit=1)
+    if not runs:
+        return {}
+    out: dict[str, float] = {}
+    for kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+        for record in instance.get_records_for_run(runs[0].run_id, of_type=kind, limit=10_000).records:
+            event = record.event_log_entry.dagster_event
+            duration = getattr(event.event_specific_data, "duration_ms", None)
+            if event.step_key and duration is not None:
+                out[event.step_key] = round(duration / 1000, 1)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def summarise(status: str, outcomes: dict[str, dict], metrics: pd.DataFrame | None) -> dict:
     """Families run and skipped (an asset whose metadata holds ``skipped``) and each family's metrics at K=20."""
     skipped = {key: str(md["skipped"]) for key, md in outcomes.items() if "skipped" in md}
@@ -138,6 +158,7 @@ def run_pipeline(config: Path, out: Path, job: str, interval: float) -> dict:
             "peak_processes": sampler.peak_processes, "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count(),
             "command": " ".join(command[1:]), "config": str(config), "log": str(work / "dagster.log"),
+            "step_seconds": step_seconds(home),
             "asset_metadata": {k: {m: v for m, v in md.items() if isinstance(v, (int, float, str, bool))}
                                for k, md in outcomes.items()}}
 

@@ -46,3 +46,26 @@ def test_sampler_stops_and_keeps_its_peak():
     time.sleep(0.3)
     sampler.stop()  # Thread.join: the sampler must not shadow Thread's own attributes
     assert not sampler.is_alive() and sampler.peak_rss > 0 and sampler.peak_processes >= 1
+
+
+def test_step_seconds_lists_the_latest_runs_steps_longest_first(tmp_path, monkeypatch):
+    import time
+
+    import dagster as dg
+
+    from benchmarks.pipeline import step_seconds
+
+    @dg.asset
+    def quick() -> int:
+        return 1
+
+    @dg.asset
+    def slow(quick: int) -> int:
+        time.sleep(0.3)
+        return quick
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with dg.DagsterInstance.get() as instance:
+        assert dg.materialize([quick, slow], instance=instance).success
+    steps = step_seconds(tmp_path)
+    assert list(steps) == ["slow", "quick"] and steps["slow"] >= 0.3

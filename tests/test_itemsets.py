@@ -175,11 +175,12 @@ def test_rules_export_serves_related_items_and_carts(tmp_path):
     np.testing.assert_allclose(cart, model.score_history(history([a, b], data.n_items))[0], atol=1e-6)
 
 
-@pytest.mark.parametrize("pair_method,chunk", [("enumerate", 64), ("product", 64), ("enumerate", 1 << 22),
-                                               ("product", 1 << 22)])
+@pytest.mark.parametrize("pair_method,chunk", [("enumerate", 3), ("enumerate", 64), ("product", 64),
+                                               ("enumerate", 1 << 22), ("product", 1 << 22)])
 def test_pair_counters_and_chunk_sizes_agree(pair_method, chunk):
     """A best-seller beside rare items: every itemset and count is the same whether pairs are enumerated or
-    multiplied and whatever the chunk of enumerated pairs / ANDed bitset words (64: one word at a time)."""
+    multiplied and whatever the chunk of enumerated pairs / ANDed bitset words / join candidates (3: a prefix
+    class's candidates split over several blocks)."""
     rng = np.random.default_rng(5)
     dense = rng.random((400, 12)) < np.r_[0.9, 0.6, rng.uniform(0.03, 0.3, 10)]
     baskets = sp.csr_matrix(dense.astype(np.float32))

@@ -307,37 +307,49 @@ def _join(level: np.ndarray, bits: np.ndarray, width: np.ndarray, pair_codes: np
     new_class = np.r_[True, np.any(level[1:, :-1] != level[:-1, :-1], axis=1)]
     class_end = np.repeat(np.r_[np.flatnonzero(new_class)[1:], m], np.diff(np.r_[np.flatnonzero(new_class), m]))
     partners = class_end - 1 - np.arange(m)  # (m,) later itemsets in the same class
-    x = np.repeat(np.arange(m, dtype=np.int64), partners)
-    y = _gather(np.arange(1, m + 1), partners)
-    code = level[x, -1].astype(np.int64) * f + level[y, -1]
-    at = np.minimum(np.searchsorted(pair_codes, code), len(pair_codes) - 1)
-    ok = pair_codes[at] == code  # apriori: the pair of the two last items must be frequent
-    x, y = x[ok], y[ok]
     offset = np.cumsum(width) - width
-    w = width[x]  # x and y share their first item, so their bitsets' widths
-    ends = np.cumsum(w)
-    counts, kept, new_bits = [], [], []
-    lo = 0
-    while lo < len(x):  # runs of candidates of about `chunk` words
-        hi = max(int(np.searchsorted(ends, ends[lo] - w[lo] + chunk, side="right")), lo + 1)
-        wx = w[lo:hi]
-        at_x = _gather(offset[x[lo:hi]], wx)
-        anded = bits[at_x] & bits[at_x + np.repeat(offset[y[lo:hi]] - offset[x[lo:hi]], wx)]
-        seg = np.cumsum(wx) - wx
-        c = np.add.reduceat(np.bitwise_count(anded), seg, dtype=np.int64)
-        keep = c >= threshold
-        counts.append(c[keep])
-        kept.append(np.flatnonzero(keep) + lo)
-        if keep_bits:
-            new_bits.append(anded[_gather(seg[keep], wx[keep])])
-        lo = hi
+    counts, pairs_x, pairs_y, new_bits, new_width = [], [], [], [], []
+    # candidates (x, y) are made for a block of x at a time, about `chunk` of them (x-major, y ascending: the
+    # output stays lexicographic), so their index arrays stay bounded however many itemsets share a prefix
+    cum = np.cumsum(partners)
+    r0 = 0
+    while r0 < m:
+        r1 = max(int(np.searchsorted(cum, (cum[r0 - 1] if r0 else 0) + chunk, side="right")), r0 + 1)
+        rows = np.arange(r0, r1, dtype=np.int64)
+        x = np.repeat(rows, partners[r0:r1])
+        y = _gather(rows + 1, partners[r0:r1])
+        r0 = r1
+        if not len(x):
+            continue
+        code = level[x, -1].astype(np.int64) * f + level[y, -1]
+        at = np.minimum(np.searchsorted(pair_codes, code), len(pair_codes) - 1)
+        ok = pair_codes[at] == code  # apriori: the pair of the two last items must be frequent
+        x, y = x[ok], y[ok]
+        w = width[x]  # x and y share their first item, so their bitsets' widths
+        ends = np.cumsum(w)
+        lo = 0
+        while lo < len(x):  # runs of candidates of about `chunk` words
+            hi = max(int(np.searchsorted(ends, ends[lo] - w[lo] + chunk, side="right")), lo + 1)
+            wx = w[lo:hi]
+            at_x = _gather(offset[x[lo:hi]], wx)
+            anded = bits[at_x] & bits[at_x + np.repeat(offset[y[lo:hi]] - offset[x[lo:hi]], wx)]
+            seg = np.cumsum(wx) - wx
+            c = np.add.reduceat(np.bitwise_count(anded), seg, dtype=np.int64)
+            keep = c >= threshold
+            counts.append(c[keep])
+            pairs_x.append(x[lo:hi][keep])
+            pairs_y.append(y[lo:hi][keep])
+            if keep_bits:
+                new_bits.append(anded[_gather(seg[keep], wx[keep])])
+                new_width.append(wx[keep])
+            lo = hi
     if not counts:
         return np.zeros((0, k + 1), level.dtype), np.zeros(0, np.int64), None, None
-    keep = np.concatenate(kept)
-    out = np.concatenate([level[x[keep]], level[y[keep], -1:]], axis=1)
+    xs, ys = np.concatenate(pairs_x), np.concatenate(pairs_y)
+    out = np.concatenate([level[xs], level[ys, -1:]], axis=1)
     if not keep_bits:
         return out, np.concatenate(counts), None, None
-    return out, np.concatenate(counts), np.concatenate(new_bits), w[keep]
+    return out, np.concatenate(counts), np.concatenate(new_bits), np.concatenate(new_width)
 
 
 def _gather(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -25,8 +25,8 @@ import scipy.sparse as sp
 import torch
 from torch.utils.data import DataLoader
 
-from training.models.lightning_utils import (LogProgress, best_checkpoint, discard_temporary, distributed_rank, quiet_fit,
-                                             trainer_parallelism)
+from training.models.lightning_utils import (LogProgress, best_checkpoint, discard_temporary, distributed_rank,
+                                             quiet_fit, trainer_parallelism)
 
 
 def default_model_path() -> str:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from cobuy_files.storage import write_result_json
+
 ROOT = Path(__file__).resolve().parent.parent
 GB = 2**30
 
@@ -163,6 +165,11 @@ def run_pipeline(config: Path, out: Path, job: str, interval: float) -> dict:
                                for k, md in outcomes.items()}}
 
 
+def relative_to_out(result: dict, out: Path) -> dict:
+    """``result`` with the paths under ``out`` (the run's data and log) named relative to it."""
+    return json.loads(json.dumps(result, default=str).replace(str(out.resolve()) + "/", ""))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, required=True, help="Dagster run config (YAML), e.g. configs/instacart.yaml")
@@ -174,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     result = run_pipeline(args.config.resolve(), args.out.resolve(), args.job, args.interval)
     path = args.out / f"{args.name}-full_pipeline.json"
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    result = relative_to_out(result, args.out)
+    write_result_json(result, path)  # and relative to the project (committed results carry no machine's paths)
     print(json.dumps({k: result[k] for k in ("status", "wall_s", "peak_rss_gb", "families_run",
                                              "families_skipped")}, indent=2))
     print(f"wrote {path}")

@@ -69,3 +69,10 @@ def test_step_seconds_lists_the_latest_runs_steps_longest_first(tmp_path, monkey
         assert dg.materialize([quick, slow], instance=instance).success
     steps = step_seconds(tmp_path)
     assert list(steps) == ["slow", "quick"] and steps["slow"] >= 0.3
+
+
+def test_result_names_the_runs_files_relative_to_its_folder(tmp_path):
+    from benchmarks.pipeline import relative_to_out
+
+    result = {"log": str(tmp_path / "run" / "dagster.log"), "assets": {"a": {"path": str(tmp_path / "run" / "x")}}}
+    assert relative_to_out(result, tmp_path) == {"log": "run/dagster.log", "assets": {"a": {"path": "run/x"}}}

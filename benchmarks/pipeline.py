@@ -84,16 +84,23 @@ class TreeSampler(threading.Thread):
         self.join()
 
 
-def _asset_outcomes(dagster_home: Path) -> tuple[str, dict[str, dict]]:
-    """The latest run's status and, per materialized asset, its metadata as plain values."""
+def _latest_run(dagster_home: Path):
+    """(the Dagster instance under ``dagster_home``, its latest run or None)."""
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     import dagster as dg
 
     instance = dg.DagsterInstance.get()
     runs = instance.get_runs(limit=1)
-    if not runs:
+    return instance, (runs[0] if runs else None)
+
+
+def _asset_outcomes(dagster_home: Path) -> tuple[str, dict[str, dict]]:
+    """The latest run's status and, per materialized asset, its metadata as plain values."""
+    import dagster as dg
+
+    instance, run = _latest_run(dagster_home)
+    if run is None:
         return "NOT_STARTED", {}
-    run = runs[0]
     outcomes: dict[str, dict] = {}
     for record in instance.get_records_for_run(run.run_id,
                                                of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records:
@@ -105,16 +112,14 @@ def _asset_outcomes(dagster_home: Path) -> tuple[str, dict[str, dict]]:
 def step_seconds(dagster_home: Path) -> dict[str, float]:
     """The latest run's steps and how long each ran (Dagster's STEP_SUCCESS / STEP_FAILURE durations), longest
     first: where a whole run's wall time went."""
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
     import dagster as dg
 
-    instance = dg.DagsterInstance.get()
-    runs = instance.get_runs(limit=1)
-    if not runs:
+    instance, run = _latest_run(dagster_home)
+    if run is None:
         return {}
     out: dict[str, float] = {}
     for kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-        for record in instance.get_records_for_run(runs[0].run_id, of_type=kind, limit=10_000).records:
+        for record in instance.get_records_for_run(run.run_id, of_type=kind, limit=10_000).records:
             event = record.event_log_entry.dagster_event
             duration = getattr(event.event_specific_data, "duration_ms", None)
             if event.step_key and duration is not None:

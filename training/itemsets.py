@@ -279,7 +279,7 @@ def _pair_bitsets(x_csc: sp.csc_matrix, first: np.ndarray, second: np.ndarray, c
         if len(starts):
             bitmap[byte[starts]] = np.bitwise_or.reduceat(
                 np.left_shift(np.uint8(1), (baskets & 7).astype(np.uint8)), starts)
-        pairs = np.flatnonzero(np.isin(second, group))  # ascending
+        pairs = np.flatnonzero((second >= group[0]) & (second <= group[-1]))  # ascending; group: a run of seconds
         ends = np.cumsum(width[pairs])
         lo = 0
         while lo < len(pairs):  # runs of pairs of about `chunk` tested baskets

@@ -264,15 +264,14 @@ class TextEncoder:
                                                     else 1.0 / validation_checks(self.cfg.steps)))
             self.module.encoder.train()
             trainer.fit(self.module, train_dl, val_dl)
-        if ckpt.best_model_path:
-            try:
+        try:
+            if ckpt.best_model_path:
                 saved = torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)
-            finally:
-                discard_temporary(ckpt)
-            self.module.load_state_dict(saved["state_dict"])
-            best = ckpt.best_model_score if ckpt.best_model_score is not None else saved.get("val_loss")
-            self.history["best_val_loss"] = float(best)
-        discard_temporary(ckpt)
+                self.module.load_state_dict(saved["state_dict"])
+                best = ckpt.best_model_score if ckpt.best_model_score is not None else saved.get("val_loss")
+                self.history["best_val_loss"] = float(best)
+        finally:
+            discard_temporary(ckpt)
         self.history["steps"] = int(trainer.global_step or trainer.callback_metrics.get("trained_steps", 0))
         self.history["train_pairs"] = int(len(train))
         self.history["distinct_pairs"] = int(len(pairs))
